@@ -1,0 +1,112 @@
+"""RunResult: the one record of a run, written last and atomically as `result.json`.
+
+A reader (the reporter, a person, a later version of this tool) can rely on:
+- `schema_version` says which fields exist; bump it when a field changes meaning.
+- `outcome` is one of OUTCOMES; `ok` means the run finished and no request failed.
+- `metrics` holds Locust's aggregated numbers; a field is None when it is unknown (never 0 as a
+  stand-in), and `partial` is true when the numbers come from an interrupted or truncated run.
+- the file is written to a temporary name and renamed (os.replace), so it is either whole or absent.
+
+Example (abridged):
+    {"schema_version": 1, "outcome": "ok", "detail": "",
+     "server": {"name": "select", "keepalive": true, "served": 123456, "exit_code": 0, ...},
+     "load": {"users": 100, "spawn_rate": 100.0, "run_time_s": 10.0, "user_class": "fast", ...},
+     "workload": {"name": "hello"},
+     "metrics": {"requests": 123456, "failures": 0, "failure_ratio": 0.0, "rps": 12345.6,
+                 "avg_ms": 7.9, "median_ms": 7.0, "p95_ms": 13.0, "p99_ms": 19.0, "max_ms": 45.1,
+                 "partial": false},
+     "config": {...the resolved Hydra config...},
+     "provenance": {"python": "3.11.7", "locust": "2.47.0", ..., "git_commit": "abc123"},
+     "started_at": "2026-11-26T12:00:00+00:00", "duration_s": 13.2}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"
+OUTCOMES = (
+    "ok",
+    "completed_with_errors",
+    "server_failed_to_start",
+    "server_crashed",
+    "loadgen_failed",
+    "timeout",
+    "interrupted",
+)
+
+
+@dataclass
+class Metrics:
+    requests: int | None = None
+    failures: int | None = None
+    failure_ratio: float | None = None
+    rps: float | None = None
+    failures_per_s: float | None = None
+    avg_ms: float | None = None
+    min_ms: float | None = None
+    median_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    partial: bool = False  # numbers from a run that did not end cleanly
+
+
+@dataclass
+class RunResult:
+    outcome: str
+    detail: str = ""  # one human sentence: why this outcome (stderr tail, exit status, ...)
+    server: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    workload: dict[str, Any] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
+    config: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    duration_s: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome {self.outcome!r} is not one of {', '.join(OUTCOMES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        data = dict(data)
+        data["metrics"] = Metrics(**data.get("metrics") or {})
+        return cls(**data)
+
+
+def write_result(result: RunResult, directory: Path) -> Path:
+    """Write result.json atomically: whole or not at all, never half-written."""
+    target = Path(directory) / RESULT_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".result-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(result.to_dict(), f, indent=2, sort_keys=True, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_result(path: Path) -> RunResult:
+    """Load a result.json; raises ValueError (or OSError) when it is corrupt or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return RunResult.from_dict(data)
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a valid result ({exc})") from exc

@@ -1,0 +1,207 @@
+"""What every server shares except its concurrency model: the command line, the listening socket,
+the READY/SERVED contract, turning a request into response bytes, and the blocking connection loop
+that the single, thread and process models all run.
+
+The contract with the runner (see DESIGN.md):
+    python -m servers.<name> --host 127.0.0.1 --port 0 [--workload hello] [--no-keepalive] ...
+binds (port 0: the kernel picks), prints exactly `READY <host> <port>` and flushes; serves; on
+SIGTERM stops accepting, closes what it holds within --grace seconds, leaves no child, prints
+`SERVED <n>` (requests answered) and exits 0. Nothing is printed per request.
+
+SIGTERM raises `Shutdown` in the main thread, wherever it is blocked (accept, recv, select), so a
+model needs no polling to notice it; `Shutdown` derives from BaseException so that no
+`except Exception` in a request path can swallow it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import resource
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+from servers.http import HTTPError, Limits, Request, RequestParser, build_response, error_response
+from servers.workload import WORKLOADS, Reply, Workload
+
+# Errors that mean "the peer went away"; never worth a traceback.
+PEER_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+# accept() failures that say "out of a resource": back off instead of spinning (EMFILE busy-loop).
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_BACKOFF_S = 0.1
+
+
+class Shutdown(BaseException):
+    """Raised by the SIGTERM handler: stop accepting and wind down."""
+
+
+@dataclass
+class App:
+    """Per-server settings plus the one piece of shared state: how many requests were answered."""
+
+    workload: Workload
+    limits: Limits
+    keepalive: bool = True
+    grace: float = 5.0
+    served: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def respond(self, request: Request) -> tuple[bytes, bool]:
+        """Response bytes for one request and whether the connection stays open after it."""
+        keep = self.keepalive and request.keep_alive
+        try:
+            reply = self.workload(request)
+        except Exception:  # a handler bug costs that request a 500, not the server
+            reply, keep = Reply(500, b"500 Internal Server Error\n"), False
+        data = build_response(
+            reply.status,
+            reply.body,
+            content_type=reply.content_type,
+            keep_alive=keep,
+            head_only=request.method == "HEAD",
+        )
+        return data, keep
+
+    def count(self, n: int = 1) -> None:
+        with self._lock:
+            self.served += n
+
+
+def parse_args(model: str, argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m servers.{model}", description=f"{model} HTTP/1.1 server")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument("--port", type=int, default=8000, help="port; 0 lets the kernel pick")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="hello")
+    parser.add_argument("--no-keepalive", dest="keepalive", action="store_false", help="close after every response")
+    parser.add_argument("--backlog", type=int, default=1024, help="listen backlog (5 causes 1 s SYN retries)")
+    parser.add_argument("--grace", type=float, default=5.0, help="seconds to wind down after SIGTERM")
+    for f in fields(Limits):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    return parser.parse_args(argv)
+
+
+def make_app(args: argparse.Namespace) -> App:
+    limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
+    return App(WORKLOADS[args.workload], limits, keepalive=args.keepalive, grace=args.grace)
+
+
+def listen(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    return sock
+
+
+def raise_nofile_limit() -> int:
+    """Soft open-files limit up to the hard one (the original run died of EMFILE); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # one-shot: a second signal must not interrupt the wind-down the first one started
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Shutdown
+
+
+def run(model: str, serve: Callable[[socket.socket, App], None], argv: list[str] | None = None) -> None:
+    """Entry point of every model: bind, announce, serve until SIGTERM, report, exit 0."""
+    args = parse_args(model, argv)
+    app = make_app(args)
+    raise_nofile_limit()
+    try:
+        sock = listen(args.host, args.port, args.backlog)
+    except OSError as exc:
+        sys.exit(f"{model}: cannot listen on {args.host}:{args.port}: {exc.strerror}")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigterm)
+    host, port = sock.getsockname()[:2]
+    print(f"READY {host} {port}", flush=True)
+    try:
+        serve(sock, app)
+    except Shutdown:
+        pass
+    finally:
+        sock.close()
+    print(f"SERVED {app.served}", flush=True)
+
+
+def accept(sock: socket.socket) -> socket.socket | None:
+    """accept() for the blocking models: None on a transient failure, after a back-off if the
+    process is out of descriptors (so a full fd table pauses accepting instead of spinning)."""
+    try:
+        conn, _ = sock.accept()
+    except OSError as exc:
+        if exc.errno in RESOURCE_ERRNOS:
+            time.sleep(ACCEPT_BACKOFF_S)
+        return None
+    return conn
+
+
+def refuse(conn: socket.socket, status: int, reason: str) -> None:
+    """Best-effort error answer to a connection we will not serve, then close it."""
+    try:
+        conn.setblocking(False)
+        conn.send(error_response(HTTPError(status, reason)))
+    except OSError:
+        pass
+    conn.close()
+
+
+def serve_connection(conn: socket.socket, app: App) -> int:
+    """Serve one connection to its end with blocking I/O; returns requests answered.
+
+    Deadlines: a request must arrive whole within limits.header_timeout of its first byte (for
+    the first request, of the accept); between requests the connection may idle for
+    limits.keepalive_timeout. Neither is reset by a trickle of bytes (slowloris).
+    """
+    limits = app.limits
+    parser = RequestParser(limits)
+    served = 0
+    deadline = time.monotonic() + limits.header_timeout
+    try:
+        while True:
+            try:
+                request = parser.next_request()
+            except HTTPError as exc:
+                conn.sendall(error_response(exc))
+                return served
+            if request is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if not parser.idle:
+                        conn.sendall(error_response(HTTPError(408, "request not received in time")))
+                    return served
+                conn.settimeout(remaining)
+                was_idle = parser.idle
+                data = conn.recv(65536)
+                if not data:
+                    return served  # EOF; an incomplete request is dropped, never handled
+                if was_idle:
+                    deadline = time.monotonic() + limits.header_timeout
+                parser.feed(data)
+                continue
+            out, keep = app.respond(request)
+            conn.settimeout(limits.header_timeout)  # a reader that stops reading is cut off too
+            conn.sendall(out)
+            served += 1
+            app.count()
+            if not keep:
+                return served
+            deadline = time.monotonic() + (limits.keepalive_timeout if parser.idle else limits.header_timeout)
+    except PEER_GONE:
+        return served
+    except OSError:
+        return served
+    finally:
+        conn.close()

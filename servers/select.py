@@ -1,0 +1,157 @@
+"""select() multiplexing: one thread, one loop, every socket non-blocking.
+
+Each pass asks select() which sockets can be read or written, then reads what arrived, parses
+every complete request in it, queues the responses and sends as much as the socket takes. State
+lives per connection (parser, output buffer, deadline), so partial reads, partial writes and
+pipelined requests all fall out of the same loop. No thread or process switch per request: this
+is why the original assignment found it fastest. Its limits are its own: one core, and a handler
+that blocks stalls every client.
+
+select() itself has two: it rescans every descriptor on each call (O(connections) per pass), and
+it cannot watch a descriptor >= FD_SETSIZE (1024) -- Python raises ValueError. A connection whose
+descriptor is past that ceiling is answered 503 and closed at accept, so the server keeps serving
+the connections it can watch. The `epoll` model has neither limit.
+
+A connection with output pending is not read from until the output drains (back-pressure: a
+client that pipelines without reading cannot grow our buffers). Deadlines (header, keep-alive
+idle, a stalled reader) are checked every half second.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+
+from servers import base
+from servers.http import HTTPError, RequestParser, error_response
+
+FD_SETSIZE = 1024
+SWEEP_INTERVAL_S = 0.5
+ACCEPTS_PER_PASS = 64  # a connection flood cannot starve the connections already open
+
+
+class Conn:
+    __slots__ = ("sock", "parser", "out", "deadline", "closing")
+
+    def __init__(self, sock: socket.socket, parser: RequestParser, deadline: float) -> None:
+        self.sock = sock
+        self.parser = parser
+        self.out = bytearray()
+        self.deadline = deadline
+        self.closing = False
+
+
+def serve(sock: socket.socket, app: base.App) -> None:
+    sock.setblocking(False)
+    listen_fd = sock.fileno()
+    limits = app.limits
+    conns: dict[int, Conn] = {}
+    accept_paused_until = 0.0
+    next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+
+    def close(fd: int) -> None:
+        conns.pop(fd).sock.close()
+
+    def flush(fd: int, conn: Conn) -> None:
+        try:
+            sent = conn.sock.send(conn.out)
+        except BlockingIOError:
+            return
+        except OSError:
+            close(fd)
+            return
+        del conn.out[:sent]
+        if not conn.out and conn.closing:
+            close(fd)
+
+    def handle(conn: Conn, now: float) -> None:
+        """Answer every complete request buffered on this connection."""
+        parser = conn.parser
+        while not conn.closing:
+            try:
+                request = parser.next_request()
+            except HTTPError as exc:
+                conn.out += error_response(exc)
+                conn.closing = True
+                break
+            if request is None:
+                break
+            data, keep = app.respond(request)
+            conn.out += data
+            app.served += 1  # one thread: no lock needed
+            conn.closing = not keep
+        if conn.out:
+            conn.deadline = now + limits.header_timeout  # the client must read it in time
+        elif parser.idle:
+            conn.deadline = now + limits.keepalive_timeout
+
+    def accept(now: float) -> float:
+        for _ in range(ACCEPTS_PER_PASS):
+            try:
+                client, _ = sock.accept()
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in base.RESOURCE_ERRNOS:  # out of fds: pause, don't spin
+                    return now + base.ACCEPT_BACKOFF_S
+                break
+            if client.fileno() >= FD_SETSIZE or len(conns) >= limits.max_connections:
+                base.refuse(client, 503, "too many connections")
+                continue
+            client.setblocking(False)
+            conns[client.fileno()] = Conn(client, RequestParser(limits), now + limits.header_timeout)
+        return 0.0
+
+    try:
+        while True:
+            now = time.monotonic()
+            readers = [listen_fd] if now >= accept_paused_until else []
+            writers = []
+            for fd, conn in conns.items():
+                (writers if conn.out else readers).append(fd)
+            readable, writable, _ = select.select(readers, writers, [], SWEEP_INTERVAL_S)
+            now = time.monotonic()
+            for fd in readable:
+                if fd == listen_fd:
+                    accept_paused_until = accept(now)
+                    continue
+                conn = conns[fd]
+                try:
+                    data = conn.sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    close(fd)  # EOF; an incomplete request is dropped, never handled
+                    continue
+                if conn.parser.idle:
+                    conn.deadline = now + limits.header_timeout
+                conn.parser.feed(data)
+                handle(conn, now)
+                if conn.out:
+                    flush(fd, conn)  # optimistic: usually the whole response fits right away
+            for fd in writable:
+                conn = conns.get(fd)
+                if conn is not None:
+                    flush(fd, conn)
+                    if fd in conns and not conn.out:
+                        handle(conn, now)  # requests that arrived while we were blocked on output
+            if now >= next_sweep:
+                next_sweep = now + SWEEP_INTERVAL_S
+                for fd, conn in list(conns.items()):
+                    if now >= conn.deadline:
+                        if not conn.parser.idle and not conn.out:
+                            base.refuse(conn.sock, 408, "request not received in time")
+                            conns.pop(fd)
+                        else:
+                            close(fd)
+    except base.Shutdown:
+        sock.close()
+        for fd in list(conns):
+            close(fd)
+
+
+if __name__ == "__main__":
+    base.run("select", serve)

@@ -1,0 +1,25 @@
+"""Single process, one connection at a time: accept, serve that connection to its end, repeat.
+
+The baseline every other model is measured against. While one client holds the connection, every
+other client waits in the listen backlog, so with keep-alive one busy client starves the rest until
+it leaves or its keep-alive idle timeout expires. That is the nature of the model, not a bug: the
+runner's `single` config turns keep-alive off by default so that 100 users take turns instead of
+99 of them timing out. The header deadline still bounds how long a silent client can hold it.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from servers import base
+
+
+def serve(sock: socket.socket, app: base.App) -> None:
+    while True:
+        conn = base.accept(sock)
+        if conn is not None:
+            base.serve_connection(conn, app)
+
+
+if __name__ == "__main__":
+    base.run("single", serve)

@@ -1,0 +1,59 @@
+"""A thread per connection: the accept loop hands each connection to a new thread.
+
+Blocking I/O reads naturally and a slow client holds only its own thread, but the GIL lets one
+thread run Python at a time, so CPU-bound work does not scale past one core, and every connection
+costs a thread (stack, scheduler entry). Threads are capped at limits.max_connections: past the cap
+a connection gets 503 and is closed, so a flood cannot exhaust memory.
+
+On SIGTERM: stop accepting, shut down the read side of every open connection (a blocked recv()
+returns EOF, a response being written still completes), and wait up to the grace period.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from servers import base
+
+
+def serve(sock: socket.socket, app: base.App) -> None:
+    open_conns: set[socket.socket] = set()
+    lock = threading.Lock()
+
+    def worker(conn: socket.socket) -> None:
+        try:
+            base.serve_connection(conn, app)
+        finally:
+            with lock:
+                open_conns.discard(conn)
+
+    try:
+        while True:
+            conn = base.accept(sock)
+            if conn is None:
+                continue
+            with lock:
+                full = len(open_conns) >= app.limits.max_connections
+                if not full:
+                    open_conns.add(conn)
+            if full:
+                base.refuse(conn, 503, "too many connections")
+                continue
+            threading.Thread(target=worker, args=(conn,), daemon=True).start()
+    except base.Shutdown:
+        sock.close()
+        with lock:
+            for conn in open_conns:
+                try:
+                    conn.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + app.grace
+        while open_conns and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+if __name__ == "__main__":
+    base.run("thread", serve)
