@@ -1,0 +1,31 @@
+"""Hydra callback: when a sweep ends, write its report into the sweep directory.
+
+Hydra calls on_multirun_end only if every job returned (a job that raises aborts the sweep), which
+is why jobs record bad outcomes instead of raising. The callback gets no job results, so the
+report is built from what the jobs left on disk -- the same path `python -m runner.report DIR`
+takes, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from runner.report import write_report
+
+log = logging.getLogger(__name__)
+
+
+class ReportCallback(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            path = write_report(sweep_dir)
+        except Exception:  # a report bug must not hide the runs: they are all on disk
+            log.exception("could not write the report for %s; retry: python -m runner.report %s", sweep_dir, sweep_dir)
+            return
+        log.info("report: %s", path)

@@ -1,0 +1,177 @@
+"""The experiment's schema and its validation, applied before any process starts.
+
+Two layers: OmegaConf checks types and unknown keys as Hydra composes the YAML onto the
+dataclasses below (registered in Hydra's ConfigStore as `base_config`), and `check()` checks
+ranges and meaning (users > 0, a parseable run_time, a loopback target). `validate_argv()` runs
+both over every point of a sweep *before* the first job starts, so `server=single,bogus` is
+refused with exit 2 instead of failing after `single` has run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class UserClass(Enum):
+    fast = "fast"  # locust FastHttpUser (geventhttpclient): ~4x the requests/s of HttpUser
+    http = "http"  # locust HttpUser (requests): what most locustfiles use
+
+
+@dataclass
+class ServerConfig:
+    name: str = MISSING  # the module servers.<name>
+    keepalive: bool = True  # false: close after every response, as the original servers did
+    backlog: int = 1024  # listen backlog; 5 (the original) turns bursts into 1 s SYN retries
+    ready_timeout_s: float = 10.0  # READY must arrive within this
+    grace_s: float = 5.0  # after SIGTERM, before SIGKILL to the process group
+
+
+@dataclass
+class LoadConfig:
+    name: str = MISSING
+    users: int = 100
+    spawn_rate: float = 100.0  # users started per second ("hatch rate")
+    run_time: str = "10s"  # locust -t: 30s, 1m, 1m30s
+    user_class: UserClass = UserClass.fast
+    wait_min_s: float = 0.0  # think time between a user's requests, uniform in [min, max]
+    wait_max_s: float = 0.0
+    request_timeout_s: float = 5.0  # shorter than the run, or a hung server records nothing
+    stop_timeout_s: float = 1.0  # let in-flight requests finish when the run time is up
+
+
+@dataclass
+class WorkloadConfig:
+    name: str = MISSING  # servers/workload.py: hello, echo
+    path: str = "/"  # the URL path every simulated user requests
+
+
+@dataclass
+class RunConfig:
+    host: str = "127.0.0.1"  # where servers bind and locust sends load
+    allow_remote: bool = False  # a non-loopback host is refused unless this is true
+    pin: bool = True  # on >= 2 cores: server on the first core, locust on the others
+    deadline_slack_s: float = 30.0  # locust is killed after run_time + ramp-up + this
+
+
+@dataclass
+class Config:
+    server: ServerConfig = MISSING
+    load: LoadConfig = MISSING
+    workload: WorkloadConfig = MISSING
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+ConfigStore.instance().store(name="base_config", node=Config)
+
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '1m30s', '1h' -> seconds; ValueError for anything else or zero."""
+    match = _DURATION.fullmatch(str(text).strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"cannot parse {text!r} as a duration (use e.g. 20s, 1m, 1m30s)")
+    hours, minutes, seconds = match.groups()
+    total = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
+    if total <= 0:
+        raise ValueError(f"duration {text!r} must be > 0")
+    return total
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def available_choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check(cfg: DictConfig | Config) -> list[str]:
+    """Range and meaning checks the type system cannot express; one message per problem."""
+    errors = []
+    servers = available_choices("server")
+    if cfg.server.name not in servers:
+        errors.append(f"server.name: unknown server {cfg.server.name!r}; valid choices: {', '.join(servers)}")
+
+    def positive(key: str, value: float) -> None:
+        if value <= 0:
+            errors.append(f"{key}: must be > 0, got {value}")
+
+    positive("load.users", cfg.load.users)
+    positive("load.spawn_rate", cfg.load.spawn_rate)
+    positive("load.request_timeout_s", cfg.load.request_timeout_s)
+    positive("server.backlog", cfg.server.backlog)
+    positive("server.ready_timeout_s", cfg.server.ready_timeout_s)
+    try:
+        parse_duration(cfg.load.run_time)
+    except ValueError as exc:
+        errors.append(f"load.run_time: {exc}")
+    if not 0 <= cfg.load.wait_min_s <= cfg.load.wait_max_s:
+        errors.append(
+            f"load.wait_min_s/wait_max_s: need 0 <= min <= max, got {cfg.load.wait_min_s}, {cfg.load.wait_max_s}"
+        )
+    if cfg.load.stop_timeout_s < 0:
+        errors.append(f"load.stop_timeout_s: must be >= 0, got {cfg.load.stop_timeout_s}")
+    if not is_loopback(cfg.run.host) and not cfg.run.allow_remote:
+        errors.append(
+            f"run.host: {cfg.run.host!r} is not a loopback address; load goes to 127.0.0.1/::1 only "
+            "unless run.allow_remote=true says you own the target"
+        )
+    return errors
+
+
+def _format_hydra_error(exc: Exception) -> str:
+    from hydra.errors import MissingConfigException
+
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
+        group, _, choice = str(exc.missing_cfg_file).rpartition("/")
+        if group:
+            return f"{group}={choice}: no such option; valid choices: {', '.join(available_choices(group))}"
+    return " ".join(str(exc).split())
+
+
+def validate_argv(argv: list[str]) -> list[str]:
+    """Compose and check every sweep point that `argv` (Hydra command-line overrides) describes."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in argv if not a.startswith("-") and not a.lstrip("~+").startswith("hydra.")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:  # hydra's OverrideParseException and friends
+        return [_format_hydra_error(exc)]
+    points = [p for batch in BasicSweeper.split_arguments(parsed, None) for p in batch]
+    errors: list[str] = []
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for point in points:
+            try:
+                cfg = compose(config_name="config", overrides=list(point))
+            except Exception as exc:
+                problems = [_format_hydra_error(exc)]
+            else:
+                problems = check(cfg)
+            prefix = f"[{' '.join(point)}] " if len(points) > 1 else ""
+            errors += [prefix + p for p in problems if prefix + p not in errors]
+    GlobalHydra.instance().clear()
+    return errors
+
+
+def to_container(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]

@@ -1,0 +1,149 @@
+"""One run: start the server -> wait until ready -> run Locust -> collect -> stop -> result.json.
+
+Whatever happens, a run ends with a result.json that says what happened (the outcome) and keeps
+what was measured, and with nothing of it left running: Locust is stopped before the server (so
+it writes its final stats while the server can still answer), and each is torn down with its
+whole process group. A bad outcome is recorded, never raised, so a sweep always reaches its
+report. Ctrl-C is the one exception: the run is recorded `interrupted`, then the interrupt goes
+on up so that no further run starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shlex
+import signal
+import time
+from pathlib import Path
+
+from runner import load, procs
+from runner import server as server_mod
+from runner.config import Config, parse_duration, to_container
+from runner.provenance import collect
+from runner.result import RunResult, write_result
+from servers.base import raise_nofile_limit
+
+log = logging.getLogger(__name__)
+POLL_S = 0.1  # how quickly a crashed server or a finished Locust is noticed
+LOCUST_STOP_GRACE_S = 10.0  # Locust writes its final CSV/HTML/JSON on SIGTERM; give it time
+
+
+def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """Server on the first core we may use, Locust on the rest; no pinning below two cores."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin or len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def _supervise(locust, server, deadline: float) -> tuple[str, int | None]:
+    """Wait for Locust to finish; returns ("locust_exited" | "server_crashed" | "timeout", code)."""
+    end = time.monotonic() + deadline
+    while True:
+        code = locust.poll()
+        if code is not None:
+            return "locust_exited", code
+        code = server.proc.poll()
+        if code is not None:
+            return "server_crashed", code
+        if time.monotonic() > end:
+            return "timeout", None
+        time.sleep(POLL_S)
+
+
+def run_experiment(cfg: Config, job_dir: Path) -> RunResult:
+    job_dir = Path(job_dir)
+    started = time.monotonic()
+    server_cpus, load_cpus = cpu_split(cfg.run.pin)
+    config = to_container(cfg)
+    result = RunResult(
+        outcome="ok",
+        config=config,
+        # raised here so that the server and Locust inherit it (the original run hit EMFILE)
+        provenance={**collect(), "nofile_limit_children": raise_nofile_limit()},
+        started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        workload=dict(config["workload"]),
+        server={**config["server"], "cpus": sorted(server_cpus) if server_cpus else None},
+        load={
+            **config["load"],
+            "run_time_s": parse_duration(cfg.load.run_time),
+            "cpus": sorted(load_cpus) if load_cpus else None,
+        },
+    )
+    server = locust = None
+    partial = False
+    try:
+        try:
+            server = server_mod.start(cfg, job_dir, server_cpus)
+        except server_mod.ServerFailedToStart as exc:
+            result.outcome, result.detail = "server_failed_to_start", str(exc)
+            return result
+        result.server.update(command=shlex.join(server.argv), port=server.port)
+        argv = load.locust_argv(cfg, server.host, server.port, job_dir)
+        result.load["command"] = shlex.join(argv)
+        locust = procs.spawn(argv, job_dir / load.LOCUST_LOG, cpus=load_cpus)
+        event, code = _supervise(locust, server, load.deadline_s(cfg))
+        if event == "server_crashed":
+            result.outcome, partial = "server_crashed", True
+            result.detail = f"server exited with status {code} during the run; log tail: {procs.tail(server.log, 600)}"
+        elif event == "timeout":
+            result.outcome, partial = "timeout", True
+            result.detail = f"locust did not finish within {load.deadline_s(cfg):g} s and was stopped"
+        else:
+            result.load["exit_code"] = code
+            if server.proc.poll() is not None:
+                result.outcome, partial = "server_crashed", True
+                result.detail = f"server exited with status {server.proc.returncode} before locust finished"
+            elif code not in (0, 1):
+                result.outcome = "loadgen_failed"
+                result.detail = (
+                    f"locust exited with status {code}; log tail: {procs.tail(job_dir / load.LOCUST_LOG, 600)}"
+                )
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the teardown short
+        result.outcome, partial = "interrupted", True
+        result.detail = "interrupted by the user (Ctrl-C)"
+        raise
+    finally:
+        if locust is not None:
+            result.load.setdefault("exit_code", procs.terminate(locust, LOCUST_STOP_GRACE_S, signal.SIGTERM))
+        if server is not None:
+            result.server["exit_code"], result.server["served"] = server_mod.stop(server, cfg.server.grace_s)
+        if locust is not None:
+            _collect_metrics(result, job_dir, partial)
+        result.duration_s = round(time.monotonic() - started, 3)
+        write_result(result, job_dir)
+        log.info(summary(result))
+    return result
+
+
+def _collect_metrics(result: RunResult, job_dir: Path, partial: bool) -> None:
+    metrics = load.read_stats(job_dir)
+    if metrics is None:
+        result.metrics.partial = True
+        if result.outcome in ("ok", "completed_with_errors"):
+            result.outcome = "loadgen_failed"
+            result.detail = f"locust wrote no statistics; log tail: {procs.tail(job_dir / load.LOCUST_LOG, 600)}"
+        return
+    metrics.partial = metrics.partial or partial
+    result.metrics = metrics
+    if result.outcome == "ok" and metrics.failures:
+        result.outcome = "completed_with_errors"
+        result.detail = f"{metrics.failures} of {metrics.requests} requests failed; " + load.top_failure(job_dir)
+    elif result.outcome == "ok" and result.load.get("exit_code") == 1:
+        result.outcome = "loadgen_failed"
+        result.detail = f"locust reported an error but no failed request; see {load.LOCUST_LOG}"
+
+
+def summary(result: RunResult) -> str:
+    m = result.metrics
+    line = f"{result.server.get('name')}: {result.outcome}"
+    if m.requests is not None:
+        rps = f"{m.rps:.1f}" if m.rps is not None else "?"
+        avg = f"{m.avg_ms:.1f}" if m.avg_ms is not None else "?"
+        line += f", {m.requests} requests, {m.failures} failed, {rps} req/s, avg {avg} ms"
+    if result.server.get("served") is not None:
+        line += f", server served {result.server['served']}"
+    return line + (f" ({result.detail})" if result.detail and result.outcome != "ok" else "")

@@ -1,0 +1,163 @@
+"""Run Locust headless as a subprocess and read back what it measured.
+
+Locust is a separate process (its own gevent world, its own core when pinned) that writes its
+statistics to files in the run directory: `locust.json` (raw per-endpoint counts and response-time
+histograms, written at exit: our numbers come from it), `locust_stats.csv` and friends,
+`locust.html`, and its console output in `locust.log`. Exit code 1 means "some requests failed":
+that is data, not a crash (DESIGN.md). The CSV is rewritten every second and finalised on a clean
+shutdown (Locust handles SIGTERM), so stats from a run we had to stop are kept but marked partial.
+Measured here: after a 2 s run the CSV still held the numbers of its first second (3430 requests
+where locust.json and the server both counted 4982), which is why the CSV is only a fallback.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from runner.config import Config, parse_duration
+from runner.result import Metrics
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUST_LOG = "locust.log"
+CSV_PREFIX = "locust"
+
+
+def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
+    load = cfg.load
+    url_host = f"[{host}]" if ":" in host else host
+    run_time = parse_duration(load.run_time)
+    user_class = load.user_class.value if hasattr(load.user_class, "value") else str(load.user_class)
+    return [
+        sys.executable, "-m", "locust",
+        "-f", str(LOCUSTFILE),
+        "--headless", "--only-summary",
+        "--host", f"http://{url_host}:{port}",
+        "--users", str(load.users),
+        "--spawn-rate", str(load.spawn_rate),
+        "--run-time", f"{run_time:g}s",
+        "--stop-timeout", f"{load.stop_timeout_s:g}",
+        "--csv", str(job_dir / CSV_PREFIX),
+        "--html", str(job_dir / "locust.html"),
+        "--json-file", str(job_dir / "locust"),
+        "--exit-code-on-error", "1",
+        "--path", cfg.workload.path,
+        "--wait-min", f"{load.wait_min_s:g}",
+        "--wait-max", f"{load.wait_max_s:g}",
+        "--request-timeout", f"{load.request_timeout_s:g}",
+        user_class,
+    ]  # fmt: skip
+
+
+def deadline_s(cfg: Config) -> float:
+    """How long Locust may take before we stop it: run time, ramp-up, stop timeout, slack."""
+    load = cfg.load
+    ramp = load.users / load.spawn_rate
+    return parse_duration(load.run_time) + ramp + load.stop_timeout_s + cfg.run.deadline_slack_s
+
+
+def percentile(histogram: dict[float, int], count: int, fraction: float) -> float:
+    """Locust's own percentile (stats.calculate_response_time_percentile) over its histogram of
+    response times rounded to about two significant digits: the same number its report shows."""
+    wanted = int(count * fraction)
+    seen = 0
+    for value in sorted(histogram, reverse=True):
+        seen += histogram[value]
+        if count - seen <= wanted:
+            return value
+    return 0.0
+
+
+def _from_json(path: Path) -> Metrics | None:
+    """Aggregate locust.json's per-endpoint entries: exact counts and sums, merged histograms."""
+    try:
+        entries = json.loads(path.read_text())
+        requests = sum(int(e["num_requests"]) for e in entries)
+        failures = sum(int(e["num_failures"]) for e in entries)
+        histogram: dict[float, int] = {}
+        for entry in entries:
+            for value, n in entry["response_times"].items():
+                histogram[float(value)] = histogram.get(float(value), 0) + int(n)
+        total_ms = sum(float(e["total_response_time"]) for e in entries)
+        started = min((e["start_time"] for e in entries if e.get("start_time")), default=None)
+        last = max((e["last_request_timestamp"] for e in entries if e.get("last_request_timestamp")), default=None)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    elapsed = (last - started) if started and last and last > started else None
+    answered = requests > 0
+    return Metrics(
+        requests=requests,
+        failures=failures,
+        failure_ratio=failures / requests if answered else None,
+        rps=requests / elapsed if elapsed else None,
+        failures_per_s=failures / elapsed if elapsed else None,
+        avg_ms=total_ms / requests if answered else None,
+        min_ms=min(float(e["min_response_time"]) for e in entries if e["min_response_time"] is not None)
+        if answered
+        else None,
+        median_ms=percentile(histogram, requests, 0.50) if answered else None,
+        p95_ms=percentile(histogram, requests, 0.95) if answered else None,
+        p99_ms=percentile(histogram, requests, 0.99) if answered else None,
+        max_ms=max(float(e["max_response_time"]) for e in entries) if answered else None,
+    )
+
+
+def _number(row: dict[str, str], key: str) -> float | None:
+    value = (row.get(key) or "").strip()
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _from_csv(path: Path) -> Metrics | None:
+    """The 'Aggregated' row of locust_stats.csv. Locust rewrites this file only every few seconds
+    and not always at exit, so its numbers can lag the run: callers mark them partial."""
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("Name") == "Aggregated"]
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+    if not rows:
+        return None
+    row = rows[-1]
+    requests, failures = _number(row, "Request Count"), _number(row, "Failure Count")
+    if requests is None or failures is None:
+        return None
+    answered = requests > 0
+    return Metrics(
+        requests=int(requests),
+        failures=int(failures),
+        failure_ratio=failures / requests if answered else None,
+        rps=_number(row, "Requests/s"),
+        failures_per_s=_number(row, "Failures/s"),
+        avg_ms=_number(row, "Average Response Time") if answered else None,
+        min_ms=_number(row, "Min Response Time") if answered else None,
+        median_ms=_number(row, "50%") if answered else None,
+        p95_ms=_number(row, "95%") if answered else None,
+        p99_ms=_number(row, "99%") if answered else None,
+        max_ms=_number(row, "Max Response Time") if answered else None,
+        partial=True,
+    )
+
+
+def read_stats(job_dir: Path) -> Metrics | None:
+    """What Locust measured: from locust.json (written at exit, exact), else from the CSV
+    (marked partial), else None -- never a made-up number."""
+    return _from_json(job_dir / f"{CSV_PREFIX}.json") or _from_csv(job_dir / f"{CSV_PREFIX}_stats.csv")
+
+
+def top_failure(job_dir: Path) -> str:
+    """The most frequent failure in locust_failures.csv, in words, for a result's detail."""
+    try:
+        with open(job_dir / f"{CSV_PREFIX}_failures.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return "no failure details"
+    rows = [r for r in rows if (r.get("Occurrences") or "").isdigit()]
+    if not rows:
+        return "no failure details"
+    worst = max(rows, key=lambda r: int(r["Occurrences"]))
+    return f"most common ({worst['Occurrences']}x): {worst.get('Error', '?')[:300]}"

@@ -1,0 +1,96 @@
+"""Child processes the runner starts: each in its own process group, output to a file, and
+always torn down -- SIGTERM to the leader, a grace period, then SIGKILL to the whole group, so
+grandchildren (fork-per-connection servers, locust --processes) die with it.
+
+Output goes to a file in the run directory, never to a pipe nobody drains (a chatty child would
+block on a full pipe and distort the measurement).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def spawn(argv: Sequence[str], log_path: Path, *, cpus: set[int] | None = None, env=None) -> subprocess.Popen:
+    """Start `argv` as the leader of a new session; stdout and stderr both go to `log_path`."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: Ctrl-C at the terminal is ours to relay
+            env=env,
+        )
+    if cpus:
+        try:
+            os.sched_setaffinity(proc.pid, cpus)  # children it forks later inherit it
+        except OSError:
+            pass
+    return proc
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def terminate(proc: subprocess.Popen, grace: float, sig: int = signal.SIGTERM) -> int | None:
+    """Ask the leader to stop, wait up to `grace`, then SIGKILL the group; returns the leader's
+    exit code (negative: killed by that signal). Safe to call on a process that already exited."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    kill_group(proc)  # whatever of the group is still alive, the leader included
+    try:
+        return proc.wait(5)
+    except subprocess.TimeoutExpired:  # unkillable (D state): report, don't hang the sweep
+        return None
+
+
+def tail(path: Path, max_bytes: int = 2000) -> str:
+    """The end of a log file, for a result's `detail`."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def wait_for_line(path: Path, prefix: str, proc: subprocess.Popen, timeout: float) -> str | None:
+    """Poll `path` until a line starting with `prefix` appears; None if `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = find_line(path, prefix)
+        if line is not None:
+            return line
+        if proc.poll() is not None:
+            return find_line(path, prefix)
+        time.sleep(0.02)
+    return None
+
+
+def find_line(path: Path, prefix: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                if raw.startswith(prefix.encode()):
+                    return raw.decode("utf-8", "replace").strip()
+    except OSError:
+        pass
+    return None

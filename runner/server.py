@@ -1,0 +1,67 @@
+"""Launch a server under test, wait until it is ready, and tear it down.
+
+Our servers follow the contract in servers/base.py: they print `READY <host> <port>` once bound
+(we pass --port 0 so the kernel picks a free port and two runs never collide) and `SERVED <n>`
+when they stop. Readiness is that line, not a guess with sleep().
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import procs
+from runner.config import Config
+
+SERVER_LOG = "server.log"
+_SERVED = re.compile(r"SERVED (\d+)")
+
+
+class ServerFailedToStart(Exception):
+    """The server exited or stayed silent before READY; the message says what it printed."""
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen
+    argv: list[str]
+    host: str
+    port: int
+    log: Path
+
+
+def server_argv(cfg: Config) -> list[str]:
+    argv = [sys.executable, "-m", f"servers.{cfg.server.name}", "--host", cfg.run.host, "--port", "0"]
+    argv += ["--workload", cfg.workload.name, "--backlog", str(cfg.server.backlog), "--grace", str(cfg.server.grace_s)]
+    if not cfg.server.keepalive:
+        argv.append("--no-keepalive")
+    return argv
+
+
+def start(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
+    argv = server_argv(cfg)
+    log = job_dir / SERVER_LOG
+    proc = procs.spawn(argv, log, cpus=cpus)
+    line = procs.wait_for_line(log, "READY ", proc, cfg.server.ready_timeout_s)
+    if line is None:
+        early = proc.poll()
+        procs.terminate(proc, 1.0)
+        why = (
+            f"exited with status {early} before printing READY"
+            if early is not None
+            else f"did not print READY within {cfg.server.ready_timeout_s:g} s"
+        )
+        raise ServerFailedToStart(f"server {why}; log tail: {procs.tail(log, 600) or '(empty)'}")
+    _, host, port = line.split()
+    return RunningServer(proc, argv, host, int(port), log)
+
+
+def stop(server: RunningServer, grace: float) -> tuple[int | None, int | None]:
+    """SIGTERM, grace, SIGKILL to the group; returns (exit code, requests the server says it served)."""
+    code = procs.terminate(server.proc, grace)
+    line = procs.find_line(server.log, "SERVED ")
+    match = _SERVED.match(line or "")
+    return code, int(match.group(1)) if match else None

@@ -1,0 +1,80 @@
+"""End to end: the real CLI, real servers, real Locust, a real report. Slow, and CI runs it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from runner.config import CONF_DIR
+from runner.experiment import run_experiment
+
+REPO = Path(__file__).resolve().parents[2]
+FOUR = ["single", "thread", "process", "select"]
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _no_survivors(result: dict) -> None:
+    """Nothing the run started is alive and the server's port is closed."""
+    for proc in psutil.Process().children(recursive=True):
+        cmdline = " ".join(proc.cmdline())
+        assert "servers." not in cmdline and "locust" not in cmdline, cmdline
+    if result["server"].get("port"):
+        assert _port_closed(result["server"]["port"])
+
+
+@pytest.mark.slow
+def test_sweep_of_the_four_servers_writes_a_ranked_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "-m", f"server={','.join(FOUR)}", "load=smoke", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,  # works from any directory, not only the repository
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/result.json"))]
+    assert sorted(r["server"]["name"] for r in results) == sorted(FOUR)
+    for result in results:
+        assert result["outcome"] == "ok", result["detail"]
+        assert result["metrics"]["failures"] == 0
+        assert result["metrics"]["requests"] > 0
+        # Locust's count (from locust.json) and the server's own count agree exactly
+        assert result["server"]["served"] == result["metrics"]["requests"]
+        assert result["server"]["exit_code"] == 0
+        _no_survivors(result)
+    for name in ["locust.html", "locust_stats.csv", "locust.json", "server.log", "locust.log"]:
+        assert len(list(sweep.glob(f"*/{name}"))) == 4, name
+    report = (sweep / "report.md").read_text()
+    ok_rows = [line for line in report.splitlines() if line.startswith("|") and "| ok" in line]
+    assert len(ok_rows) == 8, report  # four rows in each of the two rankings
+    assert (sweep / "results.csv").exists()
+
+
+def _compose(*overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_a_server_that_never_gets_ready_is_recorded_and_locust_never_starts(tmp_path):
+    cfg = _compose("server=thread", "load=smoke", "server.ready_timeout_s=0.001")
+    result = run_experiment(cfg, tmp_path)
+    assert result.outcome == "server_failed_to_start"
+    assert "READY" in result.detail
+    assert not (tmp_path / "locust.log").exists()
+    assert json.loads((tmp_path / "result.json").read_text())["outcome"] == "server_failed_to_start"
+    _no_survivors(result.to_dict())

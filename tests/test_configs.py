@@ -1,0 +1,103 @@
+"""Every config option composes and validates; bad ones are refused before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from runner.config import CONF_DIR, available_choices, check, parse_duration, validate_argv
+
+GROUPS = ["server", "load", "workload"]
+
+
+@pytest.fixture
+def compose_cfg():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield lambda *overrides: compose(config_name="config", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in available_choices(g)], ids=lambda x: str(x))
+def test_every_option_composes_and_passes_checks(compose_cfg, group, option):
+    cfg = compose_cfg(f"{group}={option}")
+    assert cfg[group].name == option  # the file's name and its `name:` key agree
+    assert check(cfg) == []
+
+
+def test_the_four_classic_servers_exist():
+    assert {"single", "thread", "process", "select"} <= set(available_choices("server"))
+
+
+def test_every_server_config_has_a_module():
+    import importlib.util
+
+    for name in available_choices("server"):
+        assert importlib.util.find_spec(f"servers.{name}") is not None, name
+
+
+def test_default_load_is_the_original_assignment_profile(compose_cfg):
+    cfg = compose_cfg()
+    assert (cfg.load.users, cfg.load.spawn_rate) == (100, 100)
+    assert cfg.run.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "text,seconds", [("10s", 10), ("90", 90), ("1m30s", 90), ("2m", 120), ("1h", 3600), ("0.5s", 0.5)]
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "10x", "-5s", "0s", "1m-3s"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["server=bogus"], "server=bogus: no such option; valid choices: process, select, single, thread"),
+        (["load.users=0"], "load.users: must be > 0, got 0"),
+        (["load.users=-1"], "load.users: must be > 0, got -1"),
+        (["load.spawn_rate=0"], "load.spawn_rate: must be > 0"),
+        (["load.run_time=soon"], "load.run_time: cannot parse 'soon'"),
+        (["load.users=many"], "load.users"),
+        (["load.user_class=slow"], "user_class"),
+        (["server.keepaliv=false"], "keepaliv"),
+        (["run.host=10.0.0.1"], "run.host: '10.0.0.1' is not a loopback address"),
+        (["load.wait_min_s=2", "load.wait_max_s=1"], "load.wait_min_s/wait_max_s"),
+    ],
+)
+def test_bad_config_is_refused_with_the_key_named(overrides, expected):
+    errors = validate_argv(overrides)
+    assert any(expected in e for e in errors), errors
+
+
+def test_remote_host_allowed_only_with_the_switch():
+    assert validate_argv(["run.host=10.0.0.1", "run.allow_remote=true"]) == []
+    assert validate_argv(["run.host=::1"]) == []
+
+
+def test_every_sweep_point_is_checked_before_the_first_runs():
+    errors = validate_argv(["-m", "server=single,bogus", "load.users=5,-5"])
+    assert any("server=bogus" in e for e in errors)
+    assert any("load.users: must be > 0, got -5" in e for e in errors)
+    assert validate_argv(["-m", "server=single,thread,process,select", "load=smoke"]) == []
+
+
+def test_cli_exits_2_and_starts_nothing(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "-m", "server=single,bogus", f"hydra.sweep.dir={tmp_path}/sweep"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "server=bogus: no such option; valid choices: process, select, single, thread" in proc.stderr
+    assert not (tmp_path / "sweep").exists()  # not even the sweep directory
