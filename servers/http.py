@@ -16,7 +16,11 @@ Policies a reader would otherwise have to guess:
 - Content-Length is digits only (no sign, no underscore, no list), at most 18 digits; two
   Content-Length fields, or Content-Length with Transfer-Encoding, are a 400.
 - Host, Content-Length and Content-Type may appear once.
-- Limits count bytes on the wire, CRLF included (gunicorn's and nginx's convention).
+- The request line is ASCII. A method is a token without lower-case letters (gunicorn's default:
+  every registered method is upper-case, and `get` is a typo or a probe); a request-target is
+  visible ASCII only, as RFC 3986 has no raw non-ASCII byte.
+- Limits count bytes on the wire, CRLF included (nginx's convention, and gunicorn's for header
+  lines; gunicorn's limit_request_line leaves the CRLF out).
 - Up to 4 empty lines before a request line are ignored (section 2.2 robustness).
 """
 
@@ -73,9 +77,11 @@ class Request:
 # RFC 9110 section 5.6.2: token = 1*tchar
 _TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _TOKEN = re.compile(rb"[%s]+" % _TCHAR)
-_TOKEN_PREFIX = re.compile(rb"[%s]*" % _TCHAR)
+# RFC 9110 section 9.1: method = token, case-sensitive; we also refuse lower case (see above)
+_METHOD = rb"!#$%&'*+\-.^_`|~0-9A-Z"
+_METHOD_PREFIX = re.compile(rb"[%s]*" % _METHOD)
 # RFC 9112 section 3: request-line = method SP request-target SP HTTP-version
-_REQUEST_LINE = re.compile(rb"([%s]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % _TCHAR)
+_REQUEST_LINE = re.compile(rb"([%s]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % _METHOD)
 # RFC 9112 section 3.2: origin-form, absolute-form (http/https), authority-form, asterisk-form
 _ORIGIN_FORM = re.compile(rb"/[\x21-\x7e]*")
 _HOST = rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)"
@@ -94,6 +100,7 @@ _CHUNK_LINE = re.compile(
 _SINGLETONS = frozenset({"host", "content-length", "content-type"})
 _FORBIDDEN_TRAILERS = frozenset({"host", "content-length", "transfer-encoding"})
 _MAX_LEADING_CRLF = 4
+_MAX_CHUNK_LINE = 1024  # bytes incl. CRLF; what a chunk-size line may spend on extensions
 
 
 def _parse_fields(lines: list[bytes], limits: Limits) -> list[tuple[str, str]]:
@@ -153,7 +160,9 @@ class RequestParser:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self._buf = bytearray()
-        self._scan = 0  # where to resume looking for the end of the head
+        self._scan = 0  # bytes of the head (or trailers) checked so far; the search resumes there
+        self._lines = 0  # CRLFs in those bytes of the head
+        self._skipped = 0  # empty lines skipped before this request line
         self._head: tuple[Request, int] | None = None  # parsed head, bytes of body to read or -1
         self._chunks: list[bytes] = []  # chunked body decoded so far
         self._chunk_pos = 0  # offset in _buf of the next chunk-size line
@@ -192,16 +201,16 @@ class RequestParser:
 
     def _parse_head(self) -> tuple[Request, int] | None:
         buf = self._buf
-        skipped = 0
-        while buf.startswith(b"\r\n") and skipped < _MAX_LEADING_CRLF:
+        while buf.startswith(b"\r\n") and self._skipped < _MAX_LEADING_CRLF:
             del buf[:2]
-            skipped += 1
+            self._skipped += 1  # counted per request, not per call: the same limit however fed
+            self._scan = 0
         end = buf.find(b"\r\n\r\n", max(0, self._scan - 3))
         if end < 0:
             self._check_partial_head()
             self._scan = len(buf)
             return None
-        self._scan = 0
+        self._scan = self._lines = self._skipped = 0
         head = bytes(buf[: end + 4])
         del buf[: end + 4]
         if len(head) > self.limits.max_header_bytes:
@@ -214,29 +223,44 @@ class RequestParser:
         return request, self._framing(request)
 
     def _check_partial_head(self) -> None:
-        """Refuse as early as the bytes allow: garbage, overlong lines, bare LF."""
+        """Refuse as early as the bytes allow: garbage, overlong lines, bare LF.
+
+        Only the bytes that arrived since the last call are scanned, so a head sent a byte at a
+        time costs O(n), not O(n^2).
+        """
         buf = self._buf
+        new = self._unchecked(0)
+        end = len(buf) - 1 if buf.endswith(b"\r") else len(buf)  # a final CR may yet meet its LF
         line_end = buf.find(b"\r\n")
-        first = buf if line_end < 0 else buf[:line_end]
-        method = _TOKEN_PREFIX.match(first).end()
-        if method < len(first) and first[method] != 0x20:  # e.g. a TLS ClientHello: 0x16 0x03
-            raise HTTPError(400, "malformed request line")
+        if self._lines == 0 and buf.find(b" ", 0, new) < 0:  # the method is still arriving
+            stop = end if line_end < 0 else line_end
+            method = _METHOD_PREFIX.match(buf, new, stop).end()
+            if method < stop and buf[method] != 0x20:  # e.g. a TLS ClientHello: 0x16 0x03
+                raise HTTPError(400, "malformed request line")
         if line_end < 0:
             if len(buf) + 1 > self.limits.max_request_line:
                 raise HTTPError(414, "request line too long")
-            if b"\n" in buf:
+            if buf.find(b"\n", new) >= 0:
                 raise HTTPError(400, "bare LF")
             return
         if line_end + 2 > self.limits.max_request_line:
             raise HTTPError(414, "request line too long")
         if len(buf) > self.limits.max_header_bytes:
             raise HTTPError(431, "request head too large")
-        last_line = len(buf) - (buf.rfind(b"\r\n") + 2)
+        last_line = len(buf) - (buf.rfind(b"\n") + 1)  # a one-byte rfind is fast; bare LFs fail below
         if last_line + 1 > self.limits.max_header_line:
             raise HTTPError(431, "header line too long")
-        if buf.count(b"\r\n") > self.limits.max_header_count + 1:
+        self._lines += buf.count(b"\r\n", new)
+        if self._lines > self.limits.max_header_count + 1:
             raise HTTPError(431, "too many header fields")
-        _check_line_endings(buf[:-1] if buf.endswith(b"\r") else buf)
+        _check_line_endings(buf[new:end])
+
+    def _unchecked(self, start: int) -> int:
+        """Where the bytes not yet checked begin: at self._scan, or at a CR just before it."""
+        scan = self._scan
+        if scan and self._buf[scan - 1] == 0x0D:
+            scan -= 1
+        return max(start, scan)
 
     def _parse_request_line(self, line: bytes) -> Request:
         if len(line) + 2 > self.limits.max_request_line:
@@ -300,11 +324,11 @@ class RequestParser:
             pos = self._chunk_pos
             eol = buf.find(b"\r\n", pos)
             if eol < 0:
-                if len(buf) - pos > 1024 or b"\n" in buf[pos:]:
+                if len(buf) - pos + 1 > _MAX_CHUNK_LINE or b"\n" in buf[pos:]:
                     raise HTTPError(400, "invalid chunk size line")
                 return False
             match = _CHUNK_LINE.fullmatch(buf, pos, eol)
-            if match is None:
+            if match is None or eol + 2 - pos > _MAX_CHUNK_LINE:
                 raise HTTPError(400, "invalid chunk size line")
             size = int(match.group(1), 16)
             if size == 0:
@@ -328,11 +352,13 @@ class RequestParser:
             end = start + 2
             trailers: list[bytes] = []
         else:
-            stop = buf.find(b"\r\n\r\n", start)
+            stop = buf.find(b"\r\n\r\n", max(start, self._scan - 3))
             if stop < 0:
                 if len(buf) - start > self.limits.max_header_bytes:
                     raise HTTPError(431, "trailers too large")
-                _check_line_endings(buf[start:-1] if buf.endswith(b"\r") else buf[start:])
+                new = self._unchecked(start)  # as in the head: only new bytes, so O(n) in all
+                _check_line_endings(buf[new:-1] if buf.endswith(b"\r") else buf[new:])
+                self._scan = len(buf)
                 return False
             end = stop + 4
             section = bytes(buf[start:stop])
@@ -342,7 +368,7 @@ class RequestParser:
             if name in _FORBIDDEN_TRAILERS:
                 raise HTTPError(400, f"{name} is not allowed in a trailer")
         del buf[:end]
-        self._chunk_pos = 0
+        self._chunk_pos = self._scan = 0
         return True
 
 
