@@ -26,7 +26,7 @@ def _job(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        run_experiment(cfg, job_dir)
+        run_experiment(cfg, job_dir, list(hydra_cfg.overrides.task))
     except KeyboardInterrupt:
         # Hydra stops the sweep and skips its callbacks: report the finished runs ourselves
         if hydra_cfg.mode == RunMode.MULTIRUN:
@@ -37,7 +37,12 @@ def _job(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    argv = sys.argv[1:]
+    try:
+        argv = config_mod.expand_repeats(sys.argv[1:])
+    except ValueError as exc:
+        print(f"configuration refused, nothing was started:\n  {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    sys.argv[1:] = argv  # Hydra reads sys.argv
     if not any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info") for a in argv):
         errors = config_mod.validate_argv(argv)
         if errors:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -46,12 +47,27 @@ class LoadConfig:
     wait_max_s: float = 0.0
     request_timeout_s: float = 5.0  # shorter than the run, or a hung server records nothing
     stop_timeout_s: float = 1.0  # let in-flight requests finish when the run time is up
+    warmup_s: float = 0.0  # after the last user started, before the steady window the report ranks
+    processes: int = 1  # locust --processes: generator processes (-1: one per core)
 
 
 @dataclass
 class WorkloadConfig:
-    name: str = MISSING  # servers/workload.py: hello, echo
+    name: str = MISSING  # servers/workload.py: hello, echo, cpu, io, size
     path: str = "/"  # the URL path every simulated user requests
+    params: dict[str, Any] = field(default_factory=dict)  # passed to the server: io_ms, cpu_us, size_bytes
+
+
+@dataclass
+class ValidityConfig:
+    """Thresholds of the report's flags (runner/validity.py says what each means)."""
+
+    cpu_bound: float = 0.9  # generator-bound: Locust at >= this share of its cores, the server below it
+    max_error_ratio: float = 0.01  # errors: failed / requests above this
+    min_requests: int = 2000  # few-requests: fewer in the measured window
+    littles_tolerance: float = 0.2  # littles-law: |users - RPS x (R + Z)| / users above this
+    count_tolerance: float = 0.005  # count-mismatch: |SERVED - Locust's total| / total above this
+    unstable_spread: float = 0.1  # unstable: (max - min) / median of repeats at or above this
 
 
 @dataclass
@@ -60,6 +76,8 @@ class RunConfig:
     allow_remote: bool = False  # a non-loopback host is refused unless this is true
     pin: bool = True  # on >= 2 cores: server on the first core, locust on the others
     deadline_slack_s: float = 30.0  # locust is killed after run_time + ramp-up + this
+    repeat: int = 0  # which repetition this run is; `run.repeats=N` on the command line sweeps 0..N-1
+    validity: ValidityConfig = field(default_factory=ValidityConfig)
 
 
 @dataclass
@@ -111,6 +129,18 @@ def check(cfg: DictConfig | Config) -> list[str]:
         if value <= 0:
             errors.append(f"{key}: must be > 0, got {value}")
 
+    from servers.workload import WORKLOADS
+
+    if cfg.workload.name not in WORKLOADS:
+        errors.append(f"workload.name: unknown workload {cfg.workload.name!r}; valid choices: {', '.join(WORKLOADS)}")
+    else:
+        import inspect
+
+        accepted = sorted(inspect.signature(WORKLOADS[cfg.workload.name]).parameters)
+        for key in cfg.workload.params:
+            if key not in accepted:
+                takes = ", ".join(accepted) or "no parameters"
+                errors.append(f"workload.params.{key}: workload {cfg.workload.name!r} takes {takes}")
     positive("load.users", cfg.load.users)
     positive("load.spawn_rate", cfg.load.spawn_rate)
     positive("load.request_timeout_s", cfg.load.request_timeout_s)
@@ -124,6 +154,10 @@ def check(cfg: DictConfig | Config) -> list[str]:
         errors.append(
             f"load.wait_min_s/wait_max_s: need 0 <= min <= max, got {cfg.load.wait_min_s}, {cfg.load.wait_max_s}"
         )
+    if cfg.load.warmup_s < 0:
+        errors.append(f"load.warmup_s: must be >= 0, got {cfg.load.warmup_s}")
+    if cfg.load.processes == 0 or cfg.load.processes < -1:
+        errors.append(f"load.processes: must be a positive count or -1 (one per core), got {cfg.load.processes}")
     if cfg.load.stop_timeout_s < 0:
         errors.append(f"load.stop_timeout_s: must be >= 0, got {cfg.load.stop_timeout_s}")
     if not is_loopback(cfg.run.host) and not cfg.run.allow_remote:
@@ -142,6 +176,26 @@ def _format_hydra_error(exc: Exception) -> str:
         if group:
             return f"{group}={choice}: no such option; valid choices: {', '.join(available_choices(group))}"
     return " ".join(str(exc).split())
+
+
+def expand_repeats(argv: list[str]) -> list[str]:
+    """`run.repeats=N` -> a multirun whose first (slowest-varying) dimension is run.repeat=0..N-1,
+    so repeats interleave: every cell once, then every cell again, which spreads slow drift of a
+    shared machine over all cells instead of loading it onto one."""
+    out, repeats = [], None
+    for arg in argv:
+        if arg.startswith("run.repeats="):
+            repeats = arg.split("=", 1)[1]
+        else:
+            out.append(arg)
+    if repeats is None:
+        return argv
+    if not repeats.isdigit() or int(repeats) < 1:
+        raise ValueError(f"run.repeats: must be a positive integer, got {repeats!r}")
+    flags = [a for a in out if a.startswith("-")]
+    if not {"-m", "--multirun"} & set(flags):
+        flags.append("-m")
+    return flags + [f"run.repeat=range(0,{int(repeats)})"] + [a for a in out if not a.startswith("-")]
 
 
 def validate_argv(argv: list[str]) -> list[str]:

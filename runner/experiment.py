@@ -22,7 +22,9 @@ from runner import load, procs
 from runner import server as server_mod
 from runner.config import Config, parse_duration, to_container
 from runner.provenance import collect
+from runner.resources import Sampler, summarize
 from runner.result import RunResult, write_result
+from runner.validity import run_flags
 from servers.base import raise_nofile_limit
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,8 @@ def _supervise(locust, server, deadline: float) -> tuple[str, int | None]:
         time.sleep(POLL_S)
 
 
-def run_experiment(cfg: Config, job_dir: Path) -> RunResult:
+def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = None) -> RunResult:
+    """One run into `job_dir`; `overrides` (Hydra's, for this job) make the rerun command."""
     job_dir = Path(job_dir)
     started = time.monotonic()
     server_cpus, load_cpus = cpu_split(cfg.run.pin)
@@ -63,6 +66,7 @@ def run_experiment(cfg: Config, job_dir: Path) -> RunResult:
         config=config,
         # raised here so that the server and Locust inherit it (the original run hit EMFILE)
         provenance={**collect(), "nofile_limit_children": raise_nofile_limit()},
+        rerun=shlex.join(["python", "-m", "runner", *(overrides or [])]),
         started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         workload=dict(config["workload"]),
         server={**config["server"], "cpus": sorted(server_cpus) if server_cpus else None},
@@ -72,7 +76,7 @@ def run_experiment(cfg: Config, job_dir: Path) -> RunResult:
             "cpus": sorted(load_cpus) if load_cpus else None,
         },
     )
-    server = locust = None
+    server = locust = sampler = None
     partial = False
     try:
         try:
@@ -84,7 +88,8 @@ def run_experiment(cfg: Config, job_dir: Path) -> RunResult:
         argv = load.locust_argv(cfg, server.host, server.port, job_dir)
         result.load["command"] = shlex.join(argv)
         locust = procs.spawn(argv, job_dir / load.LOCUST_LOG, cpus=load_cpus)
-        event, code = _supervise(locust, server, load.deadline_s(cfg))
+        with Sampler(server=server.proc.pid, locust=locust.pid) as sampler:
+            event, code = _supervise(locust, server, load.deadline_s(cfg))
         if event == "server_crashed":
             result.outcome, partial = "server_crashed", True
             result.detail = f"server exited with status {code} during the run; log tail: {procs.tail(server.log, 600)}"
@@ -113,6 +118,9 @@ def run_experiment(cfg: Config, job_dir: Path) -> RunResult:
             result.server["exit_code"], result.server["served"] = server_mod.stop(server, cfg.server.grace_s)
         if locust is not None:
             _collect_metrics(result, job_dir, partial)
+        if sampler is not None:
+            _collect_resources(result, sampler, server_cpus, load_cpus, cfg.load.processes)
+        result.flags = run_flags(result, cfg)
         result.duration_s = round(time.monotonic() - started, 3)
         write_result(result, job_dir)
         log.info(summary(result))
@@ -137,6 +145,17 @@ def _collect_metrics(result: RunResult, job_dir: Path, partial: bool) -> None:
         result.detail = f"locust reported an error but no failed request; see {load.LOCUST_LOG}"
 
 
+def _collect_resources(result: RunResult, sampler: Sampler, server_cpus, load_cpus, processes: int) -> None:
+    cores = os.cpu_count() or 1
+    start, end = result.metrics.window_bounds or (None, None)
+    # Locust runs one process per core at most; unpinned, the server may use every core
+    locust_cores = min(len(load_cpus) if load_cpus else cores, processes if processes > 0 else cores)
+    server = summarize(sampler.series["server"], start, end, len(server_cpus) if server_cpus else cores)
+    result.resources = {"server": server, "locust": summarize(sampler.series["locust"], start, end, locust_cores)}
+    if server["cpu_s_window"] and result.metrics.requests:
+        server["requests_per_cpu_s"] = result.metrics.requests / server["cpu_s_window"]
+
+
 def summary(result: RunResult) -> str:
     m = result.metrics
     line = f"{result.server.get('name')}: {result.outcome}"
@@ -146,4 +165,9 @@ def summary(result: RunResult) -> str:
         line += f", {m.requests} requests, {m.failures} failed, {rps} req/s, avg {avg} ms"
     if result.server.get("served") is not None:
         line += f", server served {result.server['served']}"
+    server = result.resources.get("server", {})
+    if server.get("cpu_pct") is not None:
+        line += f", server CPU {server['cpu_pct']:.0f}%, locust CPU {result.resources['locust']['cpu_pct']:.0f}%"
+    if result.flags:
+        line += f" [{', '.join(result.flags)}]"
     return line + (f" ({result.detail})" if result.detail and result.outcome != "ok" else "")

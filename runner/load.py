@@ -23,6 +23,7 @@ from runner.result import Metrics
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOCUST_LOG = "locust.log"
 CSV_PREFIX = "locust"
+PHASES_PREFIX = "locust_phases"
 
 
 def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
@@ -47,6 +48,9 @@ def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
         "--wait-min", f"{load.wait_min_s:g}",
         "--wait-max", f"{load.wait_max_s:g}",
         "--request-timeout", f"{load.request_timeout_s:g}",
+        "--warmup", f"{load.warmup_s:g}",
+        "--phases-prefix", str(job_dir / PHASES_PREFIX),
+        *(["--processes", str(load.processes)] if load.processes != 1 else []),
         user_class,
     ]  # fmt: skip
 
@@ -55,7 +59,7 @@ def deadline_s(cfg: Config) -> float:
     """How long Locust may take before we stop it: run time, ramp-up, stop timeout, slack."""
     load = cfg.load
     ramp = load.users / load.spawn_rate
-    return parse_duration(load.run_time) + ramp + load.stop_timeout_s + cfg.run.deadline_slack_s
+    return parse_duration(load.run_time) + ramp + load.warmup_s + load.stop_timeout_s + cfg.run.deadline_slack_s
 
 
 def percentile(histogram: dict[float, int], count: int, fraction: float) -> float:
@@ -70,38 +74,77 @@ def percentile(histogram: dict[float, int], count: int, fraction: float) -> floa
     return 0.0
 
 
-def _from_json(path: Path) -> Metrics | None:
-    """Aggregate locust.json's per-endpoint entries: exact counts and sums, merged histograms."""
-    try:
-        entries = json.loads(path.read_text())
-        requests = sum(int(e["num_requests"]) for e in entries)
-        failures = sum(int(e["num_failures"]) for e in entries)
-        histogram: dict[float, int] = {}
-        for entry in entries:
-            for value, n in entry["response_times"].items():
-                histogram[float(value)] = histogram.get(float(value), 0) + int(n)
-        total_ms = sum(float(e["total_response_time"]) for e in entries)
-        started = min((e["start_time"] for e in entries if e.get("start_time")), default=None)
-        last = max((e["last_request_timestamp"] for e in entries if e.get("last_request_timestamp")), default=None)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None
-    elapsed = (last - started) if started and last and last > started else None
-    answered = requests > 0
+def aggregate(entries: list[dict], elapsed: float | None) -> Metrics:
+    """Sum locust-serialized StatsEntry dicts (locust.json's or our phase files'): exact counts
+    and sums, merged histograms; `elapsed` is the window the rates are over."""
+    requests = sum(int(e["num_requests"]) for e in entries)
+    failures = sum(int(e["num_failures"]) for e in entries)
+    histogram: dict[float, int] = {}
+    for entry in entries:
+        for value, n in entry["response_times"].items():
+            histogram[float(value)] = histogram.get(float(value), 0) + int(n)
+    timed = [e for e in entries if e["num_requests"]]
+    answered = requests > 0 and bool(histogram)
+    rate = (lambda n: n / elapsed) if elapsed else (lambda n: None)
     return Metrics(
         requests=requests,
         failures=failures,
-        failure_ratio=failures / requests if answered else None,
-        rps=requests / elapsed if elapsed else None,
-        failures_per_s=failures / elapsed if elapsed else None,
-        avg_ms=total_ms / requests if answered else None,
-        min_ms=min(float(e["min_response_time"]) for e in entries if e["min_response_time"] is not None)
+        failure_ratio=failures / requests if requests else None,
+        rps=rate(requests),
+        goodput=rate(requests - failures),
+        failures_per_s=rate(failures),
+        avg_ms=sum(float(e["total_response_time"]) for e in timed) / sum(histogram.values()) if answered else None,
+        min_ms=min(float(e["min_response_time"]) for e in timed if e["min_response_time"] is not None)
         if answered
         else None,
-        median_ms=percentile(histogram, requests, 0.50) if answered else None,
-        p95_ms=percentile(histogram, requests, 0.95) if answered else None,
-        p99_ms=percentile(histogram, requests, 0.99) if answered else None,
-        max_ms=max(float(e["max_response_time"]) for e in entries) if answered else None,
+        median_ms=percentile(histogram, sum(histogram.values()), 0.50) if answered else None,
+        p95_ms=percentile(histogram, sum(histogram.values()), 0.95) if answered else None,
+        p99_ms=percentile(histogram, sum(histogram.values()), 0.99) if answered else None,
+        max_ms=max(float(e["max_response_time"]) for e in timed) if answered else None,
+        total_requests=requests,
+        total_failures=failures,
+        window_s=elapsed,
     )
+
+
+def _from_phases(job_dir: Path) -> Metrics | None:
+    """The steady window from our per-process phase files (see locustfile.py), with whole-run
+    totals beside it; None if there are none or the steady window saw no request."""
+    try:
+        files = [json.loads(p.read_text()) for p in sorted(job_dir.glob(f"{PHASES_PREFIX}_*.json"))]
+        bounds = []
+        for data in files:
+            start = data["started"]["steady"]
+            end = data["started"]["stopping"] or data["ended"]
+            if start is not None and end > start:
+                bounds.append((start, end))
+        if not files or not bounds:
+            return None
+        metrics = aggregate([f["phases"]["steady"] for f in files], sum(e - s for s, e in bounds) / len(bounds))
+        metrics.window_bounds = [min(s for s, _ in bounds), max(e for _, e in bounds)]
+        whole = [entry for f in files for entry in f["phases"].values()]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if not metrics.requests:
+        return None
+    metrics.total_requests = sum(int(e["num_requests"]) for e in whole)
+    metrics.total_failures = sum(int(e["num_failures"]) for e in whole)
+    metrics.window = "steady"
+    return metrics
+
+
+def _from_json(path: Path) -> Metrics | None:
+    """Whole-run numbers from locust.json (ramp-up included)."""
+    try:
+        entries = json.loads(path.read_text())
+        started = min((e["start_time"] for e in entries if e.get("start_time")), default=None)
+        last = max((e["last_request_timestamp"] for e in entries if e.get("last_request_timestamp")), default=None)
+        metrics = aggregate(entries, (last - started) if started and last and last > started else None)
+        metrics.window_bounds = [started, last] if metrics.window_s else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    metrics.window = "whole-run"
+    return metrics
 
 
 def _number(row: dict[str, str], key: str) -> float | None:
@@ -139,14 +182,22 @@ def _from_csv(path: Path) -> Metrics | None:
         p95_ms=_number(row, "95%") if answered else None,
         p99_ms=_number(row, "99%") if answered else None,
         max_ms=_number(row, "Max Response Time") if answered else None,
+        total_requests=int(requests),
+        total_failures=int(failures),
+        window="whole-run",
         partial=True,
     )
 
 
 def read_stats(job_dir: Path) -> Metrics | None:
-    """What Locust measured: from locust.json (written at exit, exact), else from the CSV
-    (marked partial), else None -- never a made-up number."""
-    return _from_json(job_dir / f"{CSV_PREFIX}.json") or _from_csv(job_dir / f"{CSV_PREFIX}_stats.csv")
+    """What Locust measured: the steady window from our phase files; else the whole run from
+    locust.json (exact, ramp-up included); else the CSV (marked partial); else None -- never a
+    made-up number."""
+    return (
+        _from_phases(job_dir)
+        or _from_json(job_dir / f"{CSV_PREFIX}.json")
+        or _from_csv(job_dir / f"{CSV_PREFIX}_stats.csv")
+    )
 
 
 def top_failure(job_dir: Path) -> str:

@@ -44,10 +44,14 @@ OUTCOMES = (
 
 @dataclass
 class Metrics:
+    """Headline numbers cover `window`: "steady" (after every user started and load.warmup_s
+    passed, until the run time ended) or, when that is unavailable, "whole-run"."""
+
     requests: int | None = None
     failures: int | None = None
     failure_ratio: float | None = None
-    rps: float | None = None
+    rps: float | None = None  # requests/s, failed ones included (Locust's "RPS")
+    goodput: float | None = None  # successful requests/s
     failures_per_s: float | None = None
     avg_ms: float | None = None
     min_ms: float | None = None
@@ -55,6 +59,11 @@ class Metrics:
     p95_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+    window: str | None = None  # "steady" | "whole-run"
+    window_s: float | None = None  # length of the window the rates are over
+    total_requests: int | None = None  # whole run, ramp-up and wind-down included: compare with SERVED
+    total_failures: int | None = None
+    window_bounds: list[float] | None = None  # [start, end], wall clock (epoch s)
     partial: bool = False  # numbers from a run that did not end cleanly
 
 
@@ -66,8 +75,11 @@ class RunResult:
     load: dict[str, Any] = field(default_factory=dict)
     workload: dict[str, Any] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
+    resources: dict[str, Any] = field(default_factory=dict)  # "server", "locust": runner/resources.py
+    flags: list[str] = field(default_factory=list)  # runner/validity.py
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    rerun: str = ""  # the command that repeats this run
     started_at: str = ""
     duration_s: float | None = None
     schema_version: int = SCHEMA_VERSION

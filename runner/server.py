@@ -36,6 +36,8 @@ class RunningServer:
 def server_argv(cfg: Config) -> list[str]:
     argv = [sys.executable, "-m", f"servers.{cfg.server.name}", "--host", cfg.run.host, "--port", "0"]
     argv += ["--workload", cfg.workload.name, "--backlog", str(cfg.server.backlog), "--grace", str(cfg.server.grace_s)]
+    for key, value in cfg.workload.params.items():
+        argv += ["--workload-param", f"{key}={value}"]
     if not cfg.server.keepalive:
         argv.append("--no-keepalive")
     return argv

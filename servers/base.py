@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from servers.http import HTTPError, Limits, Request, RequestParser, build_response, error_response
-from servers.workload import WORKLOADS, Reply, Workload
+from servers.workload import WORKLOADS, Reply, Workload, make
 
 # Errors that mean "the peer went away"; never worth a traceback.
 PEER_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -51,8 +51,9 @@ class App:
     served: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def respond(self, request: Request) -> tuple[bytes, bool]:
-        """Response bytes for one request and whether the connection stays open after it."""
+    def respond(self, request: Request) -> tuple[bytes, bool, float]:
+        """Response bytes for one request, whether the connection stays open after it, and how
+        long to wait before sending (the model decides how to wait)."""
         keep = self.keepalive and request.keep_alive
         try:
             reply = self.workload(request)
@@ -65,7 +66,7 @@ class App:
             keep_alive=keep,
             head_only=request.method == "HEAD",
         )
-        return data, keep
+        return data, keep, reply.delay_s
 
     def count(self, n: int = 1) -> None:
         with self._lock:
@@ -77,6 +78,9 @@ def parse_args(model: str, argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8000, help="port; 0 lets the kernel pick")
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="hello")
+    parser.add_argument(
+        "--workload-param", action="append", default=[], metavar="KEY=VALUE", help="e.g. io_ms=10, cpu_us=100"
+    )
     parser.add_argument("--no-keepalive", dest="keepalive", action="store_false", help="close after every response")
     parser.add_argument("--backlog", type=int, default=1024, help="listen backlog (5 causes 1 s SYN retries)")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds to wind down after SIGTERM")
@@ -87,7 +91,8 @@ def parse_args(model: str, argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_app(args: argparse.Namespace) -> App:
     limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
-    return App(WORKLOADS[args.workload], limits, keepalive=args.keepalive, grace=args.grace)
+    params = dict(p.split("=", 1) for p in args.workload_param)
+    return App(make(args.workload, params), limits, keepalive=args.keepalive, grace=args.grace)
 
 
 def listen(host: str, port: int, backlog: int) -> socket.socket:
@@ -117,17 +122,21 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def run(model: str, serve: Callable[[socket.socket, App], None], argv: list[str] | None = None) -> None:
     """Entry point of every model: bind, announce, serve until SIGTERM, report, exit 0."""
     args = parse_args(model, argv)
-    app = make_app(args)
+    try:
+        app = make_app(args)
+    except ValueError as exc:
+        sys.exit(f"{model}: {exc}")
     raise_nofile_limit()
     try:
         sock = listen(args.host, args.port, args.backlog)
     except OSError as exc:
         sys.exit(f"{model}: cannot listen on {args.host}:{args.port}: {exc.strerror}")
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, _on_sigterm)
-    host, port = sock.getsockname()[:2]
-    print(f"READY {host} {port}", flush=True)
     try:
+        # inside the try: a SIGTERM sent as soon as READY is read lands before serve() starts
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGINT, _on_sigterm)
+        host, port = sock.getsockname()[:2]
+        print(f"READY {host} {port}", flush=True)
         serve(sock, app)
     except Shutdown:
         pass
@@ -191,11 +200,19 @@ def serve_connection(conn: socket.socket, app: App) -> int:
                     deadline = time.monotonic() + limits.header_timeout
                 parser.feed(data)
                 continue
-            out, keep = app.respond(request)
+            out, keep, delay = app.respond(request)
+            if delay:
+                time.sleep(delay)  # a blocking model waits by blocking: only this worker stalls
             conn.settimeout(limits.header_timeout)  # a reader that stops reading is cut off too
-            conn.sendall(out)
-            served += 1
+            # Counted before sending: sendall() runs signal handlers after its last send(), so a
+            # SIGTERM can raise Shutdown out of it when the client already has the whole response.
             app.count()
+            try:
+                conn.sendall(out)
+            except OSError:
+                app.count(-1)  # not delivered: the peer left or stopped reading
+                raise
+            served += 1
             if not keep:
                 return served
             deadline = time.monotonic() + (limits.keepalive_timeout if parser.idle else limits.header_timeout)

@@ -6,9 +6,12 @@ per open connection. With keep-alive a child lives as long as its client keeps t
 
 Children are always reaped: a SIGCHLD handler collects them as they exit (SIGCHLD is blocked
 around fork so a child cannot be reaped before the parent records its pid), and at most
-limits.max_connections live at once (past that: 503 and close). Each child adds the requests it
-answered to a counter in shared memory when it exits. On SIGTERM the parent stops accepting,
-passes SIGTERM to its children, waits up to the grace period, then SIGKILLs what is left.
+limits.max_connections live at once (past that: 503 and close). Each child reports the requests
+it answered as one 8-byte write to a pipe when it exits (atomic: under PIPE_BUF), which the parent
+drains whenever it reaps. No lock is shared with the children: a process-shared lock held by a
+child that gets killed would deadlock the parent (it did, with multiprocessing.Value, at SIGTERM).
+On SIGTERM the parent stops accepting, passes SIGTERM to its children, waits up to the grace
+period, then SIGKILLs what is left.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import time
-from multiprocessing import Value
 
 from servers import base
 
+COUNT = struct.Struct("Q")
 
-def _child(listener: socket.socket, conn: socket.socket, app: base.App, total) -> None:
+
+def _child(listener: socket.socket, conn: socket.socket, app: base.App, counts: int) -> None:
     status = 0
     try:
         listener.close()
@@ -34,16 +39,27 @@ def _child(listener: socket.socket, conn: socket.socket, app: base.App, total) -
     except BaseException:
         status = 1
     finally:
-        with total.get_lock():
-            total.value += app.served
-        os._exit(status)  # never return into the parent's accept loop
+        try:
+            os.write(counts, COUNT.pack(app.served))
+        finally:
+            os._exit(status)  # never return into the parent's accept loop
 
 
 def serve(sock: socket.socket, app: base.App) -> None:
-    total = Value("Q", 0)
+    counts_r, counts_w = os.pipe()
+    os.set_blocking(counts_r, False)
     children: set[int] = set()
 
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(counts_r, 65536)  # a multiple of 8: every write is 8 bytes, atomic
+            except BlockingIOError:
+                return
+            app.served += sum(n for (n,) in COUNT.iter_unpack(data))
+
     def reap(signum: int = 0, frame: object = None) -> None:
+        drain()
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -66,7 +82,8 @@ def serve(sock: socket.socket, app: base.App) -> None:
             try:
                 pid = os.fork()
                 if pid == 0:
-                    _child(sock, conn, app, total)
+                    os.close(counts_r)
+                    _child(sock, conn, app, counts_w)
                 children.add(pid)
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
@@ -75,7 +92,9 @@ def serve(sock: socket.socket, app: base.App) -> None:
         sock.close()
         _stop_children(children, app.grace, reap)
     finally:
-        app.served = total.value
+        drain()
+        os.close(counts_r)
+        os.close(counts_w)
 
 
 def _stop_children(children: set[int], grace: float, reap) -> None:

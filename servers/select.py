@@ -15,10 +15,16 @@ the connections it can watch. The `epoll` model has neither limit.
 A connection with output pending is not read from until the output drains (back-pressure: a
 client that pipelines without reading cannot grow our buffers). Deadlines (header, keep-alive
 idle, a stalled reader) are checked every half second.
+
+A reply that must wait (the io workload) becomes a timer on a heap, and select()'s timeout is cut
+to the earliest one; the loop never sleeps. The connection handles nothing more until its timer
+fires, so pipelined responses stay in order.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import select
 import socket
 import time
@@ -32,7 +38,7 @@ ACCEPTS_PER_PASS = 64  # a connection flood cannot starve the connections alread
 
 
 class Conn:
-    __slots__ = ("sock", "parser", "out", "deadline", "closing")
+    __slots__ = ("sock", "parser", "out", "deadline", "closing", "waiting")
 
     def __init__(self, sock: socket.socket, parser: RequestParser, deadline: float) -> None:
         self.sock = sock
@@ -40,6 +46,7 @@ class Conn:
         self.out = bytearray()
         self.deadline = deadline
         self.closing = False
+        self.waiting = False  # a delayed reply is on the timer heap
 
 
 def serve(sock: socket.socket, app: base.App) -> None:
@@ -48,6 +55,8 @@ def serve(sock: socket.socket, app: base.App) -> None:
     limits = app.limits
     conns: dict[int, Conn] = {}
     accept_paused_until = 0.0
+    timers: list[tuple[float, int, int, Conn, bytes, bool]] = []  # (due, seq, fd, conn, response, keep)
+    sequence = itertools.count()
     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
 
     def close(fd: int) -> None:
@@ -68,7 +77,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
     def handle(conn: Conn, now: float) -> None:
         """Answer every complete request buffered on this connection."""
         parser = conn.parser
-        while not conn.closing:
+        while not conn.closing and not conn.waiting:
             try:
                 request = parser.next_request()
             except HTTPError as exc:
@@ -77,7 +86,11 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 break
             if request is None:
                 break
-            data, keep = app.respond(request)
+            data, keep, delay = app.respond(request)
+            if delay:
+                conn.waiting = True
+                heapq.heappush(timers, (now + delay, next(sequence), conn.sock.fileno(), conn, data, keep))
+                break
             conn.out += data
             app.served += 1  # one thread: no lock needed
             conn.closing = not keep
@@ -109,9 +122,23 @@ def serve(sock: socket.socket, app: base.App) -> None:
             readers = [listen_fd] if now >= accept_paused_until else []
             writers = []
             for fd, conn in conns.items():
-                (writers if conn.out else readers).append(fd)
-            readable, writable, _ = select.select(readers, writers, [], SWEEP_INTERVAL_S)
+                if conn.out:
+                    writers.append(fd)
+                elif not conn.waiting:
+                    readers.append(fd)
+            timeout = min(SWEEP_INTERVAL_S, max(0.0, timers[0][0] - now)) if timers else SWEEP_INTERVAL_S
+            readable, writable, _ = select.select(readers, writers, [], timeout)
             now = time.monotonic()
+            while timers and timers[0][0] <= now:
+                _, _, fd, conn, data, keep = heapq.heappop(timers)
+                if conns.get(fd) is not conn:
+                    continue  # closed meanwhile (deadline, error); the fd may belong to another now
+                conn.waiting = False
+                conn.out += data
+                app.served += 1
+                conn.closing = not keep
+                handle(conn, now)
+                flush(fd, conn)
             for fd in readable:
                 if fd == listen_fd:
                     accept_paused_until = accept(now)
@@ -141,7 +168,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
             if now >= next_sweep:
                 next_sweep = now + SWEEP_INTERVAL_S
                 for fd, conn in list(conns.items()):
-                    if now >= conn.deadline:
+                    if now >= conn.deadline and not conn.waiting:
                         if not conn.parser.idle and not conn.out:
                             base.refuse(conn.sock, 408, "request not received in time")
                             conns.pop(fd)

@@ -1,13 +1,20 @@
 """What a server does for one request, independent of how it schedules requests.
 
 A workload maps a parsed Request to a Reply. It owns no I/O policy: the concurrency models decide
-how to wait, send and close. `hello` is the default: a small fixed body, so the benchmark measures
-the server's request handling, not its work. `echo` returns the request head, as the original
-assignment's servers did (they sent the received bytes back).
+how to wait, send and close. A Reply's `delay_s` is time the request must wait before its answer
+(the `io` workload: a database or upstream call); each model waits in its own idiom -- a blocking
+sleep in a thread or process, a timer in an event loop, never a sleep inside the loop.
+
+- hello: a 14-byte fixed body, so the benchmark measures request handling, not work (default)
+- echo: the request head and body back, as the original assignment's servers did
+- cpu: `cpu_us` microseconds of pure-Python work (calibrated once at start; the GIL holds)
+- io: `io_ms` milliseconds of waiting, no CPU
+- size: a body of `size_bytes` bytes
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -18,19 +25,67 @@ class Reply(NamedTuple):
     status: int
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
-
-
-HELLO = b"Hello, World!\n"
-
-
-def hello(request: Request) -> Reply:
-    return Reply(200, HELLO)
-
-
-def echo(request: Request) -> Reply:
-    return Reply(200, request.head + request.body, "text/plain; charset=latin-1")
+    delay_s: float = 0.0  # wait this long before sending (the io workload)
 
 
 Workload = Callable[[Request], Reply]
+HELLO = b"Hello, World!\n"
 
-WORKLOADS: dict[str, Workload] = {"hello": hello, "echo": echo}
+
+def hello() -> Workload:
+    reply = Reply(200, HELLO)
+    return lambda request: reply
+
+
+def echo() -> Workload:
+    return lambda request: Reply(200, request.head + request.body, "text/plain; charset=latin-1")
+
+
+def _spin(iterations: int) -> int:
+    x = 1
+    for _ in range(iterations):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+    return x
+
+
+def _iterations_per_us() -> float:
+    """Calibrate the spin loop: the best of a few short timings (the least disturbed one)."""
+    n, best = 20_000, float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        _spin(n)
+        best = min(best, time.perf_counter() - start)
+    return n / (best * 1e6)
+
+
+def cpu(cpu_us: float = 100) -> Workload:
+    """A fixed amount of work, not a fixed time: preemption must not make it look cheaper."""
+    iterations = max(1, round(float(cpu_us) * _iterations_per_us()))
+    reply = Reply(200, HELLO)
+
+    def handle(request: Request) -> Reply:
+        _spin(iterations)
+        return reply
+
+    return handle
+
+
+def io(io_ms: float = 10) -> Workload:
+    reply = Reply(200, HELLO, delay_s=float(io_ms) / 1000)
+    return lambda request: reply
+
+
+def size(size_bytes: int = 10240) -> Workload:
+    reply = Reply(200, b"x" * int(size_bytes), "application/octet-stream")
+    return lambda request: reply
+
+
+WORKLOADS: dict[str, Callable[..., Workload]] = {"hello": hello, "echo": echo, "cpu": cpu, "io": io, "size": size}
+
+
+def make(name: str, params: dict[str, str] | None = None) -> Workload:
+    """The named workload with its parameters (strings from the command line)."""
+    try:
+        return WORKLOADS[name](**(params or {}))
+    except TypeError as exc:
+        raise ValueError(f"workload {name!r}: bad parameters {params}: {exc}") from None

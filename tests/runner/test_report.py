@@ -1,7 +1,8 @@
-"""The sweep report: real job directories in tmp_path, one exact golden string, no mocks."""
+"""The sweep report: real job directories in tmp_path, exact golden strings, no mocks."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runner.report import COLUMNS, Run, load_runs, render, to_frame, write_report
+from runner import stats
+from runner.report import CELLS_FILE, COLUMNS, Run, load_runs, render, to_cells, to_frame, write_report
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
 
 PROVENANCE = {
@@ -20,27 +22,51 @@ PROVENANCE = {
     "cores": 4,
     "cpu_model": "Test CPU @ 3.0GHz",
 }
-LOAD = {"users": 100, "spawn_rate": 100.0, "run_time_s": 10.0, "user_class": "fast"}
+LOAD = {"users": 100, "spawn_rate": 100.0, "run_time_s": 10.0, "user_class": "fast", "cpus": [1, 2, 3]}
 
-# job dir -> (server, keepalive, outcome, served, metrics); numbers made up but shaped like Locust's
+
+def resources(server_cpu: float, locust_cpu: float, rss: float, per_cpu_s: float) -> dict:
+    return {
+        "server": {"cpu_pct": server_cpu, "cpu_util": server_cpu / 100, "peak_rss_mb": rss, "peak_threads": 3,
+                   "peak_fds": 110, "peak_children": 0, "requests_per_cpu_s": per_cpu_s},
+        "locust": {"cpu_pct": locust_cpu, "cpu_util": locust_cpu / 300, "peak_rss_mb": 64.0},
+    }  # fmt: skip
+
+
+# job dir -> (server, keepalive, outcome, served, metrics, resources, flags); numbers made up, shaped like Locust's
 FIXTURE = {
-    "0": ("select", True, "ok", 152340, Metrics(152340, 0, 0.0, 12695.0, 0.0, 7.62, 0.4, 7.0, 13.0, 19.0, 45.1)),
+    "0": (
+        "select",
+        True,
+        "ok",
+        160012,
+        Metrics(requests=152340, failures=0, failure_ratio=0.0, rps=12695.0, goodput=12695.0, avg_ms=7.62,
+                median_ms=7.0, p95_ms=13.0, p99_ms=19.0, max_ms=45.1, window="steady", total_requests=160012),
+        resources(61.2, 97.3, 21.4, 20743.6),
+        ["generator-bound"],
+    ),
     "1": (
         "thread",
         True,
         "completed_with_errors",
-        98174,
-        Metrics(98211, 37, 37 / 98211, 8184.3, 3.1, 11.84, 0.5, 9.0, 25.0, 61.0, 1034.2),
+        105065,
+        Metrics(requests=98211, failures=37, failure_ratio=37 / 98211, rps=8184.3, goodput=8181.2, avg_ms=11.84,
+                median_ms=9.0, p95_ms=25.0, p99_ms=61.0, max_ms=1034.2, window="steady", total_requests=105102),
+        resources(100.4, 88.1, 35.2, 8151.7),
+        [],
     ),
     "2": (
         "process",
         False,
         "server_crashed",
         None,
-        Metrics(20417, 1203, 1203 / 20417, 2041.7, 120.3, 38.46, 0.9, 31.0, 88.0, 210.0, 3012.9, partial=True),
+        Metrics(requests=20417, failures=1203, failure_ratio=1203 / 20417, rps=2041.7, goodput=1921.4, avg_ms=38.46,
+                median_ms=31.0, p95_ms=88.0, p99_ms=210.0, max_ms=3012.9, window="whole-run", partial=True),
+        resources(23.0, 12.6, 180.3, 8877.0),
+        ["errors"],
     ),
-    "3": ("single", True, "server_failed_to_start", None, Metrics()),
-}
+    "3": ("single", True, "server_failed_to_start", None, Metrics(), {}, []),
+}  # fmt: skip
 
 EXPECTED = """\
 # Stress test report: sweep
@@ -48,38 +74,59 @@ EXPECTED = """\
 4 runs: 1 ok, 1 completed_with_errors, 1 server_failed_to_start, 1 server_crashed.
 Machine: CPU: Test CPU @ 3.0GHz; cores: 4; Python: 3.11.9; Locust: 2.47.0; Hydra: 1.3.2; git commit: 0123abc.
 
+Same for every run: workload hello, 100 users, spawn rate 100/s.
+
 ## Table 1. Ranked by requests per second
 
-|   Rank | Server   | Workload   | Keep-alive   |   Users |   Spawn rate |   Requests |   Failures |   Fail % |     RPS |   Avg ms |   p50 ms |   p95 ms |   p99 ms | Outcome                  |
-|--------|----------|------------|--------------|---------|--------------|------------|------------|----------|---------|----------|----------|----------|----------|--------------------------|
-|      1 | select   | hello      | yes          |     100 |          100 |     152340 |          0 |     0.00 | 12695.0 |      7.6 |      7.0 |     13.0 |     19.0 | ok                       |
-|      2 | thread   | hello      | yes          |     100 |          100 |      98211 |         37 |     0.04 |  8184.3 |     11.8 |      9.0 |     25.0 |     61.0 | completed_with_errors    |
-|      — | process  | hello      | no           |     100 |          100 |      20417 |       1203 |     5.89 |  2041.7 |     38.5 |     31.0 |     88.0 |    210.0 | server_crashed (partial) |
-|      — | single   | hello      | yes          |     100 |          100 |          — |          — |        — |       — |        — |        — |        — |        — | server_failed_to_start   |
+|   Rank | Server   | Keep-alive   |   Requests |   Failures |   Fail % |     RPS |   Goodput |   Avg ms |   p50 ms |   p95 ms |   p99 ms |   Server CPU % |   Locust CPU % |   Peak RSS MB |   Req/CPU-s | Outcome                  | Flags           |
+|--------|----------|--------------|------------|------------|----------|---------|-----------|----------|----------|----------|----------|----------------|----------------|---------------|-------------|--------------------------|-----------------|
+|      1 | select   | yes          |     152340 |          0 |     0.00 | 12695.0 |   12695.0 |      7.6 |      7.0 |     13.0 |     19.0 |             61 |             97 |          21.4 |       20744 | ok                       | generator-bound |
+|      2 | thread   | yes          |      98211 |         37 |     0.04 |  8184.3 |    8181.2 |     11.8 |      9.0 |     25.0 |     61.0 |            100 |             88 |          35.2 |        8152 | completed_with_errors    |                 |
+|      — | process  | no           |      20417 |       1203 |     5.89 |  2041.7 |    1921.4 |     38.5 |     31.0 |     88.0 |    210.0 |             23 |             13 |         180.3 |        8877 | server_crashed (partial) | errors          |
+|      — | single   | yes          |          — |          — |        — |       — |         — |        — |        — |        — |        — |              — |              — |             — |           — | server_failed_to_start   |                 |
 
 ## Table 2. Ranked by average response time
 
-|   Rank | Server   | Workload   | Keep-alive   |   Users |   Spawn rate |   Requests |   Failures |   Fail % |     RPS |   Avg ms |   p50 ms |   p95 ms |   p99 ms | Outcome                  |
-|--------|----------|------------|--------------|---------|--------------|------------|------------|----------|---------|----------|----------|----------|----------|--------------------------|
-|      1 | select   | hello      | yes          |     100 |          100 |     152340 |          0 |     0.00 | 12695.0 |      7.6 |      7.0 |     13.0 |     19.0 | ok                       |
-|      2 | thread   | hello      | yes          |     100 |          100 |      98211 |         37 |     0.04 |  8184.3 |     11.8 |      9.0 |     25.0 |     61.0 | completed_with_errors    |
-|      — | process  | hello      | no           |     100 |          100 |      20417 |       1203 |     5.89 |  2041.7 |     38.5 |     31.0 |     88.0 |    210.0 | server_crashed (partial) |
-|      — | single   | hello      | yes          |     100 |          100 |          — |          — |        — |       — |        — |        — |        — |        — | server_failed_to_start   |
+|   Rank | Server   | Keep-alive   |   Requests |   Failures |   Fail % |     RPS |   Goodput |   Avg ms |   p50 ms |   p95 ms |   p99 ms |   Server CPU % |   Locust CPU % |   Peak RSS MB |   Req/CPU-s | Outcome                  | Flags           |
+|--------|----------|--------------|------------|------------|----------|---------|-----------|----------|----------|----------|----------|----------------|----------------|---------------|-------------|--------------------------|-----------------|
+|      1 | select   | yes          |     152340 |          0 |     0.00 | 12695.0 |   12695.0 |      7.6 |      7.0 |     13.0 |     19.0 |             61 |             97 |          21.4 |       20744 | ok                       | generator-bound |
+|      2 | thread   | yes          |      98211 |         37 |     0.04 |  8184.3 |    8181.2 |     11.8 |      9.0 |     25.0 |     61.0 |            100 |             88 |          35.2 |        8152 | completed_with_errors    |                 |
+|      — | process  | no           |      20417 |       1203 |     5.89 |  2041.7 |    1921.4 |     38.5 |     31.0 |     88.0 |    210.0 |             23 |             13 |         180.3 |        8877 | server_crashed (partial) | errors          |
+|      — | single   | yes          |          — |          — |        — |       — |         — |        — |        — |        — |        — |              — |              — |             — |           — | server_failed_to_start   |                 |
 
 ## Columns
 
-- **Rank**: place by the table's metric. "—" means not ranked: the run has no number for it, or only partial numbers. Unranked rows come last.
+- **Rank**: place by the table's metric. "—" means not ranked: the run has no number for it, or only partial numbers. \
+Unranked rows come last.
 - **Keep-alive**: whether the server kept connections open between requests.
-- **Users**, **Spawn rate**: Locust's simulated users, and how many it started per second.
-- **Requests**, **Failures**, **Fail %**: Locust's totals for the run; Fail % is failures per 100 requests.
+- **Requests**, **Failures**, **Fail %**: Locust's counts over the measured window (see Measurement); Fail % is \
+failures per 100 requests.
 - **RPS**: requests per second as Locust counts them, failed requests included, so fast failures inflate it.
+- **Goodput**: successful requests per second: RPS without the failures.
 - **Avg ms**: mean response time (exact).
-- **p50 ms**, **p95 ms**, **p99 ms**: Locust's histogram percentiles, rounded to about 2 significant digits: do not rank on small differences.
+- **p50 ms**, **p95 ms**, **p99 ms**: Locust's histogram percentiles, rounded to about 2 significant digits: do not \
+rank on small differences.
+- **Server CPU %**, **Locust CPU %**: CPU time each process tree (children included) used over the measured window; \
+100 = one core busy.
+- **Peak RSS MB**: the server's largest resident memory during the run, children included.
+- **Req/CPU-s**: requests per CPU-second the server used in the measured window: what a request costs it, however \
+hard it was pushed.
 - **Outcome**: how the run ended; "(partial)" marks numbers from a run that did not end cleanly.
+- **Flags**: reasons to doubt the row, explained under Flags; empty when there are none.
 - **—**: unknown. A missing number is never shown as 0.
 
-`results.csv` beside this report holds the same rows unrounded, plus `max_ms`, `served` (SERVED: the server's own \
-count of requests it answered, a cross-check on Requests) and `run` (the job directory).
+## Flags
+
+- **generator-bound**: Locust used >= 90% of its cores while the server did not: the number measures the load \
+generator, not the server. Give Locust more (load.processes, run.pin) or the server more work. Seen in: select (0).
+- **errors**: more than 1.0% of requests failed; RPS counts failures, so read goodput instead. Seen in: process (2).
+
+## Measurement
+
+- Window: numbers cover the steady window, from when every user had started plus the warm-up (`load.warmup_s`) \
+until the run time ended: ramp-up is excluded. Except process (2): the whole run, ramp-up included (the steady \
+window was unavailable).
+- Pinning: server on CPU 0, Locust on CPUs 1-3.
 
 ## Notes
 
@@ -89,6 +136,22 @@ count of requests it answered, a cross-check on Requests) and `run` (the job dir
 - **server_crashed** (process): the server exited while under load; numbers, if any, cover only the time before \
 the crash; see the run's `server.log`.
 - **(partial)**: numbers from a run that did not end cleanly cover only part of it; they are shown but not ranked.
+
+## Reproduce
+
+One command per run, from the repository root (the comment is the run's directory):
+
+```sh
+python -m runner server=select   # 0
+python -m runner server=thread   # 1
+python -m runner server=process  # 2
+python -m runner server=single   # 3
+```
+
+Raw data: `results.csv` beside this report has one row per run, unrounded, with more columns than the tables: \
+`max_ms`; `total_requests` and `served`, Locust's and the server's own count over the whole run, ramp-up included; \
+`window`, `repeat`, `cell` (runs of one cell differ only in `run.repeat`) and `rerun`. Each run's directory holds \
+its `result.json`, Locust's CSV files and `locust.html`, `server.log` and `locust.log`.
 """  # noqa: E501 (a markdown table row cannot wrap)
 
 
@@ -105,26 +168,29 @@ def sweep(tmp_path: Path) -> Path:
     root = tmp_path / "sweep"
     root.mkdir()
     (root / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
-    for job_name, (server, keepalive, outcome, served, metrics) in FIXTURE.items():
+    for job_name, (server, keepalive, outcome, served, metrics, used, flags) in FIXTURE.items():
         job = root / job_name
         write_hydra_config(job, server, keepalive)
         result = RunResult(
             outcome=outcome,
-            server={"name": server, "keepalive": keepalive, "served": served},
+            server={"name": server, "keepalive": keepalive, "served": served, "cpus": [0]},
             load=dict(LOAD),
             workload={"name": "hello"},
             metrics=metrics,
+            resources=used,
+            flags=flags,
             provenance=dict(PROVENANCE),
+            rerun=f"python -m runner server={server}",
         )
         write_result(result, job)
     return root
 
 
-def table_rows(markdown: str, heading: str) -> list[list[str]]:
-    """The body rows of the table under `heading`, as lists of stripped cells."""
+def table_rows(markdown: str, heading: str) -> list[dict[str, str]]:
+    """The body rows of the table under `heading`, as {header: stripped cell}."""
     section = markdown.split(heading, 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in section.splitlines() if line.startswith("|")][2:]
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    lines = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines() if line[:1] == "|"]
+    return [dict(zip(lines[0], line, strict=True)) for line in lines[2:]]
 
 
 def test_render_matches_golden_markdown(sweep: Path) -> None:
@@ -136,6 +202,7 @@ def test_write_report_writes_the_same_markdown(sweep: Path) -> None:
     path = write_report(sweep)
     assert path == sweep / "report.md"
     assert path.read_text() == EXPECTED
+    assert not (sweep / CELLS_FILE).exists()  # no repeats, no cells
 
 
 def test_rankings_order_each_table_by_its_metric_and_put_unranked_rows_last() -> None:
@@ -149,20 +216,21 @@ def test_rankings_order_each_table_by_its_metric_and_put_unranked_rows_last() ->
     markdown = render(to_frame(runs), "t", {})
     by_rps = table_rows(markdown, "Ranked by requests per second")
     by_avg = table_rows(markdown, "Ranked by average response time")
-    assert [(row[0], row[1]) for row in by_rps] == [
+    assert [(row["Rank"], row["Server"]) for row in by_rps] == [
         ("1", "fast"),
         ("2", "lean"),
         ("3", "slow"),
         ("—", "crashy"),
         ("—", "dead"),
     ]
-    assert [(row[0], row[1]) for row in by_avg] == [
+    assert [(row["Rank"], row["Server"]) for row in by_avg] == [
         ("1", "lean"),
         ("2", "fast"),
         ("3", "slow"),
         ("—", "crashy"),
         ("—", "dead"),
     ]
+    assert "All runs" not in markdown  # one run per cell: the rankings already list every run
 
 
 def test_corrupt_and_incomplete_runs_are_rows_named_from_the_hydra_config(sweep: Path) -> None:
@@ -171,6 +239,7 @@ def test_corrupt_and_incomplete_runs_are_rows_named_from_the_hydra_config(sweep:
     whole = (sweep / "0" / RESULT_FILE).read_text()
     (corrupt / RESULT_FILE).write_text(whole[: len(whole) // 2])  # truncated JSON
     write_hydra_config(sweep / "5", "asyncio", keepalive=False)  # killed before result.json
+    (sweep / "5" / ".hydra" / "overrides.yaml").write_text("- server=asyncio\n- server.keepalive=false\n")
 
     runs = {run.run: run for run in load_runs(sweep)}
     assert sorted(runs) == ["0", "1", "2", "3", "4", "5"]
@@ -183,6 +252,7 @@ def test_corrupt_and_incomplete_runs_are_rows_named_from_the_hydra_config(sweep:
     assert runs["4"].rps is None and runs["4"].requests is None
     assert (runs["5"].outcome, runs["5"].server, runs["5"].keepalive) == ("incomplete", "asyncio", False)
     assert runs["5"].spawn_rate == 100.0
+    assert runs["5"].rerun == "python -m runner server=asyncio server.keepalive=false"  # from Hydra's overrides
 
     report = write_report(sweep).read_text()
     assert (
@@ -190,9 +260,11 @@ def test_corrupt_and_incomplete_runs_are_rows_named_from_the_hydra_config(sweep:
         in report
     )
     rows = table_rows(report, "Ranked by requests per second")
-    assert {(row[1], row[-1]) for row in rows} >= {("epoll", "corrupt"), ("asyncio", "incomplete")}
+    assert {(row["Server"], row["Outcome"]) for row in rows} >= {("epoll", "corrupt"), ("asyncio", "incomplete")}
     assert "- **corrupt** (epoll):" in report
     assert "- **incomplete** (asyncio):" in report
+    assert "python -m runner server=asyncio server.keepalive=false  # 5\n" in report
+    assert "# 4: no command recorded\n" in report
 
 
 def test_a_run_without_a_readable_hydra_config_shows_question_marks(tmp_path: Path) -> None:
@@ -203,11 +275,12 @@ def test_a_run_without_a_readable_hydra_config_shows_question_marks(tmp_path: Pa
 
     [run] = load_runs(tmp_path)
     assert (run.outcome, run.server, run.workload, run.users, run.run) == ("corrupt", "?", "?", None, "lonely")
+    assert "| corrupt " in render(to_frame([run]), "t", {})
 
 
 def test_results_csv_round_trips_with_one_row_per_run(sweep: Path) -> None:
     write_report(sweep)
-    frame = pd.read_csv(sweep / "results.csv", dtype={"run": str})
+    frame = pd.read_csv(sweep / "results.csv", dtype={"run": str, "cell": str})
     assert list(frame.columns) == list(COLUMNS)
     assert len(frame) == len(FIXTURE)
     assert list(frame["run"]) == ["0", "1", "2", "3"]
@@ -215,7 +288,17 @@ def test_results_csv_round_trips_with_one_row_per_run(sweep: Path) -> None:
     assert frame["rps"].tolist()[:3] == [12695.0, 8184.3, 2041.7]
     assert frame["rps"].isna().tolist() == [False, False, False, True]
     assert frame["partial"].tolist() == [False, False, True, False]
-    assert frame["served"].tolist()[:2] == [152340, 98174]
+    assert frame["served"].tolist()[:2] == [160012, 105065]
+    assert frame["total_requests"].tolist()[:2] == [160012, 105102]
+    assert frame["goodput"].tolist()[:3] == [12695.0, 8181.2, 1921.4]
+    assert frame["server_cpu_pct"].tolist()[:3] == [61.2, 100.4, 23.0]
+    assert frame["locust_cpu_pct"].tolist()[:3] == [97.3, 88.1, 12.6]
+    assert frame["peak_rss_mb"].tolist()[:3] == [21.4, 35.2, 180.3]
+    assert frame["requests_per_cpu_s"].tolist()[:3] == [20743.6, 8151.7, 8877.0]
+    assert frame["flags"].fillna("").tolist() == ["generator-bound", "", "errors", ""]
+    assert frame["window"].tolist()[:3] == ["steady", "steady", "whole-run"]
+    assert frame["rerun"].tolist()[0] == "python -m runner server=select"
+    assert frame["cell"].nunique() == 4 and frame["cell"].str.len().eq(8).all()
 
 
 def test_provenance_keys_render_in_a_stable_order_whatever_their_values() -> None:
@@ -238,6 +321,267 @@ def test_an_empty_directory_gives_a_report_saying_no_runs_were_found(tmp_path: P
     report = write_report(tmp_path).read_text()
     assert report == f"# Stress test report: {tmp_path.name}\n\nNo runs were found.\n"
     assert pd.read_csv(tmp_path / "results.csv").empty
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+def test_mean_interval_matches_a_hand_computed_student_t_interval() -> None:
+    # mean 12, s = 2, t(0.975, df=2) = 4.303: 12 -/+ 4.303 * 2 / sqrt(3) = 12 -/+ 4.969
+    low, high = stats.mean_interval([10, 12, 14])
+    assert (round(low, 2), round(high, 2)) == (7.03, 16.97)
+    assert stats.mean_interval([5.0]) is None
+    assert stats.mean_interval([3.0, 3.0, 3.0]) == (3.0, 3.0)
+    assert (stats.t_975(1), stats.t_975(30), stats.t_975(31), stats.t_975(1000)) == (12.706, 2.042, 1.96, 1.96)
+
+
+def test_spread_and_median() -> None:
+    assert stats.median([8000, 9200, 8400]) == 8400
+    assert stats.spread([8000, 9200, 8400]) == pytest.approx(1200 / 8400)
+    assert stats.spread([1.0]) is None
+
+
+def test_tied_ranks_share_the_rank_of_the_row_above_and_mark_it() -> None:
+    intervals = [(10.0, 12.0), (11.0, 13.0), (5.0, 6.0), (5.5, 7.0), (5.8, 5.9), (1.0, 2.0)]
+    assert stats.tied_ranks(intervals) == ["1=", "1=", "3=", "3=", "3=", "6"]
+    assert stats.tied_ranks([None, (1.0, 2.0), None]) == ["1", "2", "3"]
+
+
+def test_a_cell_takes_medians_of_its_complete_runs_even_between_two_counts() -> None:
+    runs = [
+        Run(server="s", outcome="completed_with_errors", requests=1000, failures=37, rps=100.0, avg_ms=1.0, run="0"),
+        Run(server="s", outcome="completed_with_errors", requests=1000, failures=38, rps=110.0, avg_ms=2.0, run="1"),
+        Run(server="s", outcome="server_crashed", requests=10, failures=9, rps=5.0, avg_ms=9.0, partial=True, run="2"),
+    ]
+    [cell] = to_cells(to_frame(runs), unstable_spread=0.1).to_dict("records")
+    assert (cell["n"], cell["runs"], cell["failures"], cell["rps"], cell["avg_ms"]) == (2, "0 1 2", 37.5, 105.0, 1.5)
+    assert cell["rps_spread"] == pytest.approx(10 / 105)
+    assert (cell["flags"], cell["outcome"]) == ("", "2 completed_with_errors, 1 server_crashed")
+
+
+# --- repeats ------------------------------------------------------------------------------------
+
+# server -> RPS and avg ms of repeats 0, 1, 2: epoll and select overlap, thread spreads 14% (unstable)
+REPEATS = {
+    "epoll": ([12500.0, 12900.0, 12700.0], [7.9, 7.7, 8.0]),
+    "select": ([12000.0, 12400.0, 12200.0], [8.3, 8.1, 8.2]),
+    "thread": ([8000.0, 9200.0, 8400.0], [12.5, 10.9, 11.9]),
+}
+
+
+def config(server: str, repeat: int, **validity: float) -> dict:
+    return {
+        "server": {"name": server, "keepalive": True, "backlog": 1024},
+        "load": {"name": "default", "users": 100, "spawn_rate": 100.0, "run_time": "10s", "user_class": "fast"},
+        "workload": {"name": "hello", "path": "/"},
+        "run": {"host": "127.0.0.1", "pin": True, "repeat": repeat, "validity": {"unstable_spread": 0.1, **validity}},
+    }
+
+
+def write_run(root: Path, name: str, cfg: dict, outcome: str = "ok", metrics: Metrics | None = None, **kw) -> None:
+    job = root / name
+    job.mkdir(parents=True)
+    result = RunResult(
+        outcome=outcome,
+        server={"name": cfg["server"]["name"], "keepalive": True, "cpus": [0]},
+        load={"users": 100, "spawn_rate": 100.0, "cpus": [1]},
+        workload={"name": "hello"},
+        metrics=metrics or Metrics(),
+        config=cfg,
+        rerun=f"python -m runner -m server={cfg['server']['name']} run.repeat={cfg['run']['repeat']}",
+        **kw,
+    )
+    write_result(result, job)
+
+
+@pytest.fixture
+def repeats(tmp_path: Path) -> Path:
+    """3 servers x 3 repeats, interleaved as `run.repeats=3` runs them, plus a crashed 4th thread repeat."""
+    job = 0
+    for repeat in range(3):
+        for server, (rps, avg) in REPEATS.items():
+            requests = int(rps[repeat] * 10)
+            metrics = Metrics(
+                requests=requests,
+                failures=0,
+                failure_ratio=0.0,
+                rps=rps[repeat],
+                goodput=rps[repeat],
+                avg_ms=avg[repeat],
+                median_ms=avg[repeat],
+                window="steady",
+            )
+            used = resources(90.0 + repeat, 60.0, 20.0, requests / 9.0)
+            write_run(tmp_path, f"{job}_{server}", config(server, repeat), metrics=metrics, resources=used)
+            job += 1
+    crashed = Metrics(requests=500, failures=0, rps=100.0, avg_ms=50.0, window="whole-run", partial=True)
+    write_run(tmp_path, f"{job}_thread", config("thread", 3), "server_crashed", crashed)
+    return tmp_path
+
+
+def test_repeats_rank_cells_by_median_with_intervals_ties_and_instability(repeats: Path) -> None:
+    report = write_report(repeats).read_text()
+    assert report.splitlines()[2] == "10 runs: 9 ok, 1 server_crashed."
+    assert "3 cells of 3 to 4 runs (runs whose config differs only in `run.repeat`)" in report
+    assert "Same for every run: workload hello, keep-alive yes, 100 users, spawn rate 100/s." in report
+
+    by_rps = table_rows(report, "Table 1. Cells ranked by requests per second")
+    assert [(r["Rank"], r["Server"], r["n"], r["RPS [95% CI]"], r["Flags"], r["Outcome"]) for r in by_rps] == [
+        ("1=", "epoll", "3", "12700.0 [12203.1, 13196.9]", "", "ok"),
+        ("1=", "select", "3", "12200.0 [11703.1, 12696.9]", "", "ok"),
+        ("3", "thread", "3", "8400.0 [7015.4, 10051.3]", "unstable", "3 ok, 1 server_crashed"),
+    ]
+    assert by_rps[0]["Avg ms [95% CI]"] == "7.9 [7.5, 8.2]"
+    assert by_rps[0]["Server CPU %"] == "91"  # medians of the complete runs: 90, 91, 92
+
+    by_avg = table_rows(report, "Table 2. Cells ranked by average response time")
+    assert [(r["Rank"], r["Server"], r["Avg ms [95% CI]"]) for r in by_avg] == [
+        ("1=", "epoll", "7.9 [7.5, 8.2]"),
+        ("1=", "select", "8.2 [8.0, 8.4]"),
+        ("3", "thread", "11.9 [9.8, 13.8]"),
+    ]
+
+    everything = table_rows(report, "Table 3. All runs")
+    assert [(r["Run"], r["Server"], r["Repeat"]) for r in everything] == [
+        ("0_epoll", "epoll", "0"),
+        ("3_epoll", "epoll", "1"),
+        ("6_epoll", "epoll", "2"),
+        ("1_select", "select", "0"),
+        ("4_select", "select", "1"),
+        ("7_select", "select", "2"),
+        ("2_thread", "thread", "0"),
+        ("5_thread", "thread", "1"),
+        ("8_thread", "thread", "2"),
+        ("9_thread", "thread", "3"),
+    ]
+    assert everything[-1]["Outcome"] == "server_crashed (partial)" and everything[-1]["RPS"] == "100.0"
+
+    assert (
+        "- **unstable**: repeats of this cell spread by >= 10% of their median. "
+        "Seen in: thread (2_thread, 5_thread, 8_thread).\n" in report  # the complete runs it compared
+    )
+    assert "Except thread (9_thread): the whole run, ramp-up included" in report
+    assert "python -m runner -m server=thread run.repeat=3  # 9_thread\n" in report
+
+    cells = pd.read_csv(repeats / CELLS_FILE)
+    assert cells["server"].tolist() == ["epoll", "select", "thread"]
+    assert cells["n"].tolist() == [3, 3, 3]
+    assert cells["rps"].tolist() == [12700.0, 12200.0, 8400.0]
+    assert cells["rps_low"].round(2).tolist() == [12203.13, 11703.13, 7015.38]
+    assert cells["flags"].fillna("").tolist() == ["", "", "unstable"]
+
+
+def test_the_unstable_threshold_comes_from_the_runs_config(repeats: Path) -> None:
+    for path in repeats.glob("*/result.json"):
+        data = json.loads(path.read_text())
+        data["config"]["run"]["validity"]["unstable_spread"] = 0.2
+        path.write_text(json.dumps(data))
+    report = write_report(repeats).read_text()
+    assert "**unstable**" not in report
+    assert [row["Flags"] for row in table_rows(report, "Table 1.")] == ["", "", ""]
+
+
+def test_one_complete_run_per_cell_keeps_one_row_per_run(repeats: Path) -> None:
+    for path in sorted(repeats.glob("[3-8]_*")):  # keep repeat 0, and the crashed run
+        for file in path.iterdir():
+            file.unlink()
+        path.rmdir()
+    report = write_report(repeats).read_text()
+    assert "Table 1. Ranked by requests per second" in report and "All runs" not in report
+    rows = table_rows(report, "Table 1. Ranked by requests per second")
+    assert [(r["Rank"], r["Server"], r["RPS"]) for r in rows] == [
+        ("1", "epoll", "12500.0"),
+        ("2", "select", "12000.0"),
+        ("3", "thread", "8000.0"),
+        ("—", "thread", "100.0"),
+    ]
+    assert not (repeats / CELLS_FILE).exists()
+
+
+# --- new fields, old results --------------------------------------------------------------------
+
+
+def test_flags_legend_uses_the_runs_thresholds_and_lists_only_flags_that_occur(tmp_path: Path) -> None:
+    metrics = Metrics(requests=900, failures=90, failure_ratio=0.1, rps=90.0, goodput=81.0, avg_ms=5.0)
+    cfg = config("select", 0, max_error_ratio=0.05, min_requests=1000)
+    write_run(tmp_path, "0", cfg, "completed_with_errors", metrics, flags=["errors", "few-requests", "mystery"])
+    report = write_report(tmp_path).read_text()
+    [row] = table_rows(report, "Ranked by requests per second")
+    assert row["Flags"] == "errors, few-requests, mystery"
+    flags = report.split("## Flags\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert flags == [
+        "- **errors**: more than 5.0% of requests failed; RPS counts failures, so read goodput instead. "
+        "Seen in: select (0).",
+        "- **few-requests**: fewer than 1000 requests in the measured window: percentiles are mostly noise. "
+        "Seen in: select (0).",
+        "- **mystery**: a flag this report does not know. Seen in: select (0).",
+    ]
+
+
+def test_results_from_before_resources_and_flags_still_render(tmp_path: Path) -> None:
+    job = tmp_path / "old"
+    job.mkdir()
+    old = {  # schema 1 as first written: no goodput, window, resources, flags, rerun or cpus
+        "schema_version": 1,
+        "outcome": "ok",
+        "detail": "",
+        "server": {"name": "select", "keepalive": True, "served": 1000, "exit_code": 0},
+        "load": {"users": 10, "spawn_rate": 10.0, "run_time_s": 10.0, "user_class": "fast"},
+        "workload": {"name": "hello"},
+        "metrics": {"requests": 1000, "failures": 0, "failure_ratio": 0.0, "rps": 100.0, "avg_ms": 2.0,
+                    "median_ms": 2.0, "p95_ms": 3.0, "p99_ms": 4.0, "max_ms": 5.0, "partial": False},
+        "config": {},
+        "provenance": {},
+        "started_at": "2026-11-26T12:00:00+00:00",
+        "duration_s": 11.0,
+    }  # fmt: skip
+    (job / RESULT_FILE).write_text(json.dumps(old))
+    [run] = load_runs(tmp_path)
+    assert (run.outcome, run.rps, run.goodput, run.server_cpu_pct, run.flags, run.window) == (
+        "ok",
+        100.0,
+        None,
+        None,
+        (),
+        None,
+    )
+    report = write_report(tmp_path).read_text()
+    [row] = table_rows(report, "Ranked by requests per second")
+    assert (row["Rank"], row["RPS"], row["Goodput"], row["Server CPU %"], row["Flags"]) == ("1", "100.0", "—", "—", "")
+    assert "## Flags" not in report
+    assert "- Window: not recorded (results of an older runner: ramp-up is likely included)." in report
+    assert "- Pinning: not recorded." in report
+    assert "# old: no command recorded" in report
+
+
+def test_columns_that_differ_only_elsewhere_in_the_config_get_a_settings_column(tmp_path: Path) -> None:
+    metrics = Metrics(requests=5000, failures=0, rps=500.0, avg_ms=2.0, window="steady")
+    short, long = config("select", 0), config("select", 0)
+    long["load"]["run_time"] = "1m"
+    write_run(tmp_path, "0", short, metrics=metrics)
+    write_run(tmp_path, "1", long, metrics=metrics)
+    report = write_report(tmp_path).read_text()
+    rows = table_rows(report, "Ranked by requests per second")
+    assert [(r["Server"], r["Settings"]) for r in rows] == [
+        ("select", "load.run_time=10s"),
+        ("select", "load.run_time=1m"),
+    ]
+    assert "Same for every run: workload hello, keep-alive yes, 100 users, spawn rate 100/s." in report
+
+
+def test_pinning_line_names_the_runs_when_it_differs() -> None:
+    runs = [
+        Run(server="select", outcome="ok", rps=1.0, avg_ms=1.0, server_cpus="0", locust_cpus="1", run="0"),
+        Run(server="thread", outcome="ok", rps=1.0, avg_ms=1.0, server_cpus="any", locust_cpus="any", run="1"),
+    ]
+    markdown = render(to_frame(runs), "t", {})
+    assert (
+        "- Pinning: server on CPU 0, Locust on CPU 1 for select (0); not pinned (server and Locust may use every "
+        "core) for thread (1).\n" in markdown
+    )
+
+
+# --- CLI ----------------------------------------------------------------------------------------
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
