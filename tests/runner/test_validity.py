@@ -1,0 +1,65 @@
+"""The validity flags, on hand-made results: each rule fires on its case and only there."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from runner.config import Config, LoadConfig, ServerConfig, WorkloadConfig
+from runner.result import Metrics, RunResult
+from runner.validity import LEGEND, run_flags
+
+
+def _cfg(**load):
+    return OmegaConf.structured(
+        Config(
+            server=ServerConfig(name="select"),
+            load=LoadConfig(name="default", users=100, spawn_rate=100, **load),
+            workload=WorkloadConfig(name="hello"),
+        )
+    )
+
+
+def _result(served=10_000, locust_util=0.5, server_util=0.5, **metrics) -> RunResult:
+    # a consistent closed loop: 100 users at 10 ms each -> 10,000 req/s
+    values = {"requests": 10_000, "failures": 0, "failure_ratio": 0.0, "rps": 10_000.0, "avg_ms": 10.0}
+    values["total_requests"] = 10_000
+    values.update(metrics)
+    return RunResult(
+        outcome="ok",
+        server={"served": served},
+        metrics=Metrics(**values),
+        resources={"server": {"cpu_util": server_util}, "locust": {"cpu_util": locust_util}},
+    )
+
+
+def test_a_consistent_run_has_no_flags():
+    assert run_flags(_result(), _cfg()) == []
+
+
+@pytest.mark.parametrize(
+    "result,flag",
+    [
+        (_result(locust_util=0.97, server_util=0.6), "generator-bound"),
+        (_result(failures=200, failure_ratio=0.02), "errors"),
+        (_result(requests=500, total_requests=500, served=500, rps=10_000.0), "few-requests"),
+        (_result(rps=5_000.0), "littles-law"),  # 5,000/s x 10 ms = 50 users busy of 100
+        (_result(served=10_100), "count-mismatch"),  # 1% more than Locust counted
+    ],
+)
+def test_each_rule_fires_on_its_case(result, flag):
+    assert flag in run_flags(result, _cfg())
+
+
+def test_a_saturated_server_is_not_blamed_on_the_generator():
+    assert "generator-bound" not in run_flags(_result(locust_util=0.97, server_util=0.95), _cfg())
+
+
+def test_think_time_counts_in_littles_law():
+    # 100 users, each 10 ms of response + 0.5 s of think time -> 196 req/s
+    assert "littles-law" not in run_flags(_result(rps=196.0), _cfg(wait_min_s=0.25, wait_max_s=0.75))
+
+
+def test_every_flag_has_words_in_the_legend():
+    for flag in ["generator-bound", "errors", "few-requests", "littles-law", "count-mismatch", "unstable"]:
+        assert flag in LEGEND
