@@ -109,7 +109,7 @@ class Run:
     served: int | None = None  # the server's own count (its SERVED line)
     server_cpu_pct: float | None = None
     locust_cpu_pct: float | None = None
-    peak_rss_mb: float | None = None  # the server's
+    peak_memory_mb: float | None = None  # the server's
     requests_per_cpu_s: float | None = None  # the server's
     outcome: str = "incomplete"  # one of OUTCOMES, or "incomplete" / "corrupt"
     partial: bool = False
@@ -155,7 +155,7 @@ _MEASURED = (
     ("p99 ms", "p99_ms", "{:.1f}"),
     ("Server CPU %", "server_cpu_pct", "{:.0f}"),
     ("Locust CPU %", "locust_cpu_pct", "{:.0f}"),
-    ("Peak RSS MB", "peak_rss_mb", "{:.1f}"),
+    ("Peak mem MB", "peak_memory_mb", "{:.1f}"),
     ("Req/CPU-s", "requests_per_cpu_s", "{:.0f}"),
     ("Outcome", "outcome", "{}"),
     ("Flags", "flags", "{}"),
@@ -183,7 +183,8 @@ p50 ms, p95 ms, p99 ms: Locust's histogram percentiles, rounded to about 2 signi
 small differences.
 Server CPU %, Locust CPU %: CPU time each process tree (children included) used over the measured window; \
 100 = one core busy.
-Peak RSS MB: the server's largest resident memory during the run, children included.
+Peak mem MB: the server's largest memory during the run, children included, as PSS (a page shared by N \
+processes counts 1/N in each).
 Req/CPU-s: requests per CPU-second the server used in the measured window: what a request costs it, however \
 hard it was pushed.
 Outcome: how the run ended; "(partial)" marks numbers from a run that did not end cleanly.{outcome}
@@ -357,7 +358,7 @@ def _make_run(
         served=_int(known["server.served"]),
         server_cpu_pct=_float(_get(used, "server.cpu_pct")),
         locust_cpu_pct=_float(_get(used, "locust.cpu_pct")),
-        peak_rss_mb=_float(_get(used, "server.peak_rss_mb")),
+        peak_memory_mb=_float(_get(used, "server.peak_memory_mb")),
         requests_per_cpu_s=_float(_get(used, "server.requests_per_cpu_s")),
         outcome=outcome,
         partial=m.partial is True,

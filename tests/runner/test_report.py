@@ -27,9 +27,9 @@ LOAD = {"users": 100, "spawn_rate": 100.0, "run_time_s": 10.0, "user_class": "fa
 
 def resources(server_cpu: float, locust_cpu: float, rss: float, per_cpu_s: float) -> dict:
     return {
-        "server": {"cpu_pct": server_cpu, "cpu_util": server_cpu / 100, "peak_rss_mb": rss, "peak_threads": 3,
+        "server": {"cpu_pct": server_cpu, "cpu_util": server_cpu / 100, "peak_memory_mb": rss, "peak_threads": 3,
                    "peak_fds": 110, "peak_children": 0, "requests_per_cpu_s": per_cpu_s},
-        "locust": {"cpu_pct": locust_cpu, "cpu_util": locust_cpu / 300, "peak_rss_mb": 64.0},
+        "locust": {"cpu_pct": locust_cpu, "cpu_util": locust_cpu / 300, "peak_memory_mb": 64.0},
     }  # fmt: skip
 
 
@@ -78,7 +78,7 @@ Same for every run: workload hello, 100 users, spawn rate 100/s.
 
 ## Table 1. Ranked by requests per second
 
-|   Rank | Server   | Keep-alive   |   Requests |   Failures |   Fail % |     RPS |   Goodput |   Avg ms |   p50 ms |   p95 ms |   p99 ms |   Server CPU % |   Locust CPU % |   Peak RSS MB |   Req/CPU-s | Outcome                  | Flags           |
+|   Rank | Server   | Keep-alive   |   Requests |   Failures |   Fail % |     RPS |   Goodput |   Avg ms |   p50 ms |   p95 ms |   p99 ms |   Server CPU % |   Locust CPU % |   Peak mem MB |   Req/CPU-s | Outcome                  | Flags           |
 |--------|----------|--------------|------------|------------|----------|---------|-----------|----------|----------|----------|----------|----------------|----------------|---------------|-------------|--------------------------|-----------------|
 |      1 | select   | yes          |     152340 |          0 |     0.00 | 12695.0 |   12695.0 |      7.6 |      7.0 |     13.0 |     19.0 |             61 |             97 |          21.4 |       20744 | ok                       | generator-bound |
 |      2 | thread   | yes          |      98211 |         37 |     0.04 |  8184.3 |    8181.2 |     11.8 |      9.0 |     25.0 |     61.0 |            100 |             88 |          35.2 |        8152 | completed_with_errors    |                 |
@@ -87,7 +87,7 @@ Same for every run: workload hello, 100 users, spawn rate 100/s.
 
 ## Table 2. Ranked by average response time
 
-|   Rank | Server   | Keep-alive   |   Requests |   Failures |   Fail % |     RPS |   Goodput |   Avg ms |   p50 ms |   p95 ms |   p99 ms |   Server CPU % |   Locust CPU % |   Peak RSS MB |   Req/CPU-s | Outcome                  | Flags           |
+|   Rank | Server   | Keep-alive   |   Requests |   Failures |   Fail % |     RPS |   Goodput |   Avg ms |   p50 ms |   p95 ms |   p99 ms |   Server CPU % |   Locust CPU % |   Peak mem MB |   Req/CPU-s | Outcome                  | Flags           |
 |--------|----------|--------------|------------|------------|----------|---------|-----------|----------|----------|----------|----------|----------------|----------------|---------------|-------------|--------------------------|-----------------|
 |      1 | select   | yes          |     152340 |          0 |     0.00 | 12695.0 |   12695.0 |      7.6 |      7.0 |     13.0 |     19.0 |             61 |             97 |          21.4 |       20744 | ok                       | generator-bound |
 |      2 | thread   | yes          |      98211 |         37 |     0.04 |  8184.3 |    8181.2 |     11.8 |      9.0 |     25.0 |     61.0 |            100 |             88 |          35.2 |        8152 | completed_with_errors    |                 |
@@ -108,7 +108,7 @@ failures per 100 requests.
 rank on small differences.
 - **Server CPU %**, **Locust CPU %**: CPU time each process tree (children included) used over the measured window; \
 100 = one core busy.
-- **Peak RSS MB**: the server's largest resident memory during the run, children included.
+- **Peak mem MB**: the server's largest memory during the run, children included, as PSS (a page shared by N processes counts 1/N in each).
 - **Req/CPU-s**: requests per CPU-second the server used in the measured window: what a request costs it, however \
 hard it was pushed.
 - **Outcome**: how the run ended; "(partial)" marks numbers from a run that did not end cleanly.
@@ -293,7 +293,7 @@ def test_results_csv_round_trips_with_one_row_per_run(sweep: Path) -> None:
     assert frame["goodput"].tolist()[:3] == [12695.0, 8181.2, 1921.4]
     assert frame["server_cpu_pct"].tolist()[:3] == [61.2, 100.4, 23.0]
     assert frame["locust_cpu_pct"].tolist()[:3] == [97.3, 88.1, 12.6]
-    assert frame["peak_rss_mb"].tolist()[:3] == [21.4, 35.2, 180.3]
+    assert frame["peak_memory_mb"].tolist()[:3] == [21.4, 35.2, 180.3]
     assert frame["requests_per_cpu_s"].tolist()[:3] == [20743.6, 8151.7, 8877.0]
     assert frame["flags"].fillna("").tolist() == ["generator-bound", "", "errors", ""]
     assert frame["window"].tolist()[:3] == ["steady", "steady", "whole-run"]
