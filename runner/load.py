@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -50,8 +51,26 @@ def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
         "--request-timeout", f"{load.request_timeout_s:g}",
         "--warmup", f"{load.warmup_s:g}",
         "--phases-prefix", str(job_dir / PHASES_PREFIX),
-        *(["--processes", str(load.processes)] if load.processes != 1 else []),
+        *(_processes_args(load.processes) if load.processes != 1 else []),
         user_class,
+    ]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _processes_args(processes: int) -> list[str]:
+    """--processes forks a local master and workers that talk over ZeroMQ; by default the master
+    binds tcp://*:5557 -- every interface, and the same port for every run, so two runs collide
+    ("Address already in use"). Bind it to loopback on a port of its own."""
+    port = str(_free_port())
+    return [
+        "--processes", str(processes),
+        "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+        "--master-host", "127.0.0.1", "--master-port", port,
     ]  # fmt: skip
 
 
