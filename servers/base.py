@@ -40,6 +40,10 @@ class Shutdown(BaseException):
     """Raised by the SIGTERM handler: stop accepting and wind down."""
 
 
+# The signals that raise Shutdown; a model blocks them around a step that must not be cut in two.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
 @dataclass
 class App:
     """Per-server settings plus the one piece of shared state: how many requests were answered."""

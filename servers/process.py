@@ -25,14 +25,19 @@ import time
 from servers import base
 
 COUNT = struct.Struct("Q")
+# Blocked around fork(): SIGCHLD so a child cannot be reaped before its pid is recorded; SIGTERM and
+# SIGINT so Shutdown cannot land between fork() and children.add() (an orphan nobody stops), nor in
+# the new child before _child() takes over (it would run the parent's wind-down).
+FORK_BLOCKED = frozenset({signal.SIGCHLD}) | base.STOP_SIGNALS
 
 
 def _child(listener: socket.socket, conn: socket.socket, app: base.App, counts: int) -> None:
     status = 0
+    app.served = 0  # the fork copied the parent's running total; report only this connection's
     try:
         listener.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)  # a SIGTERM held back lands here
         base.serve_connection(conn, app)
     except base.Shutdown:
         pass
@@ -56,18 +61,27 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 data = os.read(counts_r, 65536)  # a multiple of 8: every write is 8 bytes, atomic
             except BlockingIOError:
                 return
-            app.served += sum(n for (n,) in COUNT.iter_unpack(data))
+            answered = sum(n for (n,) in COUNT.iter_unpack(data))
+            # No call between reading and writing app.served: a SIGCHLD that runs a nested drain()
+            # inside the sum() above would otherwise have its addition overwritten.
+            app.served += answered
 
     def reap(signum: int = 0, frame: object = None) -> None:
-        drain()
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            children.discard(pid)
+        # A Shutdown between waitpid() and discard() would leave a dead pid in `children`: the
+        # wind-down would wait the whole grace period for it, then SIGKILL whoever has that pid now.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
+        try:
+            drain()
+            while True:
+                try:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    return
+                if pid == 0:
+                    return
+                children.discard(pid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     signal.signal(signal.SIGCHLD, reap)
     try:
@@ -78,7 +92,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
             if len(children) >= app.limits.max_connections:
                 base.refuse(conn, 503, "too many connections")
                 continue
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+            signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
             try:
                 pid = os.fork()
                 if pid == 0:
@@ -86,7 +100,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
                     _child(sock, conn, app, counts_w)
                 children.add(pid)
             finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
             conn.close()
     except base.Shutdown:
         sock.close()

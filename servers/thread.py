@@ -11,6 +11,7 @@ returns EOF, a response being written still completes), and wait up to the grace
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -34,14 +35,21 @@ def serve(sock: socket.socket, app: base.App) -> None:
             conn = base.accept(sock)
             if conn is None:
                 continue
-            with lock:
-                full = len(open_conns) >= app.limits.max_connections
+            # Shutdown must not land between registering the connection and starting its worker:
+            # nothing would serve or close it, and the wind-down would wait out the grace period.
+            # (Workers inherit the mask, so SIGTERM always reaches the main thread.)
+            signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
+            try:
+                with lock:
+                    full = len(open_conns) >= app.limits.max_connections
+                    if not full:
+                        open_conns.add(conn)
                 if not full:
-                    open_conns.add(conn)
+                    threading.Thread(target=worker, args=(conn,), daemon=True).start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)
             if full:
                 base.refuse(conn, 503, "too many connections")
-                continue
-            threading.Thread(target=worker, args=(conn,), daemon=True).start()
     except base.Shutdown:
         sock.close()
         with lock:

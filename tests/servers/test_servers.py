@@ -1,0 +1,390 @@
+"""Every concurrency model against the server contract, through real sockets on 127.0.0.1.
+
+The parser's corner cases are test_http.py's business; here each case checks what only a running
+server can get wrong: framing on the wire, when a connection closes, deadlines, many clients at
+once, teardown. Every test that takes `server` or `model` runs once per model in servers/.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+import psutil
+import pytest
+from rawhttp import TIMEOUT, Reader, connect, exchange, is_closed, request, reset, wait_closed
+
+if TYPE_CHECKING:  # the fixtures come from conftest.py; a test module never imports it
+    from conftest import Server
+
+HELLO = b"Hello, World!\n"
+
+
+def http_get(server: Server, conn: http.client.HTTPConnection | None = None, path: str = "/"):
+    """GET with http.client; returns (response, body)."""
+    conn = conn or http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    return response, response.read()
+
+
+def assert_served_normally(server: Server, *, echo: bool = False) -> None:
+    response, body = http_get(server, path="/next")
+    assert response.status == 200
+    assert body.startswith(b"GET /next HTTP/1.1\r\n") if echo else body == HELLO
+
+
+# -- one request, its headers, keep-alive -----------------------------------------------------
+
+
+def test_get_hello(server: Server) -> None:
+    response, body = http_get(server)
+    assert response.status == 200
+    assert response.version == 11
+    assert body == HELLO
+    assert response.getheader("Content-Length") == str(len(HELLO))
+    assert response.getheader("Content-Type") == "text/plain; charset=utf-8"
+    assert response.getheader("Connection") == "keep-alive"
+    date = response.getheader("Date", "")
+    assert date.endswith(" GMT")
+    assert abs((parsedate_to_datetime(date) - datetime.now(timezone.utc)).total_seconds()) < 5
+
+
+def test_keepalive_reuses_one_connection(server: Server) -> None:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT)
+    conn.connect()
+    first = conn.sock
+    for _ in range(5):
+        response, body = http_get(server, conn)
+        assert (response.status, body) == (200, HELLO)
+        assert conn.sock is first  # http.client would have reconnected silently had the server closed
+    conn.close()
+
+
+def test_no_keepalive_closes_after_each_response(model: str, start_server) -> None:
+    server = start_server(model, "--no-keepalive")
+    response, body = http_get(server)
+    assert (response.status, body) == (200, HELLO)
+    assert response.getheader("Connection") == "close"
+    response, closed = exchange(server.host, server.port, request("GET"))
+    assert response.headers["connection"] == "close"
+    assert closed
+
+
+@pytest.mark.parametrize(
+    ("version", "headers", "stays_open"),
+    [
+        ("1.1", (), True),
+        ("1.1", ("Connection: close",), False),
+        ("1.0", (), False),
+        ("1.0", ("Connection: keep-alive",), True),
+    ],
+    ids=["1.1", "1.1-close", "1.0", "1.0-keep-alive"],
+)
+def test_connection_persistence(server: Server, version: str, headers: tuple[str, ...], stays_open: bool) -> None:
+    with connect(server.host, server.port) as sock:
+        reader = Reader(sock)
+        sock.sendall(request("GET", "/", *headers, version=version))
+        response = reader.read()
+        assert (response.status, response.body) == (200, HELLO)
+        assert response.headers["connection"] == ("keep-alive" if stays_open else "close")
+        assert is_closed(sock) is not stays_open
+        if stays_open:  # and it is still usable
+            sock.sendall(request("GET", "/", *headers, version=version))
+            assert reader.read().status == 200
+
+
+# -- framing: pipelining, bodies, HEAD, bad input ---------------------------------------------
+
+
+def test_pipelined_requests_answered_in_order(model: str, start_server) -> None:
+    server = start_server(model, "--workload", "echo")
+    paths = ["/first", "/second", "/third"]
+    with connect(server.host, server.port) as sock:
+        sock.sendall(b"".join(request("GET", path) for path in paths))
+        reader = Reader(sock)
+        for path in paths:
+            response = reader.read()
+            assert response.status == 200
+            assert response.body.startswith(f"GET {path} HTTP/1.1\r\n".encode())
+        assert not is_closed(sock)
+
+
+def test_post_bodies_are_echoed(model: str, start_server) -> None:
+    server = start_server(model, "--workload", "echo")
+    with connect(server.host, server.port) as sock:
+        reader = Reader(sock)
+        sized = request("POST", "/sized", body=b"name=value&x=1")
+        sock.sendall(sized)
+        response = reader.read()
+        assert (response.status, response.body) == (200, sized)  # echo = request head + body
+
+        head = request("POST", "/chunked", "Transfer-Encoding: chunked")
+        sock.sendall(head + b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n")
+        response = reader.read()
+        assert (response.status, response.body) == (200, head + b"hello world")
+        assert not is_closed(sock)
+
+
+def test_head_has_content_length_but_no_body(server: Server) -> None:
+    with connect(server.host, server.port) as sock:
+        reader = Reader(sock)
+        sock.sendall(request("HEAD"))
+        response = reader.read(head_only=True)
+        assert response.status == 200
+        assert response.headers["content-length"] == str(len(HELLO))
+        assert not is_closed(sock)  # fails on any body byte after the head
+        sock.sendall(request("GET"))
+        assert reader.read().body == HELLO
+
+
+MALFORMED = {
+    "space-before-colon": b"GET / HTTP/1.1\r\nHost: test\r\nX-Bad : 1\r\n\r\n",
+    "bad-request-line": b"GET  / HTTP/1.1\r\nHost: test\r\n\r\n",
+    "tls-client-hello": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+}
+
+
+@pytest.mark.parametrize("data", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_request_gets_400_and_close(server: Server, data: bytes) -> None:
+    response, closed = exchange(server.host, server.port, data)
+    assert response.status == 400
+    assert response.headers["connection"] == "close"
+    assert closed
+
+
+BYTEWISE = {
+    "post": request("POST", "/bytewise", "Connection: close", body=b"0123456789"),
+    # refused only once its head is complete, so every byte is read before the 400
+    "malformed": MALFORMED["space-before-colon"],
+}
+
+
+@pytest.mark.parametrize("data", BYTEWISE.values(), ids=BYTEWISE.keys())
+def test_request_sent_byte_by_byte_gets_the_same_answer(model: str, start_server, data: bytes) -> None:
+    server = start_server(model, "--workload", "echo")
+    whole, whole_closed = exchange(server.host, server.port, data)
+    bytewise, bytewise_closed = exchange(server.host, server.port, data, bytewise=True)
+    assert bytewise.without_date() == whole.without_date()
+    assert bytewise_closed == whole_closed
+
+
+# -- many clients -------------------------------------------------------------------------------
+
+CLIENTS = 50
+REQUESTS_PER_CLIENT = 20
+
+
+def test_concurrent_keepalive_clients_all_served_and_counted(server: Server) -> None:
+    # The single-process model serves one connection at a time: the others wait in the backlog,
+    # which is why each client closes its connection as soon as it is done.
+    def client(_: int) -> int:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=15)
+        conn.connect()
+        sock = conn.sock
+        try:
+            for _ in range(REQUESTS_PER_CLIENT):
+                response, body = http_get(server, conn)
+                assert (response.status, body) == (200, HELLO)
+                assert conn.sock is sock
+        finally:
+            conn.close()
+        return REQUESTS_PER_CLIENT
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        made = sum(pool.map(client, range(CLIENTS)))
+    assert made == CLIENTS * REQUESTS_PER_CLIENT
+    assert server.stop() == (0, made)
+
+
+# -- clients that misbehave ---------------------------------------------------------------------
+
+
+def test_clients_that_vanish_do_not_hurt_the_server(model: str, start_server) -> None:
+    server = start_server(model, "--workload", "echo")
+
+    connect(server.host, server.port).close()  # connect, then close without a byte
+    assert_served_normally(server, echo=True)
+
+    sock = connect(server.host, server.port)
+    sock.sendall(b"GET /half HTTP/1.1\r\nHost: te")  # half a request, then a RST
+    time.sleep(0.05)
+    reset(sock)
+    assert_served_normally(server, echo=True)
+
+    # a RST in the middle of a response: a tiny receive window keeps the server blocked on send
+    sock = connect(server.host, server.port, rcvbuf=4096)
+    sock.sendall(request("POST", "/big", body=b"x" * 900_000))
+    assert sock.recv(1) == b"H"  # the response has started
+    time.sleep(0.05)
+    reset(sock)
+    assert_served_normally(server, echo=True)
+
+    code, _ = server.stop()
+    assert code == 0
+    assert "Traceback" not in server.output()
+
+
+# -- deadlines ----------------------------------------------------------------------------------
+
+SHORT_DEADLINES = ("--header-timeout", "1", "--keepalive-timeout", "1")
+
+
+def test_idle_connection_closed_at_header_deadline(model: str, start_server) -> None:
+    server = start_server(model, *SHORT_DEADLINES)
+    with connect(server.host, server.port) as idle:
+        elapsed, sent = wait_closed(idle, within=3.0)
+    assert sent == b"" or sent.startswith(b"HTTP/1.1 408 "), sent
+    assert elapsed >= 0.5, "closed long before the 1 s deadline"
+    assert_served_normally(server)  # and the server goes on
+
+
+def test_idle_connection_does_not_block_other_clients(model: str, start_server) -> None:
+    if model == "single":
+        pytest.skip("single serves one connection at a time: an idle client starving the rest is its nature")
+    server = start_server(model, *SHORT_DEADLINES)
+    with connect(server.host, server.port) as idle:
+        started = time.monotonic()
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=0.5)
+        response, body = http_get(server, conn)
+        assert (response.status, body) == (200, HELLO)
+        assert time.monotonic() - started < 0.5  # served well before the idle one's deadline
+        conn.close()
+        assert not is_closed(idle, wait=0.05)  # so the two really were open at the same time
+
+
+def test_idle_keepalive_connection_closed_after_keepalive_timeout(model: str, start_server) -> None:
+    server = start_server(model, *SHORT_DEADLINES)
+    with connect(server.host, server.port) as sock:
+        sock.sendall(request("GET"))
+        assert Reader(sock).read().headers["connection"] == "keep-alive"
+        elapsed, sent = wait_closed(sock, within=3.0)
+    assert sent == b""  # nothing of a next request arrived, so no 408 either
+    assert elapsed >= 0.5
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _zombie_children(pid: int) -> list[int]:
+    zombies = []
+    for child in psutil.Process(pid).children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                zombies.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass  # reaped between the listing and the look
+    return zombies
+
+
+def _group(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != pgid and os.getpgid(proc.pid) == pgid and _alive(proc):
+                members.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return members
+
+
+def test_sigterm_right_after_ready(server: Server) -> None:
+    assert server.stop() == (0, 0)
+    assert server.stderr == ""
+
+
+def test_sigterm_exits_0_reports_served_and_leaves_nothing(server: Server) -> None:
+    # single serves one connection at a time: a second kept-alive client would wait in the backlog
+    held = 1 if server.model == "single" else 3
+    clients = [http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT) for _ in range(held)]
+    for conn in clients:
+        for _ in range(2):
+            assert http_get(server, conn)[0].status == 200
+    children = psutil.Process(server.pid).children(recursive=True)  # while the keep-alives are open
+    if server.model == "process":
+        assert len(children) >= held
+
+    started = time.monotonic()
+    assert server.stop() == (0, 2 * len(clients))
+    assert time.monotonic() - started < 3.0, "idle keep-alive connections held up the shutdown"
+    assert server.stdout == f"READY {server.host} {server.port}\nSERVED {2 * len(clients)}\n"
+    assert not [c.pid for c in children if _alive(c)]
+    assert not _group(server.pid)
+    with pytest.raises(ConnectionRefusedError):
+        connect(server.host, server.port).close()
+    for conn in clients:
+        conn.close()
+
+
+def _churn(server: Server, stop: threading.Event) -> None:
+    """Short connections, one after another, until told to stop."""
+    while not stop.is_set():
+        try:
+            exchange(server.host, server.port, request("GET", "/", "Connection: close"))
+        except (OSError, AssertionError):
+            pass  # refused or cut off by the shutdown: expected once SIGTERM is out
+
+
+def test_sigterm_while_clients_keep_connecting(model: str, start_server) -> None:
+    # SIGTERM lands wherever the accept loop happens to be (mid-fork, mid-thread-start, inside
+    # the SIGCHLD handler); a few rounds make an unlucky spot likely to be hit at least once.
+    for _ in range(3):
+        server = start_server(model)
+        stop = threading.Event()
+        clients = [threading.Thread(target=_churn, args=(server, stop)) for _ in range(6)]
+        for client in clients:
+            client.start()
+        try:
+            time.sleep(0.15)
+            started = time.monotonic()
+            code, served = server.stop()
+            took = time.monotonic() - started
+        finally:
+            stop.set()
+            for client in clients:
+                client.join()
+        assert code == 0 and served is not None
+        assert took < 2.0, f"shutdown took {took:.1f} s: it waited out the grace period for something"
+        assert server.stdout.count("SERVED") == 1
+        assert "Traceback" not in server.stderr
+        assert not _group(server.pid)
+
+
+def test_short_connections_leave_no_zombies(server: Server) -> None:
+    for i in range(30):
+        response, closed = exchange(server.host, server.port, request("GET", f"/{i}", "Connection: close"))
+        assert response.status == 200 and closed
+    deadline = time.monotonic() + 3.0  # a child that just exited is a zombie until SIGCHLD is handled
+    while (zombies := _zombie_children(server.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not zombies, f"children never reaped: {zombies}"
+    assert server.proc.poll() is None
+    assert server.stop() == (0, 30)
+
+
+def test_port_in_use_is_a_clear_quick_failure(server: Server) -> None:
+    argv = list(server.argv)
+    argv[argv.index("--port") + 1] = str(server.port)
+    started = time.monotonic()
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=10, start_new_session=True)
+    assert time.monotonic() - started < 5.0
+    assert second.returncode != 0
+    assert "READY" not in second.stdout
+    assert str(server.port) in second.stderr
+    assert "in use" in second.stderr.lower()
+    assert "Traceback" not in second.stderr
+    assert_served_normally(server)  # the first one is unharmed
