@@ -101,3 +101,16 @@ def test_cli_exits_2_and_starts_nothing(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "server=bogus: no such option; valid choices: process, select, single, thread" in proc.stderr
     assert not (tmp_path / "sweep").exists()  # not even the sweep directory
+
+
+@pytest.mark.parametrize("experiment", available_choices("experiment"))
+def test_every_experiment_composes_and_names_its_command(compose_cfg, experiment):
+    cfg = compose_cfg(f"experiment={experiment}")
+    assert check(cfg) == []
+    header = (CONF_DIR / "experiment" / f"{experiment}.yaml").read_text()
+    assert f"python -m runner -m experiment={experiment}" in header
+
+
+def test_the_seed_experiment_closes_every_connection(compose_cfg):
+    for server in ["single", "thread", "process", "select"]:
+        assert compose_cfg("experiment=seed", f"server={server}").server.keepalive is False
