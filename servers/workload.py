@@ -10,6 +10,8 @@ sleep in a thread or process, a timer in an event loop, never a sleep inside the
 - cpu: `cpu_us` microseconds of pure-Python work (calibrated once at start; the GIL holds)
 - io: `io_ms` milliseconds of waiting, no CPU
 - size: a body of `size_bytes` bytes
+- fail: fault injection for the tests: a handler that raises on every request whose path contains
+  `/fail` (each model must answer that one request 500 and go on), hello otherwise
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _iterations_per_us() -> float:
     return n / (best * 1e6)
 
 
-def cpu(cpu_us: float = 100) -> Workload:
+def cpu(cpu_us: float = 500) -> Workload:
     """A fixed amount of work, not a fixed time: preemption must not make it look cheaper."""
     iterations = max(1, round(float(cpu_us) * _iterations_per_us()))
     reply = Reply(200, HELLO)
@@ -80,7 +82,29 @@ def size(size_bytes: int = 10240) -> Workload:
     return lambda request: reply
 
 
-WORKLOADS: dict[str, Callable[..., Workload]] = {"hello": hello, "echo": echo, "cpu": cpu, "io": io, "size": size}
+class InjectedFault(Exception):
+    """What the fail workload raises: a stand-in for a bug in a request handler."""
+
+
+def fail() -> Workload:
+    reply = Reply(200, HELLO)
+
+    def handle(request: Request) -> Reply:
+        if "/fail" in request.target:
+            raise InjectedFault(request.target)
+        return reply
+
+    return handle
+
+
+WORKLOADS: dict[str, Callable[..., Workload]] = {
+    "hello": hello,
+    "echo": echo,
+    "cpu": cpu,
+    "io": io,
+    "size": size,
+    "fail": fail,
+}
 
 
 def make(name: str, params: dict[str, str] | None = None) -> Workload:
