@@ -4,18 +4,27 @@ Whatever happens, a run ends with a result.json that says what happened (the out
 what was measured, and with nothing of it left running: Locust is stopped before the server (so
 it writes its final stats while the server can still answer), and each is torn down with its
 whole process group. A bad outcome is recorded, never raised, so a sweep always reaches its
-report. Ctrl-C is the one exception: the run is recorded `interrupted`, then the interrupt goes
-on up so that no further run starts.
+report. Two exceptions:
+- an output directory that cannot take a run (not a directory, not writable, under
+  MIN_FREE_BYTES free) is refused with OutputDirUnusable before anything starts, so no run ever
+  leaves a half-written result;
+- Ctrl-C: the run is recorded `interrupted`, then the interrupt goes on up so that no further run
+  starts. A Ctrl-C during the teardown is held until the teardown is done and the result written
+  (main thread only: Python delivers signals nowhere else).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import shlex
 import signal
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from runner import load, procs
@@ -30,6 +39,46 @@ from servers.base import raise_nofile_limit
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # how quickly a crashed server or a finished Locust is noticed
 LOCUST_STOP_GRACE_S = 10.0  # Locust writes its final CSV/HTML/JSON on SIGTERM; give it time
+MIN_FREE_BYTES = 50 * 2**20  # a smoke run writes well under 1 MB, a long one a few MB of CSV/HTML/logs
+
+
+class OutputDirUnusable(Exception):
+    """The directory a run would write to cannot take it; nothing was started."""
+
+
+def check_output_dir(path: Path) -> None:
+    """Raise OutputDirUnusable unless `path` -- or, if it does not exist yet, the nearest ancestor
+    it would be created in -- is a directory we can write a file in, with MIN_FREE_BYTES free.
+    Writes a real temporary file: root ignores permission bits, a read-only mount does not."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputDirUnusable(f"{existing} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OutputDirUnusable(f"cannot write in {existing}: {exc.strerror}") from exc
+    vfs = os.statvfs(existing)
+    free = vfs.f_bavail * vfs.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise OutputDirUnusable(f"{existing}: {free / 2**20:.0f} MB free, a run needs {MIN_FREE_BYTES / 2**20:.0f} MB")
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """A Ctrl-C inside the block is held and raised when it ends, so a teardown is never cut short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # KeyboardInterrupt only ever arrives in the main thread
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
@@ -58,14 +107,13 @@ def _supervise(locust, server, deadline: float) -> tuple[str, int | None]:
 def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = None) -> RunResult:
     """One run into `job_dir`; `overrides` (Hydra's, for this job) make the rerun command."""
     job_dir = Path(job_dir)
+    check_output_dir(job_dir)
     started = time.monotonic()
     server_cpus, load_cpus = cpu_split(cfg.run.pin)
     config = to_container(cfg)
     result = RunResult(
         outcome="ok",
         config=config,
-        # raised here so that the server and Locust inherit it (the original run hit EMFILE)
-        provenance={**collect(), "nofile_limit_children": raise_nofile_limit()},
         rerun=shlex.join(["python", "-m", "runner", *(overrides or [])]),
         started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         workload=dict(config["workload"]),
@@ -79,6 +127,8 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
     server = locust = sampler = None
     partial = False
     try:
+        # raised here so that the server and Locust inherit it (the original run hit EMFILE)
+        result.provenance = {**collect(), "nofile_limit_children": raise_nofile_limit()}
         try:
             server = server_mod.start(cfg, job_dir, server_cpus)
         except server_mod.ServerFailedToStart as exc:
@@ -102,28 +152,27 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
                 result.outcome, partial = "server_crashed", True
                 result.detail = f"server exited with status {server.proc.returncode} before locust finished"
             elif code not in (0, 1):
-                result.outcome = "loadgen_failed"
-                result.detail = (
-                    f"locust exited with status {code}; log tail: {procs.tail(job_dir / load.LOCUST_LOG, 600)}"
-                )
+                result.outcome, partial = "loadgen_failed", True  # whatever it left was not finalised
+                tail = procs.tail(job_dir / load.LOCUST_LOG, 600) or "(empty)"
+                result.detail = f"locust exited with status {code}; log tail: {tail}"
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the teardown short
         result.outcome, partial = "interrupted", True
         result.detail = "interrupted by the user (Ctrl-C)"
         raise
     finally:
-        if locust is not None:
-            result.load.setdefault("exit_code", procs.terminate(locust, LOCUST_STOP_GRACE_S, signal.SIGTERM))
-        if server is not None:
-            result.server["exit_code"], result.server["served"] = server_mod.stop(server, cfg.server.grace_s)
-        if locust is not None:
-            _collect_metrics(result, job_dir, partial)
-        if sampler is not None:
-            _collect_resources(result, sampler, server_cpus, load_cpus, cfg.load.processes)
-        result.flags = run_flags(result, cfg)
-        result.duration_s = round(time.monotonic() - started, 3)
-        write_result(result, job_dir)
-        log.info(summary(result))
+        with _interrupts_held():  # a (second) Ctrl-C now would leave processes and no result.json
+            if locust is not None:
+                result.load.setdefault("exit_code", procs.terminate(locust, LOCUST_STOP_GRACE_S, signal.SIGTERM))
+            if server is not None:
+                result.server["exit_code"], result.server["served"] = server_mod.stop(server, cfg.server.grace_s)
+            if locust is not None:
+                _collect_metrics(result, job_dir, partial)
+            if sampler is not None:
+                _collect_resources(result, sampler, server_cpus, load_cpus, cfg.load.processes)
+            result.flags = run_flags(result, cfg)
+            result.duration_s = round(time.monotonic() - started, 3)
+            write_result(result, job_dir)
+            log.info(summary(result))
     return result
 
 

@@ -7,12 +7,14 @@ histograms, written at exit: our numbers come from it), `locust_stats.csv` and f
 that is data, not a crash (DESIGN.md). The CSV is rewritten every second and finalised on a clean
 shutdown (Locust handles SIGTERM), so stats from a run we had to stop are kept but marked partial.
 Measured here: after a 2 s run the CSV still held the numbers of its first second (3430 requests
-where locust.json and the server both counted 4982), which is why the CSV is only a fallback.
+where locust.json and the server both counted 4982), which is why the CSV is only a fallback, and
+a SIGKILLed Locust leaves no locust.json at all, only that CSV (possibly cut mid-row) or nothing.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import socket
 import sys
@@ -176,10 +178,14 @@ def _number(row: dict[str, str], key: str) -> float | None:
 
 def _from_csv(path: Path) -> Metrics | None:
     """The 'Aggregated' row of locust_stats.csv. Locust rewrites this file only every few seconds
-    and not always at exit, so its numbers can lag the run: callers mark them partial."""
+    and not always at exit, so its numbers can lag the run: callers mark them partial. A file cut
+    mid-write (Locust killed) ends inside a row whose last number may be cut short ("15" -> "1"),
+    so only newline-terminated rows with as many fields as the header count."""
     try:
         with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("Name") == "Aggregated"]
+            text = f.read()
+        whole = csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1]))
+        rows = [r for r in whole if r.get("Name") == "Aggregated" and None not in r and None not in r.values()]
     except (OSError, csv.Error, UnicodeDecodeError):
         return None
     if not rows:

@@ -1,6 +1,8 @@
 """Child processes the runner starts: each in its own process group, output to a file, and
 always torn down -- SIGTERM to the leader, a grace period, then SIGKILL to the whole group, so
-grandchildren (fork-per-connection servers, locust --processes) die with it.
+grandchildren (fork-per-connection servers, locust --processes) die with it. A stopped
+(SIGSTOPped) process cannot act on SIGTERM, so the group also gets SIGCONT: a stopped Locust then
+still writes its statistics, and the grace is not spent waiting on a process that cannot move.
 
 Output goes to a file in the run directory, never to a pipe nobody drains (a chatty child would
 block on a full pipe and distort the measurement).
@@ -48,7 +50,8 @@ def terminate(proc: subprocess.Popen, grace: float, sig: int = signal.SIGTERM) -
     if proc.poll() is None:
         try:
             proc.send_signal(sig)
-        except ProcessLookupError:
+            os.killpg(proc.pid, signal.SIGCONT)  # after `sig`, as systemd does: it is acted on at once
+        except (ProcessLookupError, PermissionError):
             pass
         try:
             proc.wait(grace)

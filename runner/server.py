@@ -2,7 +2,8 @@
 
 Our servers follow the contract in servers/base.py: they print `READY <host> <port>` once bound
 (we pass --port 0 so the kernel picks a free port and two runs never collide) and `SERVED <n>`
-when they stop. Readiness is that line, not a guess with sleep().
+when they stop. Readiness is that line, not a guess with sleep(). Until start() returns, the
+server is start()'s to tear down, whatever interrupts it (Ctrl-C while waiting for READY).
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ def start(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
     argv = server_argv(cfg)
     log = job_dir / SERVER_LOG
     proc = procs.spawn(argv, log, cpus=cpus)
-    line = procs.wait_for_line(log, "READY ", proc, cfg.server.ready_timeout_s)
+    try:
+        line = procs.wait_for_line(log, "READY ", proc, cfg.server.ready_timeout_s)
+    except BaseException:  # Ctrl-C while waiting: the caller never got a handle to stop it with
+        procs.terminate(proc, 1.0)
+        raise
     if line is None:
         early = proc.poll()
         procs.terminate(proc, 1.0)

@@ -1,0 +1,558 @@
+"""Runner faults (RELIABILITY.md, "Runner faults"), done for real: kill, stop and interrupt the
+server and Locust by pid mid-run, then check what the run recorded and that nothing of it is left.
+
+What is "left" is checked by pid: every process of the run is collected with psutil while it runs
+(forked grandchildren too), and after the run none may be alive. A zombie counts as dead: it holds
+no socket and no CPU, and on a machine whose init does not reap orphans it stays a zombie forever.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from runner import experiment, load, procs
+from runner.config import CONF_DIR
+from runner.experiment import run_experiment
+from runner.result import RESULT_FILE, RunResult, read_result, write_result
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _compose(*overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _role(proc: psutil.Process) -> str | None:
+    """ "server" or "locust" for a process the runner started (or one they forked), else None."""
+    try:
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return None
+    if any(arg.startswith("servers.") for arg in cmdline):
+        return "server"
+    if "locust" in cmdline[1:3]:  # python -m locust ...
+        return "locust"
+    return None
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _run_processes(root: psutil.Process | None = None) -> dict[psutil.Process, str]:
+    """Live servers and Locusts under `root` (this test process by default), with their role."""
+    root = root or psutil.Process()
+    try:
+        children = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return {}
+    return {p: role for p in children if (role := _role(p)) and _alive(p)}
+
+
+def _find(role: str, root: psutil.Process | None = None) -> psutil.Process | None:
+    """The leader of `role` (the one whose parent is not of the same role)."""
+    for proc, its_role in _run_processes(root).items():
+        try:
+            if its_role == role and _role(proc.parent()) != role:
+                return proc
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _kill(processes) -> None:
+    """The safety net: SIGKILL by pid whatever a failed test left behind."""
+    for proc in processes:
+        if _alive(proc):
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def _assert_nothing_left(seen: dict[psutil.Process, str], port: int | None) -> None:
+    survivors = {p: role for p, role in seen.items() if _alive(p)} | _run_processes()
+    assert not survivors, [f"{p.pid} {role}" for p, role in survivors.items()]
+    if port:
+        assert _port_closed(port), port
+
+
+class _Background:
+    """run_experiment in a thread, as Hydra would call it, while the test meddles with its processes;
+    `seen` collects every process of the run (and its role) until it ends."""
+
+    def __init__(self, cfg, job_dir: Path) -> None:
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self.seen: dict[psutil.Process, str] = {}
+        self.job_dir = job_dir
+        self._thread = threading.Thread(target=self._run, args=(cfg, job_dir), daemon=True)
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        self._watcher.start()
+
+    def _run(self, cfg, job_dir: Path) -> None:
+        try:
+            self.result = run_experiment(cfg, job_dir)
+        except BaseException as exc:  # re-raised in join()
+            self.error = exc
+
+    def _watch(self) -> None:
+        while self._thread.is_alive():
+            self.seen.update(_run_processes())
+            time.sleep(0.1)
+
+    def wait_ready(self, timeout: float = 20, running: bool = True) -> tuple[psutil.Process, psutil.Process]:
+        """The server and Locust leaders once Locust is started (so the server printed READY) and,
+        if `running`, once it has begun its run (it writes its first CSV rows then)."""
+        locust = _wait_for(lambda: _find("locust"), timeout, "locust to start")
+        server = _find("server")
+        assert server is not None
+        if running:
+            _wait_for(lambda: (self.job_dir / "locust_stats.csv").exists(), timeout, "locust's run to begin")
+        return server, locust
+
+    def join(self, timeout: float) -> RunResult:
+        self._thread.join(timeout)
+        self._watcher.join(1)
+        if self._thread.is_alive():
+            self.cleanup()
+            raise AssertionError(f"run_experiment did not return within {timeout:g} s")
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    def cleanup(self) -> None:
+        _kill([*self.seen, *_run_processes()])
+
+
+@pytest.fixture
+def background():
+    runs: list[_Background] = []
+
+    def start(cfg, job_dir: Path) -> _Background:
+        runs.append(_Background(cfg, job_dir))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        run.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_kept():
+    """A test that Ctrl-Cs this process must not leave SIGINT ignored for the next ones (and for
+    the runners they start: an ignored signal stays ignored across exec)."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+def _on_disk(job_dir: Path) -> dict:
+    return json.loads((job_dir / RESULT_FILE).read_text())
+
+
+def _gone_within(proc: psutil.Process, timeout: float) -> float | None:
+    """Seconds until `proc` is dead (or a zombie), None if it outlives `timeout`. Polls rather than
+    waits: the runner's Popen must be the one to reap it."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if not _alive(proc):
+            return time.monotonic() - start
+        time.sleep(0.02)
+    return None
+
+
+def _sigterm_logged_at(job_dir: Path) -> float:
+    """When Locust logged that it got SIGTERM (its log has local time to the millisecond)."""
+    for line in (job_dir / load.LOCUST_LOG).read_text().splitlines():
+        if "Got SIGTERM" in line:
+            return dt.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    raise AssertionError(f"locust did not log a SIGTERM: {(job_dir / load.LOCUST_LOG).read_text()[-2000:]}")
+
+
+# --- 1. the server crashes mid-run ---------------------------------------------------------------
+
+
+def test_a_server_killed_mid_run_is_noticed_and_locust_still_writes_its_stats(tmp_path, background):
+    run = background(_compose("server=thread", "load=smoke", "load.run_time=6s"), tmp_path)
+    server, locust = run.wait_ready()
+    time.sleep(2)
+    server.kill()
+    killed_at = time.time()
+    locust_stopped_after = _gone_within(locust, 10)
+    result = run.join(30)
+
+    # Locust had 4 s left to run: it was stopped (politely) because the crash was noticed
+    assert _sigterm_logged_at(tmp_path) - killed_at < 1.0
+    assert locust_stopped_after is not None and locust_stopped_after < 3, locust_stopped_after
+    assert (tmp_path / "locust.json").exists()  # ...so it wrote its final numbers
+    assert result.outcome == "server_crashed"
+    assert "status -9" in result.detail
+    assert result.server["exit_code"] == -9
+    assert result.metrics.requests and result.metrics.partial
+    on_disk = _on_disk(tmp_path)
+    assert on_disk["outcome"] == "server_crashed" and on_disk["metrics"]["partial"] is True
+    assert on_disk["metrics"]["requests"] == result.metrics.requests
+    _assert_nothing_left(run.seen, result.server["port"])
+
+
+# --- 2 and 7. Locust is killed: no invented numbers ----------------------------------------------
+
+
+def _csv_aggregated(job_dir: Path) -> dict | None:
+    try:
+        with open(job_dir / "locust_stats.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("Name") == "Aggregated"]
+    except FileNotFoundError:
+        return None
+    return rows[-1] if rows else None
+
+
+@pytest.mark.parametrize("when_s", [0.0, 2.0], ids=["at-start", "mid-run"])
+def test_a_killed_locust_is_loadgen_failed_with_only_numbers_it_wrote(tmp_path, background, when_s):
+    run = background(_compose("server=thread", "load=smoke", "load.run_time=6s"), tmp_path)
+    server, locust = run.wait_ready(running=when_s > 0)
+    time.sleep(when_s)
+    locust.kill()
+    result = run.join(30)
+
+    assert result.outcome == "loadgen_failed"
+    assert "status -9" in result.detail
+    assert result.load["exit_code"] == -9
+    assert result.server["exit_code"] == 0 and result.server["served"] is not None  # torn down politely
+    assert not (tmp_path / "locust.json").exists()  # SIGKILL: Locust wrote no final numbers
+    metrics = result.metrics
+    assert metrics.partial
+    row = _csv_aggregated(tmp_path)
+    if metrics.requests is None:  # nothing usable on disk: nothing reported
+        assert all(getattr(metrics, k) is None for k in ("rps", "avg_ms", "p95_ms", "failures"))
+    else:  # exactly what the CSV says, never more than the server answered
+        assert row is not None
+        assert metrics.requests == int(row["Request Count"])
+        assert metrics.failures == int(row["Failure Count"])
+        assert metrics.requests <= result.server["served"]
+    assert _on_disk(tmp_path)["metrics"]["partial"] is True
+    _assert_nothing_left(run.seen, result.server["port"])
+
+
+# --- 3. Locust hangs ------------------------------------------------------------------------------
+
+
+def test_a_stopped_locust_hits_the_deadline_and_everything_is_torn_down(tmp_path, background):
+    cfg = _compose("server=thread", "load=smoke", "load.run_time=2s", "run.deadline_slack_s=2")
+    deadline = load.deadline_s(cfg)
+    run = background(cfg, tmp_path)
+    server, locust = run.wait_ready()
+    started = time.monotonic()
+    time.sleep(0.5)  # some requests answered
+    os.kill(locust.pid, signal.SIGSTOP)  # hung: it neither runs nor exits
+    result = run.join(deadline + 30)
+    took = time.monotonic() - started
+
+    assert result.outcome == "timeout"
+    # no grace wasted on a process that cannot act on SIGTERM: SIGCONT lets it act at once...
+    assert took < deadline + 3, f"{took:.1f} s for a deadline of {deadline:g} s"
+    assert "Got SIGTERM" in (tmp_path / load.LOCUST_LOG).read_text()
+    assert (tmp_path / "locust.json").exists()  # ...so it still wrote the numbers it had
+    assert result.metrics.requests and result.metrics.partial
+    assert result.server["exit_code"] == 0
+    _assert_nothing_left(run.seen, result.server["port"])
+
+
+# --- 4. Ctrl-C ----------------------------------------------------------------------------------
+
+
+def test_ctrl_c_while_the_server_starts_stops_it_and_records_the_run(tmp_path, monkeypatch):
+    """Ctrl-C while waiting for READY: before, the server was left running with no owner."""
+    cfg = _compose("server=thread", "load=smoke")
+    servers: list[psutil.Process] = []
+    wait_for_line = procs.wait_for_line
+
+    def interrupted_wait(path, prefix, proc, timeout):
+        servers.append(psutil.Process(proc.pid))
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, to this (the main) thread
+        return wait_for_line(path, prefix, proc, timeout)
+
+    monkeypatch.setattr(procs, "wait_for_line", interrupted_wait)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(cfg, tmp_path)
+        assert len(servers) == 1 and not _alive(servers[0])
+        assert _on_disk(tmp_path)["outcome"] == "interrupted"
+        assert not (tmp_path / load.LOCUST_LOG).exists()
+    finally:
+        _kill(servers)
+
+
+def test_ctrl_c_during_the_teardown_is_held_until_the_run_is_recorded(tmp_path, monkeypatch):
+    """Ctrl-C as the server is being stopped after a finished run: before, it cut the teardown
+    short -- the server kept running and no result.json was written."""
+    cfg = _compose("server=thread", "load=smoke", "load.run_time=1s")
+    stop = experiment.server_mod.stop
+    servers: list[psutil.Process] = []
+
+    def interrupted_stop(server, grace):
+        servers.append(psutil.Process(server.proc.pid))
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # where the interrupt lands
+        return stop(server, grace)
+
+    monkeypatch.setattr(experiment.server_mod, "stop", interrupted_stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # still raised: no further run may start
+            run_experiment(cfg, tmp_path)
+        assert servers and not _alive(servers[0])
+        result = read_result(tmp_path / RESULT_FILE)
+        assert result.outcome == "ok", result.detail  # the run itself had finished
+        assert result.server["exit_code"] == 0 and result.server["served"]
+        assert _port_closed(result.server["port"])
+    finally:
+        _kill(servers)
+
+
+def _processes_in(cwd: Path) -> dict[psutil.Process, str]:
+    """Live servers and Locusts started from `cwd`, wherever they are in the process tree: one
+    whose parent died is adopted by init and is no longer our descendant."""
+    found = {}
+    for proc in psutil.process_iter():
+        try:
+            if Path(proc.cwd()) == cwd and (role := _role(proc)) and _alive(proc):
+                found[proc] = role
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def _job_dir(sweep: Path, num: int) -> Path | None:
+    return next(sweep.glob(f"{num}_*"), None) if sweep.is_dir() else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "to, when",
+    [("pid", "mid-run"), ("group", "job-start")],
+    ids=["runner-pid-mid-run", "runner-group-as-the-job-starts"],
+)
+def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
+    """SIGINT to the runner during the second of three runs. `group` is what a terminal does: the
+    server and Locust are in their own sessions and do not get it. `job-start` sends it as soon as
+    the job's directory appears, in Hydra's job setup or our server's start-up."""
+    sweep = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "runner", "-m", "server=thread,select,single", "load=smoke", "load.run_time=5s"]
+    with open(tmp_path / "runner.out", "wb") as out:
+        cli = subprocess.Popen(
+            [*argv, f"hydra.sweep.dir={sweep}"],
+            cwd=tmp_path,  # how its children are found, even orphaned
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # as a terminal's foreground job: its own group
+        )
+    seen: dict[psutil.Process, str] = {}
+    try:
+
+        def second_job() -> bool:
+            seen.update(_processes_in(tmp_path))
+            if when == "job-start":
+                return _job_dir(sweep, 1) is not None
+            job = _job_dir(sweep, 1)
+            return job is not None and (job / "locust_stats.csv").exists()
+
+        _wait_for(second_job, 60, "the second run")
+        if when == "mid-run":
+            time.sleep(1)  # Locust has numbers to write
+        seen.update(_processes_in(tmp_path))
+        if to == "pid":
+            os.kill(cli.pid, signal.SIGINT)
+        else:
+            os.killpg(cli.pid, signal.SIGINT)
+        code = cli.wait(60)
+        left = [f"{p.pid} {role}" for p, role in (seen | _processes_in(tmp_path)).items() if _alive(p)]
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait(10)
+        _kill([*seen, *_processes_in(tmp_path)])
+    output = (tmp_path / "runner.out").read_text()
+
+    assert code == 130, output[-3000:]
+    assert not left, left
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [j.name.split("_")[0] for j in jobs] == ["0", "1"], jobs  # no third run
+    first = read_result(jobs[0] / RESULT_FILE)
+    assert first.outcome == "ok", first.detail
+    assert _port_closed(first.server["port"])
+    report = (sweep / "report.md").read_text()
+    assert "| ok" in report, report
+    if when == "job-start" and not (jobs[1] / RESULT_FILE).exists():
+        return  # interrupted in Hydra's job setup, before the run began: nothing to record
+    second = read_result(jobs[1] / RESULT_FILE)
+    assert second.outcome == "interrupted"
+    assert "interrupted" in report, report
+    if second.server.get("port"):
+        assert _port_closed(second.server["port"])
+    if when == "mid-run":  # Locust stopped first, while the server still answered: whole numbers
+        assert _sigterm_logged_at(jobs[1])  # from the runner: the terminal's SIGINT never reached it
+        assert second.metrics.requests and second.metrics.partial
+        assert second.metrics.failures == 0
+        assert second.server["served"] and second.server["exit_code"] == 0
+
+
+# --- 5. grandchildren ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_forked_grandchildren_die_with_their_groups(tmp_path, background):
+    cfg = _compose("server=process", "server.keepalive=true", "load=smoke", "load.run_time=3s", "load.processes=2")
+    run = background(cfg, tmp_path)
+    run.wait_ready(30)
+    result = run.join(60)
+
+    roles = list(run.seen.values())
+    assert roles.count("server") > 1, "the process server forked no child: nothing was tested"
+    assert roles.count("locust") >= 3, "locust --processes 2 forked no workers: nothing was tested"
+    assert result.outcome == "ok", result.detail
+    _assert_nothing_left(run.seen, result.server["port"])
+
+
+# --- 6. an unusable output directory ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["hydra.sweep.dir", "hydra.run.dir"])
+def test_an_output_dir_under_a_file_is_refused_before_anything_starts(tmp_path, key):
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory\n")
+    mode = ["-m"] if key == "hydra.sweep.dir" else []
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", *mode, "server=thread", "load=smoke", f"{key}={afile}/sub"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert str(afile) in proc.stderr and "not a directory" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no outputs/, nothing else
+
+
+def test_run_experiment_refuses_an_unusable_job_dir_before_launching(tmp_path, monkeypatch):
+    cfg = _compose("server=thread", "load=smoke")
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(experiment.OutputDirUnusable, match="not a directory"):
+        run_experiment(cfg, afile / "job")
+    monkeypatch.setattr(experiment, "MIN_FREE_BYTES", 2**62)  # more than any disk: "disk full"
+    job = tmp_path / "job"
+    job.mkdir()
+    with pytest.raises(experiment.OutputDirUnusable, match="free"):
+        run_experiment(cfg, job)
+    assert list(job.iterdir()) == []  # no log, no half result
+    assert not _run_processes()
+
+
+# --- 7. partial or corrupt Locust output --------------------------------------------------------
+
+_COLUMNS = (
+    "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,"
+    "Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,"
+    "99.99%,100%"
+)
+_VALUES = "4982,3,1,1.25,0.4,19,12,2491.0,1.5,1,1,1,2,2,3,4,15,17,19,19"  # p99 = 15
+_STATS = f"{_COLUMNS}\r\nGET,/,{_VALUES}\r\n,Aggregated,{_VALUES}\r\n"  # as Locust writes it
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_bytes(text.encode())
+
+
+def test_read_stats_ignores_a_truncated_json_and_falls_back_to_the_csv(tmp_path):
+    _write(tmp_path / "locust.json", '[{"name": "/", "method": "GET", "num_requests": 49')
+    _write(tmp_path / "locust_stats.csv", _STATS)
+    metrics = load.read_stats(tmp_path)
+    assert metrics is not None and metrics.partial
+    assert (metrics.requests, metrics.failures, metrics.rps, metrics.p99_ms) == (4982, 3, 2491.0, 15.0)
+
+
+_CUTS = {  # the file ends just after the last occurrence of this, as a SIGKILL mid-write leaves it
+    "empty": "",
+    "half-header": "Type,Na",
+    "half-row": "GET,/,4982,3,1",
+    "no-numbers": ",Aggregated",
+    "cut-count": ",Aggregated,49",
+    "cut-p99": ",3,4,1",  # 15 -> 1
+    "cut-p999": ",17,1",
+    "cut-last-field": ",19,1",
+}
+
+
+@pytest.mark.parametrize("cut", _CUTS.values(), ids=_CUTS.keys())
+def test_read_stats_invents_nothing_from_a_truncated_csv(tmp_path, cut):
+    text = _STATS[: _STATS.rindex(cut) + len(cut)] if cut else ""
+    _write(tmp_path / "locust_stats.csv", text)
+    metrics = load.read_stats(tmp_path)
+    if metrics is not None:  # only whole fields of a whole row may be used
+        assert metrics.partial
+        assert (metrics.requests, metrics.failures, metrics.max_ms) == (4982, 3, 19.0)
+        assert metrics.p95_ms == 3.0 and metrics.p99_ms in (None, 15.0)
+
+
+# --- 8. result.json is whole or absent ----------------------------------------------------------
+
+
+def test_write_result_leaves_no_temporary_file(tmp_path):
+    write_result(RunResult(outcome="ok"), tmp_path)
+    write_result(RunResult(outcome="timeout"), tmp_path)  # replaces, never appends
+    assert [p.name for p in tmp_path.iterdir()] == [RESULT_FILE]
+    assert read_result(tmp_path / RESULT_FILE).outcome == "timeout"
+
+
+def test_a_failure_mid_write_keeps_the_previous_result(tmp_path, monkeypatch):
+    write_result(RunResult(outcome="ok", detail="the first run"), tmp_path)
+    before = (tmp_path / RESULT_FILE).read_bytes()
+
+    def half_then_disk_full(obj, f, **kwargs):
+        f.write('{"outcome": "interr')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("runner.result.json.dump", half_then_disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_result(RunResult(outcome="interrupted"), tmp_path)
+    assert (tmp_path / RESULT_FILE).read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [RESULT_FILE]
