@@ -197,7 +197,10 @@ def serve_connection(conn: socket.socket, app: App) -> int:
                     return served
                 conn.settimeout(remaining)
                 was_idle = parser.idle
-                data = conn.recv(65536)
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    continue  # the deadline passed: the check above answers 408 (or just closes)
                 if not data:
                     return served  # EOF; an incomplete request is dropped, never handled
                 if was_idle:

@@ -12,6 +12,11 @@ drains whenever it reaps. No lock is shared with the children: a process-shared 
 child that gets killed would deadlock the parent (it did, with multiprocessing.Value, at SIGTERM).
 On SIGTERM the parent stops accepting, passes SIGTERM to its children, waits up to the grace
 period, then SIGKILLs what is left.
+
+Faults: a child that dies abnormally (killed, crashed) is reaped like the rest and counted; one
+line on stderr at exit reports them, since a killed child never writes its count and what it had
+answered is missing from SERVED. A fork() that fails (process limit, memory) costs that connection
+a 503, not the server.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import signal
 import socket
 import struct
+import sys
 import time
 
 from servers import base
@@ -54,6 +60,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
     counts_r, counts_w = os.pipe()
     os.set_blocking(counts_r, False)
     children: set[int] = set()
+    died = 0  # children that exited abnormally (killed, crashed); reported at exit
 
     def drain() -> None:
         while True:
@@ -67,6 +74,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
             app.served += answered
 
     def reap(signum: int = 0, frame: object = None) -> None:
+        nonlocal died
         # A Shutdown between waitpid() and discard() would leave a dead pid in `children`: the
         # wind-down would wait the whole grace period for it, then SIGKILL whoever has that pid now.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
@@ -74,12 +82,13 @@ def serve(sock: socket.socket, app: base.App) -> None:
             drain()
             while True:
                 try:
-                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                    pid, status = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
                     return
                 if pid == 0:
                     return
                 children.discard(pid)
+                died += status != 0
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
@@ -95,12 +104,18 @@ def serve(sock: socket.socket, app: base.App) -> None:
             signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
             try:
                 pid = os.fork()
+            except OSError:  # EAGAIN (process limit) or ENOMEM: no worker for this connection
+                pid = -1
+            else:
                 if pid == 0:
                     os.close(counts_r)
                     _child(sock, conn, app, counts_w)
                 children.add(pid)
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
+            if pid < 0:
+                base.refuse(conn, 503, "cannot start a worker")
+                continue
             conn.close()
     except base.Shutdown:
         sock.close()
@@ -109,6 +124,10 @@ def serve(sock: socket.socket, app: base.App) -> None:
         drain()
         os.close(counts_r)
         os.close(counts_w)
+        if died:
+            print(
+                f"process: {died} worker(s) died abnormally; a killed one's requests are not in SERVED", file=sys.stderr
+            )
 
 
 def _stop_children(children: set[int], grace: float, reap) -> None:
@@ -118,9 +137,9 @@ def _stop_children(children: set[int], grace: float, reap) -> None:
     while children and time.monotonic() < deadline:
         time.sleep(0.01)
         reap()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # reaped below: not counted as having died
     for pid in list(children):
         _kill(pid, signal.SIGKILL)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for pid in list(children):
         try:
             os.waitpid(pid, 0)

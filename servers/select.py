@@ -14,7 +14,8 @@ the connections it can watch. The `epoll` model has neither limit.
 
 A connection with output pending is not read from until the output drains (back-pressure: a
 client that pipelines without reading cannot grow our buffers). Deadlines (header, keep-alive
-idle, a stalled reader) are checked every half second.
+idle, a stalled reader) are checked every half second. Out of descriptors (EMFILE), the listener
+leaves the select() set for base.ACCEPT_BACKOFF_S instead of being retried on every pass.
 
 A reply that must wait (the io workload) becomes a timer on a heap, and select()'s timeout is cut
 to the earliest one; the loop never sleeps. The connection handles nothing more until its timer
@@ -62,7 +63,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
     def close(fd: int) -> None:
         conns.pop(fd).sock.close()
 
-    def flush(fd: int, conn: Conn) -> None:
+    def flush(fd: int, conn: Conn, now: float) -> None:
         try:
             sent = conn.sock.send(conn.out)
         except BlockingIOError:
@@ -71,8 +72,12 @@ def serve(sock: socket.socket, app: base.App) -> None:
             close(fd)
             return
         del conn.out[:sent]
-        if not conn.out and conn.closing:
+        if conn.out:
+            return
+        if conn.closing:
             close(fd)
+        elif conn.parser.idle:  # all answered and read: from now on it is an idle keep-alive
+            conn.deadline = now + limits.keepalive_timeout
 
     def handle(conn: Conn, now: float) -> None:
         """Answer every complete request buffered on this connection."""
@@ -127,6 +132,8 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 elif not conn.waiting:
                     readers.append(fd)
             timeout = min(SWEEP_INTERVAL_S, max(0.0, timers[0][0] - now)) if timers else SWEEP_INTERVAL_S
+            if accept_paused_until > now:  # wake when the pause ends, not at the next sweep
+                timeout = min(timeout, accept_paused_until - now)
             readable, writable, _ = select.select(readers, writers, [], timeout)
             now = time.monotonic()
             while timers and timers[0][0] <= now:
@@ -138,7 +145,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 app.served += 1
                 conn.closing = not keep
                 handle(conn, now)
-                flush(fd, conn)
+                flush(fd, conn, now)
             for fd in readable:
                 if fd == listen_fd:
                     accept_paused_until = accept(now)
@@ -158,11 +165,11 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 conn.parser.feed(data)
                 handle(conn, now)
                 if conn.out:
-                    flush(fd, conn)  # optimistic: usually the whole response fits right away
+                    flush(fd, conn, now)  # optimistic: usually the whole response fits right away
             for fd in writable:
                 conn = conns.get(fd)
                 if conn is not None:
-                    flush(fd, conn)
+                    flush(fd, conn, now)
                     if fd in conns and not conn.out:
                         handle(conn, now)  # requests that arrived while we were blocked on output
             if now >= next_sweep:

@@ -3,7 +3,8 @@
 Blocking I/O reads naturally and a slow client holds only its own thread, but the GIL lets one
 thread run Python at a time, so CPU-bound work does not scale past one core, and every connection
 costs a thread (stack, scheduler entry). Threads are capped at limits.max_connections: past the cap
-a connection gets 503 and is closed, so a flood cannot exhaust memory.
+a connection gets 503 and is closed, so a flood cannot exhaust memory; so does one that arrives when
+no thread can be started (the process or user limit, or memory, ran out) -- the server goes on.
 
 On SIGTERM: stop accepting, shut down the read side of every open connection (a blocked recv()
 returns EOF, a response being written still completes), and wait up to the grace period.
@@ -41,15 +42,20 @@ def serve(sock: socket.socket, app: base.App) -> None:
             signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
             try:
                 with lock:
-                    full = len(open_conns) >= app.limits.max_connections
-                    if not full:
+                    refusal = "too many connections" if len(open_conns) >= app.limits.max_connections else None
+                    if refusal is None:
                         open_conns.add(conn)
-                if not full:
-                    threading.Thread(target=worker, args=(conn,), daemon=True).start()
+                if refusal is None:
+                    try:
+                        threading.Thread(target=worker, args=(conn,), daemon=True).start()
+                    except RuntimeError:  # no thread to be had (RLIMIT_NPROC, memory): refuse this one
+                        with lock:
+                            open_conns.discard(conn)
+                        refusal = "cannot start a worker"
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)
-            if full:
-                base.refuse(conn, 503, "too many connections")
+            if refusal is not None:
+                base.refuse(conn, 503, refusal)
     except base.Shutdown:
         sock.close()
         with lock:

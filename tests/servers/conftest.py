@@ -4,6 +4,10 @@ Every server module in servers/ except the shared ones is a concurrency model, a
 that takes the `model` fixture runs once per model, so a new model is tested by adding its module.
 A server runs in its own process group with its output in files (never an undrained pipe); the
 fixture's finalizer SIGKILLs the whole group, so a failing test cannot leave a process behind.
+`server_pool` shares servers across a module for suites of many small cases (the corpus).
+
+Tests also record what they saw through `record`; at the end of a session that observed every case
+(reliability_table.py), docs/reliability.md is rewritten from it.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import psutil
 import pytest
+from reliability_table import Recorder
 
 REPO = Path(__file__).resolve().parents[2]
 # Found by path, not by importing `servers`: with tests/ on sys.path that name can resolve to
@@ -31,8 +37,9 @@ _READY = re.compile(r"READY (\S+) ([0-9]+)\n")
 _SERVED = re.compile(r"^SERVED ([0-9]+)$", re.MULTILINE)
 
 
-def server_argv(model: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"servers.{model}", "--host", "127.0.0.1", "--port", "0", *args]
+def server_argv(model: str, *args: str, entry: Sequence[str] = ()) -> list[str]:
+    """The runner's command line for a server; `entry` replaces `-m servers.<model>` (a wrapper)."""
+    return [sys.executable, *(entry or ("-m", f"servers.{model}")), "--host", "127.0.0.1", "--port", "0", *args]
 
 
 class Server:
@@ -80,6 +87,46 @@ class Server:
         served = _SERVED.findall(self.stdout)
         return code, int(served[-1]) if served else None
 
+    # -- what it holds, read from outside with psutil ----------------------------------------------
+
+    def footprint(self) -> tuple[int, int, int]:
+        """(threads, open fds, child processes): threads of the children included, fds of the
+        server process alone (each child has a table of its own)."""
+        proc = psutil.Process(self.pid)
+        children = proc.children(recursive=True)
+        threads = proc.num_threads()
+        for child in children:
+            try:
+                threads += child.num_threads()
+            except psutil.NoSuchProcess:
+                pass
+        return threads, proc.num_fds(), len(children)
+
+    def settle(self, within: float = 10.0) -> tuple[int, int, int]:
+        """Wait until the footprint has not changed for 0.3 s (the server has taken in, or let go
+        of, what it will); return it."""
+        deadline = time.monotonic() + within
+        last, still = self.footprint(), 0
+        while still < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.footprint()
+            still = still + 1 if now == last else 0
+            last = now
+        return last
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the server and all its children, the reaped ones included."""
+        proc = psutil.Process(self.pid)
+        times = proc.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in proc.children(recursive=True):
+            try:
+                child_times = child.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += child_times.user + child_times.system
+        return total
+
     def kill_group(self) -> None:
         """SIGKILL everything left in the server's process group (its children included)."""
         try:
@@ -98,27 +145,49 @@ def model(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def launch(
+    directory: Path,
+    model: str,
+    *args: str,
+    preexec_fn: Callable[[], None] | None = None,
+    entry: Sequence[str] = (),
+) -> Server:
+    """Start `python -m servers.<model> --port 0 *args` in its own session, output to files in
+    `directory`; returns it READY. `preexec_fn` runs in the child before the exec (resource
+    limits); `entry` replaces `-m servers.<model>` (see server_argv)."""
+    n = len(list(directory.glob(f"{model}-*.stdout")))
+    stdout, stderr = directory / f"{model}-{n}.stdout", directory / f"{model}-{n}.stderr"
+    argv = server_argv(model, *args, entry=entry)
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=REPO,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
+    server = Server(model, argv, proc, stdout, stderr)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.kill_group()
+        raise
+    return server
+
+
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator:
-    """Factory: start_server(model, *extra_args) -> a READY Server; all are killed at teardown."""
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Factory: start_server(model, *extra_args, preexec_fn=None, entry=()) -> a READY Server (see
+    launch); all are killed at teardown."""
     started: list[Server] = []
 
-    def start(model: str, *args: str) -> Server:
-        n = len(started)
-        stdout, stderr = tmp_path / f"{model}-{n}.stdout", tmp_path / f"{model}-{n}.stderr"
-        argv = server_argv(model, *args)
-        with stdout.open("wb") as out, stderr.open("wb") as err:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=REPO,
-                start_new_session=True,
-            )
-        server = Server(model, argv, proc, stdout, stderr)
+    def start(
+        model: str, *args: str, preexec_fn: Callable[[], None] | None = None, entry: Sequence[str] = ()
+    ) -> Server:
+        server = launch(tmp_path, model, *args, preexec_fn=preexec_fn, entry=entry)
         started.append(server)
-        server.wait_ready()
         return server
 
     yield start
@@ -126,7 +195,73 @@ def start_server(tmp_path: Path) -> Iterator:
         server.kill_group()
 
 
+class ServerPool:
+    """Servers of one model, started on first use and reused by every later test that asks for
+    the same arguments; one that died is replaced (its test has already failed)."""
+
+    def __init__(self, model: str, directory: Path) -> None:
+        self.model = model
+        self.directory = directory
+        self._servers: dict[tuple[str, ...], Server] = {}
+
+    def __call__(self, *args: str) -> Server:
+        server = self._servers.get(args)
+        if server is not None and server.proc.poll() is not None:
+            server.kill_group()  # and whatever it left behind
+            server = None
+        if server is None:
+            server = self._servers[args] = launch(self.directory, self.model, *args)
+        return server
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.kill_group()
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
+    """A ServerPool per model, shared by a module's tests: for suites of many small cases, where a
+    server per case would cost more than the cases. pytest groups the tests by model, so one
+    model's servers are gone before the next model's start."""
+    pool = ServerPool(request.param, tmp_path_factory.mktemp(request.param))
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
 def server(model: str, start_server) -> Server:
     """A server of each model with the default options (hello workload, keep-alive on)."""
     return start_server(model)
+
+
+# -- the reliability table (docs/reliability.md) ---------------------------------------------------
+
+RECORDER = Recorder(SERVERS)
+TABLE = REPO / "docs" / "reliability.md"
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Callable[[str, str, str], None]:
+    """record(case, model, observed): one cell of docs/reliability.md; the cases and what is
+    expected of them are listed in reliability_table.CASES. Record before asserting, so that the
+    table shows what a failing test saw."""
+    return lambda case, model, observed: RECORDER.record(case, model, observed, request.node.nodeid)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed:
+        RECORDER.test_failed(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not RECORDER.cells:
+        return  # no reliability test ran
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    missing = RECORDER.missing()
+    if missing:
+        message = f"{TABLE.relative_to(REPO)} not rewritten: {len(missing)} cells not observed in this run"
+    else:
+        RECORDER.write(TABLE)
+        message = f"{TABLE.relative_to(REPO)} written"
+    if reporter is not None:
+        reporter.write_line(message)

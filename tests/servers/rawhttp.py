@@ -94,6 +94,23 @@ class Reader:
         return Response(int(match[1]), match[2].decode("latin-1"), headers, body)
 
 
+class _Drained:
+    """A socket with nothing more to read: what Reader sees once everything sent is in hand."""
+
+    def recv(self, size: int) -> bytes:
+        return b""
+
+
+def parse_all(data: bytes) -> list[Response]:
+    """Every response in `data`, all a server sent before it closed; a partial one fails."""
+    reader = Reader(_Drained())  # type: ignore[arg-type]
+    reader.buf += data
+    responses = []
+    while reader.buf:
+        responses.append(reader.read())
+    return responses
+
+
 def exchange(host: str, port: int, data: bytes, *, bytewise: bool = False) -> tuple[Response, bool]:
     """Send `data` on a fresh connection; the first response and whether the server then closed."""
     with connect(host, port) as sock:

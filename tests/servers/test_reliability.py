@@ -1,0 +1,429 @@
+"""Every model against slow clients, overload, resource exhaustion and faults (RELIABILITY.md).
+
+Each test runs once per model and records what it saw in docs/reliability.md (see
+reliability_table.py). Resource limits are set in the server's own process before exec; the
+resources a server holds are read with psutil from outside. Idle keep-alive and idle-connection
+deadlines, pipelining and vanishing clients are test_servers.py's; this file has the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import socket
+import statistics
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import psutil
+import pytest
+from rawhttp import Reader, connect, is_closed, parse_all, request
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+HELLO = b"Hello, World!\n"
+LONG_DEADLINE = ("--header-timeout", "60")  # idle connections stay open for the whole test
+
+
+def get_ok(server: Server, path: str = "/next") -> bool:
+    """A request on a fresh connection, answered 200?"""
+    try:
+        with connect(server.host, server.port) as sock:
+            sock.sendall(request("GET", path))
+            return Reader(sock).read().status == 200
+    except (OSError, AssertionError):
+        return False
+
+
+def wait_until_serving(server: Server, within: float) -> float:
+    """Seconds until a normal request is answered again; fails after `within`."""
+    started = time.monotonic()
+    while not get_ok(server):
+        assert time.monotonic() - started < within, f"{server.model} not serving {within} s later"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def open_connections(server: Server, n: int) -> list[socket.socket]:
+    # the kernel completes the handshake whether or not the server accepts: connect never waits
+    return [connect(server.host, server.port) for _ in range(n)]
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+def readable(socks: list[socket.socket], wait: float) -> list[socket.socket]:
+    """The sockets with something to read (data or EOF), collected until none has turned readable
+    for `wait` s; poll(), as the test's own fds can pass select()'s 1024."""
+    poller = select.poll()
+    by_fd = {sock.fileno(): sock for sock in socks}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    ready = []
+    while events := poller.poll(wait * 1000):
+        for fd, _ in events:
+            poller.unregister(fd)
+            ready.append(by_fd[fd])
+    return ready
+
+
+def sort_out(socks: list[socket.socket], wait: float = 0.5) -> tuple[list[socket.socket], list[int | None]]:
+    """Split connections into those the server holds open and those it turned away.
+
+    A turned-away connection was answered (its status) or closed without a word (None)."""
+    turned_away = readable(socks, wait)
+    held = [s for s in socks if s not in turned_away]
+    answers = []
+    for sock in turned_away:
+        received = bytearray()
+        sock.settimeout(2.0)
+        try:
+            while data := sock.recv(65536):
+                received += data
+        except ConnectionResetError:
+            pass
+        responses = parse_all(bytes(received))
+        answers.append(responses[0].status if responses else None)
+    return held, answers
+
+
+def refusals(answers: list[int | None]) -> str:
+    statuses = sorted({"close" if a is None else str(a) for a in answers})
+    return f"{'/'.join(statuses)} ×{len(answers)}" if answers else "none refused"
+
+
+# -- faults in a request --------------------------------------------------------------------------
+
+
+def test_handler_that_raises_costs_only_its_request(model: str, start_server, record) -> None:
+    server = start_server(model, "--workload", "fail")
+    with connect(server.host, server.port) as sock:
+        reader = Reader(sock)
+        sock.sendall(request("GET", "/ok"))
+        assert reader.read().status == 200
+        sock.sendall(request("GET", "/fail"))
+        failed = reader.read()
+        closed = is_closed(sock)
+        if not closed:  # kept alive: the next request on it must be fine
+            sock.sendall(request("GET", "/after"))
+            assert reader.read().status == 200
+    for i in range(20):  # one failure after another: still no trace of them on stderr
+        with connect(server.host, server.port) as sock:
+            sock.sendall(request("GET", f"/fail/{i}"))
+            assert Reader(sock).read().status == 500
+    next_ok = get_ok(server)
+    code, served = server.stop()
+    quiet = server.stderr == ""
+    record(
+        "handler-raises",
+        model,
+        f"{failed.status}{' + close' if closed else ', kept alive'}; next request {'200' if next_ok else 'FAILED'};"
+        f" stderr {'empty' if quiet else 'not empty'}",
+    )
+    assert failed.status == 500
+    assert next_ok
+    assert code == 0 and served == 23 + (not closed)  # /ok, /fail (, /after), 20 more, /next
+    assert quiet, server.stderr
+
+
+def test_truncated_body_then_eof_is_not_handled(model: str, start_server, record) -> None:
+    server = start_server(model)
+    with connect(server.host, server.port) as sock:
+        # a complete request, then one whose body stops 97 bytes short, then the client's EOF
+        sock.sendall(request("GET", "/whole") + b"POST /cut HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\nabc")
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(3.0)
+        received = bytearray()
+        while data := sock.recv(65536):
+            received += data
+    statuses = [r.status for r in parse_all(bytes(received))]
+    next_ok = get_ok(server)
+    code, served = server.stop()
+    record("truncated-body", model, f"answers {statuses}, then close; SERVED {served} (the 2 complete requests)")
+    assert statuses == [200]  # the complete one only; the cut one is dropped unanswered
+    assert next_ok
+    assert (code, served) == (0, 2)
+    assert "Traceback" not in server.stderr
+
+
+# -- slow clients ---------------------------------------------------------------------------------
+
+
+def test_slowloris_closed_at_the_absolute_header_deadline(model: str, start_server, record) -> None:
+    server = start_server(model, "--header-timeout", "1")
+    trickle = request("GET", "/", "X-Slow: " + "a" * 100)[:-4]  # never the blank line
+    received = bytearray()
+    with connect(server.host, server.port) as sock:
+        started = time.monotonic()
+        for byte in trickle:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break  # closed under us; what it sent before is still there to read
+            if select.select([sock], [], [], 0.2)[0]:  # a byte every 0.2 s, unless it answers
+                break
+            if time.monotonic() - started > 3.0:
+                break  # still open long past the deadline: the assertion below says so
+        elapsed = time.monotonic() - started
+        sock.settimeout(1.0)
+        try:
+            while data := sock.recv(65536):
+                received += data
+        except ConnectionResetError:
+            pass
+    responses = parse_all(bytes(received))
+    answer = f"{responses[0].status} + close" if responses else "closed"
+    record("slowloris", model, f"{answer} at {elapsed:.1f} s, {int(elapsed / 0.2)} bytes in")
+    # 1 s from the first byte, not from the last one; select checks deadlines twice a second
+    assert 0.8 <= elapsed < 1.8, f"closed after {elapsed:.1f} s"
+    assert [r.status for r in responses] == [408]  # half a request came: every model says why
+    assert get_ok(server)
+
+
+SLOWLORIS = 200
+MEASURED = 200
+
+
+@pytest.mark.slow
+def test_normal_client_unhurt_by_200_slowloris(model: str, start_server, record) -> None:
+    # The single model serves one connection at a time: the first slowloris holds it until its
+    # header deadline, which test_idle_connection_does_not_block_other_clients documents. Process
+    # copes (200 idle children cost memory, not time), so it is measured with thread and select.
+    if model == "single":
+        record("slowloris-200", model, "n/a: one connection at a time")
+        pytest.skip("single serves one connection at a time")
+    server = start_server(model, *LONG_DEADLINE)
+    slow = open_connections(server, SLOWLORIS)
+    for sock in slow:
+        sock.sendall(b"GET / HTTP/1.1\r\nX-Slow: ")
+    stop = threading.Event()
+    send_errors: list[OSError] = []
+
+    def trickle() -> None:  # every connection gets one more byte every 0.2 s
+        while not stop.wait(0.2):
+            for sock in slow:
+                try:
+                    sock.send(b"a")
+                except OSError as exc:
+                    send_errors.append(exc)
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    try:
+        server.settle()  # every slowloris taken in (200 threads, fds or children)
+        latencies = []
+        with connect(server.host, server.port) as sock:
+            reader = Reader(sock)
+            for i in range(MEASURED):
+                started = time.perf_counter()
+                sock.sendall(request("GET", f"/{i}"))
+                response = reader.read()
+                latencies.append(time.perf_counter() - started)
+                assert (response.status, response.body) == (200, HELLO)
+    finally:
+        stop.set()
+        sender.join()
+    still_open = not readable(slow, 0) and not send_errors  # none answered or closed
+    close_all(slow)
+    p99 = statistics.quantiles(latencies, n=100)[98]
+    record(
+        "slowloris-200",
+        model,
+        f"p99 {p99 * 1000:.1f} ms, max {max(latencies) * 1000:.0f} ms;"
+        f" {'all 200 held open' if still_open else 'SLOWLORIS DROPPED'}",
+    )
+    assert still_open, "the server dropped slowloris connections before their deadline"
+    assert p99 < 0.100
+
+
+# -- overload ---------------------------------------------------------------------------------------
+
+CAP = 20
+FLOOD = 60
+
+
+@pytest.mark.slow
+def test_connection_flood_past_the_cap(model: str, start_server, record) -> None:
+    server = start_server(model, "--max-connections", str(CAP), *LONG_DEADLINE)
+    base_threads, base_fds, _ = server.settle()
+    socks = open_connections(server, FLOOD)
+    try:
+        threads, fds, children = server.settle()
+        held, answers = sort_out(socks)
+    finally:
+        close_all(socks)
+    recovered = wait_until_serving(server, within=5.0)
+    after = server.settle()
+    # single takes one connection at a time: the rest wait, unrefused, in the listen backlog
+    taken = f"1 taken, {FLOOD - 1} wait in the backlog" if model == "single" else f"{len(held)} held"
+    record(
+        "flood",
+        model,
+        f"{taken}, {refusals(answers)}; peak +{threads - base_threads} threads, +{fds - base_fds} fds,"
+        f" {children} children; serving {recovered:.1f} s after",
+    )
+    # bounded: at most one thread, fd or child per connection under the cap
+    assert threads - base_threads <= CAP
+    assert fds - base_fds <= CAP
+    assert children <= CAP
+    assert all(a in (503, None) for a in answers)
+    if model == "single":
+        assert len(held) == FLOOD  # one served, the rest wait their turn in the listen backlog
+    else:
+        assert len(held) == CAP and len(answers) == FLOOD - CAP
+    assert after[:2] == (base_threads, base_fds) and after[2] == 0, "resources not given back"
+
+
+@pytest.mark.slow
+def test_out_of_fds_pauses_accept_without_spinning(model: str, start_server, record) -> None:
+    # soft and hard: the server raises its soft limit to the hard one at start
+    server = start_server(
+        model, *LONG_DEADLINE, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    )
+    socks = open_connections(server, 200)
+    try:
+        threads, fds, children = server.settle()
+        cpu, started = server.cpu_seconds(), time.monotonic()
+        time.sleep(2.0)
+        rate = (server.cpu_seconds() - cpu) / (time.monotonic() - started)
+        alive = server.proc.poll() is None
+    finally:
+        close_all(socks)
+    recovered = wait_until_serving(server, within=10.0)
+    peak = f"{children} children" if children else f"{fds} fds"
+    record("out-of-fds", model, f"CPU {rate:.2f} s/s at {peak}; serving {recovered:.1f} s after")
+    assert alive
+    assert rate < 0.5, f"{rate:.2f} CPU seconds per second while out of fds: a busy loop"
+    assert "Traceback" not in server.stderr
+
+
+THROWAWAY_UID = 54_321  # owns no other process, so RLIMIT_NPROC counts only the server's
+NPROC = 8
+# Runs the server under a uid of its own with RLIMIT_NPROC, so it can start only a few threads or
+# processes. root is exempt from RLIMIT_NPROC, and /root may be closed to other uids, so everything
+# is imported (and argparse's lazy imports done) before the uid changes, not through an exec.
+AS_THROWAWAY_USER = f"""
+import importlib, os, resource, sys
+model, argv = sys.argv[1], sys.argv[2:]
+module = importlib.import_module("servers." + model)
+module.base.parse_args(model, argv)
+resource.setrlimit(resource.RLIMIT_NPROC, ({NPROC}, {NPROC}))
+os.setgroups([]); os.setgid({THROWAWAY_UID}); os.setuid({THROWAWAY_UID})
+module.base.run(model, module.serve, argv)
+"""
+
+
+@pytest.mark.slow
+def test_cannot_start_a_worker(model: str, start_server, record) -> None:
+    if os.geteuid() != 0:
+        record("no-workers", model, "not run: needs root (a uid of its own)")
+        pytest.skip("needs root to run the server under a uid of its own")
+    server = start_server(model, *LONG_DEADLINE, entry=("-c", AS_THROWAWAY_USER, model))
+    base_threads, _, _ = server.settle()
+    socks = open_connections(server, 30)
+    try:
+        threads, _, children = server.settle()
+        held, answers = sort_out(socks)
+        alive = server.proc.poll() is None
+    finally:
+        close_all(socks)
+    recovered = wait_until_serving(server, within=5.0) if alive else float("nan")
+    workers = (
+        "needs no worker" if threads == base_threads and not children else f"{threads - base_threads} workers started"
+    )
+    record(
+        "no-workers",
+        model,
+        f"{workers}; {len(held)} held, {refusals(answers)}; {'serving' if alive else 'DIED, not serving'}"
+        f" {recovered:.1f} s after",
+    )
+    assert alive, server.output()
+    assert all(a in (503, None) for a in answers)
+    assert "Traceback" not in server.stderr
+
+
+@pytest.mark.slow
+def test_select_past_fd_setsize(start_server, record) -> None:
+    # select() cannot watch fd >= 1024; servers/select.py documents the ceiling and refuses past it
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:  # this test's own sockets
+        pytest.skip(f"open-files hard limit {hard} is too low for 1100 connections")
+    server = start_server("select", "--max-connections", "2000", *LONG_DEADLINE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    socks: list[socket.socket] = []
+    try:
+        socks = open_connections(server, 1100)
+        server.settle()
+        held, answers = sort_out(socks, wait=2.0)
+        alive = server.proc.poll() is None
+        answered = 0
+        for sock in held[:5] + held[-5:]:  # the first and the last it took still get answers
+            sock.sendall(request("GET"))
+            answered += Reader(sock).read().status == 200
+    finally:
+        close_all(socks)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    record("fd-setsize", "select", f"{len(held)} held, {refusals(answers)}; held ones answered {answered}/10")
+    assert alive
+    assert all(a in (503, None) for a in answers)
+    assert 1000 <= len(held) <= 1024
+    assert answered == 10
+    assert get_ok(server)
+
+
+# -- lifecycle ----------------------------------------------------------------------------------------
+
+
+def test_worker_process_killed_mid_connection(model: str, start_server, record) -> None:
+    server = start_server(model)
+    parent = psutil.Process(server.pid)
+    with connect(server.host, server.port) as sock:
+        reader = Reader(sock)
+        sock.sendall(request("GET"))
+        assert reader.read().status == 200
+        workers = parent.children()
+        if not workers:
+            record("worker-dies", model, "n/a: no worker processes")
+            pytest.skip(f"{model} has no worker processes")
+        victim = workers[0]  # with one connection open, the one serving it (process per connection)
+        victim.kill()  # SIGKILL
+        killed = time.monotonic()
+        sock.settimeout(3.0)
+        try:
+            dropped = sock.recv(1) == b""
+        except ConnectionResetError:
+            dropped = True
+
+    def zombie(child: psutil.Process) -> bool:
+        try:
+            return child.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False  # reaped between the listing and the look
+
+    def unreaped() -> bool:  # the victim is still there (a zombie), or another child is one
+        return psutil.pid_exists(victim.pid) or any(zombie(child) for child in parent.children())
+
+    while unreaped() and time.monotonic() - killed < 3.0:
+        time.sleep(0.01)
+    reaped = time.monotonic() - killed
+    respawned = len(parent.children()) >= len(workers)  # a pool would start a replacement
+    next_ok = get_ok(server)
+    code, served = server.stop()
+    reported = "died" in server.stderr
+    record(
+        "worker-dies",
+        model,
+        f"client sees {'close' if dropped else 'nothing'}; reaped in {reaped * 1000:.0f} ms;"
+        f" next request {'200' if next_ok else 'FAILED'}; exit {code}, SERVED {served},"
+        f" {'reported on stderr' if reported else 'not reported'}{', respawned' if respawned else ''}",
+    )
+    assert dropped
+    assert reaped < 3.0, "not reaped"
+    assert next_ok
+    assert code == 0
+    assert reported or respawned, server.stderr  # the report says what the death means for SERVED
