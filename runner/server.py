@@ -8,6 +8,7 @@ server is start()'s to tear down, whatever interrupts it (Ctrl-C while waiting f
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from runner import procs
 from runner.config import Config
+from servers import workload
 
 SERVER_LOG = "server.log"
 _SERVED = re.compile(r"SERVED (\d+)")
@@ -34,10 +36,17 @@ class RunningServer:
     log: Path
 
 
+@functools.cache
+def _workload_params(name: str, params: tuple) -> dict:
+    """Once per runner process (a sweep): e.g. the cpu workload's loop count, calibrated here
+    rather than in each server, so every server in the sweep does exactly the same work."""
+    return workload.resolve(name, dict(params))
+
+
 def server_argv(cfg: Config) -> list[str]:
     argv = [sys.executable, "-m", f"servers.{cfg.server.name}", "--host", cfg.run.host, "--port", "0"]
     argv += ["--workload", cfg.workload.name, "--backlog", str(cfg.server.backlog), "--grace", str(cfg.server.grace_s)]
-    for key, value in cfg.workload.params.items():
+    for key, value in _workload_params(cfg.workload.name, tuple(sorted(cfg.workload.params.items()))).items():
         argv += ["--workload-param", f"{key}={value}"]
     if not cfg.server.keepalive:
         argv.append("--no-keepalive")

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field, fields
 from servers.http import HTTPError, Limits, Request, RequestParser, build_response, error_response
 from servers.workload import WORKLOADS, Reply, Workload, make
 
-# Errors that mean "the peer went away"; never worth a traceback.
-PEER_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 # accept() failures that say "out of a resource": back off instead of spinning (EMFILE busy-loop).
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 ACCEPT_BACKOFF_S = 0.1
@@ -171,8 +169,8 @@ def refuse(conn: socket.socket, status: int, reason: str) -> None:
     conn.close()
 
 
-def serve_connection(conn: socket.socket, app: App) -> int:
-    """Serve one connection to its end with blocking I/O; returns requests answered.
+def serve_connection(conn: socket.socket, app: App) -> None:
+    """Serve one connection to its end with blocking I/O, counting answers in `app`.
 
     Deadlines: a request must arrive whole within limits.header_timeout of its first byte (for
     the first request, of the accept); between requests the connection may idle for
@@ -180,7 +178,6 @@ def serve_connection(conn: socket.socket, app: App) -> int:
     """
     limits = app.limits
     parser = RequestParser(limits)
-    served = 0
     deadline = time.monotonic() + limits.header_timeout
     try:
         while True:
@@ -188,13 +185,13 @@ def serve_connection(conn: socket.socket, app: App) -> int:
                 request = parser.next_request()
             except HTTPError as exc:
                 conn.sendall(error_response(exc))
-                return served
+                return
             if request is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     if not parser.idle:
                         conn.sendall(error_response(HTTPError(408, "request not received in time")))
-                    return served
+                    return
                 conn.settimeout(remaining)
                 was_idle = parser.idle
                 try:
@@ -202,7 +199,7 @@ def serve_connection(conn: socket.socket, app: App) -> int:
                 except TimeoutError:
                     continue  # the deadline passed: the check above answers 408 (or just closes)
                 if not data:
-                    return served  # EOF; an incomplete request is dropped, never handled
+                    return  # EOF; an incomplete request is dropped, never handled
                 if was_idle:
                     deadline = time.monotonic() + limits.header_timeout
                 parser.feed(data)
@@ -219,13 +216,10 @@ def serve_connection(conn: socket.socket, app: App) -> int:
             except OSError:
                 app.count(-1)  # not delivered: the peer left or stopped reading
                 raise
-            served += 1
             if not keep:
-                return served
+                return
             deadline = time.monotonic() + (limits.keepalive_timeout if parser.idle else limits.header_timeout)
-    except PEER_GONE:
-        return served
-    except OSError:
-        return served
+    except OSError:  # the peer went away (reset, broken pipe, a reader that stopped): nothing to answer
+        return
     finally:
         conn.close()

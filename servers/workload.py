@@ -7,7 +7,10 @@ sleep in a thread or process, a timer in an event loop, never a sleep inside the
 
 - hello: a 14-byte fixed body, so the benchmark measures request handling, not work (default)
 - echo: the request head and body back, as the original assignment's servers did
-- cpu: `cpu_us` microseconds of pure-Python work (calibrated once at start; the GIL holds)
+- cpu: `cpu_us` microseconds of pure-Python work (the GIL holds). The work is a fixed number of
+  loop iterations: the runner calibrates it once per sweep (`resolve`) and passes `iterations`, so
+  every server of a sweep does the same work; a server started alone calibrates itself. (Servers
+  that calibrated themselves on a busy core did a third of the work: 3,400 req/s "at 500 us".)
 - io: `io_ms` milliseconds of waiting, no CPU
 - size: a body of `size_bytes` bytes
 - fail: fault injection for the tests: a handler that raises on every request whose path contains
@@ -50,23 +53,24 @@ def _spin(iterations: int) -> int:
     return x
 
 
-def _iterations_per_us() -> float:
-    """Calibrate the spin loop: the best of a few short timings (the least disturbed one)."""
+def spin_iterations(cpu_us: float) -> int:
+    """Iterations of the spin loop that take about `cpu_us` here: the best of 20 timings (the
+    least disturbed one), so a busy moment makes the work larger, never smaller."""
     n, best = 20_000, float("inf")
-    for _ in range(5):
+    for _ in range(20):
         start = time.perf_counter()
         _spin(n)
         best = min(best, time.perf_counter() - start)
-    return n / (best * 1e6)
+    return max(1, round(float(cpu_us) * n / (best * 1e6)))
 
 
-def cpu(cpu_us: float = 500) -> Workload:
+def cpu(cpu_us: float = 500, iterations: int | None = None) -> Workload:
     """A fixed amount of work, not a fixed time: preemption must not make it look cheaper."""
-    iterations = max(1, round(float(cpu_us) * _iterations_per_us()))
+    count = int(iterations) if iterations else spin_iterations(float(cpu_us))
     reply = Reply(200, HELLO)
 
     def handle(request: Request) -> Reply:
-        _spin(iterations)
+        _spin(count)
         return reply
 
     return handle
@@ -105,6 +109,13 @@ WORKLOADS: dict[str, Callable[..., Workload]] = {
     "size": size,
     "fail": fail,
 }
+
+
+def resolve(name: str, params: dict) -> dict:
+    """Parameters made exact before servers start, so that every server of a sweep gets the same."""
+    if name == "cpu" and "iterations" not in params:
+        return {**params, "iterations": spin_iterations(float(params.get("cpu_us", 500)))}
+    return dict(params)
 
 
 def make(name: str, params: dict[str, str] | None = None) -> Workload:
