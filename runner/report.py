@@ -12,6 +12,11 @@ Strategy:
 - A cell is every run with the same config but for `run.repeat`; its id is a hash of that config
   (or, with no config known, of the identity columns). Config keys that differ between runs but
   have no column of their own go to a Settings column, so two rows never look alike by accident.
+- Rows are ranked only against rows run under the same conditions: a group is every run whose config
+  (or, with none, identity columns) matches but for `server.name`, `run.repeat` and the other
+  `server.*` keys, which belong to the server (single's keep-alive default) unless some run's command
+  sets them. With several groups, each ranking table has one sub-table per group, in order of first
+  appearance, under a `###` sub-heading naming the conditions that differ between groups.
 - Two shapes. No cell with two complete runs (finished, not partial, with numbers): a ranking row is
   a run, as before repeats existed. Otherwise a ranking row is a cell: the medians of its complete
   runs, n, Student t's 95% interval of the mean (runner/stats.py), overlapping intervals share a
@@ -118,6 +123,7 @@ class Run:
     server_cpus: str | None = None  # "0", "1-3"; "any": not pinned; None: not recorded
     locust_cpus: str | None = None
     cell: str = ""  # hash of the config but for run.repeat: set by to_frame
+    group: str = ""  # the conditions the run is ranked under, in words ("" with one group): set by to_frame
     run: str = "."  # job directory, relative to the report directory
     rerun: str = ""  # the command that repeats the run
     detail: str = ""
@@ -129,7 +135,7 @@ COLUMNS = tuple(f.name for f in fields(Run) if f.name not in ("detail", "provena
 _IDENTITY = COLUMNS[: COLUMNS.index("settings") + 1]
 _NUMBERS = COLUMNS[COLUMNS.index("requests") : COLUMNS.index("requests_per_cpu_s") + 1]
 _INTERVALS = ("rps_low", "rps_high", "rps_spread", "avg_ms_low", "avg_ms_high")
-CELL_COLUMNS = ("cell", *_IDENTITY, "runs", "n", *_INTERVALS, *_NUMBERS, "outcome", "flags")
+CELL_COLUMNS = ("cell", "group", *_IDENTITY, "runs", "n", *_INTERVALS, *_NUMBERS, "outcome", "flags")
 _KINDS = {"int | None": "Int64", "float | None": "Float64", "bool | None": "boolean", "bool": "bool"}
 _DTYPES = {f.name: _KINDS[f.type] for f in fields(Run) if f.type in _KINDS}
 # a cell's numbers are medians: 37 and 38 failures make 37.5
@@ -160,6 +166,13 @@ _MEASURED = (
     ("Outcome", "outcome", "{}"),
     ("Flags", "flags", "{}"),
 )
+# Condition keys said in words in a group's sub-heading (in this order), by the column that shows them
+_WORDS = {
+    "workload.name": "workload",
+    "server.keepalive": "keepalive",
+    "load.users": "users",
+    "load.spawn_rate": "spawn_rate",
+}
 _CI = " [95% CI]"  # the header suffix of a median shown with its interval
 # Column legend: "headers: text" per line; a line is shown when a table has one of its headers.
 _COLUMN_LEGEND = """\
@@ -194,9 +207,10 @@ Flags: reasons to doubt the row, explained under Flags; empty when there are non
 _RANK = {
     False: 'place by the table\'s metric. "—" means not ranked: the run has no number for it, or only partial '
     "numbers. Unranked rows come last.",
-    True: "place by the median of the table's metric. A cell whose interval overlaps that of the cell ranked just "
-    'above shares its rank, marked "=": the repeats do not tell them apart. "—" means not ranked: the cell has no '
-    "complete run. Unranked rows come last.",
+    True: "place by the median of the table's metric. A cell whose interval overlaps that of the first cell of the "
+    'tie group just above shares its rank, marked "=": the repeats do not tell them apart. Ties do not chain: a '
+    'cell that overlaps only a later member of the group starts a new rank. "—" means not ranked: the cell has '
+    "no complete run. Unranked rows come last.",
 }
 
 
@@ -210,14 +224,16 @@ def to_frame(runs: list[Run]) -> pd.DataFrame:
     """One row per run, columns COLUMNS; missing numbers are <NA>. This is results.csv."""
     configs = [_flatten(run.config) for run in runs]
     differ = sorted(_differing(configs) - set(_SHOWN))
+    labels = _group_labels(runs, configs)
     rows = []
-    for run, config in zip(runs, configs, strict=True):
+    for run, config, label in zip(runs, configs, labels, strict=True):
         row = {name: getattr(run, name) for name in COLUMNS}
         row["flags"] = ",".join(run.flags)
         row["settings"] = ", ".join(f"{key}={_setting(config[key])}" for key in differ if key in config)
         identity = {key: row[key] for key in _IDENTITY if key != "settings"}
         canonical = json.dumps(config or identity, sort_keys=True, default=str)
         row["cell"] = hashlib.sha1(canonical.encode()).hexdigest()[:8]
+        row["group"] = label
         rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS)).astype(_DTYPES)
 
@@ -229,7 +245,7 @@ def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
     for cell, group in frame.groupby("cell", sort=False):
         runs = group.to_dict("records")
         complete = [r for r in runs if _complete(r)]
-        row = {key: runs[0][key] for key in _IDENTITY} | {"cell": cell, "n": len(complete)}
+        row = {key: runs[0][key] for key in ("group", *_IDENTITY)} | {"cell": cell, "n": len(complete)}
         row["runs"] = " ".join(r["run"] for r in runs)
         for name in _NUMBERS:
             values = [float(r[name]) for r in complete if not _missing(r[name])]
@@ -263,7 +279,7 @@ def render(
         f"# {title}\n",
         _summary(frame, cells if repeated else None, provenance or {}),
         *[f"## {heading}\n\n{table}\n" for heading, _, table in tables],
-        _column_legend(headers, repeated),
+        _column_legend(headers, repeated, grouped=len(_groups(frame)) > 1),
         _flags_legend(frame, cells, thresholds),
         f"## Measurement\n\n{_window(frame)}\n{_pinning(frame)}\n",
         _notes(frame),
@@ -415,6 +431,57 @@ def _differing(configs: list[dict[str, Any]]) -> set[str]:
     return {key for key, seen in values.items() if len(seen) > 1}
 
 
+def _group_labels(runs: list[Run], configs: list[dict[str, Any]]) -> list[str]:
+    """Each run's group (see the module docstring) in words, e.g. "workload cpu, 200 users": only the keys
+    that differ between groups, leaving out any other key the worded ones already determine (a workload's
+    params). All "" when there is one group."""
+    explicit = {key for run in runs for key in _overridden(run.rerun)}
+    conditions = [
+        {k: _canonical(v) for k, v in (config or _identity_config(run)).items() if k != "server.name"}
+        for run, config in zip(runs, configs, strict=True)
+    ]
+    conditions = [{k: v for k, v in c.items() if not k.startswith("server.") or k in explicit} for c in conditions]
+    groups = list({_canonical(c): c for c in conditions}.values())
+    if len(groups) < 2:
+        return [""] * len(runs)
+    keys = {key for group in groups for key in group}
+    varying = {key for key in keys if len({g.get(key) for g in groups}) > 1}
+    worded = [key for key in _WORDS if key in varying]
+
+    def determined(key: str) -> bool:  # one value per combination of the worded keys
+        seen: dict[tuple, Any] = {}
+        return all(seen.setdefault(tuple(g.get(w) for w in worded), g.get(key)) == g.get(key) for g in groups)
+
+    said = worded + sorted(key for key in varying - set(worded) if not determined(key))
+    return [", ".join(_condition(key, c.get(key)) for key in said) for c in conditions]
+
+
+def _identity_config(run: Run) -> dict[str, Any]:
+    """What a run without a config is known by, under its config key names."""
+    return {"server.name": run.server, "server.keepalive": run.keepalive, "workload.name": run.workload,
+            "load.users": run.users, "load.spawn_rate": run.spawn_rate}  # fmt: skip
+
+
+def _overridden(rerun: str) -> set[str]:
+    """The config keys a run's command sets: "python -m runner server.keepalive=false" -> {"server.keepalive"}."""
+    try:
+        words = shlex.split(rerun or "")
+    except ValueError:
+        return set()
+    return {word.split("=", 1)[0].lstrip("+~") for word in words if "=" in word and not word.startswith("-")}
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _condition(key: str, canonical: str | None) -> str:
+    value = None if canonical is None else json.loads(canonical)
+    if key in _WORDS and value is not None and value != "?":
+        return _describe(_WORDS[key], value)
+    return f"{key}={_setting(value)}"
+
+
 def _setting(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
@@ -498,12 +565,17 @@ def _thresholds(validity: dict[str, Any] | None) -> dict[str, Any]:
 
 def _same_for_every_run(frame: pd.DataFrame) -> dict[str, Any]:
     """The identity columns with one known value in every row: stated once instead of as a column."""
-    same = {}
-    for _, column, _ in _VARYING:
-        first, *values = frame[column].tolist()
-        if not _missing(first) and first != "?" and all(not _missing(v) and v == first for v in values):
-            same[column] = first
-    return same
+    return {column: frame[column].iloc[0] for _, column, _ in _VARYING if _one_value(frame[column].tolist())}
+
+
+def _one_value(values: list[Any]) -> bool:
+    first = values[0]
+    return not _missing(first) and first != "?" and all(not _missing(v) and v == first for v in values)
+
+
+def _groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(conditions in words, rows) of each group ranked on its own, in order of first appearance."""
+    return [(str(label), rows) for label, rows in frame.groupby(frame["group"].fillna(""), sort=False)]
 
 
 def _describe(column: str, value: Any) -> str:
@@ -519,9 +591,12 @@ def _describe(column: str, value: Any) -> str:
 def _columns(frame: pd.DataFrame, kind: str) -> list[tuple[str, str, str]]:
     """The columns of a table of `kind`: "runs" (a ranking of runs), "cells" (a ranking of cells) or
     "all" (every run of a sweep with repeats)."""
-    same = _same_for_every_run(frame)
+    hidden = set(_same_for_every_run(frame))
+    if kind != "all":  # a sub-heading states what is the same within its group; keep-alive may be the server's
+        groups = [rows for _, rows in _groups(frame)]
+        hidden |= {c for _, c, _ in _VARYING if c != "keepalive" and all(_one_value(g[c].tolist()) for g in groups)}
     columns = [("Run", "run", "{}")] if kind == "all" else []
-    columns += [("Server", "server", "{}")] + [c for c in _VARYING if c[1] not in same]
+    columns += [("Server", "server", "{}")] + [c for c in _VARYING if c[1] not in hidden]
     if frame["settings"].fillna("").astype(str).str.len().gt(0).any():
         columns.append(("Settings", "settings", "{}"))
     columns += [("Repeat", "repeat", "{:.0f}")] if kind == "all" else []
@@ -543,6 +618,14 @@ def _ranked_order(frame: pd.DataFrame, metric: str, descending: bool) -> list[di
 
 def _group(row: dict, metric: str) -> int:  # 0 ranked, 1 partial numbers, 2 no number
     return 2 if _missing(row[metric]) else int(bool(row.get("partial", False)))
+
+
+def _rankings(frame: pd.DataFrame, metric: str, descending: bool, columns: list, ties: bool = False) -> str:
+    """One ranking per group, each under a `###` sub-heading naming its conditions when there are several."""
+    groups = _groups(frame)
+    if len(groups) == 1:
+        return _ranking(frame, metric, descending, columns, ties)
+    return "\n\n".join(f"### {label}\n\n{_ranking(rows, metric, descending, columns, ties)}" for label, rows in groups)
 
 
 def _ranking(frame: pd.DataFrame, metric: str, descending: bool, columns: list, ties: bool = False) -> str:
@@ -610,15 +693,16 @@ def _tables(frame: pd.DataFrame, cells: pd.DataFrame | None = None) -> list[tupl
     if cells is None:
         columns = _columns(frame, "runs")
         return [
-            ("Table 1. Ranked by requests per second", columns, _ranking(frame, "rps", True, columns)),
-            ("Table 2. Ranked by average response time", columns, _ranking(frame, "avg_ms", False, columns)),
+            ("Table 1. Ranked by requests per second", columns, _rankings(frame, "rps", True, columns)),
+            ("Table 2. Ranked by average response time", columns, _rankings(frame, "avg_ms", False, columns)),
         ]
     ranked, every = _columns(frame, "cells"), _columns(frame, "all")
-    place = {row["cell"]: i for i, row in enumerate(_ranked_order(cells, "rps", True))}  # Table 1's order
+    table_1 = [row for _, rows in _groups(cells) for row in _ranked_order(rows, "rps", True)]
+    place = {row["cell"]: i for i, row in enumerate(table_1)}
     runs = sorted(frame.to_dict("records"), key=lambda r: (place[r["cell"]], _repeat(r), _natural(r["run"])))
     return [
-        ("Table 1. Cells ranked by requests per second", ranked, _ranking(cells, "rps", True, ranked, ties=True)),
-        ("Table 2. Cells ranked by average response time", ranked, _ranking(cells, "avg_ms", False, ranked, ties=True)),
+        ("Table 1. Cells ranked by requests per second", ranked, _rankings(cells, "rps", True, ranked, ties=True)),
+        ("Table 2. Cells ranked by average response time", ranked, _rankings(cells, "avg_ms", False, ranked, True)),
         ("Table 3. All runs", every, _markdown(runs, every)),
     ]
 
@@ -638,10 +722,16 @@ def _notes(frame: pd.DataFrame) -> str:
     return "## Notes\n\n" + "\n".join(notes) + "\n" if notes else ""
 
 
-def _column_legend(headers: set[str], repeated: bool) -> str:
+def _column_legend(headers: set[str], repeated: bool, grouped: bool = False) -> str:
     outcome = " For a cell, how many of its runs ended which way." if repeated else ""
+    rank = _RANK[repeated]
+    if grouped:
+        rank += (
+            " Each sub-table is ranked on its own: its rows ran under the conditions its sub-heading names, and only "
+            "the server differs."
+        )
     lines = []
-    for line in _COLUMN_LEGEND.format(rank=_RANK[repeated], outcome=outcome).splitlines():
+    for line in _COLUMN_LEGEND.format(rank=rank, outcome=outcome).splitlines():
         names, text = line.split(": ", 1)
         shown = [name for name in names.split(", ") if name in headers | {"Rank", "—"}]
         if shown:

@@ -6,7 +6,8 @@ Strategy:
   interval of the mean: with 3 to 5 repeats the normal 1.96 would claim far more certainty than
   the data has (t = 4.303 at n = 3). Quantiles are a table, so the report needs no scipy.
 - Two cells whose intervals overlap are not ordered by the data: `tied_ranks` gives them one rank,
-  marked "=" (competition ranking: 1, 2=, 2=, 4).
+  marked "=" (competition ranking: 1, 2=, 2=, 4). Overlap is not transitive, so a tie group is
+  measured against its first (leader) row, never chained: A~B and B~C with A, C apart is 1=, 1=, 3.
 """
 
 from __future__ import annotations
@@ -57,11 +58,16 @@ def overlaps(a: Interval, b: Interval) -> bool:
 
 
 def tied_ranks(intervals: Sequence[Interval | None]) -> list[str]:
-    """Rank labels for rows already in rank order ("1", "2=", "2=", "4"): a row whose interval
-    overlaps the interval of the row directly above shares its rank. None never ties."""
-    ranks, tied = list(range(1, len(intervals) + 1)), [False] * len(intervals)
-    for i in range(1, len(intervals)):
-        above, here = intervals[i - 1], intervals[i]
-        if above is not None and here is not None and overlaps(above, here):
-            ranks[i], tied[i - 1], tied[i] = ranks[i - 1], True, True
+    """Rank labels for rows already in rank order ("1", "2=", "2=", "4"): competition ranking where a
+    row shares the rank of the current tie group if its interval overlaps that of the group's FIRST
+    (leader) row; otherwise it leads a new group, ranked by its position. Ties do not chain: [10, 12],
+    [11, 13], [12.5, 14] is "1=", "1=", "3". None never ties."""
+    ranks, tied, lead = [], [False] * len(intervals), 0
+    for i, here in enumerate(intervals):
+        leader = intervals[lead]
+        if i > 0 and leader is not None and here is not None and overlaps(leader, here):
+            tied[lead] = tied[i] = True
+        else:
+            lead = i
+        ranks.append(lead + 1)
     return [f"{rank}{'=' if tie else ''}" for rank, tie in zip(ranks, tied, strict=True)]

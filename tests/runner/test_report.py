@@ -187,10 +187,16 @@ def sweep(tmp_path: Path) -> Path:
 
 
 def table_rows(markdown: str, heading: str) -> list[dict[str, str]]:
-    """The body rows of the table under `heading`, as {header: stripped cell}."""
+    """The body rows of the table(s) under `heading`, sub-tables concatenated, as {header: stripped cell}."""
     section = markdown.split(heading, 1)[1].split("\n## ", 1)[0]
     lines = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines() if line[:1] == "|"]
-    return [dict(zip(lines[0], line, strict=True)) for line in lines[2:]]
+    body = [line for line in lines if line != lines[0] and not set(line[0]) <= set("-")]
+    return [dict(zip(lines[0], line, strict=True)) for line in body]
+
+
+def sub_headings(markdown: str, heading: str) -> list[str]:
+    section = markdown.split(heading, 1)[1].split("\n## ", 1)[0]
+    return [line[4:] for line in section.splitlines() if line.startswith("### ")]
 
 
 def test_render_matches_golden_markdown(sweep: Path) -> None:
@@ -231,6 +237,46 @@ def test_rankings_order_each_table_by_its_metric_and_put_unranked_rows_last() ->
         ("—", "dead"),
     ]
     assert "All runs" not in markdown  # one run per cell: the rankings already list every run
+
+
+def test_runs_under_different_conditions_are_ranked_in_separate_sub_tables() -> None:
+    runs = [
+        Run(server="select", workload="hello", outcome="ok", rps=9000.0, avg_ms=2.0, run="0"),
+        Run(server="thread", workload="hello", outcome="ok", rps=8000.0, avg_ms=3.0, run="1"),
+        Run(server="select", workload="cpu", outcome="ok", rps=500.0, avg_ms=40.0, run="2"),
+        Run(server="thread", workload="cpu", outcome="ok", rps=700.0, avg_ms=30.0, run="3"),
+    ]
+    markdown = render(to_frame(runs), "t", {})
+    for heading in ("Table 1. Ranked by requests per second", "Table 2. Ranked by average response time"):
+        assert sub_headings(markdown, heading) == ["workload hello", "workload cpu"]  # first appearance
+        rows = table_rows(markdown, heading)
+        assert [(r["Rank"], r["Server"]) for r in rows] == [
+            ("1", "select"),
+            ("2", "thread"),
+            ("1", "thread"),
+            ("2", "select"),
+        ]
+        assert "Workload" not in rows[0]  # the sub-heading says it
+    assert "## Table 1. Ranked by requests per second\n\n### workload hello\n\n| " in markdown
+    assert "Each sub-table is ranked on its own" in markdown
+
+
+def test_keepalive_splits_groups_only_when_a_command_sets_it() -> None:
+    runs = [
+        Run(server="select", keepalive=True, outcome="ok", rps=9000.0, avg_ms=2.0, run="0"),
+        Run(server="single", keepalive=False, outcome="ok", rps=2000.0, avg_ms=9.0, run="1"),  # its default
+    ]
+    assert "###" not in render(to_frame(runs), "t", {})
+    runs.append(Run(server="select", keepalive=False, outcome="ok", rps=3000.0, avg_ms=8.0, run="2",
+                    rerun="python -m runner server=select server.keepalive=false"))  # fmt: skip
+    markdown = render(to_frame(runs), "t", {})
+    assert sub_headings(markdown, "Table 1.") == ["keep-alive yes", "keep-alive no"]
+    rows = table_rows(markdown, "Table 1.")
+    assert [(r["Rank"], r["Server"], r["Keep-alive"]) for r in rows] == [
+        ("1", "select", "yes"),
+        ("1", "select", "no"),
+        ("2", "single", "no"),
+    ]
 
 
 def test_corrupt_and_incomplete_runs_are_rows_named_from_the_hydra_config(sweep: Path) -> None:
@@ -341,10 +387,16 @@ def test_spread_and_median() -> None:
     assert stats.spread([1.0]) is None
 
 
-def test_tied_ranks_share_the_rank_of_the_row_above_and_mark_it() -> None:
+def test_tied_ranks_share_the_rank_of_the_group_leader_and_mark_it() -> None:
     intervals = [(10.0, 12.0), (11.0, 13.0), (5.0, 6.0), (5.5, 7.0), (5.8, 5.9), (1.0, 2.0)]
     assert stats.tied_ranks(intervals) == ["1=", "1=", "3=", "3=", "3=", "6"]
     assert stats.tied_ranks([None, (1.0, 2.0), None]) == ["1", "2", "3"]
+
+
+def test_tied_ranks_do_not_chain_through_a_row_that_overlaps_both_neighbours() -> None:
+    # B overlaps A and C, but C does not overlap A, the leader: C starts a new rank
+    assert stats.tied_ranks([(10.0, 12.0), (11.0, 13.0), (12.5, 14.0)]) == ["1=", "1=", "3"]
+    assert stats.tied_ranks([(10.0, 12.0), (11.0, 13.0), (12.5, 14.0), (13.5, 15.0)]) == ["1=", "1=", "3=", "3="]
 
 
 def test_a_cell_takes_medians_of_its_complete_runs_even_between_two_counts() -> None:
@@ -562,10 +614,11 @@ def test_columns_that_differ_only_elsewhere_in_the_config_get_a_settings_column(
     write_run(tmp_path, "1", long, metrics=metrics)
     report = write_report(tmp_path).read_text()
     rows = table_rows(report, "Ranked by requests per second")
-    assert [(r["Server"], r["Settings"]) for r in rows] == [
-        ("select", "load.run_time=10s"),
-        ("select", "load.run_time=1m"),
+    assert [(r["Rank"], r["Server"], r["Settings"]) for r in rows] == [  # a different run time: ranked apart
+        ("1", "select", "load.run_time=10s"),
+        ("1", "select", "load.run_time=1m"),
     ]
+    assert sub_headings(report, "Ranked by requests per second") == ["load.run_time=10s", "load.run_time=1m"]
     assert "Same for every run: workload hello, keep-alive yes, 100 users, spawn rate 100/s." in report
 
 
