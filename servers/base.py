@@ -137,6 +137,9 @@ def run(model: str, serve: Callable[[socket.socket, App], None], argv: list[str]
         # inside the try: a SIGTERM sent as soon as READY is read lands before serve() starts
         signal.signal(signal.SIGTERM, _on_sigterm)
         signal.signal(signal.SIGINT, _on_sigterm)
+        # a signal mask survives fork and exec: started from a thread that blocks SIGTERM, a
+        # server would never see one, so unblock them whatever the parent left
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         host, port = sock.getsockname()[:2]
         print(f"READY {host} {port}", flush=True)
         serve(sock, app)

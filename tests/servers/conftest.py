@@ -83,7 +83,8 @@ class Server:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.model} still running {timeout} s after SIGTERM\n{self.output()}")
+            state = _signal_state(self.pid)
+            pytest.fail(f"{self.model} still running {timeout} s after SIGTERM ({state})\n{self.output()}")
         served = _SERVED.findall(self.stdout)
         return code, int(served[-1]) if served else None
 
@@ -265,3 +266,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         message = f"{TABLE.relative_to(REPO)} written"
     if reporter is not None:
         reporter.write_line(message)
+
+
+def _signal_state(pid: int) -> str:
+    """Blocked, pending, ignored and caught signal masks, for a server that ignored SIGTERM."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return "no /proc status"
+    keep = ("State", "SigBlk", "SigPnd", "ShdPnd", "SigIgn", "SigCgt", "wchan")
+    return "; ".join(line for line in lines if line.split(":")[0] in keep)
