@@ -147,3 +147,15 @@ def wait_closed(sock: socket.socket, within: float) -> tuple[float, bytes]:
     while data := sock.recv(65536):  # TimeoutError if it stays open too long
         received += data
     return time.monotonic() - start, bytes(received)
+
+
+def read_to_close(sock: socket.socket, timeout: float) -> bytes:
+    """Everything the server sends until it closes (a reset counts as a close)."""
+    sock.settimeout(timeout)
+    received = bytearray()
+    try:
+        while data := sock.recv(65536):
+            received += data
+    except ConnectionResetError:
+        pass
+    return bytes(received)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 import pytest
-from rawhttp import Reader, connect, is_closed, parse_all, request
+from rawhttp import Reader, connect, is_closed, parse_all, read_to_close, request
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -80,14 +80,7 @@ def sort_out(socks: list[socket.socket], wait: float = 0.5) -> tuple[list[socket
     held = [s for s in socks if s not in turned_away]
     answers = []
     for sock in turned_away:
-        received = bytearray()
-        sock.settimeout(2.0)
-        try:
-            while data := sock.recv(65536):
-                received += data
-        except ConnectionResetError:
-            pass
-        responses = parse_all(bytes(received))
+        responses = parse_all(read_to_close(sock, 2.0))
         answers.append(responses[0].status if responses else None)
     return held, answers
 
@@ -170,12 +163,7 @@ def test_slowloris_closed_at_the_absolute_header_deadline(model: str, start_serv
             if time.monotonic() - started > 3.0:
                 break  # still open long past the deadline: the assertion below says so
         elapsed = time.monotonic() - started
-        sock.settimeout(1.0)
-        try:
-            while data := sock.recv(65536):
-                received += data
-        except ConnectionResetError:
-            pass
+        received += read_to_close(sock, 1.0)
     responses = parse_all(bytes(received))
     answer = f"{responses[0].status} + close" if responses else "closed"
     record("slowloris", model, f"{answer} at {elapsed:.1f} s, {int(elapsed / 0.2)} bytes in")
