@@ -675,6 +675,12 @@ def _summary(frame: pd.DataFrame, cells: pd.DataFrame | None, provenance: dict[s
     tally = _tally(frame["outcome"])
     count = f"{len(frame)} run{'s' if len(frame) != 1 else ''}"
     text = f"{count}: {', '.join(f'{n} {o}' for o, n in tally.items())}.\nMachine: {_provenance(provenance)}.\n"
+    bound = sum("generator-bound" in _split(flags) for flags in frame["flags"])
+    if bound:
+        text += (
+            f"\n**{bound} of {len(frame)} runs are generator-bound**: Locust, not the server, was the bottleneck, "
+            "so their order ranks the load generator (see Flags).\n"
+        )
     if cells is not None:
         sizes = frame.groupby("cell", sort=False).size()
         runs = f"{sizes.min()}" if sizes.min() == sizes.max() else f"{sizes.min()} to {sizes.max()}"

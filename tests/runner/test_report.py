@@ -74,6 +74,8 @@ EXPECTED = """\
 4 runs: 1 ok, 1 completed_with_errors, 1 server_failed_to_start, 1 server_crashed.
 Machine: CPU: Test CPU @ 3.0GHz; cores: 4; Python: 3.11.9; Locust: 2.47.0; Hydra: 1.3.2; git commit: 0123abc.
 
+**1 of 4 runs are generator-bound**: Locust, not the server, was the bottleneck, so their order ranks the load generator (see Flags).
+
 Same for every run: workload hello, 100 users, spawn rate 100/s.
 
 ## Table 1. Ranked by requests per second
