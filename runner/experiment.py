@@ -15,16 +15,13 @@ report. Two exceptions:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
 import shlex
 import signal
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from runner import load, procs
@@ -63,22 +60,6 @@ def check_output_dir(path: Path) -> None:
     free = vfs.f_bavail * vfs.f_frsize
     if free < MIN_FREE_BYTES:
         raise OutputDirUnusable(f"{existing}: {free / 2**20:.0f} MB free, a run needs {MIN_FREE_BYTES / 2**20:.0f} MB")
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """A Ctrl-C inside the block is held and raised when it ends, so a teardown is never cut short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # KeyboardInterrupt only ever arrives in the main thread
-        return
-    held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if held:
-        raise KeyboardInterrupt
 
 
 def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
@@ -137,7 +118,8 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
         result.server.update(command=shlex.join(server.argv), port=server.port)
         argv = load.locust_argv(cfg, server.host, server.port, job_dir)
         result.load["command"] = shlex.join(argv)
-        locust = procs.spawn(argv, job_dir / load.LOCUST_LOG, cpus=load_cpus)
+        with procs.interrupts_held():  # held until `locust` is set, so the finally can stop it
+            locust = procs.spawn(argv, job_dir / load.LOCUST_LOG, cpus=load_cpus)
         with Sampler(server=server.proc.pid, locust=locust.pid) as sampler:
             event, code = _supervise(locust, server, load.deadline_s(cfg))
         if event == "server_crashed":
@@ -160,7 +142,7 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
         result.detail = "interrupted by the user (Ctrl-C)"
         raise
     finally:
-        with _interrupts_held():  # a (second) Ctrl-C now would leave processes and no result.json
+        with procs.interrupts_held():  # a (second) Ctrl-C now would leave processes and no result.json
             if locust is not None:
                 result.load.setdefault("exit_code", procs.terminate(locust, LOCUST_STOP_GRACE_S, signal.SIGTERM))
             if server is not None:

@@ -10,11 +10,13 @@ block on a full pipe and distort the measurement).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -97,3 +99,21 @@ def find_line(path: Path, prefix: str) -> str | None:
     except OSError:
         pass
     return None
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """A Ctrl-C inside the block is held and raised when it ends: a teardown is never cut short,
+    and a child is never left without a handle (spawn inside it, assign the handle, then let the
+    interrupt go up to the code that stops the child)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # KeyboardInterrupt only ever arrives in the main thread
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt

@@ -56,11 +56,14 @@ def server_argv(cfg: Config) -> list[str]:
 def start(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
     argv = server_argv(cfg)
     log = job_dir / SERVER_LOG
-    proc = procs.spawn(argv, log, cpus=cpus)
+    proc = None
     try:
+        with procs.interrupts_held():  # a Ctrl-C during the spawn waits until `proc` is assigned
+            proc = procs.spawn(argv, log, cpus=cpus)
         line = procs.wait_for_line(log, "READY ", proc, cfg.server.ready_timeout_s)
-    except BaseException:  # Ctrl-C while waiting: the caller never got a handle to stop it with
-        procs.terminate(proc, 1.0)
+    except BaseException:  # Ctrl-C while starting: the caller never got a handle to stop it with
+        if proc is not None:
+            procs.terminate(proc, 1.0)
         raise
     if line is None:
         early = proc.poll()
