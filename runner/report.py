@@ -36,7 +36,6 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -48,7 +47,7 @@ from omegaconf import OmegaConf
 
 from runner import stats
 from runner.config import ValidityConfig
-from runner.result import OUTCOMES, RESULT_FILE, Metrics, RunResult, read_result
+from runner.result import OUTCOMES, RESULT_FILE, Metrics, RunResult, read_result, write_atomic
 from runner.validity import LEGEND as FLAG_LEGEND
 
 MISSING = "—"
@@ -296,12 +295,13 @@ def write_report(directory: Path | str) -> Path:
     frame = to_frame(runs)
     provenance = next((run.provenance for run in runs if run.provenance), {})
     validity = next((v for run in runs if isinstance(v := _get(run.config, "run.validity"), dict)), None)
-    _write_atomic(root / CSV_FILE, frame.to_csv(index=False))
+    write_atomic(root / CSV_FILE, lambda f: f.write(frame.to_csv(index=False)))
     cells = to_cells(frame, _thresholds(validity)["unstable_spread"])
     if (cells["n"] > 1).any():
-        _write_atomic(root / CELLS_FILE, cells.to_csv(index=False))
+        write_atomic(root / CELLS_FILE, lambda f: f.write(cells.to_csv(index=False)))
     title = f"Stress test report: {root.resolve().name}"
-    return _write_atomic(root / REPORT_FILE, render(frame, title, provenance, validity))
+    report = render(frame, title, provenance, validity)
+    return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -846,18 +846,6 @@ def _provenance(provenance: dict[str, Any]) -> str:
         return "not recorded"
     keys = [k for k in _PROVENANCE_LABELS if k in provenance] + sorted(set(provenance) - set(_PROVENANCE_LABELS))
     return "; ".join(f"{_PROVENANCE_LABELS.get(k, k)}: {_cell(provenance[k], '{}')}" for k in keys)
-
-
-def _write_atomic(target: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
@@ -98,14 +99,14 @@ class RunResult:
         return cls(**data)
 
 
-def write_result(result: RunResult, directory: Path) -> Path:
-    """Write result.json atomically: whole or not at all, never half-written."""
-    target = Path(directory) / RESULT_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".result-", suffix=".json", dir=directory)
+def write_atomic(target: Path, write: Callable[[IO[str]], object]) -> Path:
+    """Write `target` through `write(file)` into a temporary file, then os.replace: the file is
+    either whole or as it was, never half-written. Used for every file a run or a report leaves."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result.to_dict(), f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -113,6 +114,16 @@ def write_result(result: RunResult, directory: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def write_result(result: RunResult, directory: Path) -> Path:
+    """Write result.json atomically (see write_atomic)."""
+
+    def dump(f: IO[str]) -> None:
+        json.dump(result.to_dict(), f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+
+    return write_atomic(Path(directory) / RESULT_FILE, dump)
 
 
 def read_result(path: Path) -> RunResult:

@@ -79,6 +79,12 @@ def serve(sock: socket.socket, app: base.App) -> None:
         elif conn.parser.idle:  # all answered and read: from now on it is an idle keep-alive
             conn.deadline = now + limits.keepalive_timeout
 
+    def queue(conn: Conn, data: bytes, keep: bool) -> None:
+        """A response is ready: buffer it, count it, and close after it unless kept alive."""
+        conn.out += data
+        app.served += 1  # one thread: no lock needed
+        conn.closing = not keep
+
     def handle(conn: Conn, now: float) -> None:
         """Answer every complete request buffered on this connection."""
         parser = conn.parser
@@ -96,9 +102,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 conn.waiting = True
                 heapq.heappush(timers, (now + delay, next(sequence), conn.sock.fileno(), conn, data, keep))
                 break
-            conn.out += data
-            app.served += 1  # one thread: no lock needed
-            conn.closing = not keep
+            queue(conn, data, keep)
         if conn.out:
             conn.deadline = now + limits.header_timeout  # the client must read it in time
         elif parser.idle:
@@ -141,9 +145,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 if conns.get(fd) is not conn:
                     continue  # closed meanwhile (deadline, error); the fd may belong to another now
                 conn.waiting = False
-                conn.out += data
-                app.served += 1
-                conn.closing = not keep
+                queue(conn, data, keep)
                 handle(conn, now)
                 flush(fd, conn, now)
             for fd in readable:
