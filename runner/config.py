@@ -34,6 +34,9 @@ class ServerConfig:
     backlog: int = 1024  # listen backlog; 5 (the original) turns bursts into 1 s SYN retries
     ready_timeout_s: float = 10.0  # READY must arrive within this
     grace_s: float = 5.0  # after SIGTERM, before SIGKILL to the process group
+    # model-specific flags, passed as `--key value` (true: `--key`; false/null: left out), e.g.
+    # prefork's workers; the module's --help lists what it takes
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

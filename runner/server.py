@@ -50,7 +50,19 @@ def server_argv(cfg: Config) -> list[str]:
         argv += ["--workload-param", f"{key}={value}"]
     if not cfg.server.keepalive:
         argv.append("--no-keepalive")
-    return argv
+    return argv + option_flags(cfg.server.options)
+
+
+def option_flags(options: dict) -> list[str]:
+    """server.options -> command-line flags: {reuse_port: true, workers: 2} -> --reuse-port --workers 2."""
+    flags: list[str] = []
+    for key, value in options.items():
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is not None and value is not False:
+            flags += [flag, str(value)]
+    return flags
 
 
 def start(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
