@@ -2,21 +2,11 @@
 `results.csv` (one raw row per run) and, when runs were repeated, `cells.csv` (one row per cell).
 
 Strategy:
-- A job directory is any directory holding `result.json` or `.hydra/config.yaml`; the sweep root
-  (`multirun.yaml`, no `.hydra/`) is not one. Finding them by walking means the same code reports a
-  sweep, a single run, or the whole of `outputs/`.
-- Each job becomes one `Run`, and loading never raises: no result.json -> `incomplete` (killed before
-  it finished), an unreadable one -> `corrupt`. Names come from the result, then from its resolved
-  config, then from `.hydra/config.yaml`, else "?". A number is never invented: unknown is None,
-  shown as "—", written to the CSV as an empty cell. Fields a result predates are unknown too.
-- A cell is every run with the same config but for `run.repeat`; its id is a hash of that config
-  (or, with no config known, of the identity columns). Config keys that differ between runs but
-  have no column of their own go to a Settings column, so two rows never look alike by accident.
-- Rows are ranked only against rows run under the same conditions: a group is every run whose config
-  (or, with none, identity columns) matches but for `server.name`, `run.repeat` and the other
-  `server.*` keys, which belong to the server (single's keep-alive default) unless some run's command
-  sets them. With several groups, each ranking table has one sub-table per group, in order of first
-  appearance, under a `###` sub-heading naming the conditions that differ between groups.
+- Loading is runner/runs.py: every job directory becomes one row of a flat frame, never raising,
+  never inventing a number (unknown is shown as "—"). This module only aggregates and renders.
+- Rows are ranked only against rows run under the same conditions (the frame's `group`). With several
+  groups, each ranking table has one sub-table per group, in order of first appearance, under a `###`
+  sub-heading naming the conditions that differ between groups.
 - Two shapes. No cell with two complete runs (finished, not partial, with numbers): a ranking row is
   a run, as before repeats existed. Otherwise a ranking row is a cell: the medians of its complete
   runs, n, Student t's 95% interval of the mean (runner/stats.py), overlapping intervals share a
@@ -29,33 +19,23 @@ Strategy:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import math
-import os
-import re
-import shlex
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import OmegaConf
 
 from runner import stats
 from runner.config import ValidityConfig
-from runner.result import OUTCOMES, RESULT_FILE, Metrics, RunResult, read_result, write_atomic
+from runner.result import OUTCOMES, write_atomic
+from runner.runs import DTYPES, IDENTITY, NUMBERS, as_float, describe, load_runs, lookup, natural_key, to_frame
 from runner.validity import LEGEND as FLAG_LEGEND
 
 MISSING = "—"
 REPORT_FILE, CSV_FILE, CELLS_FILE = "report.md", "results.csv", "cells.csv"
-# Identity keys, spelled the same in RunResult's sections and in the Hydra config. The _SHOWN ones have
-# columns of their own; any other config key that differs between runs goes to the Settings column.
-_SHOWN = ("server.name", "server.keepalive", "load.users", "load.spawn_rate", "workload.name", "run.repeat")
-_KEYS = (*_SHOWN, "server.served")
 _OUTCOME_ORDER = (*OUTCOMES, "incomplete", "corrupt")
 _MEANING = {
     "completed_with_errors": "the run finished but some requests failed; see Failures and the run's `*_failures.csv`.",
@@ -86,60 +66,11 @@ _WINDOWS = {  # metrics.window -> what the numbers cover
     "whole-run": "the whole run, ramp-up included (the steady window was unavailable)",
     None: "not recorded (results of an older runner: ramp-up is likely included)",
 }
-
-
-@dataclass
-class Run:
-    """One job directory as the report sees it. Fields up to `rerun` are the frame's columns, in order."""
-
-    server: str = "?"
-    workload: str = "?"
-    keepalive: bool | None = None
-    users: int | None = None
-    spawn_rate: float | None = None
-    settings: str = ""  # config keys that differ between runs and have no column: set by to_frame
-    repeat: int | None = None  # config run.repeat
-    requests: int | None = None
-    failures: int | None = None
-    fail_pct: float | None = None
-    rps: float | None = None
-    goodput: float | None = None
-    avg_ms: float | None = None
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    p99_ms: float | None = None
-    max_ms: float | None = None
-    total_requests: int | None = None  # Locust's count over the whole run, ramp-up included
-    served: int | None = None  # the server's own count (its SERVED line)
-    server_cpu_pct: float | None = None
-    locust_cpu_pct: float | None = None
-    peak_memory_mb: float | None = None  # the server's
-    requests_per_cpu_s: float | None = None  # the server's
-    outcome: str = "incomplete"  # one of OUTCOMES, or "incomplete" / "corrupt"
-    partial: bool = False
-    flags: tuple[str, ...] = ()
-    window: str | None = None  # "steady" | "whole-run"
-    server_cpus: str | None = None  # "0", "1-3"; "any": not pinned; None: not recorded
-    locust_cpus: str | None = None
-    cell: str = ""  # hash of the config but for run.repeat: set by to_frame
-    group: str = ""  # the conditions the run is ranked under, in words ("" with one group): set by to_frame
-    run: str = "."  # job directory, relative to the report directory
-    rerun: str = ""  # the command that repeats the run
-    detail: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)  # the resolved config, as recorded
-
-
-COLUMNS = tuple(f.name for f in fields(Run) if f.name not in ("detail", "provenance", "config"))
-_IDENTITY = COLUMNS[: COLUMNS.index("settings") + 1]
-_NUMBERS = COLUMNS[COLUMNS.index("requests") : COLUMNS.index("requests_per_cpu_s") + 1]
 _INTERVALS = ("rps_low", "rps_high", "rps_spread", "avg_ms_low", "avg_ms_high")
-CELL_COLUMNS = ("cell", "group", *_IDENTITY, "runs", "n", *_INTERVALS, *_NUMBERS, "outcome", "flags")
-_KINDS = {"int | None": "Int64", "float | None": "Float64", "bool | None": "boolean", "bool": "bool"}
-_DTYPES = {f.name: _KINDS[f.type] for f in fields(Run) if f.type in _KINDS}
+CELL_COLUMNS = ("cell", "group", *IDENTITY, "runs", "n", *_INTERVALS, *NUMBERS, "outcome", "flags")
 # a cell's numbers are medians: 37 and 38 failures make 37.5
-_CELL_DTYPES = {name: _DTYPES[name] for name in _IDENTITY if name in _DTYPES} | {"n": "Int64"}
-_CELL_DTYPES |= {name: "Float64" for name in (*_INTERVALS, *_NUMBERS)}
+_CELL_DTYPES = {name: DTYPES[name] for name in IDENTITY if name in DTYPES} | {"n": "Int64"}
+_CELL_DTYPES |= {name: "Float64" for name in (*_INTERVALS, *NUMBERS)}
 
 # Table columns: header, frame column, format. "{}" columns are text (left-aligned), the rest numbers.
 _VARYING = (  # shown only when they differ between runs; stated once above the tables otherwise
@@ -165,13 +96,6 @@ _MEASURED = (
     ("Outcome", "outcome", "{}"),
     ("Flags", "flags", "{}"),
 )
-# Condition keys said in words in a group's sub-heading (in this order), by the column that shows them
-_WORDS = {
-    "workload.name": "workload",
-    "server.keepalive": "keepalive",
-    "load.users": "users",
-    "load.spawn_rate": "spawn_rate",
-}
 _CI = " [95% CI]"  # the header suffix of a median shown with its interval
 # Column legend: "headers: text" per line; a line is shown when a table has one of its headers.
 _COLUMN_LEGEND = """\
@@ -213,30 +137,6 @@ _RANK = {
 }
 
 
-def load_runs(directory: Path | str) -> list[Run]:
-    """Every job directory under `directory` as a Run, in natural order of their paths; never raises."""
-    root = Path(directory)
-    return sorted((_load_run(job, root) for job in _job_dirs(root)), key=lambda run: _natural(run.run))
-
-
-def to_frame(runs: list[Run]) -> pd.DataFrame:
-    """One row per run, columns COLUMNS; missing numbers are <NA>. This is results.csv."""
-    configs = [_flatten(run.config) for run in runs]
-    differ = sorted(_differing(configs) - set(_SHOWN))
-    labels = _group_labels(runs, configs)
-    rows = []
-    for run, config, label in zip(runs, configs, labels, strict=True):
-        row = {name: getattr(run, name) for name in COLUMNS}
-        row["flags"] = ",".join(run.flags)
-        row["settings"] = ", ".join(f"{key}={_setting(config[key])}" for key in differ if key in config)
-        identity = {key: row[key] for key in _IDENTITY if key != "settings"}
-        canonical = json.dumps(config or identity, sort_keys=True, default=str)
-        row["cell"] = hashlib.sha1(canonical.encode()).hexdigest()[:8]
-        row["group"] = label
-        rows.append(row)
-    return pd.DataFrame(rows, columns=list(COLUMNS)).astype(_DTYPES)
-
-
 def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
     """One row per cell (in order of first appearance): medians over its complete runs, n, the 95%
     intervals of mean RPS and mean response time, and flags (its runs', plus `unstable`). cells.csv."""
@@ -244,9 +144,9 @@ def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
     for cell, group in frame.groupby("cell", sort=False):
         runs = group.to_dict("records")
         complete = [r for r in runs if _complete(r)]
-        row = {key: runs[0][key] for key in ("group", *_IDENTITY)} | {"cell": cell, "n": len(complete)}
+        row = {key: runs[0][key] for key in ("group", *IDENTITY)} | {"cell": cell, "n": len(complete)}
         row["runs"] = " ".join(r["run"] for r in runs)
-        for name in _NUMBERS:
+        for name in NUMBERS:
             values = [float(r[name]) for r in complete if not _missing(r[name])]
             row[name] = stats.median(values) if values else None
         for name in ("rps", "avg_ms"):
@@ -294,7 +194,7 @@ def write_report(directory: Path | str) -> Path:
     runs = load_runs(root)
     frame = to_frame(runs)
     provenance = next((run.provenance for run in runs if run.provenance), {})
-    validity = next((v for run in runs if isinstance(v := _get(run.config, "run.validity"), dict)), None)
+    validity = next((v for run in runs if isinstance(v := lookup(run.config, "run.validity"), dict)), None)
     write_atomic(root / CSV_FILE, lambda f: f.write(frame.to_csv(index=False)))
     cells = to_cells(frame, _thresholds(validity)["unstable_spread"])
     if (cells["n"] > 1).any():
@@ -302,230 +202,6 @@ def write_report(directory: Path | str) -> Path:
     title = f"Stress test report: {root.resolve().name}"
     report = render(frame, title, provenance, validity)
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
-
-
-# --- loading ------------------------------------------------------------------------------------
-
-
-def _job_dirs(root: Path) -> Iterator[Path]:
-    for here, dirs, files in os.walk(root):  # unreadable subdirectories are skipped, not raised
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .hydra/, .git/: never job dirs
-        path = Path(here)
-        has_hydra = (path / ".hydra" / "config.yaml").is_file()
-        sweep_root = "multirun.yaml" in files and not (path / ".hydra").is_dir()
-        if (RESULT_FILE in files or has_hydra) and not sweep_root:
-            yield path
-
-
-def _load_run(job: Path, root: Path) -> Run:
-    where = job.relative_to(root).as_posix()
-    hydra = _yaml(job / ".hydra" / "config.yaml")
-    overrides = _yaml(job / ".hydra" / "overrides.yaml")
-    rerun = ""
-    if isinstance(overrides, list) and all(isinstance(o, str) for o in overrides):
-        rerun = shlex.join(["python", "-m", "runner", *overrides])  # as runner.experiment writes it
-    hydra = hydra if isinstance(hydra, dict) else {}
-    if not (job / RESULT_FILE).exists():
-        return _make_run(where, "incomplete", [hydra], config=hydra, rerun=rerun)
-    try:
-        result = read_result(job / RESULT_FILE)
-        sections = {"server": result.server, "load": result.load, "workload": result.workload}
-        config = result.config if isinstance(result.config, dict) and result.config else hydra
-        rerun = result.rerun if isinstance(result.rerun, str) and result.rerun else rerun
-        return _make_run(where, result.outcome, [sections, result.config, hydra], result, config=config, rerun=rerun)
-    except Exception as exc:  # any bad file must cost one row, never the sweep its report
-        return _make_run(where, "corrupt", [hydra], detail=str(exc), config=hydra, rerun=rerun)
-
-
-def _make_run(
-    where: str,
-    outcome: str,
-    sources: list[Any],
-    result: RunResult | None = None,
-    detail: str = "",
-    config: dict | None = None,
-    rerun: str = "",
-) -> Run:
-    known = {key: next((v for s in sources if (v := _get(s, key)) is not None), None) for key in _KEYS}
-    m = result.metrics if result is not None and isinstance(result.metrics, Metrics) else Metrics()
-    requests, failures, ratio = _int(m.requests), _int(m.failures), _float(m.failure_ratio)
-    if ratio is None and requests and failures is not None:
-        ratio = failures / requests
-    used = result.resources if result is not None else None
-    flags = result.flags if result is not None and isinstance(result.flags, list) else []
-    return Run(
-        server=_text(known["server.name"]),
-        workload=_text(known["workload.name"]),
-        keepalive=known["server.keepalive"] if isinstance(known["server.keepalive"], bool) else None,
-        users=_int(known["load.users"]),
-        spawn_rate=_float(known["load.spawn_rate"]),
-        repeat=_int(known["run.repeat"]),
-        requests=requests,
-        failures=failures,
-        fail_pct=None if ratio is None else ratio * 100,
-        rps=_float(m.rps),
-        goodput=_float(m.goodput),
-        avg_ms=_float(m.avg_ms),
-        p50_ms=_float(m.median_ms),
-        p95_ms=_float(m.p95_ms),
-        p99_ms=_float(m.p99_ms),
-        max_ms=_float(m.max_ms),
-        total_requests=_int(m.total_requests),
-        served=_int(known["server.served"]),
-        server_cpu_pct=_float(_get(used, "server.cpu_pct")),
-        locust_cpu_pct=_float(_get(used, "locust.cpu_pct")),
-        peak_memory_mb=_float(_get(used, "server.peak_memory_mb")),
-        requests_per_cpu_s=_float(_get(used, "server.requests_per_cpu_s")),
-        outcome=outcome,
-        partial=m.partial is True,
-        flags=tuple(flag for flag in flags if isinstance(flag, str)),
-        window=m.window if isinstance(m.window, str) else None,
-        server_cpus=_cpus(result.server) if result is not None else None,
-        locust_cpus=_cpus(result.load) if result is not None else None,
-        run=where,
-        rerun=rerun,
-        detail=result.detail if result is not None else detail,
-        provenance=result.provenance if result is not None and isinstance(result.provenance, dict) else {},
-        config=config or {},
-    )
-
-
-def _yaml(path: Path) -> Any:
-    try:
-        cfg = OmegaConf.load(path)
-        try:
-            return OmegaConf.to_container(cfg, resolve=True)
-        except Exception:  # an interpolation that only resolves inside Hydra: keep it as written
-            return OmegaConf.to_container(cfg, resolve=False)
-    except Exception:  # missing, not YAML: the row falls back to "?"
-        return None
-
-
-def _get(data: Any, key: str) -> Any:
-    """data["a"]["b"] for key "a.b"; None wherever a level is missing or not a mapping."""
-    for part in key.split("."):
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}, without `run.repeat`: what makes runs one cell."""
-    if not isinstance(data, dict):
-        return {}
-    out = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out |= _flatten(value, f"{name}.")
-        elif name != "run.repeat":
-            out[name] = value
-    return out
-
-
-def _differing(configs: list[dict[str, Any]]) -> set[str]:
-    """Keys with more than one value among the configs that have them."""
-    values: dict[str, set[str]] = {}
-    for config in configs:
-        for key, value in config.items():
-            values.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
-    return {key for key, seen in values.items() if len(seen) > 1}
-
-
-def _group_labels(runs: list[Run], configs: list[dict[str, Any]]) -> list[str]:
-    """Each run's group (see the module docstring) in words, e.g. "workload cpu, 200 users": only the keys
-    that differ between groups, leaving out any other key the worded ones already determine (a workload's
-    params). All "" when there is one group."""
-    explicit = {key for run in runs for key in _overridden(run.rerun)}
-    conditions = [
-        {k: _canonical(v) for k, v in (config or _identity_config(run)).items() if k != "server.name"}
-        for run, config in zip(runs, configs, strict=True)
-    ]
-    conditions = [{k: v for k, v in c.items() if not k.startswith("server.") or k in explicit} for c in conditions]
-    groups = list({_canonical(c): c for c in conditions}.values())
-    if len(groups) < 2:
-        return [""] * len(runs)
-    keys = {key for group in groups for key in group}
-    varying = {key for key in keys if len({g.get(key) for g in groups}) > 1}
-    worded = [key for key in _WORDS if key in varying]
-
-    def determined(key: str) -> bool:  # one value per combination of the worded keys
-        seen: dict[tuple, Any] = {}
-        return all(seen.setdefault(tuple(g.get(w) for w in worded), g.get(key)) == g.get(key) for g in groups)
-
-    said = worded + sorted(key for key in varying - set(worded) if not determined(key))
-    return [", ".join(_condition(key, c.get(key)) for key in said) for c in conditions]
-
-
-def _identity_config(run: Run) -> dict[str, Any]:
-    """What a run without a config is known by, under its config key names."""
-    return {"server.name": run.server, "server.keepalive": run.keepalive, "workload.name": run.workload,
-            "load.users": run.users, "load.spawn_rate": run.spawn_rate}  # fmt: skip
-
-
-def _overridden(rerun: str) -> set[str]:
-    """The config keys a run's command sets: "python -m runner server.keepalive=false" -> {"server.keepalive"}."""
-    try:
-        words = shlex.split(rerun or "")
-    except ValueError:
-        return set()
-    return {word.split("=", 1)[0].lstrip("+~") for word in words if "=" in word and not word.startswith("-")}
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _condition(key: str, canonical: str | None) -> str:
-    value = None if canonical is None else json.loads(canonical)
-    if key in _WORDS and value is not None and value != "?":
-        return _describe(_WORDS[key], value)
-    return f"{key}={_setting(value)}"
-
-
-def _setting(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
-def _cpus(section: Any) -> str | None:
-    """A section's `cpus` as "0" or "1-3"; "any" when it was not pinned (None); None when not recorded."""
-    if not isinstance(section, dict) or "cpus" not in section:
-        return None
-    cpus = section["cpus"]
-    if cpus is None:
-        return "any"
-    if not isinstance(cpus, list) or not cpus or not all(isinstance(c, int) for c in cpus):
-        return None
-    spans: list[list[int]] = []
-    for cpu in sorted(set(cpus)):
-        if spans and cpu == spans[-1][1] + 1:
-            spans[-1][1] = cpu
-        else:
-            spans.append([cpu, cpu])
-    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
-
-
-def _text(value: Any) -> str:
-    ok = isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value)
-    return str(value) if ok else "?"
-
-
-def _natural(text: str) -> list[int | str]:
-    """'2' before '10': Hydra numbers its multirun job directories 0, 1, ... 10."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
-
-
-# --- rendering ----------------------------------------------------------------------------------
 
 
 def _missing(value: Any) -> bool:
@@ -559,7 +235,7 @@ def _repeat(row: dict) -> int:
 
 def _thresholds(validity: dict[str, Any] | None) -> dict[str, Any]:
     defaults = asdict(ValidityConfig())
-    given = {k: v for k, v in (validity or {}).items() if k in defaults and _float(v) is not None}
+    given = {k: v for k, v in (validity or {}).items() if k in defaults and as_float(v) is not None}
     return defaults | given
 
 
@@ -576,16 +252,6 @@ def _one_value(values: list[Any]) -> bool:
 def _groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(conditions in words, rows) of each group ranked on its own, in order of first appearance."""
     return [(str(label), rows) for label, rows in frame.groupby(frame["group"].fillna(""), sort=False)]
-
-
-def _describe(column: str, value: Any) -> str:
-    if column == "workload":
-        return f"workload {value}"
-    if column == "keepalive":
-        return f"keep-alive {'yes' if value else 'no'}"
-    if column == "users":
-        return f"{value} user{'s' if value != 1 else ''}"
-    return f"spawn rate {value:g}/s"
 
 
 def _columns(frame: pd.DataFrame, kind: str) -> list[tuple[str, str, str]]:
@@ -611,7 +277,7 @@ def _ranked_order(frame: pd.DataFrame, metric: str, descending: bool) -> list[di
     def order(row: dict) -> tuple:
         value = 0.0 if _group(row, metric) == 2 else float(row[metric])
         first_run = str(row.get("run", row.get("runs")))
-        return _group(row, metric), -value if descending else value, str(row["server"]), _natural(first_run)
+        return _group(row, metric), -value if descending else value, str(row["server"]), natural_key(first_run)
 
     return sorted(frame.to_dict("records"), key=order)
 
@@ -690,7 +356,7 @@ def _summary(frame: pd.DataFrame, cells: pd.DataFrame | None, provenance: dict[s
         )
     same = _same_for_every_run(frame)
     if same:
-        text += f"\nSame for every run: {', '.join(_describe(c, v) for c, v in same.items())}.\n"
+        text += f"\nSame for every run: {', '.join(describe(c, v) for c, v in same.items())}.\n"
     return text
 
 
@@ -705,7 +371,7 @@ def _tables(frame: pd.DataFrame, cells: pd.DataFrame | None = None) -> list[tupl
     ranked, every = _columns(frame, "cells"), _columns(frame, "all")
     table_1 = [row for _, rows in _groups(cells) for row in _ranked_order(rows, "rps", True)]
     place = {row["cell"]: i for i, row in enumerate(table_1)}
-    runs = sorted(frame.to_dict("records"), key=lambda r: (place[r["cell"]], _repeat(r), _natural(r["run"])))
+    runs = sorted(frame.to_dict("records"), key=lambda r: (place[r["cell"]], _repeat(r), natural_key(r["run"])))
     return [
         ("Table 1. Cells ranked by requests per second", ranked, _rankings(cells, "rps", True, ranked, ties=True)),
         ("Table 2. Cells ranked by average response time", ranked, _rankings(cells, "avg_ms", False, ranked, True)),

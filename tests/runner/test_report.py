@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from runner import stats
-from runner.report import CELLS_FILE, COLUMNS, Run, load_runs, render, to_cells, to_frame, write_report
+from runner.report import CELLS_FILE, render, to_cells, write_report
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
+from runner.runs import COLUMNS, Run, load_runs, to_frame
 
 PROVENANCE = {
     "git_commit": "0123abc",
