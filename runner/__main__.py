@@ -12,6 +12,7 @@ exits 130.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from runner import config as config_mod
+from runner import progress
 from runner.experiment import OutputDirUnusable, check_output_dir, run_experiment
 
 EXIT_CONFIG_ERROR = 2
@@ -51,6 +53,33 @@ def output_root(argv: list[str]) -> tuple[str, str]:
     return key, DEFAULT_OUTPUTS
 
 
+def sweep_size(argv: list[str]) -> int | None:
+    """How many jobs this command launches, counted as Hydra's basic sweeper counts them: the named
+    experiment's `hydra.sweeper.params`, then the command line's overrides (a later key wins). For the
+    progress line's "job i/N"; None when it cannot tell."""
+    if not {"-m", "--multirun"} & set(argv):
+        return 1
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    task = [a for a in argv if not a.startswith("-") and not a.lstrip("~+").startswith("hydra.")]
+    parser = OverridesParser.create()
+    try:
+        fixed = [o.input_line for o in parser.parse_overrides(task) if not o.is_sweep_override()]
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(config_mod.CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=fixed, return_hydra_config=True)
+        params = [f"{key}={value}" for key, value in (cfg.hydra.sweeper.params or {}).items()]
+        batches = BasicSweeper.split_arguments(parser.parse_overrides(params + task), None)
+        return sum(len(batch) for batch in batches)
+    except Exception:  # the count only labels the progress line
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def main() -> None:
     try:
         argv = config_mod.expand_repeats(sys.argv[1:])
@@ -70,6 +99,9 @@ def main() -> None:
             for error in errors:
                 print(f"  {error}", file=sys.stderr)
             sys.exit(EXIT_CONFIG_ERROR)
+        jobs = sweep_size(argv)
+        if jobs:
+            os.environ[progress.JOBS_ENV] = str(jobs)
     try:
         _job()
     except KeyboardInterrupt:

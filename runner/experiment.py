@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner import load, procs
+from runner import load, procs, progress
 from runner import server as server_mod
 from runner.config import Config, parse_duration, to_container
 from runner.provenance import collect
@@ -70,10 +70,12 @@ def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
     return {cpus[0]}, set(cpus[1:])
 
 
-def _supervise(locust, server, deadline: float) -> tuple[str, int | None]:
-    """Wait for Locust to finish; returns ("locust_exited" | "server_crashed" | "timeout", code)."""
+def _supervise(locust, server, deadline: float, tick=lambda: None) -> tuple[str, int | None]:
+    """Wait for Locust to finish; returns ("locust_exited" | "server_crashed" | "timeout", code).
+    `tick` is called every poll (the live progress line)."""
     end = time.monotonic() + deadline
     while True:
+        tick()
         code = locust.poll()
         if code is not None:
             return "locust_exited", code
@@ -120,8 +122,9 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
         result.load["command"] = shlex.join(argv)
         with procs.interrupts_held():  # held until `locust` is set, so the finally can stop it
             locust = procs.spawn(argv, job_dir / load.LOCUST_LOG, cpus=load_cpus)
-        with Sampler(server=server.proc.pid, locust=locust.pid) as sampler:
-            event, code = _supervise(locust, server, load.deadline_s(cfg))
+        line = progress.Line(cfg.server.name, parse_duration(cfg.load.run_time), job_dir / load.PROGRESS_FILE)
+        with Sampler(server=server.proc.pid, locust=locust.pid) as sampler, line:
+            event, code = _supervise(locust, server, load.deadline_s(cfg), line.tick)
         if event == "server_crashed":
             result.outcome, partial = "server_crashed", True
             result.detail = f"server exited with status {code} during the run; log tail: {procs.tail(server.log, 600)}"

@@ -24,6 +24,8 @@ from runner.config import Config, parse_duration
 from runner.result import Metrics
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+PROGRESS_PLUGIN = Path(__file__).with_name("locust_progress.py")  # live numbers, one JSON line a second
+PROGRESS_FILE = "locust_progress.jsonl"
 LOCUST_LOG = "locust.log"
 CSV_PREFIX = "locust"
 PHASES_PREFIX = "locust_phases"
@@ -36,7 +38,8 @@ def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
     user_class = load.user_class.value if hasattr(load.user_class, "value") else str(load.user_class)
     return [
         sys.executable, "-m", "locust",
-        "-f", str(LOCUSTFILE),
+        "-f", f"{LOCUSTFILE},{PROGRESS_PLUGIN}",
+        "--progress-file", str(job_dir / PROGRESS_FILE),
         "--headless", "--only-summary",
         "--host", f"http://{url_host}:{port}",
         "--users", str(load.users),

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from runner import stats
+from runner import compare, plots, stats
 from runner.config import ValidityConfig
 from runner.result import OUTCOMES, write_atomic
 from runner.runs import DTYPES, IDENTITY, NUMBERS, as_float, describe, load_runs, lookup, natural_key, to_frame
@@ -163,9 +163,14 @@ def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
 
 
 def render(
-    frame: pd.DataFrame, title: str, provenance: dict[str, Any] | None, validity: dict[str, Any] | None = None
+    frame: pd.DataFrame,
+    title: str,
+    provenance: dict[str, Any] | None,
+    validity: dict[str, Any] | None = None,
+    figures: str = "",
 ) -> str:
-    """The report as markdown: summary, rankings, legends, notes on every non-ok outcome, how to reproduce.
+    """The report as markdown: figures (markdown from runner/plots.py, first, so a reader sees the result
+    before any table), summary, rankings, legends, notes on every non-ok outcome, how to reproduce.
     `validity` holds the flag thresholds (config run.validity); missing ones take ValidityConfig's defaults."""
     if frame.empty:
         return f"# {title}\n\nNo runs were found.\n"
@@ -176,6 +181,7 @@ def render(
     headers = {header for _, columns, _ in tables for header, _, _ in columns}
     parts = [
         f"# {title}\n",
+        figures,
         _summary(frame, cells if repeated else None, provenance or {}),
         *[f"## {heading}\n\n{table}\n" for heading, _, table in tables],
         _column_legend(headers, repeated, grouped=len(_groups(frame)) > 1),
@@ -199,8 +205,9 @@ def write_report(directory: Path | str) -> Path:
     cells = to_cells(frame, _thresholds(validity)["unstable_spread"])
     if (cells["n"] > 1).any():
         write_atomic(root / CELLS_FILE, lambda f: f.write(cells.to_csv(index=False)))
+    figures, skipped = plots.draw_all(root, frame, cells, runs) if runs else ([], [])
     title = f"Stress test report: {root.resolve().name}"
-    report = render(frame, title, provenance, validity)
+    report = render(frame, title, provenance, validity, plots.markdown(figures, skipped))
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
 
 
@@ -520,10 +527,19 @@ def main(argv: list[str] | None = None) -> int:
         description="Write report.md and results.csv for a directory of runs (a sweep, one run, or outputs/).",
     )
     parser.add_argument("directory", type=Path, help="directory searched recursively for job directories")
+    parser.add_argument("--baseline", type=Path, help="an older sweep: also write and print comparison.md against it")
+    parser.add_argument(
+        "--noise-floor", type=float, default=compare.NOISE_FLOOR,
+        help="relative change below which single runs count as noise (default %(default)s: see runner/compare.py)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    if not args.directory.is_dir():
-        parser.error(f"{args.directory}: no such directory")  # exits 2
+    for directory in (args.directory, args.baseline):
+        if directory is not None and not directory.is_dir():
+            parser.error(f"{directory}: no such directory")  # exits 2
     print(write_report(args.directory))
+    if args.baseline is not None:
+        path, text = compare.write_comparison(args.directory, args.baseline, args.noise_floor)
+        print(f"{path}\n\n{text}", end="")
     return 0
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from runner.result import RESULT_FILE, Metrics, RunResult, read_result
+from runner.result import RESULT_FILE, Metrics, RunResult
 
 
 @dataclass
@@ -76,9 +76,10 @@ class Run:
     detail: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config, as recorded
+    capacity: dict[str, Any] = field(default_factory=dict)  # result.json's capacity search, if it ran one
 
 
-COLUMNS = tuple(f.name for f in fields(Run) if f.name not in ("detail", "provenance", "config"))
+COLUMNS = tuple(f.name for f in fields(Run) if f.name not in ("detail", "provenance", "config", "capacity"))
 IDENTITY = COLUMNS[: COLUMNS.index("settings") + 1]
 NUMBERS = COLUMNS[COLUMNS.index("requests") : COLUMNS.index("requests_per_cpu_s") + 1]
 # Identity keys, spelled the same in RunResult's sections and in the Hydra config. The _SHOWN ones have
@@ -143,13 +144,26 @@ def _load_run(job: Path, root: Path) -> Run:
     if not (job / RESULT_FILE).exists():
         return _make_run(where, "incomplete", [hydra], config=hydra, rerun=rerun)
     try:
-        result = read_result(job / RESULT_FILE)
+        result, capacity = _read(job / RESULT_FILE)
         sections = {"server": result.server, "load": result.load, "workload": result.workload}
         config = result.config if isinstance(result.config, dict) and result.config else hydra
         rerun = result.rerun if isinstance(result.rerun, str) and result.rerun else rerun
-        return _make_run(where, result.outcome, [sections, result.config, hydra], result, config=config, rerun=rerun)
+        run = _make_run(where, result.outcome, [sections, result.config, hydra], result, config=config, rerun=rerun)
+        run.capacity = capacity
+        return run
     except Exception as exc:  # any bad file must cost one row, never the sweep its report
         return _make_run(where, "corrupt", [hydra], detail=str(exc), config=hydra, rerun=rerun)
+
+
+def _read(path: Path) -> tuple[RunResult, dict[str, Any]]:
+    """The result, and its `capacity` section (runner/capacity.py: steps, max_rps, stop_reason) read on
+    its own, so a result from a runner with or without that section loads the same; {} when absent."""
+    try:
+        data = json.loads(path.read_text())
+        capacity = data.pop("capacity", None) if isinstance(data, dict) else None
+        return RunResult.from_dict(data), capacity if isinstance(capacity, dict) else {}
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:  # as runner.result.read_result
+        raise ValueError(f"{path}: not a valid result ({exc})") from exc
 
 
 def _make_run(

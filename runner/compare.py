@@ -1,0 +1,172 @@
+"""Compare a sweep with a baseline: `python -m runner.report NEW --baseline OLD`.
+
+Strategy:
+- Rows are matched by the conditions a run was measured under: its resolved config's `server.*`,
+  `load.*`, `workload.*` and `run.*` keys, but for `run.repeat` (repeats are the samples of a row) and
+  the keys that do not change the measurement (`run.validity.*` thresholds, `run.deadline_slack_s`). A
+  row in one sweep only is listed as added or removed, never compared with something else.
+- Per row: the change in median RPS, median p99 and, when a capacity search ran, median maximum
+  sustainable RPS, each marked significant or not:
+  - with two or more complete runs on both sides, Welch's t-test at 95% (unequal variances; Student t
+    quantiles from runner/stats.py), on the runs' values;
+  - otherwise there is no interval ("no interval: single runs"), and a change counts only beyond a
+    stated noise floor (NOISE_FLOOR, `--noise-floor`). Measured here (2 cores shared with other jobs,
+    load=smoke, four servers): identical runs differed by up to 56% in RPS within one sweep and by
+    up to about 5x across sweeps minutes apart, and p99 moves in steps of Locust's 2-significant-digit
+    histogram; so the default floor is 50%, a change a single pair of runs can show by chance here.
+    It is a floor on what a single pair could mean, not a promise that larger changes are real.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from runner import stats
+from runner.result import write_atomic
+from runner.runs import Run, load_runs, to_frame
+
+COMPARISON_FILE = "comparison.md"
+NOISE_FLOOR = 0.5  # relative change; see the module docstring for the measurement behind it
+_IGNORED = ("run.repeat", "run.validity.", "run.deadline_slack_s")
+_METRICS = (("RPS", "rps", True), ("p99 ms", "p99_ms", False), ("Capacity RPS", "capacity", True))
+
+
+@dataclass
+class Side:
+    values: dict[str, list[float]]  # metric -> the complete runs' values
+    n: int
+
+
+def conditions(run: Run) -> str:
+    """The row a run belongs to, as canonical JSON of its config (or identity) without repeat or thresholds."""
+    flat = _flatten(run.config)
+    if not flat:
+        flat = {"server.name": run.server, "workload.name": run.workload, "server.keepalive": run.keepalive,
+                "load.users": run.users, "load.spawn_rate": run.spawn_rate}  # fmt: skip
+    kept = {k: v for k, v in flat.items() if not any(k == i or (i.endswith(".") and k.startswith(i)) for i in _IGNORED)}
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out |= _flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return out
+
+
+def _sides(runs: list[Run]) -> tuple[dict[str, Side], dict[str, str]]:
+    """Row key -> its complete runs' values; row key -> its label (server, and conditions in words)."""
+    frame = to_frame(runs)
+    sides: dict[str, Side] = {}
+    labels: dict[str, str] = {}
+    for run, group in zip(runs, frame["group"].fillna(""), strict=True):
+        key = conditions(run)
+        labels.setdefault(key, f"{run.server}" + (f" ({group})" if group else ""))
+        side = sides.setdefault(key, Side({m: [] for _, m, _ in _METRICS}, 0))
+        if run.partial or run.rps is None or run.outcome not in ("ok", "completed_with_errors"):
+            continue
+        side.n += 1
+        for _, metric, _ in _METRICS:
+            value = _capacity(run) if metric == "capacity" else getattr(run, metric)
+            if value is not None and math.isfinite(value):
+                side.values[metric].append(float(value))
+    return sides, labels
+
+
+def _capacity(run: Run) -> float | None:
+    value = run.capacity.get("max_rps") if run.capacity else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def welch(a: list[float], b: list[float]) -> bool | None:
+    """Whether the means differ at 95% (Welch's t-test); None below two values a side."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    diff = statistics.fmean(b) - statistics.fmean(a)
+    if va + vb == 0:
+        return diff != 0
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return abs(diff) / math.sqrt(va + vb) > stats.t_975(max(1, math.floor(df)))
+
+
+def _verdict(old: list[float], new: list[float], floor: float) -> tuple[str, str]:
+    """(change, significance) of one metric."""
+    if not old or not new:
+        return "—", "—"
+    before, after = stats.median(old), stats.median(new)
+    change = "—" if before == 0 else f"{(after - before) / before * 100:+.1f}%"
+    tested = welch(old, new)
+    if tested is not None:
+        return change, "yes (Welch t)" if tested else "no (Welch t)"
+    beyond = before != 0 and abs(after - before) / before > floor
+    return change, f"no interval: single runs; {'beyond' if beyond else 'within'} ±{floor * 100:.0f}%"
+
+
+def _number(values: list[float], fmt: str) -> str:
+    return fmt.format(stats.median(values)) if values else "—"
+
+
+def compare(baseline: list[Run], new: list[Run], floor: float = NOISE_FLOOR) -> str:
+    """The comparison as markdown: one table row per row present in both, then the added and removed rows."""
+    old_sides, old_labels = _sides(baseline)
+    new_sides, new_labels = _sides(new)
+    shared = [key for key in new_sides if key in old_sides]
+    shown = [(h, m, fmt) for h, m, fmt in (("RPS", "rps", "{:.1f}"), ("p99 ms", "p99_ms", "{:g}"),
+             ("Capacity RPS", "capacity", "{:.1f}")) if m != "capacity" or any(
+             old_sides[k].values[m] or new_sides[k].values[m] for k in shared)]  # fmt: skip
+    rows = []
+    single = False
+    for key in shared:
+        old, now = old_sides[key], new_sides[key]
+        row = {"Row": new_labels[key], "n": f"{old.n} → {now.n}"}
+        single |= old.n < 2 or now.n < 2
+        for header, metric, fmt in shown:
+            change, significant = _verdict(old.values[metric], now.values[metric], floor)
+            row[f"{header} (base → new)"] = f"{_number(old.values[metric], fmt)} → {_number(now.values[metric], fmt)}"
+            row[f"{header} change"] = change
+            row[f"{header} significant"] = significant
+        rows.append(row)
+    parts = []
+    if rows:
+        table = pd.DataFrame(rows)
+        align = ["left", "right"] + ["right", "right", "left"] * len(shown)
+        parts.append(table.to_markdown(index=False, tablefmt="github", disable_numparse=True, colalign=align))
+    else:
+        parts.append("No row was measured under the same conditions in both sweeps.")
+    notes = [
+        "Values are baseline → new, medians of each row's complete runs; n counts them. A row is a set of "
+        "conditions (server, load, workload, run settings) present in both sweeps."
+    ]
+    notes.append(
+        "Significant: with two or more runs on both sides, Welch's t-test on the runs' values at 95%."
+        if not single
+        else "Significant: with two or more runs on both sides, Welch's t-test on the runs' values at 95%; "
+        f"otherwise there is no interval (single runs), and only a change beyond the noise floor of "
+        f"±{floor * 100:.0f}% counts (identical runs on this machine have differed by that much)."
+    )
+    added = [new_labels[k] for k in new_sides if k not in old_sides]
+    removed = [old_labels[k] for k in old_sides if k not in new_sides]
+    if added:
+        notes.append(f"Added (only in the new sweep): {', '.join(added)}.")
+    if removed:
+        notes.append(f"Removed (only in the baseline): {', '.join(removed)}.")
+    return "\n".join(parts) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+
+
+def write_comparison(new_dir: Path, baseline_dir: Path, floor: float = NOISE_FLOOR) -> tuple[Path, str]:
+    """Write comparison.md into the new sweep's directory; (its path, its text)."""
+    text = (
+        f"# Comparison: {Path(new_dir).resolve().name} against baseline {Path(baseline_dir).resolve().name}\n\n"
+        + compare(load_runs(baseline_dir), load_runs(new_dir), floor)
+    )
+    return write_atomic(Path(new_dir) / COMPARISON_FILE, lambda f: f.write(text)), text

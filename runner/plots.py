@@ -1,0 +1,346 @@
+"""The report's figures: PNG files beside report.md, drawn with matplotlib's Agg backend (no display).
+
+Strategy:
+- One function per figure, each taking the report's frames (runner/runs.py, runner/report.to_cells)
+  and returning a Figure, or None when it has nothing to show (no capacity search, one users value).
+  `draw_all` runs them one by one: a figure that fails is skipped with a line saying why, never
+  costing the report (DESIGN.md: the report never crashes on a partial run).
+- One colour per server, the same in every figure (the four built-in servers always get the same
+  ones); generator-bound numbers measure Locust, not the server, so they are drawn hatched or hollow
+  and the legend says so.
+- A cell (runs differing only in `run.repeat`) is drawn at its median with its 95% interval when it
+  has one; a single run is drawn as its point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: never a display, in CI or over ssh
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from runner.runs import Run  # noqa: E402
+from runner.timeline import read_timeline  # noqa: E402
+
+_KNOWN = ("single", "thread", "process", "select", "epoll", "asyncio", "pool", "prefork")
+_PALETTE = [plt.get_cmap("tab10")(i) for i in range(10)]
+_BOUND = "generator-bound"
+_VERDICTS = {  # capacity step verdict -> marker, words
+    "ok": ("o", "within the SLO"),
+    "knee": ("D", "knee: RPS stopped growing"),
+    "slo-failures": ("X", "SLO breached: failures"),
+    "slo-p99": ("^", "SLO breached: p99"),
+    "generator-bound": ("s", "generator-bound: Locust was the limit"),
+}
+DPI = 100
+
+
+@dataclass
+class Figure:
+    file: str  # beside report.md
+    title: str
+    caption: str
+
+
+def colours(servers: list[str]) -> dict[str, Any]:
+    """A colour per server: the built-in ones fixed, any other the next free colour, in order of appearance."""
+    fixed = {name: _PALETTE[i] for i, name in enumerate(_KNOWN)}
+    free = [c for c in _PALETTE if c not in [fixed[s] for s in servers if s in fixed]]
+    return {s: fixed[s] if s in fixed else free.pop(0) if free else "grey" for s in dict.fromkeys(servers)}
+
+
+def draw_all(root: Path, frame: pd.DataFrame, cells: pd.DataFrame, runs: list[Run]) -> tuple[list[Figure], list[str]]:
+    """Draw every figure that applies into `root`; (figures drawn, one line per figure skipped and why)."""
+    palette = colours([str(s) for s in frame["server"]])
+    drawers: list[tuple[str, Callable[[], Figure | None]]] = [
+        ("rps.png", lambda: _rps(root, frame, cells, palette)),
+        ("latency.png", lambda: _latency(root, cells, palette)),
+        ("tradeoff.png", lambda: _tradeoff(root, frame, cells, palette)),
+        ("timeline.png", lambda: _timeline(root, frame, palette)),
+        ("users.png", lambda: _users(root, cells, palette)),
+        ("capacity.png", lambda: _capacity(root, runs, palette)),
+    ]
+    figures, skipped = [], []
+    for name, draw in drawers:
+        try:
+            figure = draw()
+        except Exception as exc:  # one bad figure must not cost the report
+            skipped.append(f"{name} was not drawn: {type(exc).__name__}: {exc}")
+        else:
+            if figure is not None:
+                figures.append(figure)
+        finally:
+            plt.close("all")
+    return figures, skipped
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _bound(flags: Any) -> bool:
+    return isinstance(flags, str) and _BOUND in flags.split(",")
+
+
+def _label(row: dict, several_groups: bool) -> str:
+    return f"{row['server']}\n{row['group']}".replace(", ", "\n") if several_groups and row["group"] else row["server"]
+
+
+def _ordered(cells: pd.DataFrame) -> list[dict]:
+    """Cells by group (first appearance), then RPS, highest first; cells without RPS last."""
+    groups = list(dict.fromkeys(cells["group"].fillna("")))
+    rows = cells.to_dict("records")
+    return sorted(rows, key=lambda r: (groups.index(r["group"] or ""), _num(r["rps"]) is None, -(_num(r["rps"]) or 0)))
+
+
+def _save(fig, root: Path, name: str) -> None:
+    fig.tight_layout()
+    fig.savefig(root / name, dpi=DPI)
+
+
+def _log_ms(ax) -> None:
+    """A log axis labelled 2, 5, 10, 200 -- not 2x10^0."""
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+
+
+def _bound_legend() -> Patch:
+    return Patch(facecolor="white", edgecolor="black", hatch="//", label="hatched: generator-bound (measures Locust)")
+
+
+def _rps(root: Path, frame: pd.DataFrame, cells: pd.DataFrame, palette: dict) -> Figure | None:
+    rows = _ordered(cells)
+    if not any(_num(r["rps"]) is not None for r in rows):
+        return None
+    several = cells["group"].fillna("").nunique() > 1
+    repeated = bool((cells["n"].fillna(0) > 1).any())
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.5))
+    for x, row in enumerate(rows):
+        rps = _num(row["rps"])
+        if rps is None:
+            ax.text(x, 0, "no data", ha="center", va="bottom", fontsize=8, rotation=90)
+            continue
+        ax.bar(x, rps, color=palette[row["server"]], edgecolor="black", hatch="//" if _bound(row["flags"]) else None)
+        low, high = _num(row["rps_low"]), _num(row["rps_high"])
+        if low is not None and high is not None:
+            ax.errorbar(x, rps, yerr=[[max(rps - low, 0)], [max(high - rps, 0)]], color="black", capsize=6, lw=1.5)
+        ax.annotate(f"{rps:,.0f}", (x, high if high is not None else rps), textcoords="offset points", xytext=(0, 4),
+                    ha="center", fontsize=8)  # fmt: skip
+    for x, run_rps in enumerate(_run_values(frame, rows, "rps")):
+        ax.scatter([x] * len(run_rps), run_rps, color="black", s=12, zorder=3)
+    ax.set_xticks(range(len(rows)), [_label(r, several) for r in rows], fontsize=8 if several else 10)
+    ax.set_ylabel("requests per second (req/s)")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.08)
+    what = "bar: median of repeats; whisker: 95% interval of the mean; dots: runs" if repeated else "one run each"
+    ax.set_title(f"Requests per second per server (higher is better)\n{what}", fontsize=10)
+    handles = [_bound_legend()] if any(_bound(r["flags"]) for r in rows) else []
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1 if not several else -0.25),
+                  fontsize=8, frameon=False)  # fmt: skip
+    _save(fig, root, "rps.png")
+    caption = "Requests per second, failed requests included, over the steady window; higher is better."
+    if repeated:
+        caption += " Bars are medians; black bars are the 95% interval of the mean; dots are the single runs."
+    return Figure("rps.png", "Requests per second per server", caption)
+
+
+def _run_values(frame: pd.DataFrame, rows: list[dict], metric: str) -> list[list[float]]:
+    """Per drawn cell, its complete runs' values when it has several: the dots over its bar."""
+    complete = frame[~frame["partial"].astype(bool) & frame[metric].notna()]
+    return [complete.loc[complete["cell"] == row["cell"], metric].astype(float).tolist() if (row["n"] or 0) > 1
+            else [] for row in rows]  # fmt: skip
+
+
+def _latency(root: Path, cells: pd.DataFrame, palette: dict) -> Figure | None:
+    rows = [r for r in _ordered(cells) if _num(r["p50_ms"]) is not None]
+    if not rows:
+        return None
+    several = cells["group"].fillna("").nunique() > 1
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.5))
+    marks = (("p50_ms", "o", "p50"), ("p95_ms", "s", "p95"), ("p99_ms", "^", "p99"))
+    for x, row in enumerate(rows):
+        values = [(_num(row[c]), m) for c, m, _ in marks]
+        known = [v for v, _ in values if v is not None]
+        colour = palette[row["server"]]
+        ax.plot([x, x], [min(known), max(known)], color=colour, lw=3, alpha=0.5)
+        for value, marker in values:
+            if value is not None:
+                ax.scatter(x, value, marker=marker, s=60, color=colour, edgecolor="black", zorder=3)
+        ax.annotate(f"{max(known):g} ms", (x, max(known)), textcoords="offset points", xytext=(8, 0), fontsize=8)
+    _log_ms(ax)
+    ax.set_ylabel("response time, ms (log scale)")
+    labels = [_label(r, several) + ("\n(generator-bound)" if _bound(r["flags"]) else "") for r in rows]
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_xlim(-0.6, len(rows) + 0.1)
+    ax.set_title("Response time percentiles per server (lower is better)", fontsize=10)
+    handles = [Line2D([], [], marker=m, ls="", color="grey", markeredgecolor="black", label=w) for _, m, w in marks]
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14 if not several else -0.3),
+              ncol=len(handles), frameon=False)  # fmt: skip
+    _save(fig, root, "latency.png")
+    caption = (
+        "p50, p95 and p99 response times (medians over repeats), from Locust's histogram rounded to about "
+        "2 significant digits; the number is p99."
+    )
+    return Figure("latency.png", "Response time percentiles per server", caption)
+
+
+def _tradeoff(root: Path, frame: pd.DataFrame, cells: pd.DataFrame, palette: dict) -> Figure | None:
+    runs = [r for r in frame.to_dict("records") if _num(r["rps"]) is not None and _num(r["p99_ms"]) is not None]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for run in runs:
+        hollow = _bound(run["flags"]) or bool(run["partial"])
+        colour = palette[run["server"]]
+        ax.scatter(run["rps"], run["p99_ms"], s=30, color=colour, alpha=0.6, facecolor="white" if hollow else colour)
+    for row in cells.to_dict("records"):
+        rps, p99 = _num(row["rps"]), _num(row["p99_ms"])
+        if rps is not None and p99 is not None and (row["n"] or 0) > 1:
+            ax.scatter(rps, p99, s=160, marker="*", color=palette[row["server"]], edgecolor="black", zorder=3)
+    _log_ms(ax)
+    ax.set_xlabel("requests per second (req/s) - higher is better")
+    ax.set_ylabel("p99 response time, ms (log scale) - lower is better")
+    ax.set_title("Throughput vs tail latency: best is bottom right", fontsize=10)
+    handles = [Line2D([], [], marker="o", ls="", color=palette[s], label=s) for s in dict.fromkeys(frame["server"])]
+    if (cells["n"].fillna(0) > 1).any():
+        handles.append(Line2D([], [], marker="*", ls="", color="grey", markeredgecolor="black", markersize=12,
+                              label="median of a cell's repeats"))  # fmt: skip
+    if any(_bound(r["flags"]) or r["partial"] for r in runs):
+        handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black",
+                              label="hollow: generator-bound or partial"))  # fmt: skip
+    ax.legend(handles=handles, fontsize=8)
+    _save(fig, root, "tradeoff.png")
+    return Figure("tradeoff.png", "Throughput vs p99", "One dot per run; a server further right and lower does more, "
+                  "faster.")  # fmt: skip
+
+
+def _timeline(root: Path, frame: pd.DataFrame, palette: dict) -> Figure | None:
+    series = []
+    for run in frame.to_dict("records"):
+        timeline = read_timeline(root / run["run"])
+        if timeline is not None:
+            series.append((run, timeline))
+    if not series:
+        return None
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
+    for run, timeline in series:
+        style = ":" if _bound(run["flags"]) else "-"
+        colour = palette[run["server"]]
+        top.plot(timeline.seconds, timeline.rps, style, color=colour, alpha=0.8, lw=1.3, marker=".")
+        bottom.plot(timeline.seconds, timeline.p99_ms, style, color=colour, alpha=0.8, lw=1.3, marker=".")
+    sources = {timeline.source for _, timeline in series}
+    p99 = "p99 of each second" if sources == {"interval"} else "p99 since the run started (cumulative)"
+    if len(sources) > 1:
+        p99 = "p99: of each second, or cumulative for runs without a progress file"
+    top.set_ylabel("req/s (each second)")
+    bottom.set_ylabel(f"{p99.split(':')[0]}, ms", fontsize=9)
+    _log_ms(bottom)
+    bottom.set_xlabel("seconds since Locust started (ramp-up included)")
+    top.set_title(f"Requests per second and {p99}, one line per run", fontsize=10)
+    handles = [Line2D([], [], color=palette[s], label=s) for s in dict.fromkeys(r["server"] for r, _ in series)]
+    if any(_bound(r["flags"]) for r, _ in series):
+        handles.append(Line2D([], [], color="black", ls=":", label="dotted: generator-bound"))
+    top.legend(handles=handles, fontsize=8, loc="lower right")
+    _save(fig, root, "timeline.png")
+    where = {
+        "interval": "from each run's `locust_progress.jsonl` (the last second's numbers)",
+        "cumulative": "from Locust's `locust_stats_history.csv`: RPS from its request counts, p99 cumulative",
+    }
+    caption = "Over time, whole run (ramp-up included); " + "; ".join(where[s] for s in sorted(sources)) + "."
+    return Figure("timeline.png", "RPS and p99 over time", caption)
+
+
+def _users(root: Path, cells: pd.DataFrame, palette: dict) -> Figure | None:
+    """RPS and p99 against load.users, one line per server (and other conditions), when users were swept."""
+    rows = [r for r in cells.to_dict("records") if _num(r["users"]) is not None and _num(r["rps"]) is not None]
+    lines: dict[tuple, list[dict]] = {}
+    for row in rows:
+        rest = (row["server"], row["workload"], row["keepalive"], row["settings"])
+        lines.setdefault(rest, []).append(row)
+    if not any(len({r["users"] for r in line}) > 1 for line in lines.values()):
+        return None
+    workloads = len({key[1] for key in lines}) > 1
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for (server, workload, _, _), line in lines.items():
+        line.sort(key=lambda r: r["users"])
+        users = [r["users"] for r in line]
+        label = f"{server} ({workload})" if workloads else server
+        low = [r["rps"] - _num(r["rps_low"]) if _num(r["rps_low"]) is not None else 0 for r in line]
+        high = [_num(r["rps_high"]) - r["rps"] if _num(r["rps_high"]) is not None else 0 for r in line]
+        left.errorbar(users, [r["rps"] for r in line], yerr=[low, high], marker="o", capsize=3,
+                      color=palette[server], label=label)  # fmt: skip
+        right.plot(users, [_num(r["p99_ms"]) for r in line], marker="o", color=palette[server], label=label)
+        for r in line:
+            if _bound(r["flags"]):
+                left.annotate("generator-bound", (r["users"], r["rps"]), fontsize=7, rotation=30)
+    left.set(xlabel="users (load.users)", ylabel="requests per second (req/s)", title="Throughput vs users")
+    right.set(xlabel="users (load.users)", ylabel="p99 response time, ms (log scale)", title="p99 vs users")
+    _log_ms(right)
+    left.set_ylim(bottom=0)
+    left.legend(fontsize=8)
+    _save(fig, root, "users.png")
+    return Figure("users.png", "RPS and p99 vs users", "A users sweep: each point is a cell (median of its repeats).")
+
+
+def _capacity(root: Path, runs: list[Run], palette: dict) -> Figure | None:
+    searches = [r for r in runs if isinstance(r.capacity.get("steps"), list) and r.capacity["steps"]]
+    if not searches:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    seen_verdicts: set[str] = set()
+    for run in searches:
+        steps = [s for s in run.capacity["steps"] if isinstance(s, dict) and _num(s.get("users")) is not None]
+        colour = palette.get(run.server, "grey")
+        users = [float(s["users"]) for s in steps]
+        stop = run.capacity.get("stop_reason") or "?"
+        best = _num(run.capacity.get("max_rps"))
+        at = _num(run.capacity.get("users_at_max"))
+        label = f"{run.server}: max {best:,.0f} req/s at {at:g} users (stop: {stop})" if best is not None and at \
+            is not None else f"{run.server}: no sustainable step (stop: {stop})"  # fmt: skip
+        left.plot(users, [_num(s.get("rps")) for s in steps], color=colour, lw=1.5, label=label)
+        right.plot(users, [_num(s.get("p99_ms")) for s in steps], color=colour, lw=1.5)
+        for step, x in zip(steps, users, strict=True):
+            verdict = str(step.get("verdict"))
+            marker = _VERDICTS.get(verdict, ("o", ""))[0]
+            seen_verdicts.add(verdict)
+            face = "white" if verdict == "generator-bound" else colour
+            for ax, key in ((left, "rps"), (right, "p99_ms")):
+                if _num(step.get(key)) is not None:
+                    ax.scatter(x, step[key], marker=marker, s=70, color=colour, facecolor=face, edgecolor="black",
+                               hatch="///" if verdict == "generator-bound" else None, zorder=3)  # fmt: skip
+        if best is not None and at is not None:
+            left.scatter(at, best, marker="*", s=350, color=colour, edgecolor="black", zorder=4)
+    left.set(xlabel="users (each step of the search)", ylabel="steady requests per second (req/s)",
+             title="Capacity search: RPS per step (star = max sustainable)")  # fmt: skip
+    right.set(xlabel="users (each step of the search)", ylabel="p99 response time, ms (log scale)",
+              title="Capacity search: p99 per step")  # fmt: skip
+    _log_ms(right)
+    left.set_ylim(bottom=0)
+    left.legend(fontsize=8, loc="upper left")
+    handles = [Line2D([], [], marker=_VERDICTS[v][0], ls="", color="grey", markeredgecolor="black",
+                      markerfacecolor="white" if v == "generator-bound" else "grey", label=_VERDICTS[v][1])
+               for v in _VERDICTS if v in seen_verdicts]  # fmt: skip
+    right.legend(handles=handles, fontsize=8, loc="upper left")
+    _save(fig, root, "capacity.png")
+    caption = "Each step of each server's capacity search; the star is its maximum sustainable RPS."
+    return Figure("capacity.png", "Capacity search per server", caption)
+
+
+def markdown(figures: list[Figure], skipped: list[str]) -> str:
+    """The figures as the report's opening section."""
+    parts = [f"![{f.title}]({f.file})\n\n*{f.title}.* {f.caption}\n" for f in figures]
+    parts += [f"- {line}\n" for line in skipped]
+    return "\n".join(parts)
+
