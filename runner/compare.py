@@ -132,7 +132,8 @@ def compare(baseline: list[Run], new: list[Run], floor: float = NOISE_FLOOR) -> 
         single |= old.n < 2 or now.n < 2
         for header, metric, fmt in shown:
             change, significant = _verdict(old.values[metric], now.values[metric], floor)
-            row[f"{header} (base → new)"] = f"{_number(old.values[metric], fmt)} → {_number(now.values[metric], fmt)}"
+            values = (_number(old.values[metric], fmt), _number(now.values[metric], fmt))
+            row[f"{header} (base → new)"] = "—" if values == ("—", "—") else " → ".join(values)
             row[f"{header} change"] = change
             row[f"{header} significant"] = significant
         rows.append(row)

@@ -111,9 +111,8 @@ def _save(fig, root: Path, name: str) -> None:
 def _log_ms(ax) -> None:
     """A log axis labelled 2, 5, 10, 200 -- not 2x10^0."""
     ax.set_yscale("log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else ""))
 
 
 def _bound_legend() -> Patch:
@@ -328,7 +327,7 @@ def _capacity(root: Path, runs: list[Run], palette: dict) -> Figure | None:
               title="Capacity search: p99 per step")  # fmt: skip
     _log_ms(right)
     left.set_ylim(bottom=0)
-    left.legend(fontsize=8, loc="upper left")
+    left.legend(fontsize=8, loc="lower right")
     handles = [Line2D([], [], marker=_VERDICTS[v][0], ls="", color="grey", markeredgecolor="black",
                       markerfacecolor="white" if v == "generator-bound" else "grey", label=_VERDICTS[v][1])
                for v in _VERDICTS if v in seen_verdicts]  # fmt: skip
@@ -343,4 +342,3 @@ def markdown(figures: list[Figure], skipped: list[str]) -> str:
     parts = [f"![{f.title}]({f.file})\n\n*{f.title}.* {f.caption}\n" for f in figures]
     parts += [f"- {line}\n" for line in skipped]
     return "\n".join(parts)
-

@@ -28,15 +28,19 @@ _ERASE = "\033[K"
 
 
 def format_line(
-    job: int | None, jobs: int | None, server: str, elapsed_s: float, run_time_s: float,
+    job: int | None, jobs: int | None, server: str, elapsed_s: float | None, run_time_s: float,
     rps: float | None, failures: int | None,
 ) -> str:  # fmt: skip
-    """The live line; unknown numbers are "—" (before Locust's first second, or a stalled Locust)."""
+    """The live line; unknown numbers are "—" (before Locust's first second, or a stalled Locust), and
+    the time is "starting" until Locust's test has started (its own start-up takes a second or more)."""
     where = f"job {job}/{jobs}" if job and jobs else f"job {job}" if job else "job"
-    left = max(run_time_s - elapsed_s, 0.0)
+    if elapsed_s is None:
+        when = "starting"
+    else:
+        when = f"{elapsed_s:.0f}/{run_time_s:.0f} s ({max(run_time_s - elapsed_s, 0.0):.0f} s left)"
     rate = "— req/s" if rps is None else f"{rps:,.0f} req/s"
     failed = "— failures" if failures is None else f"{failures:,} failure{'s' if failures != 1 else ''}"
-    return f"{where}  {server}  {elapsed_s:.0f}/{run_time_s:.0f} s ({left:.0f} s left)  {rate}  {failed}"
+    return f"{where}  {server}  {when}  {rate}  {failed}"
 
 
 def read_last(path: Path) -> dict[str, Any] | None:
@@ -82,9 +86,8 @@ class Line:
         self.stream = stream if stream is not None else sys.stderr
         self.live = _is_tty(self.stream)
         self.server, self.run_time_s, self.path = server, run_time_s, Path(progress_file)
-        self.job = job if job is not None else job_number()
         self.jobs = jobs if jobs is not None else jobs_in_sweep()
-        self.started = time.monotonic()
+        self.job = job if job is not None else job_number() or (1 if self.jobs == 1 else None)
         self.drawn = 0.0
 
     def __enter__(self) -> Line:
@@ -96,13 +99,15 @@ class Line:
             self._write("\r" + _ERASE)
 
     def text(self) -> str:
-        last = read_last(self.path)
-        fresh = last is not None and isinstance(last.get("t"), (int, float)) and time.time() - last["t"] < STALE_S
-        rps = last.get("rps") if fresh and last else None
-        failures = last.get("failures") if last else None
+        last = read_last(self.path) or {}
+        t, since = last.get("t"), last.get("elapsed_s")  # when the line was written; seconds into Locust's test
+        timed = isinstance(t, (int, float)) and isinstance(since, (int, float))
+        elapsed = since + max(time.time() - t, 0.0) if timed else None
+        rps, failures = last.get("rps"), last.get("failures")
+        fresh = timed and time.time() - t < STALE_S and isinstance(rps, (int, float))
         return format_line(
-            self.job, self.jobs, self.server, time.monotonic() - self.started, self.run_time_s,
-            rps if isinstance(rps, (int, float)) else None, failures if isinstance(failures, int) else None,
+            self.job, self.jobs, self.server, elapsed, self.run_time_s,
+            rps if fresh else None, failures if isinstance(failures, int) else None,
         )  # fmt: skip
 
     def tick(self, force: bool = False) -> None:

@@ -210,7 +210,9 @@ def test_render_matches_golden_markdown(sweep: Path) -> None:
 def test_write_report_writes_the_same_markdown(sweep: Path) -> None:
     path = write_report(sweep)
     assert path == sweep / "report.md"
-    assert path.read_text() == EXPECTED
+    text = path.read_text()  # EXPECTED, with the figures (tests/runner/test_plots.py) between title and summary
+    title, rest = EXPECTED.split("\n", 1)
+    assert text.startswith(title + "\n\n![") and text.endswith(rest)
     assert not (sweep / CELLS_FILE).exists()  # no repeats, no cells
 
 
@@ -476,7 +478,7 @@ def repeats(tmp_path: Path) -> Path:
 
 def test_repeats_rank_cells_by_median_with_intervals_ties_and_instability(repeats: Path) -> None:
     report = write_report(repeats).read_text()
-    assert report.splitlines()[2] == "10 runs: 9 ok, 1 server_crashed."
+    assert "\n10 runs: 9 ok, 1 server_crashed.\n" in report
     assert "3 cells of 3 to 4 runs (runs whose config differs only in `run.repeat`)" in report
     assert "Same for every run: workload hello, keep-alive yes, 100 users, spawn rate 100/s." in report
 
