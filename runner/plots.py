@@ -45,6 +45,10 @@ _VERDICTS = {  # capacity step verdict -> marker, words
 DPI = 100
 
 
+class NotDrawn(Exception):
+    """A figure that applies but has nothing readable to show; the message says why."""
+
+
 @dataclass
 class Figure:
     file: str  # beside report.md
@@ -74,6 +78,8 @@ def draw_all(root: Path, frame: pd.DataFrame, cells: pd.DataFrame, runs: list[Ru
     for name, draw in drawers:
         try:
             figure = draw()
+        except NotDrawn as exc:
+            skipped.append(f"{name} was not drawn: {exc}")
         except Exception as exc:  # one bad figure must not cost the report
             skipped.append(f"{name} was not drawn: {type(exc).__name__}: {exc}")
         else:
@@ -111,8 +117,12 @@ def _save(fig, root: Path, name: str) -> None:
 def _log_ms(ax) -> None:
     """A log axis labelled 2, 5, 10, 200 -- not 2x10^0."""
     ax.set_yscale("log")
+    def minor(value: float, _: object) -> str:  # every minor tick within one decade, else only 2s and 5s
+        low, high = ax.get_ylim()
+        return f"{value:g}" if (low > 0 and high / low < 10) or f"{value:.0e}"[0] in "25" else ""
+
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else ""))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _bound_legend() -> Patch:
@@ -151,7 +161,10 @@ def _rps(root: Path, frame: pd.DataFrame, cells: pd.DataFrame, palette: dict) ->
     _save(fig, root, "rps.png")
     caption = "Requests per second, failed requests included, over the steady window; higher is better."
     if repeated:
-        caption += " Bars are medians; black bars are the 95% interval of the mean; dots are the single runs."
+        caption += (
+            " Bars are medians; whiskers are the 95% interval of the mean (Student t: wide with few repeats); "
+            "dots are the single runs."
+        )
     return Figure("rps.png", "Requests per second per server", caption)
 
 
@@ -233,6 +246,9 @@ def _timeline(root: Path, frame: pd.DataFrame, palette: dict) -> Figure | None:
             series.append((run, timeline))
     if not series:
         return None
+    series = [(run, timeline) for run, timeline in series if len(timeline.seconds) >= 2]
+    if not series:
+        raise NotDrawn("every run is too short for a line over time (under 2 whole seconds of samples)")
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
     for run, timeline in series:
         style = ":" if _bound(run["flags"]) else "-"
@@ -246,7 +262,7 @@ def _timeline(root: Path, frame: pd.DataFrame, palette: dict) -> Figure | None:
     top.set_ylabel("req/s (each second)")
     bottom.set_ylabel(f"{p99.split(':')[0]}, ms", fontsize=9)
     _log_ms(bottom)
-    bottom.set_xlabel("seconds since Locust started (ramp-up included)")
+    bottom.set_xlabel("seconds since Locust's test started (ramp-up included)")
     top.set_title(f"Requests per second and {p99}, one line per run", fontsize=10)
     handles = [Line2D([], [], color=palette[s], label=s) for s in dict.fromkeys(r["server"] for r, _ in series)]
     if any(_bound(r["flags"]) for r, _ in series):

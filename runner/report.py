@@ -529,8 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("directory", type=Path, help="directory searched recursively for job directories")
     parser.add_argument("--baseline", type=Path, help="an older sweep: also write and print comparison.md against it")
     parser.add_argument(
-        "--noise-floor", type=float, default=compare.NOISE_FLOOR,
-        help="relative change below which single runs count as noise (default %(default)s: see runner/compare.py)",
+        "--noise-ratio", type=float, default=compare.NOISE_RATIO,
+        help="without repeats, a change counts only if larger/smaller exceeds this (default %(default)g: measured, "
+        "see runner/compare.py)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     for directory in (args.directory, args.baseline):
@@ -538,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{directory}: no such directory")  # exits 2
     print(write_report(args.directory))
     if args.baseline is not None:
-        path, text = compare.write_comparison(args.directory, args.baseline, args.noise_floor)
+        path, text = compare.write_comparison(args.directory, args.baseline, args.noise_ratio)
         print(f"{path}\n\n{text}", end="")
     return 0
 

@@ -29,7 +29,7 @@ class Timeline:
 
 
 def read_timeline(job_dir: Path) -> Timeline | None:
-    """The run's series, or None when neither file has two usable samples."""
+    """The run's series, or None when neither file has a usable sample."""
     return _from_progress(job_dir / PROGRESS_FILE) or _from_history(job_dir / f"{CSV_PREFIX}_stats_history.csv")
 
 
@@ -54,7 +54,12 @@ def _from_progress(path: Path) -> Timeline | None:
             continue
         if isinstance(data, dict) and _number(data.get("elapsed_s")) is not None:
             points.append(data)
-    if len(points) < 2:
+    if not points:
+        return None
+    # the line Locust writes as it quits covers a fraction of a second with the users stopping: not load
+    previous = [0.0] + [float(p["elapsed_s"]) for p in points[:-1]]
+    points = [p for p, t in zip(points, previous, strict=True) if p.get("users") != 0 and p["elapsed_s"] - t >= 0.5]
+    if not points:
         return None
     timeline = Timeline("interval")
     for data in points:

@@ -32,9 +32,10 @@ def run_sweep(path: Path, *overrides: str) -> Sweep:
 
 @pytest.fixture(scope="session")
 def smoke_sweeps(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sweep, Sweep]:
-    """Two real sweeps of two servers, each run twice: (baseline select+thread, new select+single)."""
+    """Two real sweeps of two servers, each run twice: (baseline select+thread, new select+single). 3 s runs:
+    the shortest that leave two whole seconds of samples for the over-time figure."""
     root = tmp_path_factory.mktemp("sweeps")
     return (
-        run_sweep(root / "old", "server=select,thread", "run.repeats=2"),
-        run_sweep(root / "new", "server=select,single", "run.repeats=2"),
+        run_sweep(root / "old", "server=select,thread", "run.repeats=2", "load.run_time=3s"),
+        run_sweep(root / "new", "server=select,single", "run.repeats=2", "load.run_time=3s"),
     )
