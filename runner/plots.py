@@ -117,6 +117,7 @@ def _save(fig, root: Path, name: str) -> None:
 def _log_ms(ax) -> None:
     """A log axis labelled 2, 5, 10, 200 -- not 2x10^0."""
     ax.set_yscale("log")
+
     def minor(value: float, _: object) -> str:  # every minor tick within one decade, else only 2s and 5s
         low, high = ax.get_ylim()
         return f"{value:g}" if (low > 0 and high / low < 10) or f"{value:.0e}"[0] in "25" else ""
