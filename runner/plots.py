@@ -268,7 +268,7 @@ def _timeline(root: Path, frame: pd.DataFrame, palette: dict) -> Figure | None:
     handles = [Line2D([], [], color=palette[s], label=s) for s in dict.fromkeys(r["server"] for r, _ in series)]
     if any(_bound(r["flags"]) for r, _ in series):
         handles.append(Line2D([], [], color="black", ls=":", label="dotted: generator-bound"))
-    top.legend(handles=handles, fontsize=8, loc="lower right")
+    top.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, root, "timeline.png")
     where = {
         "interval": "from each run's `locust_progress.jsonl` (the last second's numbers)",
