@@ -74,6 +74,8 @@ def draw_all(root: Path, frame: pd.DataFrame, cells: pd.DataFrame, runs: list[Ru
         ("users.png", lambda: _users(root, cells, palette)),
         ("capacity.png", lambda: _capacity(root, runs, palette)),
     ]
+    for name, _ in drawers:  # a figure from an earlier report of this directory would no longer match it
+        (root / name).unlink(missing_ok=True)
     figures, skipped = [], []
     for name, draw in drawers:
         try:
