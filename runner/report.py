@@ -1,26 +1,21 @@
-"""The sweep report: a directory of runs -> `report.md` (rankings, legends, how to reproduce),
-`results.csv` (one raw row per run) and, when runs were repeated, `cells.csv` (one row per cell).
+"""The sweep report: a directory of runs -> `report.md`, `results.csv` (one raw row per run) and, when
+runs were repeated, `cells.csv` (one row per cell); CLI: `python -m runner.report DIR [--baseline OLD]`.
 
 Strategy:
-- Loading is runner/runs.py: every job directory becomes one row of a flat frame, never raising,
-  never inventing a number (unknown is shown as "—"). This module only aggregates and renders.
-- Rows are ranked only against rows run under the same conditions (the frame's `group`). With several
-  groups, each ranking table has one sub-table per group, in order of first appearance, under a `###`
-  sub-heading naming the conditions that differ between groups.
-- Two shapes. No cell with two complete runs (finished, not partial, with numbers): a ranking row is
-  a run, as before repeats existed. Otherwise a ranking row is a cell: the medians of its complete
-  runs, n, Student t's 95% interval of the mean (runner/stats.py), overlapping intervals share a
-  rank ("2="), and a third table lists every run, failed ones included. Nothing is dropped.
-- `to_frame` is the one flat table of runs (results.csv), `to_cells` its aggregate (cells.csv); both
-  render through `_markdown`. `render` is pure and deterministic (fixed formats and tie-breaks, no
-  clock), so it is tested against an exact string, as pyperf tests its markdown table.
+- Each part has its room: runner/runs.py loads job directories into one flat frame (never raising,
+  never inventing a number: unknown is shown as "—"); runner/tables.py aggregates cells and renders the
+  rankings; runner/plots.py draws the figures; runner/compare.py compares with a baseline sweep.
+- This module puts report.md together: the figures first (a reader sees the result before any table),
+  then the summary, the rankings, the legends of the columns and flags, what the numbers cover, notes on
+  every outcome that is not ok, and how to reproduce each run.
+- `render` is pure and deterministic (fixed formats and tie-breaks, no clock), so it is tested against
+  an exact string, as pyperf tests its markdown table; `write_report` adds the files and figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -28,15 +23,25 @@ from typing import Any
 
 import pandas as pd
 
-from runner import compare, plots, stats
+from runner import compare, plots
 from runner.config import ValidityConfig
-from runner.result import OUTCOMES, write_atomic
-from runner.runs import DTYPES, IDENTITY, NUMBERS, as_float, describe, load_runs, lookup, natural_key, to_frame
+from runner.result import write_atomic
+from runner.runs import as_float, describe, load_runs, lookup, to_frame
+from runner.tables import (
+    cell_text,
+    count_outcomes,
+    is_complete,
+    is_missing,
+    ordered_flags,
+    ranking_groups,
+    ranking_tables,
+    same_for_every_run,
+    split_flags,
+    to_cells,
+)
 from runner.validity import LEGEND as FLAG_LEGEND
 
-MISSING = "—"
 REPORT_FILE, CSV_FILE, CELLS_FILE = "report.md", "results.csv", "cells.csv"
-_OUTCOME_ORDER = (*OUTCOMES, "incomplete", "corrupt")
 _MEANING = {
     "completed_with_errors": "the run finished but some requests failed; see Failures and the run's `*_failures.csv`.",
     "server_failed_to_start": "the server never became ready, so no load was sent; see the run's `server.log`.",
@@ -66,37 +71,7 @@ _WINDOWS = {  # metrics.window -> what the numbers cover
     "whole-run": "the whole run, ramp-up included (the steady window was unavailable)",
     None: "not recorded (results of an older runner: ramp-up is likely included)",
 }
-_INTERVALS = ("rps_low", "rps_high", "rps_spread", "avg_ms_low", "avg_ms_high")
-CELL_COLUMNS = ("cell", "group", *IDENTITY, "runs", "n", *_INTERVALS, *NUMBERS, "outcome", "flags")
-# a cell's numbers are medians: 37 and 38 failures make 37.5
-_CELL_DTYPES = {name: DTYPES[name] for name in IDENTITY if name in DTYPES} | {"n": "Int64"}
-_CELL_DTYPES |= {name: "Float64" for name in (*_INTERVALS, *NUMBERS)}
 
-# Table columns: header, frame column, format. "{}" columns are text (left-aligned), the rest numbers.
-_VARYING = (  # shown only when they differ between runs; stated once above the tables otherwise
-    ("Workload", "workload", "{}"),
-    ("Keep-alive", "keepalive", "{}"),
-    ("Users", "users", "{:.0f}"),
-    ("Spawn rate", "spawn_rate", "{:g}"),
-)
-_MEASURED = (
-    ("Requests", "requests", "{:.0f}"),
-    ("Failures", "failures", "{:.0f}"),
-    ("Fail %", "fail_pct", "{:.2f}"),
-    ("RPS", "rps", "{:.1f}"),
-    ("Goodput", "goodput", "{:.1f}"),
-    ("Avg ms", "avg_ms", "{:.1f}"),
-    ("p50 ms", "p50_ms", "{:.1f}"),
-    ("p95 ms", "p95_ms", "{:.1f}"),
-    ("p99 ms", "p99_ms", "{:.1f}"),
-    ("Server CPU %", "server_cpu_pct", "{:.0f}"),
-    ("Locust CPU %", "locust_cpu_pct", "{:.0f}"),
-    ("Peak mem MB", "peak_memory_mb", "{:.1f}"),
-    ("Req/CPU-s", "requests_per_cpu_s", "{:.0f}"),
-    ("Outcome", "outcome", "{}"),
-    ("Flags", "flags", "{}"),
-)
-_CI = " [95% CI]"  # the header suffix of a median shown with its interval
 # Column legend: "headers: text" per line; a line is shown when a table has one of its headers.
 _COLUMN_LEGEND = """\
 Rank: {rank}
@@ -137,31 +112,6 @@ _RANK = {
 }
 
 
-def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
-    """One row per cell (in order of first appearance): medians over its complete runs, n, the 95%
-    intervals of mean RPS and mean response time, and flags (its runs', plus `unstable`). cells.csv."""
-    rows = []
-    for cell, group in frame.groupby("cell", sort=False):
-        runs = group.to_dict("records")
-        complete = [r for r in runs if _complete(r)]
-        row = {key: runs[0][key] for key in ("group", *IDENTITY)} | {"cell": cell, "n": len(complete)}
-        row["runs"] = " ".join(r["run"] for r in runs)
-        for name in NUMBERS:
-            values = [float(r[name]) for r in complete if not _missing(r[name])]
-            row[name] = stats.median(values) if values else None
-        for name in ("rps", "avg_ms"):
-            row[f"{name}_low"], row[f"{name}_high"] = stats.mean_interval([r[name] for r in complete]) or (None, None)
-        row["rps_spread"] = stats.spread([r["rps"] for r in complete])
-        flags = {flag for r in complete for flag in _split(r["flags"])}
-        if row["rps_spread"] is not None and row["rps_spread"] >= unstable_spread:
-            flags.add("unstable")
-        row["flags"] = ",".join(_ordered_flags(flags))
-        tally = _tally(r["outcome"] for r in runs)
-        row["outcome"] = next(iter(tally)) if len(tally) == 1 else ", ".join(f"{n} {o}" for o, n in tally.items())
-        rows.append(row)
-    return pd.DataFrame(rows, columns=list(CELL_COLUMNS)).astype(_CELL_DTYPES)
-
-
 def render(
     frame: pd.DataFrame,
     title: str,
@@ -177,14 +127,14 @@ def render(
     thresholds = _thresholds(validity)
     cells = to_cells(frame, thresholds["unstable_spread"])
     repeated = bool((cells["n"] > 1).any())
-    tables = _tables(frame, cells) if repeated else _tables(frame)
+    tables = ranking_tables(frame, cells) if repeated else ranking_tables(frame)
     headers = {header for _, columns, _ in tables for header, _, _ in columns}
     parts = [
         f"# {title}\n",
         figures,
         _summary(frame, cells if repeated else None, provenance or {}),
         *[f"## {heading}\n\n{table}\n" for heading, _, table in tables],
-        _column_legend(headers, repeated, grouped=len(_groups(frame)) > 1),
+        _column_legend(headers, repeated, grouped=len(ranking_groups(frame)) > 1),
         _flags_legend(frame, cells, thresholds),
         f"## Measurement\n\n{_window(frame)}\n{_pinning(frame)}\n",
         _notes(frame),
@@ -211,144 +161,17 @@ def write_report(directory: Path | str) -> Path:
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
-
-
-def _complete(row: dict) -> bool:
-    """Numbers a cell may aggregate: a run that ended cleanly and has both ranked metrics."""
-    return not row["partial"] and not _missing(row["rps"]) and not _missing(row["avg_ms"])
-
-
-def _split(flags: Any) -> list[str]:
-    return [] if _missing(flags) or not flags else str(flags).split(",")
-
-
-def _ordered_flags(flags: Iterable[str]) -> list[str]:
-    known = list(FLAG_LEGEND)
-    return sorted(set(flags), key=lambda f: (f not in known, known.index(f) if f in known else 0, f))
-
-
-def _tally(outcomes: Iterable[str]) -> dict[str, int]:
-    """Outcome -> count, in the order OUTCOMES lists them, unknown ones last."""
-    counts = Counter(outcomes)
-    order = [o for o in _OUTCOME_ORDER if o in counts] + sorted(set(counts) - set(_OUTCOME_ORDER))
-    return {o: counts[o] for o in order}
-
-
-def _repeat(row: dict) -> int:
-    return -1 if _missing(row["repeat"]) else int(row["repeat"])
-
-
 def _thresholds(validity: dict[str, Any] | None) -> dict[str, Any]:
     defaults = asdict(ValidityConfig())
     given = {k: v for k, v in (validity or {}).items() if k in defaults and as_float(v) is not None}
     return defaults | given
 
 
-def _same_for_every_run(frame: pd.DataFrame) -> dict[str, Any]:
-    """The identity columns with one known value in every row: stated once instead of as a column."""
-    return {column: frame[column].iloc[0] for _, column, _ in _VARYING if _one_value(frame[column].tolist())}
-
-
-def _one_value(values: list[Any]) -> bool:
-    first = values[0]
-    return not _missing(first) and first != "?" and all(not _missing(v) and v == first for v in values)
-
-
-def _groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(conditions in words, rows) of each group ranked on its own, in order of first appearance."""
-    return [(str(label), rows) for label, rows in frame.groupby(frame["group"].fillna(""), sort=False)]
-
-
-def _columns(frame: pd.DataFrame, kind: str) -> list[tuple[str, str, str]]:
-    """The columns of a table of `kind`: "runs" (a ranking of runs), "cells" (a ranking of cells) or
-    "all" (every run of a sweep with repeats)."""
-    hidden = set(_same_for_every_run(frame))
-    if kind != "all":  # a sub-heading states what is the same within its group; keep-alive may be the server's
-        groups = [rows for _, rows in _groups(frame)]
-        hidden |= {c for _, c, _ in _VARYING if c != "keepalive" and all(_one_value(g[c].tolist()) for g in groups)}
-    columns = [("Run", "run", "{}")] if kind == "all" else []
-    columns += [("Server", "server", "{}")] + [c for c in _VARYING if c[1] not in hidden]
-    if frame["settings"].fillna("").astype(str).str.len().gt(0).any():
-        columns.append(("Settings", "settings", "{}"))
-    columns += [("Repeat", "repeat", "{:.0f}")] if kind == "all" else []
-    columns += [("n", "n", "{:.0f}")] if kind == "cells" else []
-    with_ci = ("rps", "avg_ms") if kind == "cells" else ()
-    return columns + [(h + _CI if c in with_ci else h, c, fmt) for h, c, fmt in _MEASURED]
-
-
-def _ranked_order(frame: pd.DataFrame, metric: str, descending: bool) -> list[dict]:
-    """Rows sorted for a ranking: ranked ones by the metric, then partial numbers, then none."""
-
-    def order(row: dict) -> tuple:
-        value = 0.0 if _group(row, metric) == 2 else float(row[metric])
-        first_run = str(row.get("run", row.get("runs")))
-        return _group(row, metric), -value if descending else value, str(row["server"]), natural_key(first_run)
-
-    return sorted(frame.to_dict("records"), key=order)
-
-
-def _group(row: dict, metric: str) -> int:  # 0 ranked, 1 partial numbers, 2 no number
-    return 2 if _missing(row[metric]) else int(bool(row.get("partial", False)))
-
-
-def _rankings(frame: pd.DataFrame, metric: str, descending: bool, columns: list, ties: bool = False) -> str:
-    """One ranking per group, each under a `###` sub-heading naming its conditions when there are several."""
-    groups = _groups(frame)
-    if len(groups) == 1:
-        return _ranking(frame, metric, descending, columns, ties)
-    return "\n\n".join(f"### {label}\n\n{_ranking(rows, metric, descending, columns, ties)}" for label, rows in groups)
-
-
-def _ranking(frame: pd.DataFrame, metric: str, descending: bool, columns: list, ties: bool = False) -> str:
-    rows = _ranked_order(frame, metric, descending)
-    ranked = [row for row in rows if _group(row, metric) == 0]
-    intervals = [_interval(row, metric) if ties else None for row in ranked]
-    return _markdown(rows, columns, stats.tied_ranks(intervals) + [MISSING] * (len(rows) - len(ranked)))
-
-
-def _interval(row: dict, metric: str) -> stats.Interval:
-    """The cell's 95% interval, or its one value when it has a single complete run."""
-    low, high = row[f"{metric}_low"], row[f"{metric}_high"]
-    value = float(row[metric])
-    return (value, value) if _missing(low) or _missing(high) else (float(low), float(high))
-
-
-def _markdown(rows: list[dict], columns: list[tuple[str, str, str]], ranks: list[str] | None = None) -> str:
-    lead = [] if ranks is None else ["Rank"]
-    body = [([ranks[i]] if lead else []) + [_show(row, c, fmt) for _, c, fmt in columns] for i, row in enumerate(rows)]
-    headers = lead + [header for header, _, _ in columns]
-    align = ["right"] * len(lead) + ["left" if fmt == "{}" else "right" for _, _, fmt in columns]
-    table = pd.DataFrame(body, columns=headers)
-    return table.to_markdown(index=False, tablefmt="github", disable_numparse=True, colalign=align)
-
-
-def _show(row: dict, column: str, fmt: str) -> str:
-    if column == "flags":
-        return ", ".join(_split(row["flags"]))
-    text = _cell(row[column], fmt)
-    if column == "outcome" and row.get("partial"):
-        return f"{text} (partial)"
-    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
-    if text != MISSING and not _missing(low) and not _missing(high):
-        text += f" [{fmt.format(low)}, {fmt.format(high)}]"
-    return text
-
-
-def _cell(value: Any, fmt: str) -> str:
-    if _missing(value):
-        return MISSING
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return fmt.format(value).replace("|", "\\|")  # a "|" in a name would split the cell
-
-
 def _summary(frame: pd.DataFrame, cells: pd.DataFrame | None, provenance: dict[str, Any]) -> str:
-    tally = _tally(frame["outcome"])
+    tally = count_outcomes(frame["outcome"])
     count = f"{len(frame)} run{'s' if len(frame) != 1 else ''}"
     text = f"{count}: {', '.join(f'{n} {o}' for o, n in tally.items())}.\nMachine: {_provenance(provenance)}.\n"
-    bound = sum("generator-bound" in _split(flags) for flags in frame["flags"])
+    bound = sum("generator-bound" in split_flags(flags) for flags in frame["flags"])
     if bound:
         text += (
             f"\n**{bound} of {len(frame)} runs are generator-bound**: Locust, not the server, was the bottleneck, "
@@ -361,36 +184,17 @@ def _summary(frame: pd.DataFrame, cells: pd.DataFrame | None, provenance: dict[s
             f"Repeats: {len(cells)} cells of {runs} runs (runs whose config differs only in `run.repeat`). "
             "Tables 1 and 2 rank cells, Table 3 lists every run.\n"
         )
-    same = _same_for_every_run(frame)
+    same = same_for_every_run(frame)
     if same:
         text += f"\nSame for every run: {', '.join(describe(c, v) for c, v in same.items())}.\n"
     return text
-
-
-def _tables(frame: pd.DataFrame, cells: pd.DataFrame | None = None) -> list[tuple[str, list, str]]:
-    """(heading, columns, markdown) of each table: two rankings of runs, or of cells plus every run."""
-    if cells is None:
-        columns = _columns(frame, "runs")
-        return [
-            ("Table 1. Ranked by requests per second", columns, _rankings(frame, "rps", True, columns)),
-            ("Table 2. Ranked by average response time", columns, _rankings(frame, "avg_ms", False, columns)),
-        ]
-    ranked, every = _columns(frame, "cells"), _columns(frame, "all")
-    table_1 = [row for _, rows in _groups(cells) for row in _ranked_order(rows, "rps", True)]
-    place = {row["cell"]: i for i, row in enumerate(table_1)}
-    runs = sorted(frame.to_dict("records"), key=lambda r: (place[r["cell"]], _repeat(r), natural_key(r["run"])))
-    return [
-        ("Table 1. Cells ranked by requests per second", ranked, _rankings(cells, "rps", True, ranked, ties=True)),
-        ("Table 2. Cells ranked by average response time", ranked, _rankings(cells, "avg_ms", False, ranked, True)),
-        ("Table 3. All runs", every, _markdown(runs, every)),
-    ]
 
 
 def _notes(frame: pd.DataFrame) -> str:
     notes = [
         f"- **{o}** ({', '.join(sorted(set(frame.loc[frame['outcome'] == o, 'server'])))}): "
         f"{_MEANING.get(o, 'an outcome this report does not know.')}"
-        for o in _tally(frame["outcome"])
+        for o in count_outcomes(frame["outcome"])
         if o != "ok"
     ]
     if frame["partial"].any():
@@ -429,14 +233,13 @@ def _who(rows: Iterable[dict]) -> str:
 def _flags_legend(frame: pd.DataFrame, cells: pd.DataFrame, thresholds: dict[str, Any]) -> str:
     """Each flag that occurs: what it means, with these thresholds, and which runs (or cells) have it."""
     runs = frame.to_dict("records")
-    having = {
-        flag: [r for r in runs if flag in _split(r["flags"])] for flag in {f for r in runs for f in _split(r["flags"])}
-    }
-    unstable = set(cells.loc[cells["flags"].map(lambda flags: "unstable" in _split(flags)), "cell"])
+    seen = {f for r in runs for f in split_flags(r["flags"])}
+    having = {flag: [r for r in runs if flag in split_flags(r["flags"])] for flag in seen}
+    unstable = set(cells.loc[cells["flags"].map(lambda flags: "unstable" in split_flags(flags)), "cell"])
     if unstable:  # a cell's flag: name the runs whose spread it measured
-        having["unstable"] = [r for r in runs if r["cell"] in unstable and _complete(r)]
+        having["unstable"] = [r for r in runs if r["cell"] in unstable and is_complete(r)]
     lines = []
-    for flag in _ordered_flags(having):
+    for flag in ordered_flags(having):
         try:
             text = FLAG_LEGEND[flag].format(**thresholds)
         except (KeyError, ValueError, IndexError):
@@ -449,8 +252,8 @@ def _window(frame: pd.DataFrame) -> str:
     """What the numbers cover: the steady window, unless a run fell back to the whole run."""
     kinds: dict[str | None, list[dict]] = {}
     for row in frame.to_dict("records"):
-        if not _missing(row["rps"]):
-            window = None if _missing(row["window"]) or row["window"] not in _WINDOWS else row["window"]
+        if not is_missing(row["rps"]):
+            window = None if is_missing(row["window"]) or row["window"] not in _WINDOWS else row["window"]
             kinds.setdefault(window, []).append(row)
     if not kinds:
         return "- Window: no run has numbers."
@@ -463,7 +266,7 @@ def _pinning(frame: pd.DataFrame) -> str:
     """Where the server and Locust ran, e.g. "server on CPU 0, Locust on CPUs 1-3"."""
     groups: dict[tuple, list[dict]] = {}
     for row in frame.to_dict("records"):
-        pins = tuple(None if _missing(row[c]) else row[c] for c in ("server_cpus", "locust_cpus"))
+        pins = tuple(None if is_missing(row[c]) else row[c] for c in ("server_cpus", "locust_cpus"))
         if pins != (None, None):
             groups.setdefault(pins, []).append(row)
     if not groups:
@@ -490,10 +293,10 @@ def _pins(server: str | None, locust: str | None) -> str:
 
 def _reproduce(frame: pd.DataFrame, repeated: bool) -> str:
     rows = frame.to_dict("records")
-    width = max((len(r["rerun"]) for r in rows if not _missing(r["rerun"]) and r["rerun"]), default=0)
+    width = max((len(r["rerun"]) for r in rows if not is_missing(r["rerun"]) and r["rerun"]), default=0)
     lines = [
         f"{r['rerun']:<{width}}  # {r['run']}"
-        if not _missing(r["rerun"]) and r["rerun"]
+        if not is_missing(r["rerun"]) and r["rerun"]
         else f"# {r['run']}: no command recorded"
         for r in rows
     ]
@@ -518,7 +321,7 @@ def _provenance(provenance: dict[str, Any]) -> str:
     if not provenance:
         return "not recorded"
     keys = [k for k in _PROVENANCE_LABELS if k in provenance] + sorted(set(provenance) - set(_PROVENANCE_LABELS))
-    return "; ".join(f"{_PROVENANCE_LABELS.get(k, k)}: {_cell(provenance[k], '{}')}" for k in keys)
+    return "; ".join(f"{_PROVENANCE_LABELS.get(k, k)}: {cell_text(provenance[k], '{}')}" for k in keys)
 
 
 def main(argv: list[str] | None = None) -> int:

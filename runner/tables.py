@@ -1,0 +1,229 @@
+"""The report's tables: cells (runs aggregated over `run.repeat`), the rankings, and markdown rendering.
+
+Strategy:
+- Rows are ranked only against rows run under the same conditions (the frame's `group`, see
+  runner/runs.py): one sub-table per group, in order of first appearance.
+- Two shapes. No cell with two complete runs (finished, not partial, with numbers): a ranking row is
+  a run. Otherwise a ranking row is a cell: the medians of its complete runs, n, Student t's 95%
+  interval of the mean (runner/stats.py), overlapping intervals share a rank ("2="), and a third
+  table lists every run, failed ones included. Nothing is dropped.
+- Everything here is pure and deterministic (fixed formats and tie-breaks), so the report built from
+  it is tested against an exact string.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from runner import stats
+from runner.result import OUTCOMES
+from runner.runs import DTYPES, IDENTITY, NUMBERS, natural_key
+from runner.validity import LEGEND as FLAG_LEGEND
+
+MISSING = "—"
+_OUTCOME_ORDER = (*OUTCOMES, "incomplete", "corrupt")
+_INTERVALS = ("rps_low", "rps_high", "rps_spread", "avg_ms_low", "avg_ms_high")
+CELL_COLUMNS = ("cell", "group", *IDENTITY, "runs", "n", *_INTERVALS, *NUMBERS, "outcome", "flags")
+# a cell's numbers are medians: 37 and 38 failures make 37.5
+_CELL_DTYPES = {name: DTYPES[name] for name in IDENTITY if name in DTYPES} | {"n": "Int64"}
+_CELL_DTYPES |= {name: "Float64" for name in (*_INTERVALS, *NUMBERS)}
+# Table columns: header, frame column, format. "{}" columns are text (left-aligned), the rest numbers.
+VARYING = (  # shown only when they differ between runs; stated once above the tables otherwise
+    ("Workload", "workload", "{}"),
+    ("Keep-alive", "keepalive", "{}"),
+    ("Users", "users", "{:.0f}"),
+    ("Spawn rate", "spawn_rate", "{:g}"),
+)
+_MEASURED = (
+    ("Requests", "requests", "{:.0f}"),
+    ("Failures", "failures", "{:.0f}"),
+    ("Fail %", "fail_pct", "{:.2f}"),
+    ("RPS", "rps", "{:.1f}"),
+    ("Goodput", "goodput", "{:.1f}"),
+    ("Avg ms", "avg_ms", "{:.1f}"),
+    ("p50 ms", "p50_ms", "{:.1f}"),
+    ("p95 ms", "p95_ms", "{:.1f}"),
+    ("p99 ms", "p99_ms", "{:.1f}"),
+    ("Server CPU %", "server_cpu_pct", "{:.0f}"),
+    ("Locust CPU %", "locust_cpu_pct", "{:.0f}"),
+    ("Peak mem MB", "peak_memory_mb", "{:.1f}"),
+    ("Req/CPU-s", "requests_per_cpu_s", "{:.0f}"),
+    ("Outcome", "outcome", "{}"),
+    ("Flags", "flags", "{}"),
+)
+_CI = " [95% CI]"  # the header suffix of a median shown with its interval
+
+
+def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
+    """One row per cell (in order of first appearance): medians over its complete runs, n, the 95%
+    intervals of mean RPS and mean response time, and flags (its runs', plus `unstable`). cells.csv."""
+    rows = []
+    for cell, group in frame.groupby("cell", sort=False):
+        runs = group.to_dict("records")
+        complete = [r for r in runs if is_complete(r)]
+        row = {key: runs[0][key] for key in ("group", *IDENTITY)} | {"cell": cell, "n": len(complete)}
+        row["runs"] = " ".join(r["run"] for r in runs)
+        for name in NUMBERS:
+            values = [float(r[name]) for r in complete if not is_missing(r[name])]
+            row[name] = stats.median(values) if values else None
+        for name in ("rps", "avg_ms"):
+            row[f"{name}_low"], row[f"{name}_high"] = stats.mean_interval([r[name] for r in complete]) or (None, None)
+        row["rps_spread"] = stats.spread([r["rps"] for r in complete])
+        flags = {flag for r in complete for flag in split_flags(r["flags"])}
+        if row["rps_spread"] is not None and row["rps_spread"] >= unstable_spread:
+            flags.add("unstable")
+        row["flags"] = ",".join(ordered_flags(flags))
+        tally = count_outcomes(r["outcome"] for r in runs)
+        row["outcome"] = next(iter(tally)) if len(tally) == 1 else ", ".join(f"{n} {o}" for o, n in tally.items())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(CELL_COLUMNS)).astype(_CELL_DTYPES)
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def is_complete(row: dict) -> bool:
+    """Numbers a cell may aggregate: a run that ended cleanly and has both ranked metrics."""
+    return not row["partial"] and not is_missing(row["rps"]) and not is_missing(row["avg_ms"])
+
+
+def split_flags(flags: Any) -> list[str]:
+    return [] if is_missing(flags) or not flags else str(flags).split(",")
+
+
+def ordered_flags(flags: Iterable[str]) -> list[str]:
+    known = list(FLAG_LEGEND)
+    return sorted(set(flags), key=lambda f: (f not in known, known.index(f) if f in known else 0, f))
+
+
+def count_outcomes(outcomes: Iterable[str]) -> dict[str, int]:
+    """Outcome -> count, in the order OUTCOMES lists them, unknown ones last."""
+    counts = Counter(outcomes)
+    order = [o for o in _OUTCOME_ORDER if o in counts] + sorted(set(counts) - set(_OUTCOME_ORDER))
+    return {o: counts[o] for o in order}
+
+
+def _repeat(row: dict) -> int:
+    return -1 if is_missing(row["repeat"]) else int(row["repeat"])
+
+
+def same_for_every_run(frame: pd.DataFrame) -> dict[str, Any]:
+    """The identity columns with one known value in every row: stated once instead of as a column."""
+    return {column: frame[column].iloc[0] for _, column, _ in VARYING if _one_value(frame[column].tolist())}
+
+
+def _one_value(values: list[Any]) -> bool:
+    first = values[0]
+    return not is_missing(first) and first != "?" and all(not is_missing(v) and v == first for v in values)
+
+
+def ranking_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(conditions in words, rows) of each group ranked on its own, in order of first appearance."""
+    return [(str(label), rows) for label, rows in frame.groupby(frame["group"].fillna(""), sort=False)]
+
+
+def _columns(frame: pd.DataFrame, kind: str) -> list[tuple[str, str, str]]:
+    """The columns of a table of `kind`: "runs" (a ranking of runs), "cells" (a ranking of cells) or
+    "all" (every run of a sweep with repeats)."""
+    hidden = set(same_for_every_run(frame))
+    if kind != "all":  # a sub-heading states what is the same within its group; keep-alive may be the server's
+        groups = [rows for _, rows in ranking_groups(frame)]
+        hidden |= {c for _, c, _ in VARYING if c != "keepalive" and all(_one_value(g[c].tolist()) for g in groups)}
+    columns = [("Run", "run", "{}")] if kind == "all" else []
+    columns += [("Server", "server", "{}")] + [c for c in VARYING if c[1] not in hidden]
+    if frame["settings"].fillna("").astype(str).str.len().gt(0).any():
+        columns.append(("Settings", "settings", "{}"))
+    columns += [("Repeat", "repeat", "{:.0f}")] if kind == "all" else []
+    columns += [("n", "n", "{:.0f}")] if kind == "cells" else []
+    with_ci = ("rps", "avg_ms") if kind == "cells" else ()
+    return columns + [(h + _CI if c in with_ci else h, c, fmt) for h, c, fmt in _MEASURED]
+
+
+def _ranked_order(frame: pd.DataFrame, metric: str, descending: bool) -> list[dict]:
+    """Rows sorted for a ranking: ranked ones by the metric, then partial numbers, then none."""
+
+    def order(row: dict) -> tuple:
+        value = 0.0 if _group(row, metric) == 2 else float(row[metric])
+        first_run = str(row.get("run", row.get("runs")))
+        return _group(row, metric), -value if descending else value, str(row["server"]), natural_key(first_run)
+
+    return sorted(frame.to_dict("records"), key=order)
+
+
+def _group(row: dict, metric: str) -> int:  # 0 ranked, 1 partial numbers, 2 no number
+    return 2 if is_missing(row[metric]) else int(bool(row.get("partial", False)))
+
+
+def _rankings(frame: pd.DataFrame, metric: str, descending: bool, columns: list, ties: bool = False) -> str:
+    """One ranking per group, each under a `###` sub-heading naming its conditions when there are several."""
+    groups = ranking_groups(frame)
+    if len(groups) == 1:
+        return _ranking(frame, metric, descending, columns, ties)
+    return "\n\n".join(f"### {label}\n\n{_ranking(rows, metric, descending, columns, ties)}" for label, rows in groups)
+
+
+def _ranking(frame: pd.DataFrame, metric: str, descending: bool, columns: list, ties: bool = False) -> str:
+    rows = _ranked_order(frame, metric, descending)
+    ranked = [row for row in rows if _group(row, metric) == 0]
+    intervals = [_interval(row, metric) if ties else None for row in ranked]
+    return markdown_table(rows, columns, stats.tied_ranks(intervals) + [MISSING] * (len(rows) - len(ranked)))
+
+
+def _interval(row: dict, metric: str) -> stats.Interval:
+    """The cell's 95% interval, or its one value when it has a single complete run."""
+    low, high = row[f"{metric}_low"], row[f"{metric}_high"]
+    value = float(row[metric])
+    return (value, value) if is_missing(low) or is_missing(high) else (float(low), float(high))
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]], ranks: list[str] | None = None) -> str:
+    lead = [] if ranks is None else ["Rank"]
+    body = [([ranks[i]] if lead else []) + [_show(row, c, fmt) for _, c, fmt in columns] for i, row in enumerate(rows)]
+    headers = lead + [header for header, _, _ in columns]
+    align = ["right"] * len(lead) + ["left" if fmt == "{}" else "right" for _, _, fmt in columns]
+    table = pd.DataFrame(body, columns=headers)
+    return table.to_markdown(index=False, tablefmt="github", disable_numparse=True, colalign=align)
+
+
+def _show(row: dict, column: str, fmt: str) -> str:
+    if column == "flags":
+        return ", ".join(split_flags(row["flags"]))
+    text = cell_text(row[column], fmt)
+    if column == "outcome" and row.get("partial"):
+        return f"{text} (partial)"
+    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+    if text != MISSING and not is_missing(low) and not is_missing(high):
+        text += f" [{fmt.format(low)}, {fmt.format(high)}]"
+    return text
+
+
+def cell_text(value: Any, fmt: str) -> str:
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return fmt.format(value).replace("|", "\\|")  # a "|" in a name would split the cell
+
+
+def ranking_tables(frame: pd.DataFrame, cells: pd.DataFrame | None = None) -> list[tuple[str, list, str]]:
+    """(heading, columns, markdown) of each table: two rankings of runs, or of cells plus every run."""
+    if cells is None:
+        columns = _columns(frame, "runs")
+        return [
+            ("Table 1. Ranked by requests per second", columns, _rankings(frame, "rps", True, columns)),
+            ("Table 2. Ranked by average response time", columns, _rankings(frame, "avg_ms", False, columns)),
+        ]
+    ranked, every = _columns(frame, "cells"), _columns(frame, "all")
+    table_1 = [row for _, rows in ranking_groups(cells) for row in _ranked_order(rows, "rps", True)]
+    place = {row["cell"]: i for i, row in enumerate(table_1)}
+    runs = sorted(frame.to_dict("records"), key=lambda r: (place[r["cell"]], _repeat(r), natural_key(r["run"])))
+    return [
+        ("Table 1. Cells ranked by requests per second", ranked, _rankings(cells, "rps", True, ranked, ties=True)),
+        ("Table 2. Cells ranked by average response time", ranked, _rankings(cells, "avg_ms", False, ranked, True)),
+        ("Table 3. All runs", every, markdown_table(runs, every)),
+    ]
