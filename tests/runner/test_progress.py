@@ -70,3 +70,12 @@ def test_on_a_terminal_a_real_run_shows_a_live_line_then_erases_it(tmp_path: Pat
     assert lines, text[-2000:]
     assert any(re.search(r"  [\d,]+ req/s  0 failures$", line) for line in lines), lines  # a live number was shown
     assert "\r\x1b[K" in text  # erased before the job's summary line
+
+
+def test_the_sweep_size_counts_command_line_and_experiment_sweeps() -> None:
+    from runner.__main__ import sweep_size
+
+    assert sweep_size(["server=select", "load=smoke"]) == 1  # not a multirun
+    assert sweep_size(["-m", "server=single,thread,process,select", "run.repeat=0,1", "load=smoke"]) == 8
+    assert sweep_size(["-m", "experiment=matrix"]) == 36  # 4 servers x 3 workloads x 3 repeats, from the file
+    assert sweep_size(["-m", "experiment=matrix", "server=select"]) == 9  # the command line narrows it
