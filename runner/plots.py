@@ -316,7 +316,7 @@ def _capacity(root: Path, runs: list[Run], palette: dict) -> Figure | None:
     searches = [r for r in runs if isinstance(r.capacity.get("steps"), list) and r.capacity["steps"]]
     if not searches:
         return None
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5))
     seen_verdicts: set[str] = set()
     for run in searches:
         steps = [s for s in run.capacity["steps"] if isinstance(s, dict) and _num(s.get("users")) is not None]
@@ -346,11 +346,11 @@ def _capacity(root: Path, runs: list[Run], palette: dict) -> Figure | None:
               title="Capacity search: p99 per step")  # fmt: skip
     _log_ms(right)
     left.set_ylim(bottom=0)
-    left.legend(fontsize=8, loc="lower right")
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     handles = [Line2D([], [], marker=_VERDICTS[v][0], ls="", color="grey", markeredgecolor="black",
                       markerfacecolor="white" if v == "generator-bound" else "grey", label=_VERDICTS[v][1])
                for v in _VERDICTS if v in seen_verdicts]  # fmt: skip
-    right.legend(handles=handles, fontsize=8, loc="upper left")
+    right.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     _save(fig, root, "capacity.png")
     caption = "Each step of each server's capacity search; the star is its maximum sustainable RPS."
     return Figure("capacity.png", "Capacity search per server", caption)
