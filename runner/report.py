@@ -45,7 +45,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from runner import stats
+from runner import capacity, stats
 from runner.config import ValidityConfig
 from runner.result import OUTCOMES, RESULT_FILE, Metrics, RunResult, read_result, write_atomic
 from runner.validity import LEGEND as FLAG_LEGEND
@@ -84,6 +84,8 @@ _WINDOWS = {  # metrics.window -> what the numbers cover
     "steady": "the steady window, from when every user had started plus the warm-up (`load.warmup_s`) until the "
     "run time ended: ramp-up is excluded",
     "whole-run": "the whole run, ramp-up included (the steady window was unavailable)",
+    "capacity-step": "for a capacity search (load=capacity), its best step's window after the step's ramp "
+    "(see Capacity)",
     None: "not recorded (results of an older runner: ramp-up is likely included)",
 }
 
@@ -263,7 +265,11 @@ def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
 
 
 def render(
-    frame: pd.DataFrame, title: str, provenance: dict[str, Any] | None, validity: dict[str, Any] | None = None
+    frame: pd.DataFrame,
+    title: str,
+    provenance: dict[str, Any] | None,
+    validity: dict[str, Any] | None = None,
+    extra: str = "",  # sections placed after the tables: runner/capacity.py's Capacity and curves
 ) -> str:
     """The report as markdown: summary, rankings, legends, notes on every non-ok outcome, how to reproduce.
     `validity` holds the flag thresholds (config run.validity); missing ones take ValidityConfig's defaults."""
@@ -278,6 +284,7 @@ def render(
         f"# {title}\n",
         _summary(frame, cells if repeated else None, provenance or {}),
         *[f"## {heading}\n\n{table}\n" for heading, _, table in tables],
+        extra,
         _column_legend(headers, repeated, grouped=len(_groups(frame)) > 1),
         _flags_legend(frame, cells, thresholds),
         f"## Measurement\n\n{_window(frame)}\n{_pinning(frame)}\n",
@@ -300,7 +307,7 @@ def write_report(directory: Path | str) -> Path:
     if (cells["n"] > 1).any():
         write_atomic(root / CELLS_FILE, lambda f: f.write(cells.to_csv(index=False)))
     title = f"Stress test report: {root.resolve().name}"
-    report = render(frame, title, provenance, validity)
+    report = render(frame, title, provenance, validity, capacity.report_sections(frame, root))
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
 
 
