@@ -8,9 +8,11 @@ Strategy:
   StatsEntry and window and calls `decide` again for the record. Same inputs, same pure function:
   the two agree, and if they ever do not, the record says so in `stop_detail`.
 - A step's verdict, checked in this order: "slo-failures" (failure ratio above the SLO, or no
-  request answered), "slo-p99" (p99 above the SLO), "generator-bound" (the SLO held but Locust used
-  >= generator_cpu_pct of its core: the step measured Locust, so the search ends there instead of
-  calling it the server's capacity), "knee" (the SLO held but RPS grew less than min_growth over the
+  request answered), "slo-p99" (p99 above the SLO), "generator-bound" (the SLO held but Locust
+  wanted its core >= generator_cpu_pct of the window: running on it, or runnable and waiting for it
+  behind other processes -- on a shared machine Locust starved at 34% CPU was as much the limit as
+  one busy at 100%: the step measured Locust, so the search ends there instead of calling it the
+  server's capacity), "knee" (the SLO held but RPS grew less than min_growth over the
   previous step: more users only queue), else "ok". All but "ok" end the search; so does the last
   step of the schedule ("max-users").
 - Maximum sustainable RPS: the best step whose verdict is "ok" or "knee" (both met the SLO with
@@ -41,14 +43,14 @@ STOP_REASONS = {
     "slo-failures": "a step failed more requests than the SLO allows",
     "slo-p99": "a step's p99 exceeded the SLO",
     "knee": "RPS stopped growing as users were added",
-    "generator-bound": "Locust reached its CPU limit while the SLO still held: the server's capacity is higher "
-    "than measured, and the order among such servers is Locust's",
+    "generator-bound": "Locust reached its CPU limit (busy, or waiting for its core) while the SLO still held: "
+    "the server's capacity is higher than measured, and the order among such servers is Locust's",
     "max-users": "every step met the SLO up to load.capacity.max_users: the capacity is higher",
     "incomplete": "Locust stopped before the search decided (a crash, a timeout or Ctrl-C)",
     "no-steps": "no step was measured",
 }
 STEP_KEYS = ("users", "start", "end", "requests", "rps", "goodput", "failure_ratio", "p50_ms", "p95_ms", "p99_ms",
-             "locust_cpu_pct", "server_cpu_pct", "verdict")  # fmt: skip
+             "locust_cpu_pct", "locust_wait_pct", "server_cpu_pct", "verdict")  # fmt: skip
 
 
 # --- the schedule and the decision (pure) -------------------------------------------------------
@@ -76,16 +78,18 @@ def schedule_s(plan: CapacityConfig) -> float:
     return len(users_schedule(plan)) * (math.ceil(plan.step_s) + 1) + 1
 
 
-def step_numbers(entry: dict, start: float, end: float, users: int, locust_cpu_pct: float | None) -> dict:
+def step_numbers(
+    entry: dict, start: float, end: float, users: int, locust_cpu_pct: float | None, locust_wait_pct: float | None
+) -> dict:
     """A step's numbers (result.json's step shape, verdict not yet given) from one locust-serialized
-    StatsEntry of its window [start, end]."""
+    StatsEntry of its window [start, end] and Locust's CPU over it: used, and waited for (run queue)."""
     from runner.load import aggregate  # lazily: runner.load imports this module
 
     m = aggregate([entry], end - start)
     return {
         "users": users, "start": start, "end": end, "requests": m.requests, "rps": m.rps, "goodput": m.goodput,
         "failure_ratio": m.failure_ratio, "p50_ms": m.median_ms, "p95_ms": m.p95_ms, "p99_ms": m.p99_ms,
-        "locust_cpu_pct": locust_cpu_pct, "server_cpu_pct": None, "verdict": None,
+        "locust_cpu_pct": locust_cpu_pct, "locust_wait_pct": locust_wait_pct, "server_cpu_pct": None, "verdict": None,
     }  # fmt: skip
 
 
@@ -101,11 +105,12 @@ def verdict(step: dict, previous: dict | None, plan: CapacityConfig) -> tuple[st
         )
     if step["p99_ms"] is not None and step["p99_ms"] > plan.max_p99_ms:
         return "slo-p99", f"p99 was {step['p99_ms']:g} ms at {users} users (SLO: at most {plan.max_p99_ms:g} ms)"
-    cpu = step["locust_cpu_pct"]
-    if cpu is not None and cpu >= plan.generator_cpu_pct:
+    cpu, wait = step["locust_cpu_pct"], step.get("locust_wait_pct") or 0.0
+    if cpu is not None and cpu + wait >= plan.generator_cpu_pct:
         return "generator-bound", (
-            f"Locust used {cpu:.0f}% of its core at {users} users (limit {plan.generator_cpu_pct:g}%): the server "
-            f"answered {step['rps']:.0f} req/s within the SLO and can take more than Locust could send"
+            f"Locust used {cpu:.0f}% of its core and waited for it {wait:.0f}% of the time at {users} users "
+            f"(limit {plan.generator_cpu_pct:g}% together): the server answered {step['rps']:.0f} req/s within the "
+            "SLO and can take more than Locust could send"
         )
     if previous is not None and previous["rps"]:
         growth = step["rps"] / previous["rps"] - 1
@@ -113,6 +118,7 @@ def verdict(step: dict, previous: dict | None, plan: CapacityConfig) -> tuple[st
             return "knee", (
                 f"RPS went from {previous['rps']:.0f} to {step['rps']:.0f} ({growth:+.1%}) as users went from "
                 f"{previous['users']} to {users} (knee: less than {plan.min_growth:.0%})"
+                + (f"; Locust used {cpu:.0f}% of its core, waited {wait:.0f}%" if cpu is not None else "")
             )
     return "ok", ""
 
@@ -162,7 +168,12 @@ def collect(result: Any, job_dir: Path, section: Any, server_series: Any = None)
     try:
         data = json.loads((Path(job_dir) / STEPS_FILE).read_text())
         raw = list(data["steps"])
-        steps = [step_numbers(s["entry"], s["start"], s["end"], s["users"], s.get("locust_cpu_pct")) for s in raw]
+        steps = [
+            step_numbers(
+                s["entry"], s["start"], s["end"], s["users"], s.get("locust_cpu_pct"), s.get("locust_wait_pct")
+            )
+            for s in raw
+        ]
     except (OSError, ValueError, TypeError, KeyError):
         result.capacity = decide([], plan)
         result.capacity["stop_detail"] = f"Locust left no readable {STEPS_FILE}"
@@ -267,7 +278,8 @@ def capacity_section(results: list[tuple[str, Any]]) -> str:
     text.append(
         "Verdict: **ok** met the SLO and RPS grew; **knee** met the SLO but RPS grew less than "
         f"{plan.min_growth:.0%} over the step before; **slo-failures**, **slo-p99** breached the SLO; "
-        f"**generator-bound** Locust used >= {plan.generator_cpu_pct:g}% of its core. Max RPS is the best **ok** or "
+        f"**generator-bound** Locust used its core or waited for it >= {plan.generator_cpu_pct:g}% of the step. "
+        "Max RPS is the best **ok** or "
         "**knee** step. RPS counts failed requests; Goodput does not. CPU %: 100 = one core busy.\n"
     )
     return "\n".join(text)
@@ -275,15 +287,17 @@ def capacity_section(results: list[tuple[str, Any]]) -> str:
 
 _STEP_HEADERS = (("Users", "users"), ("RPS", "rps"), ("Goodput", "goodput"), ("Fail %", "fail_pct"),
                  ("p50 ms", "p50_ms"), ("p95 ms", "p95_ms"), ("p99 ms", "p99_ms"),
-                 ("Locust CPU %", "locust_cpu_pct"), ("Server CPU %", "server_cpu_pct"))  # fmt: skip
+                 ("Locust CPU %", "locust_cpu_pct"), ("Locust wait %", "locust_wait_pct"),
+                 ("Server CPU %", "server_cpu_pct"))  # fmt: skip
 _FORMATS = {"users": "{:.0f}", "rps": "{:.1f}", "goodput": "{:.1f}", "fail_pct": "{:.2f}", "p50_ms": "{:g}",
-            "p95_ms": "{:g}", "p99_ms": "{:g}", "locust_cpu_pct": "{:.0f}", "server_cpu_pct": "{:.0f}"}  # fmt: skip
+            "p95_ms": "{:g}", "p99_ms": "{:g}", "locust_cpu_pct": "{:.0f}", "locust_wait_pct": "{:.0f}",
+            "server_cpu_pct": "{:.0f}"}  # fmt: skip
 _STEP_COLUMNS = tuple((k, _FORMATS[k]) for _, k in _STEP_HEADERS)
 
 
 def curve_table(frame: Any) -> Any:
     """Users-sweep curves: one row per (series, users), numbers the median of the complete runs.
-    `series` names the server plus whatever else differs (workload, keep-alive, spawn rate, settings).
+    `series` names the server plus whatever else differs (workload, spawn rate, settings).
     Columns: series, server, users, n, rps, goodput, fail_pct, p50_ms, p95_ms, p99_ms, locust_cpu_pct,
     server_cpu_pct, flags. Empty unless the frame's runs differ in load.users."""
     import pandas as pd
@@ -293,7 +307,7 @@ def curve_table(frame: Any) -> Any:
     frame = frame[frame["users"].notna()]
     if frame.empty or frame["users"].nunique() < 2:
         return pd.DataFrame(columns=columns)
-    keys = [k for k in ("workload", "keepalive", "spawn_rate", "settings") if frame[k].astype(str).nunique() > 1]
+    keys = [k for k in ("workload", "spawn_rate", "settings") if frame[k].astype(str).nunique() > 1]
     rows = []
     for (server, *rest, users), runs in frame.groupby(["server", *keys, "users"], sort=True, dropna=False):
         label = ", ".join([str(server), *(f"{k} {v}" for k, v in zip(keys, rest, strict=True) if str(v))])

@@ -80,12 +80,18 @@ class _Search:
         self.index = -1  # the step running now
         self.began = 0.0  # when it began (time.time())
         self.window: StatsEntry | None = None  # open from ramp_s into the step until it ends
-        self.opened, self.cpu0 = 0.0, 0.0
+        self.opened, self.cpu0 = 0.0, (0.0, None)
         self.done = False
 
-    def _cpu(self) -> float:
+    def _cpu(self) -> tuple[float, float | None]:
+        """(CPU seconds used, seconds spent runnable but waiting for a CPU -- main thread, Linux only)."""
         t = self.process.cpu_times()
-        return t.user + t.system
+        try:
+            with open("/proc/thread-self/schedstat") as f:
+                wait = int(f.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            wait = None
+        return t.user + t.system, wait
 
     def tick(self) -> tuple[int, float] | None:
         if self.done:
@@ -115,11 +121,14 @@ class _Search:
         if window is None:  # its timer never fired (a starved event loop): stop, the record says "incomplete"
             self.done = True
             return
-        cpu = 100.0 * (self._cpu() - self.cpu0) / (now - self.opened) if now > self.opened else None
+        (cpu0, wait0), (cpu1, wait1), span = self.cpu0, self._cpu(), now - self.opened
+        cpu = 100.0 * (cpu1 - cpu0) / span if span > 0 else None
+        wait = 100.0 * (wait1 - wait0) / span if span > 0 and wait0 is not None and wait1 is not None else None
         entry = window.serialize()
         users = self.schedule[self.index]
-        self.steps.append({"users": users, "start": self.opened, "end": now, "entry": entry, "locust_cpu_pct": cpu})
-        self.judged.append(self.capacity.step_numbers(entry, self.opened, now, users, cpu))
+        raw = {"users": users, "start": self.opened, "end": now, "entry": entry, "locust_cpu_pct": cpu}
+        self.steps.append({**raw, "locust_wait_pct": wait})
+        self.judged.append(self.capacity.step_numbers(entry, self.opened, now, users, cpu, wait))
         block = self.capacity.decide(self.judged, self.plan)
         for raw, step in zip(self.steps, block["steps"], strict=False):
             raw["verdict"] = step["verdict"]

@@ -84,8 +84,7 @@ _WINDOWS = {  # metrics.window -> what the numbers cover
     "steady": "the steady window, from when every user had started plus the warm-up (`load.warmup_s`) until the "
     "run time ended: ramp-up is excluded",
     "whole-run": "the whole run, ramp-up included (the steady window was unavailable)",
-    "capacity-step": "for a capacity search (load=capacity), its best step's window after the step's ramp "
-    "(see Capacity)",
+    "capacity-step": "a capacity search's best step (load=capacity), after that step's ramp (see Capacity)",
     None: "not recorded (results of an older runner: ramp-up is likely included)",
 }
 

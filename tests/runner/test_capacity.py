@@ -22,10 +22,12 @@ PLAN = CapacityConfig(enabled=True, start_users=10, step_users=20, step_s=4, ram
                       max_failure_ratio=0.01, max_p99_ms=500, min_growth=0.05, generator_cpu_pct=90)  # fmt: skip
 
 
-def step(users: int, rps: float, p99: float = 50.0, failure_ratio: float = 0.0, cpu: float | None = 30.0) -> dict:
+def step(
+    users: int, rps: float, p99: float = 50.0, failure_ratio: float = 0.0, cpu: float | None = 30.0, wait: float = 0.0
+) -> dict:
     return {"users": users, "start": 0.0, "end": 3.0, "requests": round(rps * 3), "rps": rps, "goodput": rps,
             "failure_ratio": failure_ratio, "p50_ms": p99 / 3, "p95_ms": p99 / 1.5, "p99_ms": p99,
-            "locust_cpu_pct": cpu, "server_cpu_pct": None, "verdict": None}  # fmt: skip
+            "locust_cpu_pct": cpu, "locust_wait_pct": wait, "server_cpu_pct": None, "verdict": None}  # fmt: skip
 
 
 def _compose(*overrides: str):
@@ -63,7 +65,8 @@ def test_a_saturated_locust_ends_the_search_without_claiming_its_number_as_capac
     block = capacity.decide(steps, PLAN)
     assert [s["verdict"] for s in block["steps"]] == ["ok", "ok", "generator-bound"]  # the 4th is never judged
     assert (block["stop_reason"], block["max_rps"], block["users_at_max"]) == ("generator-bound", 2800, 30)
-    assert "Locust used 97%" in block["stop_detail"] and "3900 req/s" in block["stop_detail"]
+    assert "Locust used 97% of its core and waited for it 0%" in block["stop_detail"]
+    assert "3900 req/s" in block["stop_detail"]
 
 
 @pytest.mark.parametrize(
@@ -77,6 +80,8 @@ def test_a_saturated_locust_ends_the_search_without_claiming_its_number_as_capac
         (step(30, 2000, p99=900, cpu=99), "slo-p99"),  # the SLO is checked before the generator
         (step(30, 2000, failure_ratio=0.2, p99=900), "slo-failures"),  # failures before p99
         (step(30, 1000, cpu=99), "generator-bound"),  # before the knee: 1000 vs 950 would be one
+        (step(30, 1000, cpu=34, wait=60), "generator-bound"),  # starved by other processes: wanted its core 94%
+        (step(30, 1000, cpu=34, wait=40), "ok"),
         (step(30, 980), "knee"),  # +3.2% < 5%
         (step(30, 1000), "ok"),  # +5.3%
         ({**step(30, 0), "requests": 0, "failure_ratio": None, "p99_ms": None}, "slo-failures"),
@@ -123,7 +128,7 @@ def test_step_numbers_match_locusts_own_percentiles_and_rates():
     entry = StatsEntry(RequestStats(), "step", "ALL")
     for t in times:
         entry.log(t, 100)
-    numbers = capacity.step_numbers(entry.serialize(), 100.0, 104.0, 30, 42.0)
+    numbers = capacity.step_numbers(entry.serialize(), 100.0, 104.0, 30, 42.0, 7.0)
     assert numbers["requests"] == 1000 and numbers["rps"] == 250.0
     assert (numbers["p50_ms"], numbers["p95_ms"], numbers["p99_ms"]) == (
         entry.get_response_time_percentile(0.5),
@@ -228,8 +233,13 @@ def _runs() -> list[Run]:
     return [
         Run(server=server, workload="io", users=users, rps=rps, p99_ms=p99, outcome="ok", run=f"{i}")
         for i, (server, users, rps, p99) in enumerate(
-            [("select", 10, 950.0, 15.0), ("select", 50, 3900.0, 30.0), ("single", 10, 95.0, 120.0),
-             ("single", 50, 96.0, 560.0), ("single", 50, 94.0, 580.0)]  # fmt: skip
+            [
+                ("select", 10, 950.0, 15.0),
+                ("select", 50, 3900.0, 30.0),
+                ("single", 10, 95.0, 120.0),
+                ("single", 50, 96.0, 560.0),
+                ("single", 50, 94.0, 580.0),
+            ]  # fmt: skip
         )
     ]
 
