@@ -15,9 +15,9 @@ Strategy:
   server's capacity), "knee" (the SLO held but RPS grew less than min_growth over the
   previous step: more users only queue), else "ok". All but "ok" end the search; so does the last
   step of the schedule ("max-users").
-- Maximum sustainable RPS: the best step whose verdict is "ok" or "knee" (both met the SLO with
-  Locust below its limit). A generator-bound step is not one: the server sustained at least that
-  much, which stop_detail says, but the number is the generator's.
+- Maximum sustainable RPS: the best step that met the SLO ("ok", "knee" or "generator-bound").
+  When the search stopped at "generator-bound" or "max-users" it is a lower bound, not the server's
+  capacity: the stop reason says so and the report prints it as ">= N".
 - `collect` turns the step file into result.json's `capacity` block (each step's server CPU from
   the runner's Sampler series) and makes the run-level metrics those of the best step's window
   (or, when no step met the SLO, of the step that ended the search), so the sweep's ordinary
@@ -38,7 +38,8 @@ from typing import Any
 from runner.config import CapacityConfig
 
 STEPS_FILE = "locust_capacity.json"
-SUSTAINED = ("ok", "knee")  # verdicts of steps that met the SLO with Locust below its limit
+SUSTAINED = ("ok", "knee", "generator-bound")  # verdicts of steps that met the SLO
+LOWER_BOUND = ("generator-bound", "max-users")  # stop reasons after which the server could take more
 STOP_REASONS = {
     "slo-failures": "a step failed more requests than the SLO allows",
     "slo-p99": "a step's p99 exceeded the SLO",
@@ -250,7 +251,7 @@ def capacity_section(results: list[tuple[str, Any]]) -> str:
     for place, (run, r) in enumerate(ranked, 1):
         block = r.capacity
         rows.append([str(place) if block.get("max_rps") is not None else MISSING, _name(r), run,
-                     _fmt(block.get("max_rps"), "{:.1f}"), _fmt(block.get("users_at_max"), "{:.0f}"),
+                     _max_rps(block), _fmt(block.get("users_at_max"), "{:.0f}"),
                      block.get("stop_reason") or MISSING, block.get("stop_detail") or ""])  # fmt: skip
     plan = plan_from(((ranked[0][1].config or {}).get("load") or {}).get("capacity") or {})
     text = [
@@ -279,8 +280,9 @@ def capacity_section(results: list[tuple[str, Any]]) -> str:
         "Verdict: **ok** met the SLO and RPS grew; **knee** met the SLO but RPS grew less than "
         f"{plan.min_growth:.0%} over the step before; **slo-failures**, **slo-p99** breached the SLO; "
         f"**generator-bound** Locust used its core or waited for it >= {plan.generator_cpu_pct:g}% of the step. "
-        "Max RPS is the best **ok** or "
-        "**knee** step. RPS counts failed requests; Goodput does not. CPU %: 100 = one core busy.\n"
+        'Max RPS is the best step that met the SLO; ">=" marks a lower bound (the search stopped before the server '
+        "did). RPS counts failed requests; Goodput does not. CPU %: 100 = one core busy; Locust wait %: time Locust "
+        "was ready to run but waited for its core (other processes had it).\n"
     )
     return "\n".join(text)
 
@@ -337,6 +339,11 @@ def curves_section(frame: Any) -> str:
         body = [[_fmt(row[k], f) for k, f in formats] + [row["flags"].replace(",", ", ")] for _, row in rows.iterrows()]
         text += [f"### {series}\n", _table(headers, body, "r" * len(formats) + "l"), ""]
     return "\n".join(text)
+
+
+def _max_rps(block: dict) -> str:
+    text = _fmt(block.get("max_rps"), "{:.1f}")
+    return f"≥ {text}" if text != MISSING and block.get("stop_reason") in LOWER_BOUND else text
 
 
 def _fail_pct(step: dict) -> float | None:
