@@ -280,7 +280,7 @@ def capacity_section(results: list[tuple[str, Any]]) -> str:
         "Verdict: **ok** met the SLO and RPS grew; **knee** met the SLO but RPS grew less than "
         f"{plan.min_growth:.0%} over the step before; **slo-failures**, **slo-p99** breached the SLO; "
         f"**generator-bound** Locust used its core or waited for it >= {plan.generator_cpu_pct:g}% of the step. "
-        'Max RPS is the best step that met the SLO; ">=" marks a lower bound (the search stopped before the server '
+        "Max RPS is the best step that met the SLO; ≥ marks a lower bound (the search stopped before the server "
         "did). RPS counts failed requests; Goodput does not. CPU %: 100 = one core busy; Locust wait %: time Locust "
         "was ready to run but waited for its core (other processes had it).\n"
     )
