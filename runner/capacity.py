@@ -17,12 +17,13 @@ Strategy:
   step of the schedule ("max-users").
 - Maximum sustainable RPS: the best step that met the SLO ("ok", "knee" or "generator-bound").
   When the search stopped at "generator-bound" or "max-users" it is a lower bound, not the server's
-  capacity: the stop reason says so and the report prints it as ">= N".
+  capacity: the stop reason says so and the report prints it as "≥ N".
 - `collect` turns the step file into result.json's `capacity` block (each step's server CPU from
   the runner's Sampler series) and makes the run-level metrics those of the best step's window
   (or, when no step met the SLO, of the step that ended the search), so the sweep's ordinary
   tables stay meaningful for capacity runs.
-Decision helpers import nothing heavy: Locust loads this module in its own process.
+Locust imports this module (in capacity mode only), so pandas, tabulate and the result loaders are
+imported where they are used, not at the top.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class CapacityConfig:
     max_failure_ratio: float = 0.01  # SLO: failed / requests in a step above this breaches it
     max_p99_ms: float = 500.0  # SLO: a step's p99 above this breaches it
     min_growth: float = 0.05  # knee: RPS grew less than this fraction over the previous step
-    generator_cpu_pct: float = 90.0  # Locust at or above this % of one core in a step: generator-bound
+    generator_cpu_pct: float = 90.0  # Locust on its core or waiting for it >= this % of a step: generator-bound
 
 
 @dataclass

@@ -16,10 +16,11 @@ process writes `<prefix>_<pid>.json` when it quits. Cost: one small function cal
 
 Capacity search (`--capacity PLAN`, load=capacity): the shape below raises users step by step and
 logs each step's window (the step after its ramp) into a StatsEntry of its own, with this process's
-CPU over the window (psutil); after each step runner/capacity.py decides whether to go on, and the
-steps go to `--capacity-file` for the runner to check. Locust uses any LoadTestShape it finds in a
-locustfile, so without --capacity the init listener removes the shape from the environment before
-the run starts, and the fixed-users run (--users, --run-time) goes on as if it were not here.
+CPU over the window (psutil) and the time it waited for a CPU (/proc schedstat); after each step
+runner/capacity.py decides whether to go on, and the steps go to `--capacity-file` for the runner
+to check. Locust uses any LoadTestShape it finds in a locustfile, so without --capacity the init
+listener removes the shape from the environment before the run starts, and the fixed-users run
+(--users, --run-time) goes on as if it were not here.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class _Search:
         self.spawn_rate, self.path = spawn_rate, path
         self.stats = RequestStats()
         self.process = psutil.Process()
-        self.steps: list[dict] = []  # raw: users, start, end, entry (serialized), locust_cpu_pct, verdict
+        self.steps: list[dict] = []  # users, start, end, entry (serialized), locust_cpu/wait_pct, verdict
         self.judged: list[dict] = []  # capacity.step_numbers of each step, for the decision
         self.index = -1  # the step running now
         self.began = 0.0  # when it began (time.time())
@@ -126,12 +127,12 @@ class _Search:
         wait = 100.0 * (wait1 - wait0) / span if span > 0 and wait0 is not None and wait1 is not None else None
         entry = window.serialize()
         users = self.schedule[self.index]
-        raw = {"users": users, "start": self.opened, "end": now, "entry": entry, "locust_cpu_pct": cpu}
-        self.steps.append({**raw, "locust_wait_pct": wait})
+        self.steps.append({"users": users, "start": self.opened, "end": now, "entry": entry,
+                           "locust_cpu_pct": cpu, "locust_wait_pct": wait})  # fmt: skip
         self.judged.append(self.capacity.step_numbers(entry, self.opened, now, users, cpu, wait))
         block = self.capacity.decide(self.judged, self.plan)
-        for raw, step in zip(self.steps, block["steps"], strict=False):
-            raw["verdict"] = step["verdict"]
+        for recorded, judged in zip(self.steps, block["steps"], strict=False):
+            recorded["verdict"] = judged["verdict"]
         self.done = block["stop_reason"] != "incomplete"
         self.capacity.write_steps(self.path, self.steps, block)
 

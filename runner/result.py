@@ -79,7 +79,8 @@ class RunResult:
     resources: dict[str, Any] = field(default_factory=dict)  # "server", "locust": runner/resources.py
     flags: list[str] = field(default_factory=list)  # runner/validity.py
     # load=capacity only (else None): {"steps": [{"users", "start", "end", "requests", "rps", "goodput",
-    # "failure_ratio", "p50_ms", "p95_ms", "p99_ms", "locust_cpu_pct", "server_cpu_pct", "verdict"}],
+    # "failure_ratio", "p50_ms", "p95_ms", "p99_ms", "locust_cpu_pct", "locust_wait_pct", "server_cpu_pct",
+    # "verdict"}],
     # "max_rps", "users_at_max", "stop_reason", "stop_detail"}; runner/capacity.py says what each means
     capacity: dict[str, Any] | None = None
     config: dict[str, Any] = field(default_factory=dict)
