@@ -40,6 +40,23 @@ class ServerConfig:
 
 
 @dataclass
+class CapacityConfig:
+    """load=capacity: raise users in steps and find the most requests/s a server sustains within
+    the service-level objective (runner/capacity.py decides; conf/load/capacity.yaml explains)."""
+
+    enabled: bool = False  # false: a fixed number of users (load.users) for load.run_time
+    start_users: int = 10  # users of the first step
+    step_users: int = 20  # users added per step
+    step_s: float = 4.0  # each step's length (Locust's shape ticks once a second: rounded up to ticks)
+    ramp_s: float = 1.0  # the start of each step, not measured: users starting, queues settling
+    max_users: int = 200  # the last step has at most this many users
+    max_failure_ratio: float = 0.01  # SLO: failed / requests in a step above this breaches it
+    max_p99_ms: float = 500.0  # SLO: a step's p99 above this breaches it
+    min_growth: float = 0.05  # knee: RPS grew less than this fraction over the previous step
+    generator_cpu_pct: float = 90.0  # Locust on its core or waiting for it >= this % of a step: generator-bound
+
+
+@dataclass
 class LoadConfig:
     name: str = MISSING
     users: int = 100
@@ -52,6 +69,7 @@ class LoadConfig:
     stop_timeout_s: float = 1.0  # let in-flight requests finish when the run time is up
     warmup_s: float = 0.0  # after the last user started, before the steady window the report ranks
     processes: int = 1  # locust --processes: generator processes (-1: one per core)
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)  # a step search instead of fixed users
 
 
 @dataclass
@@ -163,10 +181,36 @@ def check(cfg: DictConfig | Config) -> list[str]:
         errors.append(f"load.processes: must be a positive count or -1 (one per core), got {cfg.load.processes}")
     if cfg.load.stop_timeout_s < 0:
         errors.append(f"load.stop_timeout_s: must be >= 0, got {cfg.load.stop_timeout_s}")
+    errors += _check_capacity(cfg.load)
     if not is_loopback(cfg.run.host) and not cfg.run.allow_remote:
         errors.append(
             f"run.host: {cfg.run.host!r} is not a loopback address; load goes to 127.0.0.1/::1 only "
             "unless run.allow_remote=true says you own the target"
+        )
+    return errors
+
+
+def _check_capacity(load: Any) -> list[str]:
+    c = load.capacity
+    if not c.enabled:
+        return []
+    errors = [
+        f"load.capacity.{key}: must be > 0, got {getattr(c, key)}"
+        for key in ("start_users", "step_users", "step_s", "max_p99_ms", "generator_cpu_pct")
+        if getattr(c, key) <= 0
+    ]
+    if not 0 <= c.ramp_s <= c.step_s - 1:  # Locust's shape ticks once a second: a window shorter than that is empty
+        errors.append(f"load.capacity.ramp_s: need 0 <= ramp_s <= step_s - 1 ({c.step_s - 1:g}), got {c.ramp_s}")
+    if c.max_users < c.start_users:
+        errors.append(f"load.capacity.max_users: must be >= start_users ({c.start_users}), got {c.max_users}")
+    if not 0 <= c.max_failure_ratio <= 1:
+        errors.append(f"load.capacity.max_failure_ratio: must be in [0, 1], got {c.max_failure_ratio}")
+    if c.min_growth < 0:
+        errors.append(f"load.capacity.min_growth: must be >= 0, got {c.min_growth}")
+    if load.processes != 1:
+        errors.append(
+            f"load.processes: a capacity search runs one Locust process (its live step decision reads that "
+            f"process's own numbers), got {load.processes}"
         )
     return errors
 

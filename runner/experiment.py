@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner import load, procs, progress
+from runner import capacity, load, procs, progress
 from runner import server as server_mod
 from runner.config import Config, parse_duration, to_container
 from runner.provenance import collect
@@ -152,13 +152,24 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
                 result.server["exit_code"], result.server["served"] = server_mod.stop(server, cfg.server.grace_s)
             if locust is not None:
                 _collect_metrics(result, job_dir, partial)
+            if locust is not None and cfg.load.capacity.enabled:  # run-level numbers become the best step's
+                capacity.collect(result, job_dir, cfg.load.capacity, sampler.series["server"] if sampler else None)
             if sampler is not None:
                 _collect_resources(result, sampler, server_cpus, load_cpus, cfg.load.processes)
-            result.flags = run_flags(result, cfg)
+            result.flags = run_flags(result, _measured_at(cfg, result))
             result.duration_s = round(time.monotonic() - started, 3)
             write_result(result, job_dir)
             log.info(summary(result))
     return result
+
+
+def _measured_at(cfg: Config, result: RunResult) -> Config:
+    """The config the run-level numbers were measured under: a capacity run's are one step's, at its users."""
+    if not cfg.load.capacity.enabled or result.load.get("users") == cfg.load.users:
+        return cfg
+    from omegaconf import OmegaConf
+
+    return OmegaConf.merge(cfg, {"load": {"users": result.load["users"]}})  # type: ignore[return-value]
 
 
 def _collect_metrics(result: RunResult, job_dir: Path, partial: bool) -> None:

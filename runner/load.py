@@ -20,6 +20,7 @@ import socket
 import sys
 from pathlib import Path
 
+from runner import capacity
 from runner.config import Config, parse_duration
 from runner.result import Metrics
 
@@ -34,7 +35,7 @@ PHASES_PREFIX = "locust_phases"
 def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
     load = cfg.load
     url_host = f"[{host}]" if ":" in host else host
-    run_time = parse_duration(load.run_time)
+    run_time = _run_time_s(cfg)
     user_class = load.user_class.value if hasattr(load.user_class, "value") else str(load.user_class)
     return [
         sys.executable, "-m", "locust",
@@ -57,6 +58,7 @@ def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
         "--warmup", f"{load.warmup_s:g}",
         "--phases-prefix", str(job_dir / PHASES_PREFIX),
         *(_processes_args(load.processes) if load.processes != 1 else []),
+        *(_capacity_args(cfg, job_dir) if load.capacity.enabled else []),
         user_class,
     ]  # fmt: skip
 
@@ -79,11 +81,24 @@ def _processes_args(processes: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _capacity_args(cfg: Config, job_dir: Path) -> list[str]:
+    """A capacity search instead of fixed users: the locustfile's shape reads the plan."""
+    return ["--capacity", capacity.plan_json(cfg.load.capacity), "--capacity-file", str(job_dir / capacity.STEPS_FILE)]
+
+
+def _run_time_s(cfg: Config) -> float:
+    """Locust's --run-time: load.run_time, or for a capacity search the whole step schedule (the
+    search normally ends sooner; this only bounds it)."""
+    if cfg.load.capacity.enabled:
+        return capacity.schedule_s(capacity.plan_from(cfg.load.capacity))
+    return parse_duration(cfg.load.run_time)
+
+
 def deadline_s(cfg: Config) -> float:
     """How long Locust may take before we stop it: run time, ramp-up, stop timeout, slack."""
     load = cfg.load
     ramp = load.users / load.spawn_rate
-    return parse_duration(load.run_time) + ramp + load.warmup_s + load.stop_timeout_s + cfg.run.deadline_slack_s
+    return _run_time_s(cfg) + ramp + load.warmup_s + load.stop_timeout_s + cfg.run.deadline_slack_s
 
 
 def percentile(histogram: dict[float, int], count: int, fraction: float) -> float:

@@ -13,6 +13,14 @@ the last user started), `steady` (what the report ranks), `stopping` (after the 
 users wind down). Entries are additive (counts, sums, histograms), so the runner gets exact
 steady-state numbers and exact totals by summing them, across `--processes` workers too. Each
 process writes `<prefix>_<pid>.json` when it quits. Cost: one small function call per request.
+
+Capacity search (`--capacity PLAN`, load=capacity): the shape below raises users step by step and
+logs each step's window (the step after its ramp) into a StatsEntry of its own, with this process's
+CPU over the window (psutil) and the time it waited for a CPU (/proc schedstat); after each step
+runner/capacity.py decides whether to go on, and the steps go to `--capacity-file` for the runner
+to check. Locust uses any LoadTestShape it finds in a locustfile, so without --capacity the init
+listener removes the shape from the environment before the run starts, and the fixed-users run
+(--users, --run-time) goes on as if it were not here.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import os
 import time
 
 import gevent
-from locust import FastHttpUser, HttpUser, between, events, task
+import psutil
+from locust import FastHttpUser, HttpUser, LoadTestShape, between, events, task
 from locust.stats import RequestStats, StatsEntry
 
 PHASES = ("ramp", "warmup", "steady", "stopping")
@@ -55,6 +64,97 @@ class _Phases:
 _phases = _Phases()
 
 
+class _Search:
+    """The live capacity search: which step runs, its measured window, the steps so far."""
+
+    def __init__(self, plan_json: str, spawn_rate: float, path: str) -> None:
+        from runner import capacity  # only in capacity mode: the fixed-users run does not pay for it
+
+        self.capacity = capacity
+        self.plan = capacity.plan_from(json.loads(plan_json))
+        self.schedule = capacity.users_schedule(self.plan)
+        self.spawn_rate, self.path = spawn_rate, path
+        self.stats = RequestStats()
+        self.process = psutil.Process()
+        self.steps: list[dict] = []  # users, start, end, entry (serialized), locust_cpu/wait_pct, verdict
+        self.judged: list[dict] = []  # capacity.step_numbers of each step, for the decision
+        self.index = -1  # the step running now
+        self.began = 0.0  # when it began (time.time())
+        self.window: StatsEntry | None = None  # open from ramp_s into the step until it ends
+        self.opened, self.cpu0 = 0.0, (0.0, None)
+        self.done = False
+
+    def _cpu(self) -> tuple[float, float | None]:
+        """(CPU seconds used, seconds spent runnable but waiting for a CPU -- main thread, Linux only)."""
+        t = self.process.cpu_times()
+        try:
+            with open("/proc/thread-self/schedstat") as f:
+                wait = int(f.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            wait = None
+        return t.user + t.system, wait
+
+    def tick(self) -> tuple[int, float] | None:
+        if self.done:
+            return None
+        now = time.time()
+        if self.index < 0:
+            self._begin(now)
+        elif now >= self.began + self.plan.step_s:
+            self._close(now)
+            if self.done:
+                return None
+            self._begin(now)
+        return self.schedule[self.index], self.spawn_rate
+
+    def _begin(self, now: float) -> None:
+        self.index += 1
+        self.began = now
+        gevent.spawn_later(self.plan.ramp_s, self._open, self.index)
+
+    def _open(self, index: int) -> None:
+        if index == self.index and not self.done:
+            self.window = StatsEntry(self.stats, f"step{index}", "ALL")
+            self.opened, self.cpu0 = time.time(), self._cpu()
+
+    def _close(self, now: float) -> None:
+        window, self.window = self.window, None
+        if window is None:  # its timer never fired (a starved event loop): stop, the record says "incomplete"
+            self.done = True
+            return
+        (cpu0, wait0), (cpu1, wait1), span = self.cpu0, self._cpu(), now - self.opened
+        cpu = 100.0 * (cpu1 - cpu0) / span if span > 0 else None
+        wait = 100.0 * (wait1 - wait0) / span if span > 0 and wait0 is not None and wait1 is not None else None
+        entry = window.serialize()
+        users = self.schedule[self.index]
+        self.steps.append({"users": users, "start": self.opened, "end": now, "entry": entry,
+                           "locust_cpu_pct": cpu, "locust_wait_pct": wait})  # fmt: skip
+        self.judged.append(self.capacity.step_numbers(entry, self.opened, now, users, cpu, wait))
+        block = self.capacity.decide(self.judged, self.plan)
+        for recorded, judged in zip(self.steps, block["steps"], strict=False):
+            recorded["verdict"] = judged["verdict"]
+        self.done = block["stop_reason"] != "incomplete"
+        self.capacity.write_steps(self.path, self.steps, block)
+
+    def log(self, response_time, response_length, exception) -> None:
+        if self.window is not None:
+            self.window.log(response_time, response_length or 0)
+            if exception is not None:
+                self.window.log_error(exception)
+
+
+_search: _Search | None = None
+
+
+class CapacitySearch(LoadTestShape):
+    """Locust's handle on the capacity search; removed from the run unless --capacity is given."""
+
+    use_common_options = True  # without --capacity, --users and --run-time apply (and Locust must not warn)
+
+    def tick(self) -> tuple[int, float] | None:
+        return _search.tick() if _search is not None else None
+
+
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     parser.add_argument("--path", default="/", help="URL path every user requests")
@@ -63,6 +163,8 @@ def _options(parser) -> None:
     parser.add_argument("--request-timeout", type=float, default=5.0, help="per-request timeout, s")
     parser.add_argument("--warmup", type=float, default=0.0, help="s after spawning before the steady window")
     parser.add_argument("--phases-prefix", default="", help="write per-phase stats to <prefix>_<pid>.json")
+    parser.add_argument("--capacity", default="", help="a capacity search: load.capacity as JSON (runner/capacity.py)")
+    parser.add_argument("--capacity-file", default="locust_capacity.json", help="where the search writes its steps")
 
 
 @events.init.add_listener
@@ -76,6 +178,11 @@ def _configure(environment, **_kwargs) -> None:
         user.timeout = options.request_timeout
     fast.network_timeout = fast.connection_timeout = options.request_timeout
     _phases.warmup = options.warmup
+    global _search
+    if options.capacity:
+        _search = _Search(options.capacity, options.spawn_rate or 1.0, options.capacity_file)
+    else:
+        environment.shape_class = None  # a fixed-users run: Locust would otherwise run the shape
 
 
 @events.request.add_listener
@@ -84,6 +191,8 @@ def _record(response_time, response_length, exception, **_kwargs) -> None:
     entry.log(response_time, response_length or 0)
     if exception is not None:
         entry.log_error(exception)
+    if _search is not None:
+        _search.log(response_time, response_length, exception)
 
 
 @events.spawning_complete.add_listener

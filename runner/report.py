@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from runner import compare, plots
+from runner import capacity, compare, plots
 from runner.config import ValidityConfig
 from runner.result import write_atomic
 from runner.runs import as_float, describe, load_runs, lookup, to_frame
@@ -69,6 +69,7 @@ _WINDOWS = {  # metrics.window -> what the numbers cover
     "steady": "the steady window, from when every user had started plus the warm-up (`load.warmup_s`) until the "
     "run time ended: ramp-up is excluded",
     "whole-run": "the whole run, ramp-up included (the steady window was unavailable)",
+    "capacity-step": "a capacity search's best step (load=capacity), after that step's ramp (see Capacity)",
     None: "not recorded (results of an older runner: ramp-up is likely included)",
 }
 
@@ -118,6 +119,7 @@ def render(
     provenance: dict[str, Any] | None,
     validity: dict[str, Any] | None = None,
     figures: str = "",
+    extra: str = "",  # sections placed after the tables: runner/capacity.py's Capacity and curves
 ) -> str:
     """The report as markdown: figures (markdown from runner/plots.py, first, so a reader sees the result
     before any table), summary, rankings, legends, notes on every non-ok outcome, how to reproduce.
@@ -134,6 +136,7 @@ def render(
         figures,
         _summary(frame, cells if repeated else None, provenance or {}),
         *[f"## {heading}\n\n{table}\n" for heading, _, table in tables],
+        extra,
         _column_legend(headers, repeated, grouped=len(ranking_groups(frame)) > 1),
         _flags_legend(frame, cells, thresholds),
         f"## Measurement\n\n{_window(frame)}\n{_pinning(frame)}\n",
@@ -157,7 +160,9 @@ def write_report(directory: Path | str) -> Path:
         write_atomic(root / CELLS_FILE, lambda f: f.write(cells.to_csv(index=False)))
     figures, skipped = plots.draw_all(root, frame, cells, runs) if runs else ([], [])
     title = f"Stress test report: {root.resolve().name}"
-    report = render(frame, title, provenance, validity, plots.markdown(figures, skipped))
+    report = render(
+        frame, title, provenance, validity, plots.markdown(figures, skipped), capacity.report_sections(frame, root)
+    )
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
 
 

@@ -60,7 +60,7 @@ class Metrics:
     p95_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
-    window: str | None = None  # "steady" | "whole-run"
+    window: str | None = None  # "steady" | "whole-run" | "capacity-step" (load=capacity: the best step's window)
     window_s: float | None = None  # length of the window the rates are over
     total_requests: int | None = None  # whole run, ramp-up and wind-down included: compare with SERVED
     total_failures: int | None = None
@@ -78,6 +78,11 @@ class RunResult:
     metrics: Metrics = field(default_factory=Metrics)
     resources: dict[str, Any] = field(default_factory=dict)  # "server", "locust": runner/resources.py
     flags: list[str] = field(default_factory=list)  # runner/validity.py
+    # load=capacity only (else None): {"steps": [{"users", "start", "end", "requests", "rps", "goodput",
+    # "failure_ratio", "p50_ms", "p95_ms", "p99_ms", "locust_cpu_pct", "locust_wait_pct", "server_cpu_pct",
+    # "verdict"}],
+    # "max_rps", "users_at_max", "stop_reason", "stop_detail"}; runner/capacity.py says what each means
+    capacity: dict[str, Any] | None = None
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     rerun: str = ""  # the command that repeats this run
