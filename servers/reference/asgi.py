@@ -85,4 +85,3 @@ def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     params = json.loads(os.environ.get(PARAMS_ENV) or "{}")
     workload = make(os.environ.get(WORKLOAD_ENV, "hello"), {k: str(v) for k, v in params.items()})
     return build(workload, keepalive=os.environ.get(KEEPALIVE_ENV, "1") == "1")
-
