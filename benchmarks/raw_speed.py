@@ -8,7 +8,7 @@ keep-alive setting (on for all but `single`, which serves one connection at a ti
 runs on one core and wrk on another (`wrk -t1 -c100 -d5s --latency`); rounds interleave (every server
 once, then again, in a rotated order) so that a shared machine's drift spreads over all of them.
 
-Second table: memory of the event-loop servers (`epoll`, `asyncio` by default) holding N idle
+Second table: memory of the event-loop servers (`epoll`, `asyncio`, and the references) holding N idle
 keep-alive connections that this script opened and used for one request each, and whether a new
 client is still answered while they are held. For those runs the server's connection cap and idle
 timeout are raised (server.options; printed under the table), since the defaults (1,000 and 5 s)
@@ -19,7 +19,7 @@ uvicorn, nginx, a server) is skipped with the reason; every process is started i
 group and torn down in a `finally`.
 
     python benchmarks/raw_speed.py [--servers select,uvicorn] [--rounds 3] [--duration 5]
-                                   [--connections 100] [--idle 5000] [--idle-servers epoll,asyncio]
+                                   [--connections 100] [--idle 5000] [--idle-servers epoll,asyncio,...]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from servers.base import raise_nofile_limit  # noqa: E402
 
 HOST = "127.0.0.1"
 REFERENCES = ("uvicorn", "nginx")
+IDLE_SERVERS = ("epoll", "asyncio", *REFERENCES)
 # idle connections must outlive the measurement: raise what sheds them (ours: servers/http.py Limits)
 IDLE_TIMEOUT_S = 120
 EXTERNAL_IDLE_OPTIONS = {"uvicorn": {"timeout_keep_alive": IDLE_TIMEOUT_S}, "nginx": {}}
@@ -395,7 +396,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk before each measured run (default 1)")
     parser.add_argument("--connections", type=int, default=100, help="wrk -c (default 100)")
     parser.add_argument("--idle", type=int, default=5000, help="idle keep-alive connections (0: no idle table)")
-    parser.add_argument("--idle-servers", default="epoll,asyncio", help="comma list (default: epoll,asyncio)")
+    parser.add_argument("--idle-servers", default=",".join(IDLE_SERVERS), help=f"default: {','.join(IDLE_SERVERS)}")
     parser.add_argument("--out", type=Path, help="where server and wrk logs go (default: a temporary directory)")
     parser.add_argument("--json", type=Path, help="also write every round's numbers here")
     args = parser.parse_args()

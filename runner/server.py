@@ -212,7 +212,8 @@ def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            return f"external server exited with status {proc.returncode} before listening on port {port}"
+            hint = " (it must stay in the foreground, not daemonize)" if proc.returncode == 0 else ""
+            return f"external server exited with status {proc.returncode} before listening on port {port}{hint}"
         try:
             with socket.create_connection((host, port), timeout=1.0):
                 pass
