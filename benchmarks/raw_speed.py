@@ -29,6 +29,7 @@ import datetime as dt
 import json
 import os
 import re
+import resource
 import selectors
 import shutil
 import socket
@@ -151,7 +152,10 @@ def parse_wrk(text: str) -> dict:
 
 
 def run_wrk(port: int, args: argparse.Namespace, seconds: int, cpu: int | None, log: Path) -> dict:
+    """One wrk run; its numbers plus wrk's own CPU use (from the rusage of reaped children: the servers
+    are still running, so wrk is the only child reaped in between)."""
     argv = ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s", "--latency", "--timeout", "2s"]
+    before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     proc = procs.spawn([*argv, f"http://{HOST}:{port}/"], log, cpus={cpu} if cpu is not None else None)
     try:
         proc.wait(seconds + 30)
@@ -159,7 +163,10 @@ def run_wrk(port: int, args: argparse.Namespace, seconds: int, cpu: int | None, 
         raise RuntimeError(f"wrk did not finish within {seconds + 30} s") from None
     finally:
         procs.terminate(proc, 1.0)
-    return parse_wrk(log.read_text(errors="replace"))
+    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - started
+    result = parse_wrk(log.read_text(errors="replace"))
+    cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {**result, "wrk_cpu_pct": 100 * cpu_s / wall}
 
 
 def speed(names: list[str], args: argparse.Namespace, cpus: tuple, out: Path) -> tuple[dict, dict]:
@@ -181,6 +188,7 @@ def speed(names: list[str], args: argparse.Namespace, cpus: tuple, out: Path) ->
                     result = run_wrk(server.port, args, args.duration, cpus[1], directory / "wrk.log")
                     wall = time.monotonic() - wall_before
                     result["server_cpu_pct"] = 100 * (tree_cpu_s(server.proc.pid) - cpu_before) / wall
+                    result["round"] = r
                     results[name].append(result)
             except server_mod.ServerFailedToStart as exc:
                 skipped[name] = f"did not start: {str(exc)[:200]}"
@@ -191,6 +199,14 @@ def speed(names: list[str], args: argparse.Namespace, cpus: tuple, out: Path) ->
 
 def _range(values: list[float], fmt: str) -> str:
     return f"{fmt.format(min(values))}–{fmt.format(max(values))}" if len(values) > 1 else ""
+
+
+def _ratio(rounds: list[dict], reference: list[dict]) -> str:
+    """Median over rounds of this server's req/s over the reference's in the same round: the two ran
+    seconds apart, so a shared machine's slow drift cancels out."""
+    theirs = {r["round"]: r["rps"] for r in reference}
+    ratios = [r["rps"] / theirs[r["round"]] for r in rounds if theirs.get(r["round"])]
+    return f"{statistics.median(ratios):.2f}" if ratios else "—"
 
 
 def speed_table(results: dict, keepalive: dict) -> str:
@@ -208,10 +224,11 @@ def speed_table(results: dict, keepalive: dict) -> str:
             "req/s (min–max)": _range(rps, "{:,.0f}"),
             "p99 ms": f"{statistics.median(p99):.2f}" if p99 else "—",
             "server CPU %": f"{statistics.median(r['server_cpu_pct'] for r in rounds):.0f}",
+            "wrk CPU %": f"{statistics.median(r['wrk_cpu_pct'] for r in rounds):.0f}",
             "errors": sum(r["errors"] + r["non2xx"] for r in rounds),
         }
         for ref in REFERENCES:
-            row[f"x {ref}"] = f"{medians[name] / medians[ref]:.2f}" if medians.get(ref) else "—"
+            row[f"x {ref}"] = _ratio(rounds, results.get(ref) or [])
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "(no server ran)"
 
@@ -423,7 +440,12 @@ def main() -> None:
         print(speed_table(results, keepalive))
         for name, why in skipped.items():
             print(f"- {name}: skipped, {why}")
-        print()
+        print(
+            "\nx uvicorn, x nginx: the median over rounds of the ratio within a round. Server CPU % (100 = its one "
+            "core) well under 100 means the server waited or did not have its core to itself (a shared machine); "
+            "wrk CPU % near 100: wrk, not the server, was the limit. Errors: wrk's socket errors and non-2xx "
+            "answers, all rounds.\n"
+        )
         if args.json:
             data = {"machine": machine(cpus), "rounds": results, "skipped": skipped}
             args.json.write_text(json.dumps(data, indent=2))
