@@ -181,6 +181,7 @@ def test_a_sweep_with_uvicorn_marks_it_reference_in_result_and_report(tmp_path):
     rows = [line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("|")]
     assert any("| uvicorn (reference) |" in row for row in rows)
     assert any("| select " in row for row in rows) and not any("select (reference)" in row for row in rows)
+    assert not any("server.command=" in row for row in rows)  # what differs with the server is the Server column
 
 
 @needs_nginx
