@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -29,7 +30,14 @@ class UserClass(Enum):
 
 @dataclass
 class ServerConfig:
-    name: str = MISSING  # the module servers.<name>
+    name: str = MISSING  # ours: the module servers.<name>; an external server: its label in the report
+    # An external server (anything that listens on a port): a command template, run without a shell,
+    # with PLACEHOLDERS ({port} or {address} required, in it or in one of `files`). null: ours,
+    # `python -m servers.<name>`; "" (conf/server/external.yaml): external, refused until given one
+    command: str | None = None
+    files: dict[str, str] = field(default_factory=dict)  # external: run-dir files written first, same placeholders
+    workloads: list[str] | None = None  # external: the workloads it can do (null: every one)
+    reference: bool = False  # a production server to compare against (uvicorn, nginx): marked in reports
     keepalive: bool = True  # false: close after every response, as the original servers did
     backlog: int = 1024  # listen backlog; 5 (the original) turns bursts into 1 s SYN retries
     ready_timeout_s: float = 10.0  # READY must arrive within this
@@ -139,12 +147,92 @@ def available_choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+def own_servers() -> list[str]:
+    """The server configs that run one of our modules (no `command`): the project's own servers."""
+    import yaml
+
+    configs = {p.stem: yaml.safe_load(p.read_text()) or {} for p in (CONF_DIR / "server").glob("*.yaml")}
+    return sorted(name for name, cfg in configs.items() if cfg.get("command") is None)
+
+
+# What an external server's command and files may contain; runner/server.py fills them in.
+PLACEHOLDERS = {
+    "port": "the free port the runner picked (required)",
+    "host": "the address to listen on (run.host)",
+    "address": "host:port, [host]:port for IPv6",
+    "run_dir": "the run's directory (for config, pid and log files)",
+    "python": "the runner's own Python (sys.executable)",
+    "backlog": "server.backlog",
+    "keepalive_s": "seconds an idle keep-alive connection is kept open; 0 when server.keepalive=false",
+}
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # it names run directories too
+
+
+def placeholders(text: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(text))
+
+
+def _check_server(cfg: DictConfig | Config) -> list[str]:
+    server = cfg.server
+    if server.command is not None and not server.command.strip():  # conf/server/external.yaml: "", to be given
+        return [
+            "server.command: an external server needs a command template with {port}, e.g. "
+            "server.command='python -m http.server {port} --bind {host}' (to sweep every other server: "
+            "server='glob(*,exclude=external)')"
+        ]
+    errors = []
+    from servers.workload import WORKLOADS
+
+    for name in server.workloads or []:
+        if name not in WORKLOADS:
+            errors.append(f"server.workloads: unknown workload {name!r}; valid choices: {', '.join(WORKLOADS)}")
+    if server.workloads is not None and cfg.workload.name not in server.workloads:
+        errors.append(
+            f"workload={cfg.workload.name}: server {server.name} can do only {', '.join(server.workloads)} "
+            "(server.workloads)"
+        )
+    if server.command is None:
+        ours = own_servers()
+        if server.name not in ours:
+            errors.append(
+                f"server.name: unknown server {server.name!r}; valid choices: {', '.join(ours)} "
+                "(or give server.command to run any other)"
+            )
+        if server.files:
+            errors.append("server.files: only an external server (one with server.command) takes files")
+        return errors
+    if not _LABEL.fullmatch(server.name):
+        errors.append(
+            f"server.name: {server.name!r} labels the external server in reports and directory names: "
+            "use letters, digits, '_', '.' and '-'"
+        )
+    try:
+        shlex.split(server.command)
+    except ValueError as exc:
+        errors.append(f"server.command: cannot split {server.command!r} into arguments: {exc}")
+    texts = {"server.command": server.command, **{f"server.files.{k}": v for k, v in server.files.items()}}
+    for key, text in texts.items():
+        unknown = sorted(placeholders(text) - PLACEHOLDERS.keys())
+        if unknown:
+            errors.append(
+                f"{key}: unknown placeholder {', '.join('{' + u + '}' for u in unknown)}; "
+                f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+            )
+    if not any({"port", "address"} & placeholders(text) for text in texts.values()):
+        errors.append(
+            f"server.command: {server.command!r} has no {{port}}: the runner picks the port and must tell the "
+            "server (in the command or in one of server.files)"
+        )
+    for filename in server.files:
+        if not _LABEL.fullmatch(str(filename)):
+            errors.append(f"server.files: {filename!r} must be a plain file name (it is written in the run directory)")
+    return errors
+
+
 def check(cfg: DictConfig | Config) -> list[str]:
     """Range and meaning checks the type system cannot express; one message per problem."""
-    errors = []
-    servers = available_choices("server")
-    if cfg.server.name not in servers:
-        errors.append(f"server.name: unknown server {cfg.server.name!r}; valid choices: {', '.join(servers)}")
+    errors = _check_server(cfg)
 
     def positive(key: str, value: float) -> None:
         if value <= 0:
@@ -245,6 +333,14 @@ def expand_repeats(argv: list[str]) -> list[str]:
     return flags + [f"run.repeat=range(0,{int(repeats)})"] + [a for a in out if not a.startswith("-")]
 
 
+class _GroupOptions:
+    """The one part of Hydra's ConfigLoader that expanding `server=glob(*,exclude=external)` needs."""
+
+    @staticmethod
+    def get_group_options(group: str, *args: Any, **kwargs: Any) -> list[str]:
+        return available_choices(group)
+
+
 def validate_argv(argv: list[str]) -> list[str]:
     """Compose and check every sweep point that `argv` (Hydra command-line overrides) describes."""
     from hydra import compose, initialize_config_dir
@@ -254,7 +350,7 @@ def validate_argv(argv: list[str]) -> list[str]:
 
     overrides = [a for a in argv if not a.startswith("-") and not a.lstrip("~+").startswith("hydra.")]
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = OverridesParser.create(config_loader=_GroupOptions()).parse_overrides(overrides)  # type: ignore[arg-type]
     except Exception as exc:  # hydra's OverrideParseException and friends
         return [_format_hydra_error(exc)]
     points = [p for batch in BasicSweeper.split_arguments(parsed, None) for p in batch]

@@ -108,7 +108,7 @@ def load_runs(directory: Path | str) -> list[Run]:
 def to_frame(runs: list[Run]) -> pd.DataFrame:
     """One row per run, columns COLUMNS; missing numbers are <NA>. This is results.csv."""
     configs = [_flatten(run.config) for run in runs]
-    differ = sorted(_differing(configs) - set(_SHOWN))
+    differ = sorted(_differing(configs) - set(_SHOWN) - _named_by_server(configs))
     labels = _group_labels(runs, configs)
     rows = []
     for run, config, label in zip(runs, configs, labels, strict=True):
@@ -182,8 +182,9 @@ def _make_run(
         ratio = failures / requests
     used = result.resources if result is not None else None
     flags = result.flags if result is not None and isinstance(result.flags, list) else []
+    reference = next((v for s in sources if (v := lookup(s, "server.reference")) is not None), None)
     return Run(
-        server=_text(known["server.name"]),
+        server=_text(known["server.name"]) + (" (reference)" if reference is True else ""),  # uvicorn, nginx
         workload=_text(known["workload.name"]),
         keepalive=known["server.keepalive"] if isinstance(known["server.keepalive"], bool) else None,
         users=_int(known["load.users"]),
@@ -258,6 +259,16 @@ def _differing(configs: list[dict[str, Any]]) -> set[str]:
         for key, value in config.items():
             values.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
     return {key for key, seen in values.items() if len(seen) > 1}
+
+
+def _named_by_server(configs: list[dict[str, Any]]) -> set[str]:
+    """server.* keys with one value per server name (uvicorn's command): the Server column says them."""
+    seen: dict[tuple[str, Any], set[str]] = {}
+    for config in configs:
+        for key, value in config.items():
+            if key.startswith("server."):
+                seen.setdefault((key, config.get("server.name")), set()).add(_canonical(value))
+    return {key for key, _ in seen} - {key for (key, _), values in seen.items() if len(values) > 1}
 
 
 def _group_labels(runs: list[Run], configs: list[dict[str, Any]]) -> list[str]:

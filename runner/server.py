@@ -4,20 +4,39 @@ Our servers follow the contract in servers/base.py: they print `READY <host> <po
 (we pass --port 0 so the kernel picks a free port and two runs never collide) and `SERVED <n>`
 when they stop. Readiness is that line, not a guess with sleep(). Until start() returns, the
 server is start()'s to tear down, whatever interrupts it (Ctrl-C while waiting for READY).
+
+An external server (server.command: uvicorn, nginx, yours) knows none of that. We pick its port
+(free, and below the kernel's ephemeral range, so that no outgoing connection of a load generator
+on this machine can take it before the server binds it), fill in the command's placeholders, write
+its server.files into the run directory, and wait until the port accepts a TCP connection *and* a
+process of its group is the one listening (a port another program grabbed in between is not
+"ready"). It runs in its own process group and is torn down exactly like ours; it reports no
+SERVED count, so its `served` is None (unknown, and so never compared).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+import random
 import re
+import shlex
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from runner import procs
 from runner.config import Config
 from servers import workload
+from servers.http import Limits
+from servers.reference.asgi import KEEPALIVE_ENV, PARAMS_ENV, WORKLOAD_ENV
 
 SERVER_LOG = "server.log"
 _SERVED = re.compile(r"SERVED (\d+)")
@@ -34,6 +53,7 @@ class RunningServer:
     host: str
     port: int
     log: Path
+    external: bool = False  # started from server.command: no READY line, no SERVED count
 
 
 @functools.cache
@@ -66,6 +86,8 @@ def option_flags(options: dict) -> list[str]:
 
 
 def start(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
+    if cfg.server.command is not None:
+        return _start_external(cfg, job_dir, cpus)
     argv = server_argv(cfg)
     log = job_dir / SERVER_LOG
     proc = None
@@ -91,8 +113,141 @@ def start(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
 
 
 def stop(server: RunningServer, grace: float) -> tuple[int | None, int | None]:
-    """SIGTERM, grace, SIGKILL to the group; returns (exit code, requests the server says it served)."""
+    """SIGTERM, grace, SIGKILL to the group; returns (exit code, requests the server says it served),
+    the count None for an external server (whatever it printed is not our contract)."""
     code = procs.terminate(server.proc, grace)
+    if server.external:
+        return code, None
     line = procs.find_line(server.log, "SERVED ")
     match = _SERVED.match(line or "")
     return code, int(match.group(1)) if match else None
+
+
+# -- external servers (server.command) ------------------------------------------------------------
+
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # nginx lives here, often off a user's PATH
+READY_POLL_S = 0.05
+
+
+def free_port(host: str) -> int:
+    """A port nothing listens on, preferably below the ephemeral range: a port from bind(0) is one
+    the kernel may hand to any outgoing connection (Locust's, another run's) before our server binds it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = random.sample(range(10000, low), min(50, max(0, low - 10000))) if low > 10000 else []
+    for port in [*candidates, 0]:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))  # no SO_REUSEADDR: a port in TIME_WAIT is not free either
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise ServerFailedToStart(f"no free port on {host}")
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    """Replace each {name} of `values` in `text`; everything else (nginx's braces) stays as it is."""
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+def external_argv(cfg: Config, values: dict[str, str]) -> list[str]:
+    argv = [fill(arg, values) for arg in shlex.split(cfg.server.command)] + option_flags(cfg.server.options)
+    found = shutil.which(argv[0]) or shutil.which(argv[0], path=os.pathsep.join(SBIN))
+    if found is None:
+        raise ServerFailedToStart(f"cannot run {argv[0]!r}: no such program on PATH or in {', '.join(SBIN)}")
+    return [found, *argv[1:]]
+
+
+def _environment(cfg: Config) -> dict[str, str]:
+    """The workload, for a server that wants to know it (servers/reference/asgi.py does)."""
+    params = _workload_params(cfg.workload.name, tuple(sorted(cfg.workload.params.items())))
+    return {
+        **os.environ,
+        WORKLOAD_ENV: cfg.workload.name,
+        PARAMS_ENV: json.dumps(params),
+        KEEPALIVE_ENV: "1" if cfg.server.keepalive else "0",
+    }
+
+
+def _start_external(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
+    host = cfg.run.host
+    port = free_port(host)
+    values = {
+        "port": str(port),
+        "host": host,
+        "address": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "run_dir": str(Path(job_dir).resolve()),
+        "python": sys.executable,
+        "backlog": str(cfg.server.backlog),
+        "keepalive_s": f"{Limits.keepalive_timeout:g}" if cfg.server.keepalive else "0",
+    }
+    for name, text in cfg.server.files.items():
+        (Path(job_dir) / name).write_text(fill(text, values))
+    argv = external_argv(cfg, values)
+    log = job_dir / SERVER_LOG
+    proc = None
+    try:
+        with procs.interrupts_held():
+            proc = procs.spawn(argv, log, cpus=cpus, env=_environment(cfg))
+        why = wait_listening(proc, host, port, cfg.server.ready_timeout_s)
+    except BaseException:
+        if proc is not None:
+            procs.terminate(proc, 1.0)
+        raise
+    if why:
+        procs.terminate(proc, 1.0)
+        raise ServerFailedToStart(f"{why}; log tail: {procs.tail(log, 600) or '(empty)'}")
+    if cpus:
+        pin_tree(proc.pid, cpus)  # workers it forked before spawn() pinned the leader
+    return RunningServer(proc, argv, host, port, log, external=True)
+
+
+def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float) -> str:
+    """Wait until a process of `proc`'s group listens on `port`; "" when it does, else why not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            hint = " (it must stay in the foreground, not daemonize)" if proc.returncode == 0 else ""
+            return f"external server exited with status {proc.returncode} before listening on port {port}{hint}"
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                pass
+        except OSError:
+            time.sleep(READY_POLL_S)
+            continue
+        if _group_listens(proc.pid, port) is False:
+            return f"port {port} answered, but no process of the server listens on it (another program took it)"
+        return ""
+    return f"external server did not listen on port {port} within {timeout:g} s"
+
+
+def _group_listens(pid: int, port: int) -> bool | None:
+    """Whether a process of `pid`'s tree listens on `port`; None when that cannot be seen."""
+    try:
+        leader = psutil.Process(pid)
+        tree = [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    for proc in tree:
+        try:
+            connections = proc.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue  # a short-lived child
+        except psutil.AccessDenied:
+            return None
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections):
+            return True
+    return False
+
+
+def pin_tree(pid: int, cpus: set[int]) -> None:
+    try:
+        for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+            p.cpu_affinity(sorted(cpus))
+    except (psutil.Error, OSError):
+        pass

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from runner.config import CONF_DIR, available_choices, check, parse_duration, validate_argv
+from runner.config import CONF_DIR, available_choices, check, own_servers, parse_duration, validate_argv
 
 GROUPS = ["server", "load", "workload"]
 
@@ -22,22 +22,62 @@ def compose_cfg():
     GlobalHydra.instance().clear()
 
 
+# an option that needs more than its file to run: what it is given here
+COMPLETIONS = {("server", "external"): ["server.command='{python} -m http.server {port} --bind {host}'"]}
+SERVERS = available_choices("server")
+CHOICES = ", ".join(SERVERS)
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in available_choices(g)], ids=lambda x: str(x))
 def test_every_option_composes_and_passes_checks(compose_cfg, group, option):
-    cfg = compose_cfg(f"{group}={option}")
+    cfg = compose_cfg(f"{group}={option}", *COMPLETIONS.get((group, option), []))
     assert cfg[group].name == option  # the file's name and its `name:` key agree
     assert check(cfg) == []
 
 
 def test_the_four_classic_servers_exist():
-    assert {"single", "thread", "process", "select"} <= set(available_choices("server"))
+    assert {"single", "thread", "process", "select"} <= set(own_servers())
 
 
-def test_every_server_config_has_a_module():
+def test_every_server_config_without_a_command_has_a_module():
     import importlib.util
 
-    for name in available_choices("server"):
+    assert own_servers(), "no server of our own found"
+    for name in own_servers():
         assert importlib.util.find_spec(f"servers.{name}") is not None, name
+
+
+def test_reference_servers_are_external_and_marked(compose_cfg):
+    for name in ["uvicorn", "nginx"]:
+        server = compose_cfg(f"server={name}").server
+        assert server.reference is True and server.command
+    assert not set(own_servers()) & {"uvicorn", "nginx", "external"}
+    assert all(compose_cfg(f"server={name}").server.reference is False for name in own_servers())
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["server=external"], "server.command: an external server needs a command template with {port}"),
+        (["server=external", "server.command=ext"], "server.command: 'ext' has no {port}"),
+        (["server=external", "server.command='ext {prot}'"], "server.command: unknown placeholder {prot}; known:"),
+        (["server=external", "server.command='ext \"{port}'"], "server.command: cannot split"),
+        (["server=external", "server.name='my server'", "server.command='x {port}'"], "server.name: 'my server'"),
+        (["server=external", "server.command='x {port}'", "server.workloads=[hello,no]"], "unknown workload 'no'"),
+        (["server=nginx", "workload=io"], "workload=io: server nginx can do only hello (server.workloads)"),
+        (["server=select", "server.name=bogus"], "server.name: unknown server 'bogus'; valid choices:"),
+        (["server=select", "+server.files={x: y}"], "server.files: only an external server"),
+        (["-m", "server=glob(*)"], "[server=external] server.command: an external server needs a command"),
+    ],
+)
+def test_bad_server_config_is_refused(overrides, expected):
+    errors = validate_argv(overrides)
+    assert any(expected in e for e in errors), errors
+
+
+def test_a_glob_of_every_server_but_external_is_valid():
+    assert validate_argv(["-m", "server=glob(*,exclude=external)", "load=smoke"]) == []
+    assert validate_argv(["-m", "experiment=models"]) == []
 
 
 def test_default_load_is_the_original_assignment_profile(compose_cfg):
@@ -62,7 +102,7 @@ def test_parse_duration_rejects(text):
 @pytest.mark.parametrize(
     "overrides,expected",
     [
-        (["server=bogus"], "server=bogus: no such option; valid choices: process, select, single, thread"),
+        (["server=bogus"], f"server=bogus: no such option; valid choices: {CHOICES}"),
         (["load.users=0"], "load.users: must be > 0, got 0"),
         (["load.users=-1"], "load.users: must be > 0, got -1"),
         (["load.spawn_rate=0"], "load.spawn_rate: must be > 0"),
@@ -99,7 +139,7 @@ def test_cli_exits_2_and_starts_nothing(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
-    assert "server=bogus: no such option; valid choices: process, select, single, thread" in proc.stderr
+    assert f"server=bogus: no such option; valid choices: {CHOICES}" in proc.stderr
     assert not (tmp_path / "sweep").exists()  # not even the sweep directory
 
 

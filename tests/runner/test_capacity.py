@@ -15,8 +15,8 @@ from locust.stats import RequestStats, StatsEntry
 from runner import capacity
 from runner.config import CONF_DIR, CapacityConfig, check
 from runner.load import locust_argv
-from runner.runs import Run, to_frame
 from runner.result import Metrics, RunResult
+from runner.runs import Run, to_frame
 
 PLAN = CapacityConfig(enabled=True, start_users=10, step_users=20, step_s=4, ramp_s=1, max_users=70,
                       max_failure_ratio=0.01, max_p99_ms=500, min_growth=0.05, generator_cpu_pct=90)  # fmt: skip

@@ -1,0 +1,246 @@
+"""External servers (server.command): started, made ready, measured and torn down like ours, for real.
+
+The reference servers need their own software: uvicorn (pip install -e '.[reference]') and nginx
+(apt-get install nginx); their tests skip, saying so, where it is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from runner import procs
+from runner import server as server_mod
+from runner.config import CONF_DIR
+from runner.experiment import run_experiment
+
+HAVE_UVICORN = all(importlib.util.find_spec(m) for m in ("uvicorn", "uvloop", "httptools"))
+HAVE_NGINX = shutil.which("nginx") or shutil.which("nginx", path=os.pathsep.join(server_mod.SBIN))
+needs_uvicorn = pytest.mark.skipif(not HAVE_UVICORN, reason="uvicorn[httptools,uvloop] not installed: '.[reference]'")
+needs_nginx = pytest.mark.skipif(not HAVE_NGINX, reason="nginx not installed (Debian: apt-get install nginx)")
+
+# our own select server, started as if it were someone else's, behind a shell that leaves a
+# grandchild in the group and writes both pids: the teardown must take the whole group
+WRAPPED_SELECT = (
+    'sh -c \'echo $$ > "$3/leader.pid"; sleep 300 & echo $! > "$3/child.pid"; '
+    'exec "$0" -m servers.select --host "$1" --port "$2"\' {python} {host} {port} {run_dir}'
+)
+
+
+def _compose(*overrides: str, command: str | None = None):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["load=smoke", *overrides])
+    if command is not None:  # set after composing: a shell line is not Hydra override grammar
+        cfg.server.command = command
+    return cfg
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _get(host: str, port: int, target: str = "/") -> tuple[bytes, dict[str, str], bytes]:
+    """(status line, headers with lower-case names, body) of one GET, Connection: close."""
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return status.encode(), headers, body
+
+
+def _nothing_left(result) -> None:
+    """No process the run started is alive (the group's pids, whoever they are) and the port is closed."""
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmdline = " ".join(proc.cmdline())
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        assert not any(word in cmdline for word in ("servers.", "uvicorn", "nginx", "locust")), cmdline
+    assert _port_closed(result.server["port"])
+
+
+def test_an_external_server_is_measured_and_its_whole_group_torn_down(tmp_path):
+    cfg = _compose("server=external", "server.name=wrapped-select", command=WRAPPED_SELECT)
+    result = run_experiment(cfg, tmp_path)
+    assert result.outcome == "ok", result.detail
+    assert result.metrics.requests > 0 and result.metrics.failures == 0
+    assert result.server["served"] is None  # select printed SERVED, but an external server's output is not ours
+    assert "count-mismatch" not in result.flags
+    assert result.server["name"] == "wrapped-select" and result.server["reference"] is False
+    assert result.server["command"].startswith("/") and "{port}" not in result.server["command"]
+    leader, child = (int((tmp_path / f"{n}.pid").read_text()) for n in ("leader", "child"))
+    assert not _alive(leader) and not _alive(child)  # the grandchild ignored nothing: the group was killed
+    _nothing_left(result)
+    assert json.loads((tmp_path / "result.json").read_text())["server"]["served"] is None
+
+
+def test_an_external_command_that_exits_at_once_failed_to_start(tmp_path):
+    command = "{python} -c 'import sys; print(\"no luck on {port}\"); sys.exit(3)'"
+    result = run_experiment(_compose("server=external", command=command), tmp_path)
+    assert result.outcome == "server_failed_to_start"
+    assert "exited with status 3 before listening" in result.detail
+    assert "no luck on" in result.detail  # the log tail
+    assert not (tmp_path / "locust.log").exists()  # Locust never started
+
+
+def test_an_external_command_that_never_listens_times_out(tmp_path):
+    cfg = _compose("server=external", "server.ready_timeout_s=0.5", command="sleep 30 {port}")
+    started = time.monotonic()
+    result = run_experiment(cfg, tmp_path)
+    assert result.outcome == "server_failed_to_start"
+    assert "did not listen on port" in result.detail
+    assert time.monotonic() - started < 10
+    left = [p for p in psutil.Process().children(recursive=True) if p.name() == "sleep" and _alive(p.pid)]
+    assert not left
+
+
+def test_a_program_that_is_not_installed_failed_to_start_saying_so(tmp_path):
+    result = run_experiment(_compose("server=external", command="no-such-server-here --port {port}"), tmp_path)
+    assert result.outcome == "server_failed_to_start"
+    assert "cannot run 'no-such-server-here': no such program" in result.detail
+
+
+def test_a_port_someone_else_listens_on_is_not_ready(tmp_path):
+    """The port answers, but not from the server's group: a program that took the port between
+    our pick and the server's bind must not pass for the server."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        proc = procs.spawn(["sleep", "30"], tmp_path / "server.log")
+        try:
+            why = server_mod.wait_listening(proc, "127.0.0.1", port, 5)
+        finally:
+            procs.terminate(proc, 1)
+    assert "no process of the server listens on it" in why
+
+
+def test_a_command_without_port_is_refused_before_anything_starts(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "-m",
+            "server=external",
+            "server.command=my-server",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "server.command: 'my-server' has no {port}" in proc.stderr
+    assert not sweep.exists()
+
+
+@needs_uvicorn
+@pytest.mark.slow
+def test_a_sweep_with_uvicorn_marks_it_reference_in_result_and_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "-m", "server=select,uvicorn", "load=smoke", f"hydra.sweep.dir={sweep}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = {r["server"]["name"]: r for r in (json.loads(p.read_text()) for p in sweep.glob("*/result.json"))}
+    assert results["uvicorn"]["outcome"] == "ok", results["uvicorn"]["detail"]
+    assert results["uvicorn"]["server"]["reference"] is True and results["select"]["server"]["reference"] is False
+    assert results["uvicorn"]["server"]["served"] is None and results["select"]["server"]["served"] > 0
+    assert results["uvicorn"]["metrics"]["failures"] == 0
+    rows = [line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("|")]
+    assert any("| uvicorn (reference) |" in row for row in rows)
+    assert any("| select " in row for row in rows) and not any("select (reference)" in row for row in rows)
+    assert not any("server.command=" in row for row in rows)  # what differs with the server is the Server column
+
+
+@needs_nginx
+def test_nginx_runs_from_a_config_in_the_run_directory(tmp_path):
+    result = run_experiment(_compose("server=nginx"), tmp_path)
+    assert result.outcome == "ok", result.detail
+    assert result.server["reference"] is True and result.server["served"] is None
+    assert result.metrics.requests > 0 and result.metrics.failures == 0
+    conf = (tmp_path / "nginx.conf").read_text()
+    assert f"listen 127.0.0.1:{result.server['port']} backlog=1024;" in conf
+    assert str(tmp_path.resolve()) in conf and "{" + "port}" not in conf
+    _nothing_left(result)  # master and worker
+
+
+def _serve(cfg, directory: Path):
+    directory.mkdir()
+    return server_mod.start(cfg, directory, None)
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param("uvicorn", marks=needs_uvicorn), pytest.param("nginx", marks=needs_nginx)]
+)
+def test_a_reference_server_answers_hello_as_ours_does(tmp_path, name):
+    ours, theirs = _serve(_compose("server=select"), tmp_path / "ours"), None
+    try:
+        theirs = _serve(_compose(f"server={name}"), tmp_path / name)
+        expected, got = _get(ours.host, ours.port, "/any/path"), _get(theirs.host, theirs.port, "/any/path")
+    finally:
+        server_mod.stop(ours, 5)
+        if theirs is not None:
+            server_mod.stop(theirs, 5)
+    assert got[0] == expected[0] == b"HTTP/1.1 200 OK"
+    assert got[1]["content-type"] == expected[1]["content-type"]
+    assert got[1]["content-length"] == expected[1]["content-length"] == "14"
+    assert got[2] == expected[2] == b"Hello, World!\n"
+
+
+@needs_uvicorn
+def test_uvicorn_does_the_workload_it_is_given(tmp_path):
+    """io waits (asyncio.sleep) before answering; size answers its size; keep-alive off closes."""
+    cfg = _compose("server=uvicorn", "workload=io", "workload.params.io_ms=200", "server.keepalive=false")
+    server = _serve(cfg, tmp_path / "io")
+    try:
+        started = time.monotonic()
+        status, headers, body = _get(server.host, server.port)
+        waited = time.monotonic() - started
+        with socket.create_connection((server.host, server.port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # asks for keep-alive, gets close
+            data = b""
+            while chunk := s.recv(65536):  # ends only because the server closes
+                data += chunk
+    finally:
+        server_mod.stop(server, 5)
+    assert status == b"HTTP/1.1 200 OK" and body == b"Hello, World!\n"
+    assert waited >= 0.2
+    assert b"connection: close" in data.lower()
+    server = _serve(_compose("server=uvicorn", "workload=size", "workload.params.size_bytes=3000"), tmp_path / "size")
+    try:
+        status, headers, body = _get(server.host, server.port)
+    finally:
+        server_mod.stop(server, 5)
+    assert (headers["content-type"], body) == ("application/octet-stream", b"x" * 3000)
