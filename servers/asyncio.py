@@ -156,8 +156,8 @@ class HTTPProtocol(asyncio.Protocol):
             self.transport.write(b"".join(answers))
         if self.closing:
             self.transport.close()
-        else:
-            self.touch()
+        elif answers:
+            self.touch()  # a partial request keeps the deadline its first byte set (slowloris)
 
     def wait(self, delay: float, data: bytes, keep: bool) -> None:
         self.waiting = True

@@ -12,8 +12,10 @@ keep-alive idle time included (up to limits.keepalive_timeout after each respons
 `--threads` clients are served at once and a queued one waits for a worker to come free. The
 default of 128 threads covers the runner's default load (100 keep-alive users) with room to spare;
 Tomcat and Jetty default to 200, which is the same order. Fewer threads than users would starve
-the queued users for as long as the served ones keep their connections busy. The GIL lets one
-thread run Python at a time, as in the thread model.
+the queued users for as long as the served ones keep their connections busy; for the same reason
+as many slowloris connections as there are threads starve everyone else until their header
+deadline (Apache's prefork and worker MPMs share the weakness; an event loop does not). The GIL
+lets one thread run Python at a time, as in the thread model.
 
 Threads are started before READY (as many as the process may start: RLIMIT_NPROC or memory can
 refuse some, then the pool is smaller and says so on stderr; with none, every connection gets 503).
