@@ -239,9 +239,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
     state = Server(app, loop)
     try:
         server = loop.run_until_complete(
-            loop.create_server(
-                lambda: HTTPProtocol(state), sock=sock, backlog=getattr(app.options, "backlog", 1024)
-            )
+            loop.create_server(lambda: HTTPProtocol(state), sock=sock, backlog=getattr(app.options, "backlog", 1024))
         )
         stop = loop.stop
         for sig in base.STOP_SIGNALS:
