@@ -17,7 +17,7 @@ as many slowloris connections as there are threads starve everyone else until th
 deadline (Apache's prefork and worker MPMs share the weakness; an event loop does not). The GIL
 lets one thread run Python at a time, as in the thread model.
 
-Threads are started before READY (as many as the process may start: RLIMIT_NPROC or memory can
+Threads are started as serving begins (as many as the process may start: RLIMIT_NPROC or memory can
 refuse some, then the pool is smaller and says so on stderr; with none, every connection gets 503).
 On SIGTERM: stop accepting, answer 503 to nothing more, shut down the read side of every connection
 a worker holds (a blocked recv() returns EOF, a response being written completes), close the queued

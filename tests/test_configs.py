@@ -62,7 +62,11 @@ def test_parse_duration_rejects(text):
 @pytest.mark.parametrize(
     "overrides,expected",
     [
-        (["server=bogus"], "server=bogus: no such option; valid choices: process, select, single, thread"),
+        (
+            ["server=bogus"],
+            "server=bogus: no such option; valid choices: asyncio, epoll, prefork, process, select, single, thread,"
+            " threadpool",
+        ),
         (["load.users=0"], "load.users: must be > 0, got 0"),
         (["load.users=-1"], "load.users: must be > 0, got -1"),
         (["load.spawn_rate=0"], "load.spawn_rate: must be > 0"),
@@ -99,7 +103,10 @@ def test_cli_exits_2_and_starts_nothing(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
-    assert "server=bogus: no such option; valid choices: process, select, single, thread" in proc.stderr
+    assert (
+        "server=bogus: no such option; valid choices: asyncio, epoll, prefork, process, select, single, thread,"
+        " threadpool" in proc.stderr
+    )
     assert not (tmp_path / "sweep").exists()  # not even the sweep directory
 
 
