@@ -36,6 +36,7 @@ reaps every one and prints the total.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import mmap
 import os
@@ -44,6 +45,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 from servers import base, epoll
 
@@ -87,24 +89,16 @@ class Shared:
         with self.locked():
             self.slots[2 * worker] = self.slots[2 * worker + 1] = 0
 
-    def locked(self) -> _Locked:
-        return _Locked(self._lock.fileno())
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        fcntl.lockf(self._lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self._lock.fileno(), fcntl.LOCK_UN)
 
 
-class _Locked:
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __enter__(self) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_UN)
-
-
-class Gate:
+class SharedGate:
     """epoll.Gate for worker `index`: a place among limits.max_connections shared by all workers."""
 
     def __init__(self, shared: Shared, index: int, cap: int) -> None:
@@ -145,7 +139,7 @@ def _worker(
         epoll.serve_loop(
             listener,
             app,
-            gate=Gate(shared, index, app.limits.max_connections),
+            gate=SharedGate(shared, index, app.limits.max_connections),
             tick=tick,
             exclusive=exclusive,
         )
