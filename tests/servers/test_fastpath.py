@@ -16,8 +16,8 @@ import corpus
 import pytest
 from test_http import CORPUS_SPLITS, INVALID_LIMITS, VALID_LIMITS, Outcome, parse, random_chunks, summary
 
-from servers import http
-from servers.http import HTTPError, Limits, RequestParser
+from servers import base, http
+from servers.http import HTTPError, Limits, RequestParser, build_response
 
 
 def parse_fast(pieces: list[bytes], limits: Limits | None = None, *, stop_at_close: bool = False) -> Outcome:
@@ -132,3 +132,42 @@ def test_errors_are_not_memoized_and_the_memo_is_bounded() -> None:
     for i in range(http.MEMO_ENTRIES + 10):
         parse_fast([b"GET /%d HTTP/1.1\r\n\r\n" % i])
     assert 0 < len(http._MEMOS[Limits()]) <= http.MEMO_ENTRIES
+
+
+# -- App.respond's cached response -------------------------------------------------------------------
+
+
+def respond_all(workload: str, messages: list[bytes]) -> list[bytes]:
+    app = base.make_app(base.parse_args("test", ["--workload", workload]))
+    return [app.respond(parse([m]).requests[0])[0] for m in messages]
+
+
+def test_cached_response_is_what_build_response_makes(monkeypatch) -> None:
+    monkeypatch.setattr("time.time", lambda: 1_000_000_000.5)  # one Date for the expected and the served
+    get, head, close = GOOD[0], GOOD[2], b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
+    hello = b"Hello, World!\n"
+    expected = {
+        get: build_response(200, hello),
+        head: build_response(200, hello, head_only=True),
+        close: build_response(200, hello, keep_alive=False),
+    }
+    order = [get, get, head, get, close, close, get, head]
+    assert respond_all("hello", order) == [expected[m] for m in order]
+
+
+def test_cached_response_gets_a_new_date_each_second(monkeypatch) -> None:
+    app = base.make_app(base.parse_args("test", []))
+    request = parse([GOOD[0]]).requests[0]
+    monkeypatch.setattr("time.time", lambda: 1_000_000_000.2)
+    first = app.respond(request)[0]
+    assert app.respond(request)[0] is first  # same second: the same bytes
+    monkeypatch.setattr("time.time", lambda: 1_000_000_001.2)
+    later = app.respond(request)[0]
+    assert b"Date: Sun, 09 Sep 2001 01:46:40 GMT" in first
+    assert b"Date: Sun, 09 Sep 2001 01:46:41 GMT" in later
+
+
+def test_echo_is_never_answered_from_the_cache() -> None:
+    a, b = b"GET /a HTTP/1.1\r\n\r\n", b"GET /b HTTP/1.1\r\n\r\n"
+    answers = respond_all("echo", [a, b, a])
+    assert [x.endswith(m) for x, m in zip(answers, [a, b, a], strict=True)] == [True] * 3
