@@ -4,6 +4,8 @@ that the single, thread and process models all run.
 
 The contract with the runner (see DESIGN.md):
     python -m servers.<name> --host 127.0.0.1 --port 0 [--workload hello] [--no-keepalive] ...
+plus the options a model declares for itself (run(..., options=...); the runner passes a config's
+`server.options` as such flags), which the model reads from `app.options`.
 binds (port 0: the kernel picks), prints exactly `READY <host> <port>` and flushes; serves; on
 SIGTERM stops accepting, closes what it holds within --grace seconds, leaves no child, prints
 `SERVED <n>` (requests answered) and exits 0. Nothing is printed per request.
@@ -50,8 +52,12 @@ class App:
     limits: Limits
     keepalive: bool = True
     grace: float = 5.0
+    options: argparse.Namespace = field(default_factory=argparse.Namespace)  # the whole command line
     served: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # (reply, keep-alive, HEAD, second, bytes): the last response built, reused while the workload
+    # returns the same Reply object within the same second (every workload but echo does)
+    _last: tuple = field(default=(None, None, None, 0, b""), repr=False)
 
     def respond(self, request: Request) -> tuple[bytes, bool, float]:
         """Response bytes for one request, whether the connection stays open after it, and how
@@ -61,13 +67,15 @@ class App:
             reply = self.workload(request)
         except Exception:  # a handler bug costs that request a 500, not the server
             reply, keep = Reply(500, b"500 Internal Server Error\n"), False
+        head_only = request.method == "HEAD"
+        last = self._last
+        second = int(time.time())
+        if last[0] is reply and last[1] is keep and last[2] is head_only and last[3] == second:
+            return last[4], keep, reply.delay_s
         data = build_response(
-            reply.status,
-            reply.body,
-            content_type=reply.content_type,
-            keep_alive=keep,
-            head_only=request.method == "HEAD",
+            reply.status, reply.body, content_type=reply.content_type, keep_alive=keep, head_only=head_only
         )
+        self._last = (reply, keep, head_only, second, data)
         return data, keep, reply.delay_s
 
     def count(self, n: int = 1) -> None:
@@ -75,7 +83,10 @@ class App:
             self.served += n
 
 
-def parse_args(model: str, argv: list[str] | None = None) -> argparse.Namespace:
+Options = Callable[[argparse.ArgumentParser], None]  # a model adds its own arguments to the parser
+
+
+def parse_args(model: str, argv: list[str] | None = None, options: Options | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m servers.{model}", description=f"{model} HTTP/1.1 server")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8000, help="port; 0 lets the kernel pick")
@@ -88,19 +99,25 @@ def parse_args(model: str, argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=5.0, help="seconds to wind down after SIGTERM")
     for f in fields(Limits):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    if options is not None:
+        options(parser.add_argument_group(f"{model} options"))
     return parser.parse_args(argv)
 
 
 def make_app(args: argparse.Namespace) -> App:
     limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
     params = dict(p.split("=", 1) for p in args.workload_param)
-    return App(make(args.workload, params), limits, keepalive=args.keepalive, grace=args.grace)
+    return App(make(args.workload, params), limits, keepalive=args.keepalive, grace=args.grace, options=args)
 
 
-def listen(host: str, port: int, backlog: int) -> socket.socket:
+def listen(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket; `reuse_port` lets more sockets bind the same port (SO_REUSEPORT: the
+    kernel spreads connections over them), which every one of them must set."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(backlog)
     return sock
@@ -121,16 +138,24 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Shutdown
 
 
-def run(model: str, serve: Callable[[socket.socket, App], None], argv: list[str] | None = None) -> None:
-    """Entry point of every model: bind, announce, serve until SIGTERM, report, exit 0."""
-    args = parse_args(model, argv)
+def run(
+    model: str,
+    serve: Callable[[socket.socket, App], None],
+    argv: list[str] | None = None,
+    options: Options | None = None,
+) -> None:
+    """Entry point of every model: bind, announce, serve until SIGTERM, report, exit 0.
+
+    `options(parser)` declares the model's own arguments; a `--reuse-port` among them, when given,
+    sets SO_REUSEPORT on the listening socket."""
+    args = parse_args(model, argv, options)
     try:
         app = make_app(args)
     except ValueError as exc:
         sys.exit(f"{model}: {exc}")
     raise_nofile_limit()
     try:
-        sock = listen(args.host, args.port, args.backlog)
+        sock = listen(args.host, args.port, args.backlog, reuse_port=getattr(args, "reuse_port", False))
     except OSError as exc:
         sys.exit(f"{model}: cannot listen on {args.host}:{args.port}: {exc.strerror}")
     try:

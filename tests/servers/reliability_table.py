@@ -74,6 +74,11 @@ CASES: dict[str, Case] = {
         "no crash; past the ceiling 503 and close; keeps serving the rest",
         only=("select",),
     ),
+    "idle-5000": Case(
+        "5,000 idle keep-alive connections (test_models.py)",
+        "all held, a new client answered, RSS < 100 MB",
+        only=("epoll", "asyncio"),
+    ),
     "worker-dies": Case("a worker process is SIGKILLed mid-connection", "reaped (no zombie), reported; keeps serving"),
     "sigterm": Case("SIGTERM with keep-alive clients open", "exit 0, SERVED n, no child left, port closed"),
     "port-in-use": Case("port in use", "clear message, non-zero exit; the first server unharmed"),

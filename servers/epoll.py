@@ -1,0 +1,308 @@
+"""epoll: one thread, one event loop, every socket non-blocking, no descriptor ceiling.
+
+The select model's design without select()'s two limits: the kernel keeps the interest set, so a
+pass costs O(ready sockets) rather than O(open sockets), and any descriptor number can be watched
+(select() stops at 1024). This is the loop nginx, Node and uvloop are built on; here it is driven
+through `select.epoll` directly rather than `selectors`, whose per-event key objects and mapping
+are a layer this loop does not need (each connection's state is found by its fd in one dict).
+
+A socket is registered for reading while it has nothing to send, for writing only while a response
+is partly unsent (back-pressure: a client that pipelines without reading cannot grow our buffers),
+and for nothing while its reply waits on a timer. Level-triggered, so one recv() per readiness is
+enough and nothing is lost if a pass stops early.
+
+The hot path, one small request alone in a recv() on an idle connection, takes the parser's fast
+path (RequestParser.feed_whole: the full parser's own result for the same bytes, see servers/http.py)
+and App.respond's cached response, then one send(); so a request costs about one recv(), one send()
+and a share of one epoll_wait(). Anything else (a request split over reads, pipelined requests, a
+body, an error) goes through the full parser as in every other model; the responses to pipelined
+requests leave in one send().
+
+The io workload's wait is a timer on a heap (epoll_wait's timeout is cut to the earliest one): the
+connection handles nothing more until it fires, so pipelined responses stay in order. Deadlines
+(header, keep-alive idle, a reader that stopped reading) are checked every half second. Out of
+descriptors (EMFILE), the listener leaves the interest set for base.ACCEPT_BACKOFF_S instead of
+waking the loop on every pass. Past limits.max_connections: 503 and close.
+
+`serve_loop` is also the worker loop of the prefork model: `gate` then admits connections against
+a cap shared by every worker, `tick` reports the running count, and `exclusive` wakes one worker
+per incoming connection instead of all of them (EPOLLEXCLUSIVE) on a shared listening socket.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import select
+import socket
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from servers import base
+from servers.http import HTTPError, RequestParser, error_response
+
+SWEEP_INTERVAL_S = 0.5
+ACCEPTS_PER_PASS = 64  # a connection flood cannot starve the connections already open
+RECV_BYTES = 65536
+READ = select.EPOLLIN
+WRITE = select.EPOLLOUT
+
+
+class Gate(Protocol):
+    """Admission of connections when the cap is not this loop's alone (prefork)."""
+
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class Conn:
+    __slots__ = ("sock", "parser", "out", "deadline", "closing", "waiting", "events")
+
+    def __init__(self, sock: socket.socket, parser: RequestParser, deadline: float) -> None:
+        self.sock = sock
+        self.parser = parser
+        self.out = b""  # what send() has not taken yet; the socket is registered for WRITE meanwhile
+        self.deadline = deadline
+        self.closing = False  # close once `out` drains
+        self.waiting = False  # a delayed reply is on the timer heap
+        self.events = READ  # what the socket is registered for
+
+
+def serve(sock: socket.socket, app: base.App) -> None:
+    serve_loop(sock, app)
+
+
+def serve_loop(
+    sock: socket.socket,
+    app: base.App,
+    *,
+    gate: Gate | None = None,
+    tick: Callable[[int], None] | None = None,
+    exclusive: bool = False,
+) -> None:
+    sock.setblocking(False)
+    listen_fd = sock.fileno()
+    listen_events = READ | (select.EPOLLEXCLUSIVE if exclusive else 0)
+    limits = app.limits
+    header_timeout, keepalive_timeout = limits.header_timeout, limits.keepalive_timeout
+    max_connections = limits.max_connections
+    respond = app.respond
+    ep = select.epoll()
+    ep.register(listen_fd, listen_events)
+    conns: dict[int, Conn] = {}
+    timers: list[tuple[float, int, int, Conn, bytes, bool]] = []  # (due, seq, fd, conn, response, keep)
+    sequence = itertools.count()
+    accept_paused_until = 0.0
+    served = app.served
+    now = time.monotonic()
+    next_sweep = now + SWEEP_INTERVAL_S
+
+    def close(fd: int) -> None:
+        conns.pop(fd).sock.close()  # closing the fd also takes it out of the interest set
+        if gate is not None:
+            gate.release()
+
+    def update(fd: int, conn: Conn) -> None:
+        """Register for what the connection waits on now: output to drain, a timer, or requests."""
+        events = WRITE if conn.out else 0 if conn.waiting else READ
+        if events != conn.events:
+            ep.modify(fd, events)
+            conn.events = events
+
+    def send(fd: int, conn: Conn, data: bytes) -> None:
+        """Send what the socket takes now; keep the rest and wait until it can take more."""
+        if conn.out:
+            conn.out += data
+            return
+        try:
+            sent = conn.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the peer went away: nothing more to answer
+            close(fd)
+            return
+        if sent < len(data):
+            conn.out = data[sent:]
+            conn.deadline = now + header_timeout  # the client must read it in time
+            update(fd, conn)
+        elif conn.closing:
+            close(fd)
+        elif conn.parser.idle:
+            conn.deadline = now + keepalive_timeout
+
+    def flush(fd: int, conn: Conn) -> None:
+        """The socket can take more of `out`."""
+        try:
+            sent = conn.sock.send(conn.out)
+        except BlockingIOError:
+            return
+        except OSError:
+            close(fd)
+            return
+        conn.out = conn.out[sent:]
+        if conn.out:
+            return
+        if conn.closing:
+            close(fd)
+        elif conn.waiting:
+            update(fd, conn)
+        else:
+            handle(fd, conn)  # requests that arrived while the output was blocked
+
+    def handle(fd: int, conn: Conn) -> None:
+        """Answer every complete request buffered on this connection, in one send()."""
+        nonlocal served
+        parser = conn.parser
+        answers = []
+        while not conn.closing:
+            try:
+                request = parser.next_request()
+            except HTTPError as exc:
+                answers.append(error_response(exc))
+                conn.closing = True
+                break
+            if request is None:
+                break
+            data, keep, delay = respond(request)
+            if delay:
+                conn.waiting = True
+                heapq.heappush(timers, (now + delay, next(sequence), fd, conn, data, keep))
+                break
+            answers.append(data)
+            served += 1
+            conn.closing = not keep
+        if answers:
+            send(fd, conn, b"".join(answers))
+        elif not conn.waiting and parser.idle:
+            conn.deadline = now + keepalive_timeout
+        if conns.get(fd) is conn:
+            update(fd, conn)
+
+    def accept() -> float:
+        """Take what the backlog holds (a bounded number); returns when accepting may resume."""
+        for _ in range(ACCEPTS_PER_PASS):
+            try:
+                client, _ = sock.accept()
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in base.RESOURCE_ERRNOS:  # out of fds: pause, don't spin
+                    ep.unregister(listen_fd)
+                    return now + base.ACCEPT_BACKOFF_S
+                break
+            admitted = gate.acquire() if gate is not None else len(conns) < max_connections
+            if not admitted:
+                base.refuse(client, 503, "too many connections")
+                continue
+            client.setblocking(False)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            fd = client.fileno()
+            conns[fd] = Conn(client, RequestParser(limits), now + header_timeout)
+            ep.register(fd, READ)
+        return 0.0
+
+    def sweep() -> None:
+        for fd, conn in list(conns.items()):
+            if now >= conn.deadline and not conn.waiting:
+                if not conn.parser.idle and not conn.out:
+                    base.refuse(conn.sock, 408, "request not received in time")
+                    conns.pop(fd)
+                    if gate is not None:
+                        gate.release()
+                else:
+                    close(fd)
+
+    try:
+        while True:
+            timeout = SWEEP_INTERVAL_S
+            if timers:
+                timeout = min(timeout, max(0.0, timers[0][0] - now))
+            if accept_paused_until:
+                timeout = min(timeout, max(0.0, accept_paused_until - now))
+            events = ep.poll(timeout)
+            now = time.monotonic()
+            for fd, _ in events:
+                conn = conns.get(fd)
+                if conn is None:
+                    if fd == listen_fd:
+                        accept_paused_until = accept()
+                    continue
+                if conn.out:
+                    flush(fd, conn)
+                    continue
+                if conn.waiting:  # registered for nothing: only an error or a hang-up wakes it
+                    close(fd)
+                    continue
+                try:
+                    data = conn.sock.recv(RECV_BYTES)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    close(fd)  # EOF; an incomplete request is dropped, never handled
+                    continue
+                parser = conn.parser
+                request = parser.feed_whole(data)
+                if request is None:
+                    if parser.began:
+                        conn.deadline = now + header_timeout
+                    handle(fd, conn)
+                    continue
+                # the fast path: one whole request, alone (so nothing else is buffered)
+                out, keep, delay = respond(request)
+                if delay:
+                    conn.waiting = True
+                    heapq.heappush(timers, (now + delay, next(sequence), fd, conn, out, keep))
+                    update(fd, conn)
+                    continue
+                served += 1
+                try:
+                    sent = conn.sock.send(out)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:  # the peer went away
+                    close(fd)
+                    continue
+                if sent < len(out):
+                    conn.closing = not keep
+                    conn.out = out[sent:]
+                    conn.deadline = now + header_timeout  # the client must read it in time
+                    update(fd, conn)
+                elif keep:
+                    conn.deadline = now + keepalive_timeout
+                else:
+                    close(fd)
+            while timers and timers[0][0] <= now:
+                _, _, fd, conn, out, keep = heapq.heappop(timers)
+                if conns.get(fd) is not conn:
+                    continue  # closed meanwhile; the fd may belong to another connection now
+                conn.waiting = False
+                served += 1
+                conn.closing = not keep
+                send(fd, conn, out)
+                if conns.get(fd) is conn:
+                    if conn.out or conn.closing:
+                        update(fd, conn)
+                    else:
+                        handle(fd, conn)  # requests pipelined behind the one that waited
+            app.served = served
+            if tick is not None:
+                tick(served)
+            if accept_paused_until and now >= accept_paused_until:
+                accept_paused_until = 0.0
+                ep.register(listen_fd, listen_events)
+            if now >= next_sweep:
+                next_sweep = now + SWEEP_INTERVAL_S
+                sweep()
+    except base.Shutdown:
+        app.served = served
+        for fd in list(conns):
+            close(fd)
+        ep.close()
+
+
+if __name__ == "__main__":
+    base.run("epoll", serve)

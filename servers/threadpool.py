@@ -1,0 +1,150 @@
+"""A bounded pool of worker threads fed by the accept loop through a bounded queue.
+
+The thread model without its two costs: threads are started once, not per connection, and their
+number is fixed (`--threads`), so a flood cannot make the process start thousands. The accept
+loop puts each connection on a queue of `--queue` places; a free worker takes it and serves it
+with the same blocking loop as the thread model (base.serve_connection). When every worker is busy
+and the queue is full -- or the server already holds limits.max_connections -- the new connection
+gets 503 and is closed at once (base.refuse), instead of the queue growing without bound.
+
+What the model costs: a worker is held by its connection for the connection's whole life,
+keep-alive idle time included (up to limits.keepalive_timeout after each response), so at most
+`--threads` clients are served at once and a queued one waits for a worker to come free. The
+default of 128 threads covers the runner's default load (100 keep-alive users) with room to spare;
+Tomcat and Jetty default to 200, which is the same order. Fewer threads than users would starve
+the queued users for as long as the served ones keep their connections busy; for the same reason
+as many slowloris connections as there are threads starve everyone else until their header
+deadline (Apache's prefork and worker MPMs share the weakness; an event loop does not). The GIL
+lets one thread run Python at a time, as in the thread model.
+
+Threads are started as serving begins (as many as the process may start: RLIMIT_NPROC or memory can
+refuse some, then the pool is smaller and says so on stderr; with none, every connection gets 503).
+On SIGTERM: stop accepting, answer 503 to nothing more, shut down the read side of every connection
+a worker holds (a blocked recv() returns EOF, a response being written completes), close the queued
+ones, and wait up to the grace period for the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+
+from servers import base
+
+DEFAULT_THREADS = 128
+DEFAULT_QUEUE = 128
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def options(parser: argparse._ArgumentGroup) -> None:
+    parser.add_argument("--threads", type=_positive, default=DEFAULT_THREADS, help="worker threads in the pool")
+    parser.add_argument(
+        "--queue", type=_positive, default=DEFAULT_QUEUE, help="connections that may wait for a worker; past it: 503"
+    )
+
+
+def serve(sock: socket.socket, app: base.App) -> None:
+    size = getattr(app.options, "threads", DEFAULT_THREADS)
+    waiting: queue.Queue[socket.socket | None] = queue.Queue(getattr(app.options, "queue", DEFAULT_QUEUE))
+    serving: set[socket.socket] = set()  # connections a worker holds
+    held = [0]  # connections queued or served, counted from admission to close (for max_connections)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            conn = waiting.get()
+            if conn is None:
+                return
+            with lock:
+                serving.add(conn)
+            try:
+                base.serve_connection(conn, app)
+            finally:
+                with lock:
+                    serving.discard(conn)
+                    held[0] -= 1
+
+    # Workers inherit the signal mask: started with SIGTERM blocked, so it always reaches the main
+    # thread, whose handler raises Shutdown out of accept().
+    workers: list[threading.Thread] = []
+    signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
+    try:
+        for _ in range(size):
+            thread = threading.Thread(target=worker, daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # RLIMIT_NPROC, memory: serve with what could start
+                break
+            workers.append(thread)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)
+    if len(workers) < size:
+        print(f"threadpool: started {len(workers)} of {size} worker threads", file=sys.stderr)
+
+    try:
+        while True:
+            conn = base.accept(sock)
+            if conn is None:
+                continue
+            if not workers:
+                base.refuse(conn, 503, "no worker threads")
+                continue
+            if held[0] >= app.limits.max_connections:
+                base.refuse(conn, 503, "too many connections")
+                continue
+            with lock:
+                held[0] += 1
+            try:
+                waiting.put_nowait(conn)
+            except queue.Full:
+                with lock:
+                    held[0] -= 1
+                base.refuse(conn, 503, "all workers busy and the queue is full")
+    except base.Shutdown:
+        sock.close()
+        _wind_down(app, waiting, serving, lock, workers)
+
+
+def _wind_down(
+    app: base.App,
+    waiting: queue.Queue[socket.socket | None],
+    serving: set[socket.socket],
+    lock: threading.Lock,
+    workers: list[threading.Thread],
+) -> None:
+    while True:  # never served: just close
+        try:
+            conn = waiting.get_nowait()
+        except queue.Empty:
+            break
+        if conn is not None:
+            conn.close()
+    with lock:
+        for conn in serving:
+            try:
+                conn.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+    deadline = time.monotonic() + app.grace
+    try:
+        for _ in workers:  # one stop sign each, as fast as the workers make room for them
+            waiting.put(None, timeout=max(0.01, deadline - time.monotonic()))
+    except queue.Full:
+        pass  # the grace period is over: the workers are daemons and end with the process
+    for thread in workers:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+if __name__ == "__main__":
+    base.run("threadpool", serve, options=options)
