@@ -37,6 +37,10 @@ class ServerConfig:
     # model-specific flags, passed as `--key value` (true: `--key`; false/null: left out), e.g.
     # prefork's workers; the module's --help lists what it takes
     options: dict[str, Any] = field(default_factory=dict)
+    # a server already running elsewhere (conf/server/remote.yaml, runner/remote.py): nothing is
+    # started, readiness is a TCP connect; needs run.allow_remote=true unless it is loopback
+    target_host: str | None = None
+    target_port: int | None = None
 
 
 @dataclass
@@ -52,6 +56,14 @@ class LoadConfig:
     stop_timeout_s: float = 1.0  # let in-flight requests finish when the run time is up
     warmup_s: float = 0.0  # after the last user started, before the steady window the report ranks
     processes: int = 1  # locust --processes: generator processes (-1: one per core)
+    # distributed Locust (runner/distributed.py): a master and `workers` local worker processes
+    mode: str = "local"  # local | distributed
+    workers: int = 2  # local workers the runner starts (distributed mode)
+    expect_workers: int | None = None  # all workers, local + remote, the run waits for; null: `workers`
+    expect_workers_timeout_s: float = 30.0  # fewer joined by then: outcome loadgen_failed
+    master_bind_host: str = "127.0.0.1"  # not loopback (for remote workers): load.allow_remote_workers=true
+    master_bind_port: int = 0  # 0: a free port per run; fix it (e.g. 5557) for remote workers
+    allow_remote_workers: bool = False  # let the master listen on a non-loopback interface
 
 
 @dataclass
@@ -168,7 +180,9 @@ def check(cfg: DictConfig | Config) -> list[str]:
             f"run.host: {cfg.run.host!r} is not a loopback address; load goes to 127.0.0.1/::1 only "
             "unless run.allow_remote=true says you own the target"
         )
-    return errors
+    from runner import distributed, remote
+
+    return errors + distributed.check(cfg) + remote.check(cfg)
 
 
 def _format_hydra_error(exc: Exception) -> str:

@@ -80,7 +80,8 @@ def deadline_s(cfg: Config) -> float:
     """How long Locust may take before we stop it: run time, ramp-up, stop timeout, slack."""
     load = cfg.load
     ramp = load.users / load.spawn_rate
-    return parse_duration(load.run_time) + ramp + load.warmup_s + load.stop_timeout_s + cfg.run.deadline_slack_s
+    wait = load.expect_workers_timeout_s if load.mode == "distributed" else 0.0  # for the workers to join
+    return parse_duration(load.run_time) + ramp + load.warmup_s + load.stop_timeout_s + cfg.run.deadline_slack_s + wait
 
 
 def percentile(histogram: dict[float, int], count: int, fraction: float) -> float:
@@ -214,12 +215,13 @@ def _from_csv(path: Path) -> Metrics | None:
     )
 
 
-def read_stats(job_dir: Path) -> Metrics | None:
+def read_stats(job_dir: Path, *, phases: bool = True) -> Metrics | None:
     """What Locust measured: the steady window from our phase files; else the whole run from
     locust.json (exact, ramp-up included); else the CSV (marked partial); else None -- never a
-    made-up number."""
+    made-up number. phases=False: not from phase files (a distributed run whose remote workers
+    left theirs on their own machines)."""
     return (
-        _from_phases(job_dir)
+        (_from_phases(job_dir) if phases else None)
         or _from_json(job_dir / f"{CSV_PREFIX}.json")
         or _from_csv(job_dir / f"{CSV_PREFIX}_stats.csv")
     )

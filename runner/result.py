@@ -78,6 +78,9 @@ class RunResult:
     metrics: Metrics = field(default_factory=Metrics)
     resources: dict[str, Any] = field(default_factory=dict)  # "server", "locust": runner/resources.py
     flags: list[str] = field(default_factory=list)  # runner/validity.py
+    # distributed Locust (runner/distributed.py): expected, joined, lost, and per worker its
+    # host, pid, state, requests and share; empty for a local run
+    workers: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     rerun: str = ""  # the command that repeats this run
