@@ -49,6 +49,7 @@ from runner import stats
 from runner.config import ValidityConfig
 from runner.result import OUTCOMES, RESULT_FILE, Metrics, RunResult, read_result, write_atomic
 from runner.validity import LEGEND as FLAG_LEGEND
+from runner.workers_report import section as workers_section
 
 MISSING = "—"
 REPORT_FILE, CSV_FILE, CELLS_FILE = "report.md", "results.csv", "cells.csv"
@@ -301,6 +302,7 @@ def write_report(directory: Path | str) -> Path:
         write_atomic(root / CELLS_FILE, lambda f: f.write(cells.to_csv(index=False)))
     title = f"Stress test report: {root.resolve().name}"
     report = render(frame, title, provenance, validity)
+    report += f"\n{extra}" if (extra := workers_section(root)) else ""  # runner/workers_report.py
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
 
 
