@@ -4,10 +4,14 @@ server on loopback; a worker SIGKILLed by pid mid-run; fewer workers than expect
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -15,9 +19,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from runner import config as config_mod
-from runner import distributed
+from runner import distributed, procs, workers_report
 from runner.config import CONF_DIR
 from runner.experiment import run_experiment
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _compose(*overrides: str):
@@ -66,6 +72,7 @@ def test_a_master_and_two_local_workers_count_what_the_server_served(tmp_path):
     assert result.metrics.window == "steady" and not result.metrics.partial
     assert "--master" in result.load["command"] and result.load["exit_code"] == 0
     assert result.resources["locust"]["cpu_s_window"] > 0  # master + workers
+    assert "| . | 2 of 2 | 0 |" in workers_report.section(tmp_path)  # the report's section
     assert not _ours()
     assert _port_closed(result.server["port"]) and _port_closed(workers["master_port"])
 
@@ -100,6 +107,7 @@ def test_a_worker_killed_mid_run_is_an_outcome_with_partial_numbers(tmp_path):
     assert dead and dead[0]["state"] == "died" and dead[0]["exit_code"] == -9
     assert dead[0]["requests"] > 0 and dead[0]["counted_by"] == "master"  # its reports before it died
     assert result.workers["lost"] == 1 and result.workers["joined"] == 2
+    assert "(died)" in workers_report.section(tmp_path)
     assert not _ours()
 
 
@@ -143,3 +151,33 @@ def test_remote_workers_need_the_explicit_switch_and_get_the_exact_command():
     command = distributed.remote_command(cfg, 5557)
     assert command.startswith("python -m locust -f runner/locustfile.py,runner/locust_workers.py --worker")
     assert "--master-host 10.1.2.3 --master-port 5557" in command and "--phases-prefix" not in command
+
+
+@pytest.mark.slow
+def test_a_worker_started_by_hand_with_the_printed_command_joins_and_is_counted(tmp_path):
+    """The remote-worker path on one machine: the runner starts one worker and expects two; the
+    test starts the second one itself, with the command the runner prints for other machines."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = _compose(
+        "server=select", "load=distributed", "load.workers=1", "load.expect_workers=2", "load.users=10",
+        "load.spawn_rate=10", "load.run_time=3s", f"load.master_bind_port={port}",
+    )  # fmt: skip
+    command = shlex.split(distributed.remote_command(cfg, port))
+    command[0] = sys.executable  # the printed command says `python`: the same interpreter here
+    log = open(tmp_path / "by_hand.log", "wb")  # noqa: SIM115 -- closed in the finally
+    by_hand = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (tmp_path / "job").mkdir()
+    try:
+        result = run_experiment(cfg, tmp_path / "job")
+        assert by_hand.wait(15) == 0  # the master told it to quit
+    finally:
+        procs.terminate(by_hand, 1)
+        log.close()
+    assert result.outcome == "ok", result.detail
+    assert result.workers["joined"] == 2 and result.workers["local"] == 1
+    mine = [w for w in result.workers["each"] if w["pid"] == by_hand.pid]
+    assert mine and not mine[0]["local"] and mine[0]["requests"] > 0 and 0 < mine[0]["share"] < 1
+    served = result.server["served"]
+    assert abs(served - result.metrics.total_requests) <= 0.005 * served
