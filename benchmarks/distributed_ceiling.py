@@ -1,10 +1,11 @@
 """Does distributed Locust (load.mode=distributed) generate more requests/s than one worker here?
 
-Runs the real runner against the fastest built-in server (select, keep-alive, hello) with 1 and 2
-local workers, pinned and unpinned, repeated and interleaved, and prints one table from the runs'
-result.json files. On a 2-core machine, pinned, every worker shares the one load core (the server
-has the other), so a second worker can only add start-up and coordination cost; unpinned, the
-workers and the server share both cores. A performance claim, so it lives here, not in a test.
+Runs the real runner against the fastest built-in server (select, keep-alive, hello) with one
+ordinary Locust process (load.mode=local) and with a master and 1 or 2 local workers, pinned and
+unpinned, in one interleaved sweep (local runs appear twice per repeat: load.workers does not
+apply to them), and prints one table from the runs' result.json files. On a 2-core machine,
+pinned, every worker shares the one load core (the server has the other), so a second worker
+cannot add CPU there; unpinned, the workers and the server share both cores. A performance claim, so it lives here, not in a test.
 
     python benchmarks/distributed_ceiling.py [--repeats 2] [--run-time 8s] [--users 100]
 """
@@ -31,7 +32,8 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="distributed-ceiling-"))
     cmd = [
         sys.executable, "-m", "runner", "-m",
-        f"run.repeats={args.repeats}", "load=distributed", "load.workers=1,2", "run.pin=true,false",
+        f"run.repeats={args.repeats}", "load=distributed", "load.mode=local,distributed", "load.workers=1,2",
+        "run.pin=true,false",
         "server=select", "workload=hello", f"load.users={args.users}", f"load.run_time={args.run_time}",
         f"hydra.sweep.dir={out}",
     ]  # fmt: skip
@@ -41,8 +43,10 @@ def main() -> None:
     for path in sorted(out.glob("*/result.json")):
         r = json.loads(path.read_text())
         shares = [w["share"] for w in r.get("workers", {}).get("each", []) if w.get("share") is not None]
+        distributed = r["config"]["load"]["mode"] == "distributed"
         rows.append({
-            "workers": r["config"]["load"]["workers"],
+            "mode": r["config"]["load"]["mode"],
+            "workers": r["config"]["load"]["workers"] if distributed else 0,
             "pinned": "yes" if r["config"]["run"]["pin"] else "no",
             "rps": r["metrics"]["rps"],
             "locust_cpu_pct": (r["resources"].get("locust") or {}).get("cpu_pct"),
@@ -53,7 +57,7 @@ def main() -> None:
         })  # fmt: skip
     frame = pd.DataFrame(rows)
     table = (
-        frame.groupby(["workers", "pinned"])
+        frame.groupby(["mode", "workers", "pinned"])
         .agg(
             runs=("rps", "size"),
             ok=("ok", "sum"),
