@@ -5,7 +5,8 @@ ordinary Locust process (load.mode=local) and with a master and 1 or 2 local wor
 unpinned, in one interleaved sweep (local runs appear twice per repeat: load.workers does not
 apply to them), and prints one table from the runs' result.json files. On a 2-core machine,
 pinned, every worker shares the one load core (the server has the other), so a second worker
-cannot add CPU there; unpinned, the workers and the server share both cores. A performance claim, so it lives here, not in a test.
+cannot add CPU there; unpinned, the workers and the server share both cores. A performance
+claim, so it lives here, not in a test.
 
     python benchmarks/distributed_ceiling.py [--repeats 2] [--run-time 8s] [--users 100]
 """
