@@ -50,12 +50,12 @@ def _launcher(*overrides: str):
 
 def test_the_slurm_config_makes_one_exclusive_node_per_sweep_point(tmp_path, monkeypatch):
     import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
     params = _launcher("hydra/launcher=slurm", "hydra.launcher.partition=compute")
     assert params["_target_"].endswith("SlurmLauncher")
     assert params["cpus_per_task"] >= 2  # pinning: server on one core, Locust on another
     # as SlurmLauncher.launch passes them to submitit, which refuses any key it does not know
-    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
     monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))  # "srun is here"
     init = {"folder": tmp_path, "slurm_max_num_timeout": params.pop("max_num_timeout")}
     executor = submitit.AutoExecutor(cluster="slurm", **init)
