@@ -45,6 +45,8 @@ LEDGER = "locust_workers.json"
 MASTER_LOG = load.LOCUST_LOG  # the master's log is the run's locust.log, as in local mode
 WORKER_LOG = "locust_worker_{}.log"
 MODES = ("local", "distributed")
+DEFAULT_MASTER_PORT = 5557  # Locust's
+GAVE_UP = "Gave up waiting for workers"  # the master's log line when --expect-workers-max-wait ran out
 
 
 def check(cfg: Config) -> list[str]:
@@ -131,10 +133,15 @@ def remote_command(cfg: Config, bind_port: int) -> str:
 
 
 def _free_port(host: str) -> int:
+    """A port free on `host`; Locust's default if `host` is not this machine's (the master then
+    fails to bind and says so in its log, which becomes the run's outcome)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.bind((host if host not in ("*", "") else "0.0.0.0", 0))
-        return s.getsockname()[1]
+    try:
+        with socket.socket(family) as s:
+            s.bind((host if host not in ("*", "") else "0.0.0.0", 0))
+            return s.getsockname()[1]
+    except OSError:
+        return DEFAULT_MASTER_PORT
 
 
 @dataclass
@@ -146,6 +153,7 @@ class Generator:
     bind_port: int = 0
     expected: int = 0
     worker_codes: dict[int, int | None] = field(default_factory=dict)  # pid -> exit code, after stop()
+    died: dict[int, int] = field(default_factory=dict)  # pid -> exit code of a worker that died before stop()
 
     def pids(self) -> dict[str, int]:
         return {f"worker_{i}": w.pid for i, w in enumerate(self.workers)}
@@ -163,6 +171,9 @@ class Generator:
     def stop(self, grace: float) -> int | None:
         """The master first (it tells the workers to quit and writes the statistics), then whatever
         worker is left; returns the master's exit code."""
+        for worker in self.workers:
+            if worker.poll() not in (None, 0):
+                self.died[worker.pid] = worker.returncode
         code = procs.terminate(self.master, grace, signal.SIGTERM) if self.master is not None else None
         for worker in self.workers:
             self.worker_codes[worker.pid] = procs.terminate(worker, grace)
@@ -241,9 +252,7 @@ def workers_record(gen: Generator, job_dir: Path) -> dict:
         if local and pid in phases:
             (requests, failures), source = phases[pid], "phase-file"
         code = gen.worker_codes.get(pid) if local else None
-        state = entry.get("state", "joined")
-        if local and code not in (None, 0):
-            state = "died"
+        state = "died" if local and pid in gen.died else entry.get("state", "joined")
         each.append({
             "id": worker_id, "host": entry.get("host"), "pid": pid, "local": local, "state": state,
             "requests": requests, "failures": failures, "counted_by": source, "exit_code": code,
@@ -251,12 +260,11 @@ def workers_record(gen: Generator, job_dir: Path) -> dict:
     total = sum(w["requests"] for w in each)
     for w in each:
         w["share"] = round(w["requests"] / total, 4) if total else None
-    died = [i for i, w in enumerate(gen.workers) if gen.worker_codes.get(w.pid) not in (None, 0)]
     return {
         "expected": gen.expected,
         "local": len(gen.workers),
         "joined": len(ledger),
-        "lost": len([w for w in each if w["state"] in ("missing", "died")]) or len(died),
+        "lost": len({w["pid"] for w in each if w["state"] in ("missing", "died")} | set(gen.died)),
         "master_port": gen.bind_port,
         "each": each,
     }

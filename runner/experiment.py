@@ -207,7 +207,7 @@ def _collect_workers(result: RunResult, gen: distributed.Generator, job_dir: Pat
             metrics.partial = metrics.partial or result.metrics.partial
             result.metrics = metrics
     why = distributed.verdict(result.workers, cfg.load.expect_workers_timeout_s)
-    short = result.workers["joined"] < result.workers["expected"]  # the cause of "locust wrote no statistics"
+    short = distributed.GAVE_UP in procs.tail(job_dir / load.LOCUST_LOG, 4000)  # the cause of "wrote no statistics"
     if why and (result.outcome in ("ok", "completed_with_errors") or short and result.outcome == "loadgen_failed"):
         result.outcome, result.detail, result.metrics.partial = "loadgen_failed", why, True
     if sampler is not None and gen.workers:
