@@ -108,12 +108,14 @@ def master_argv(cfg: Config, host: str, port: int, job_dir: Path, bind_port: int
 
 
 def worker_argv(cfg: Config, master_host: str, bind_port: int, job_dir: Path | None) -> list[str]:
-    """A worker's command; `job_dir` None: a remote one (its statistics reach us through the master)."""
+    """A worker's command; `job_dir` None: a remote one, which takes the locustfile's options from
+    the master (locust_workers.py) and so serves any sweep point; its statistics reach us through
+    the master."""
     return [
         sys.executable if job_dir else "python", "-m", "locust", "-f", _files() if job_dir else _relative_files(),
         "--worker", "--master-host", master_host, "--master-port", str(bind_port),
         "--exit-code-on-error", "0",  # failed requests are counted by the master; non-zero = the worker broke
-        *_user_args(cfg, job_dir),
+        *(_user_args(cfg, job_dir) if job_dir else []),
     ]  # fmt: skip
 
 
@@ -195,9 +197,14 @@ def start(cfg: Config, host: str, port: int, job_dir: Path, cpus: set[int] | Non
             gen.workers.append(procs.spawn(argv, job_dir / WORKER_LOG.format(i), cpus=cpus))
     if gen.expected > cfg.load.workers:
         command = remote_command(cfg, bind_port)
+        note = (
+            f"\n  note: the target is {host}, a loopback address: a worker on another machine would load its own"
+            if is_loopback(host)
+            else ""
+        )
         print(
             f"waiting up to {cfg.load.expect_workers_timeout_s:g} s for {gen.expected - cfg.load.workers} remote "
-            f"worker(s); on each machine, from a checkout of the same commit, run:\n  {command}",
+            f"worker(s); on each machine, from a checkout of the same commit, run:\n  {command}{note}",
             file=sys.stderr,
             flush=True,
         )

@@ -64,6 +64,21 @@ def _joined(client_id, **_kwargs) -> None:
     _write()
 
 
+@events.test_start.add_listener
+def _reconfigure(environment, **_kwargs) -> None:
+    """On a worker: apply the locustfile's options again, now with the master's values. A worker
+    applies them at start-up (locustfile.py's `init` listener) from its own command line, and
+    receives the master's (path, think time, timeouts, warmup) only with the first spawn, just
+    before this event; so a worker started by hand with no options runs exactly what the master
+    was configured with."""
+    options = environment.parsed_options
+    if options is None or not getattr(options, "worker", False):
+        return
+    for handler in list(environment.events.init._handlers):
+        if getattr(handler, "__name__", "") == "_configure":  # locustfile.py's
+            handler(environment=environment)
+
+
 @events.report_to_master.add_listener
 def _identify(client_id, data, **_kwargs) -> None:
     data["stressbench_worker"] = {"host": socket.gethostname(), "pid": os.getpid()}

@@ -3,6 +3,7 @@ server on loopback; a worker SIGKILLed by pid mid-run; fewer workers than expect
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -162,7 +163,7 @@ def test_a_worker_started_by_hand_with_the_printed_command_joins_and_is_counted(
         port = s.getsockname()[1]
     cfg = _compose(
         "server=select", "load=distributed", "load.workers=1", "load.expect_workers=2", "load.users=10",
-        "load.spawn_rate=10", "load.run_time=3s", f"load.master_bind_port={port}",
+        "load.spawn_rate=10", "load.run_time=3s", f"load.master_bind_port={port}", "workload.path=/by-hand",
     )  # fmt: skip
     command = shlex.split(distributed.remote_command(cfg, port))
     command[0] = sys.executable  # the printed command says `python`: the same interpreter here
@@ -181,3 +182,5 @@ def test_a_worker_started_by_hand_with_the_printed_command_joins_and_is_counted(
     assert mine and not mine[0]["local"] and mine[0]["requests"] > 0 and 0 < mine[0]["share"] < 1
     served = result.server["served"]
     assert abs(served - result.metrics.total_requests) <= 0.005 * served
+    # the hand-started worker had no --path: it took the master's, so every request went to it
+    assert {e["name"] for e in json.loads((tmp_path / "job" / "locust.json").read_text())} == {"/by-hand"}
