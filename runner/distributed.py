@@ -83,16 +83,16 @@ def _files() -> str:
     return f"{load.LOCUSTFILE},{PLUGIN}"
 
 
-def _user_args(cfg: Config, job_dir: Path | None) -> list[str]:
-    """The locustfile's own options: a worker applies them when it starts (its `init` listener),
-    before the master sends its copy, so every worker needs them on its own command line."""
+def _user_args(cfg: Config, job_dir: Path) -> list[str]:
+    """The locustfile's own options for a local worker (a remote one gets the master's: see
+    locust_workers.py), and where it writes its phase file."""
     load_cfg = cfg.load
     args = [
         "--path", cfg.workload.path,
         "--wait-min", f"{load_cfg.wait_min_s:g}", "--wait-max", f"{load_cfg.wait_max_s:g}",
         "--request-timeout", f"{load_cfg.request_timeout_s:g}", "--warmup", f"{load_cfg.warmup_s:g}",
     ]  # fmt: skip
-    return args + (["--phases-prefix", str(job_dir / load.PHASES_PREFIX)] if job_dir else [])
+    return [*args, "--phases-prefix", str(job_dir / load.PHASES_PREFIX)]
 
 
 def master_argv(cfg: Config, host: str, port: int, job_dir: Path, bind_port: int) -> list[str]:

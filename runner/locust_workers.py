@@ -24,7 +24,6 @@ import time
 
 from locust import events
 
-LEDGER = "locust_workers.json"
 _ledger: dict[str, dict] = {}
 _master: list = []  # [(environment, ledger path)] on the master; empty on workers
 
