@@ -11,8 +11,15 @@ exact total (up to its last report, if it died). The worker adds its host and pi
 (`report_to_master`), which lets the runner match a report to a local worker process.
 
 Written atomically on every join (so a master that gave up waiting still leaves the count) and
-when the master quits. This file must not import runner.locustfile: Locust loads that file as its
-own module, and a second import would register every listener twice.
+when the master quits.
+
+On a worker it does two more things, so that a worker started by hand on another machine needs no
+options but the master's address: it applies the master's locustfile options (path, think time,
+timeouts) when the run starts, and it skips the phase file when the master's run directory does
+not exist on this machine.
+
+This file must not import runner.locustfile: Locust loads that file as its own module, and a
+second import would register every listener twice.
 """
 
 from __future__ import annotations
