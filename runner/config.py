@@ -45,6 +45,10 @@ class ServerConfig:
     # model-specific flags, passed as `--key value` (true: `--key`; false/null: left out), e.g.
     # prefork's workers; the module's --help lists what it takes
     options: dict[str, Any] = field(default_factory=dict)
+    # a server already running elsewhere (conf/server/remote.yaml, runner/remote.py): nothing is
+    # started, readiness is a TCP connect; needs run.allow_remote=true unless it is loopback
+    target_host: str | None = None
+    target_port: int | None = None
 
 
 @dataclass
@@ -78,6 +82,14 @@ class LoadConfig:
     warmup_s: float = 0.0  # after the last user started, before the steady window the report ranks
     processes: int = 1  # locust --processes: generator processes (-1: one per core)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)  # a step search instead of fixed users
+    # distributed Locust (runner/distributed.py): a master and `workers` local worker processes
+    mode: str = "local"  # local | distributed
+    workers: int = 2  # local workers the runner starts (distributed mode)
+    expect_workers: int | None = None  # all workers, local + remote, the run waits for; null: `workers`
+    expect_workers_timeout_s: float = 30.0  # fewer joined by then: outcome loadgen_failed
+    master_bind_host: str = "127.0.0.1"  # not loopback (for remote workers): load.allow_remote_workers=true
+    master_bind_port: int = 0  # 0: a free port per run; fix it (e.g. 5557) for remote workers
+    allow_remote_workers: bool = False  # let the master listen on a non-loopback interface
 
 
 @dataclass
@@ -148,11 +160,12 @@ def available_choices(group: str) -> list[str]:
 
 
 def own_servers() -> list[str]:
-    """The server configs that run one of our modules (no `command`): the project's own servers."""
+    """The server configs that run one of our modules (no `command`, no remote `target_host`): the
+    project's own servers."""
     import yaml
 
     configs = {p.stem: yaml.safe_load(p.read_text()) or {} for p in (CONF_DIR / "server").glob("*.yaml")}
-    return sorted(name for name, cfg in configs.items() if cfg.get("command") is None)
+    return sorted(name for name, cfg in configs.items() if cfg.get("command") is None and "target_host" not in cfg)
 
 
 # What an external server's command and files may contain; runner/server.py fills them in.
@@ -179,7 +192,7 @@ def _check_server(cfg: DictConfig | Config) -> list[str]:
         return [
             "server.command: an external server needs a command template with {port}, e.g. "
             "server.command='python -m http.server {port} --bind {host}' (to sweep every other server: "
-            "server='glob(*,exclude=external)')"
+            "server='glob(*,exclude=[external,remote])')"
         ]
     errors = []
     from servers.workload import WORKLOADS
@@ -192,6 +205,8 @@ def _check_server(cfg: DictConfig | Config) -> list[str]:
             f"workload={cfg.workload.name}: server {server.name} can do only {', '.join(server.workloads)} "
             "(server.workloads)"
         )
+    if server.target_host is not None:  # a remote target: runner/remote.py checks it
+        return errors
     if server.command is None:
         ours = own_servers()
         if server.name not in ours:
@@ -275,7 +290,9 @@ def check(cfg: DictConfig | Config) -> list[str]:
             f"run.host: {cfg.run.host!r} is not a loopback address; load goes to 127.0.0.1/::1 only "
             "unless run.allow_remote=true says you own the target"
         )
-    return errors
+    from runner import distributed, remote
+
+    return errors + distributed.check(cfg) + remote.check(cfg)
 
 
 def _check_capacity(load: Any) -> list[str]:
@@ -299,6 +316,11 @@ def _check_capacity(load: Any) -> list[str]:
         errors.append(
             f"load.processes: a capacity search runs one Locust process (its live step decision reads that "
             f"process's own numbers), got {load.processes}"
+        )
+    if load.mode != "local":
+        errors.append(
+            f"load.mode: a capacity search runs one local Locust process (its live step decision reads that "
+            f"process's own numbers), got {load.mode}"
         )
     return errors
 
@@ -334,7 +356,7 @@ def expand_repeats(argv: list[str]) -> list[str]:
 
 
 class _GroupOptions:
-    """The one part of Hydra's ConfigLoader that expanding `server=glob(*,exclude=external)` needs."""
+    """The one part of Hydra's ConfigLoader that expanding `server=glob(*,exclude=[external,remote])` needs."""
 
     @staticmethod
     def get_group_options(group: str, *args: Any, **kwargs: Any) -> list[str]:

@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner import capacity, load, procs, progress
+from runner import capacity, distributed, load, procs, progress, remote
 from runner import server as server_mod
 from runner.config import Config, parse_duration, to_container
 from runner.provenance import collect
-from runner.resources import Sampler, summarize
+from runner.resources import Sampler, Series, summarize
 from runner.result import RunResult, write_result
 from runner.validity import run_flags
 from servers.base import raise_nofile_limit
@@ -70,9 +70,10 @@ def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
     return {cpus[0]}, set(cpus[1:])
 
 
-def _supervise(locust, server, deadline: float, tick=lambda: None) -> tuple[str, int | None]:
-    """Wait for Locust to finish; returns ("locust_exited" | "server_crashed" | "timeout", code).
-    `tick` is called every poll (the live progress line)."""
+def _supervise(locust, server, deadline: float, gen=None, tick=lambda: None) -> tuple[str, int | str | None]:
+    """Wait for Locust to finish; returns ("locust_exited" | "server_crashed" | "timeout", code),
+    or ("worker_lost", why) when a distributed run's local worker died. `tick` is called every poll
+    (the live progress line)."""
     end = time.monotonic() + deadline
     while True:
         tick()
@@ -82,6 +83,8 @@ def _supervise(locust, server, deadline: float, tick=lambda: None) -> tuple[str,
         code = server.proc.poll()
         if code is not None:
             return "server_crashed", code
+        if gen is not None and (why := gen.lost()):
+            return "worker_lost", why
         if time.monotonic() > end:
             return "timeout", None
         time.sleep(POLL_S)
@@ -108,24 +111,37 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
         },
     )
     server = locust = sampler = None
+    gen = distributed.Generator() if cfg.load.mode == "distributed" else None
     partial = False
     try:
         # raised here so that the server and Locust inherit it (the original run hit EMFILE)
         result.provenance = {**collect(), "nofile_limit_children": raise_nofile_limit()}
         try:
-            server = server_mod.start(cfg, job_dir, server_cpus)
+            if remote.is_remote(cfg):  # runner/remote.py: already running elsewhere, not ours to start or stop
+                (extra, provenance), server = remote.record(cfg), remote.start(cfg, job_dir)
+                result.server.update(extra)
+                result.provenance.update(provenance)
+            else:
+                server = server_mod.start(cfg, job_dir, server_cpus)
         except server_mod.ServerFailedToStart as exc:
             result.outcome, result.detail = "server_failed_to_start", str(exc)
             return result
         result.server.update(command=shlex.join(server.argv), port=server.port)
         argv = load.locust_argv(cfg, server.host, server.port, job_dir)
+        if gen is not None:  # a master and workers (runner/distributed.py)
+            distributed.start(cfg, server.host, server.port, job_dir, load_cpus, gen)
+            locust, argv = gen.master, gen.master.args
         result.load["command"] = shlex.join(argv)
         with procs.interrupts_held():  # held until `locust` is set, so the finally can stop it
-            locust = procs.spawn(argv, job_dir / load.LOCUST_LOG, cpus=load_cpus)
-        line = progress.Line(cfg.server.name, parse_duration(cfg.load.run_time), job_dir / load.PROGRESS_FILE)
-        with Sampler(server=server.proc.pid, locust=locust.pid) as sampler, line:
-            event, code = _supervise(locust, server, load.deadline_s(cfg), line.tick)
-        if event == "server_crashed":
+            locust = locust or procs.spawn(argv, job_dir / load.LOCUST_LOG, cpus=load_cpus)
+        ours = {"server": server.proc.pid} if server.proc.pid else {}
+        line = progress.Line(cfg.server.name, load.run_time_s(cfg), job_dir / load.PROGRESS_FILE)
+        with Sampler(**ours, locust=locust.pid, **(gen.pids() if gen else {})) as sampler, line:
+            sampler.series.setdefault("server", Series())  # a remote target is not sampled
+            event, code = _supervise(locust, server, load.deadline_s(cfg), gen, line.tick)
+        if event == "worker_lost":
+            result.outcome, partial, result.detail = "loadgen_failed", True, f"{code}; the run was stopped"
+        elif event == "server_crashed":
             result.outcome, partial = "server_crashed", True
             result.detail = f"server exited with status {code} during the run; log tail: {procs.tail(server.log, 600)}"
         elif event == "timeout":
@@ -146,16 +162,21 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
         raise
     finally:
         with procs.interrupts_held():  # a (second) Ctrl-C now would leave processes and no result.json
-            if locust is not None:
+            if gen is not None:
+                result.load.setdefault("exit_code", gen.stop(LOCUST_STOP_GRACE_S))
+            elif locust is not None:
                 result.load.setdefault("exit_code", procs.terminate(locust, LOCUST_STOP_GRACE_S, signal.SIGTERM))
-            if server is not None:
+            if server is not None and not remote.is_remote(cfg):
                 result.server["exit_code"], result.server["served"] = server_mod.stop(server, cfg.server.grace_s)
             if locust is not None:
                 _collect_metrics(result, job_dir, partial)
+            if gen is not None and locust is not None:
+                _collect_workers(result, gen, job_dir, cfg, sampler)
             if locust is not None and cfg.load.capacity.enabled:  # run-level numbers become the best step's
                 capacity.collect(result, job_dir, cfg.load.capacity, sampler.series["server"] if sampler else None)
             if sampler is not None:
-                _collect_resources(result, sampler, server_cpus, load_cpus, cfg.load.processes)
+                processes = len(gen.workers) if gen else cfg.load.processes
+                _collect_resources(result, sampler, server_cpus, load_cpus, processes)
             result.flags = run_flags(result, _measured_at(cfg, result))
             result.duration_s = round(time.monotonic() - started, 3)
             write_result(result, job_dir)
@@ -188,6 +209,24 @@ def _collect_metrics(result: RunResult, job_dir: Path, partial: bool) -> None:
     elif result.outcome == "ok" and result.load.get("exit_code") == 1:
         result.outcome = "loadgen_failed"
         result.detail = f"locust reported an error but no failed request; see {load.LOCUST_LOG}"
+
+
+def _collect_workers(result: RunResult, gen: distributed.Generator, job_dir: Path, cfg: Config, sampler) -> None:
+    """result.workers; the whole-run numbers when some worker left no phase file (a remote one);
+    loadgen_failed when workers were missing or lost; the generator's CPU = master + workers."""
+    result.workers = distributed.workers_record(gen, job_dir)
+    if len(list(job_dir.glob(f"{load.PHASES_PREFIX}_*.json"))) < result.workers["joined"]:
+        metrics = load.read_stats(job_dir, phases=False)
+        if metrics is not None:
+            metrics.partial = metrics.partial or result.metrics.partial
+            result.metrics = metrics
+    why = distributed.verdict(result.workers, cfg.load.expect_workers_timeout_s)
+    short = distributed.GAVE_UP in procs.tail(job_dir / load.LOCUST_LOG, 4000)  # the cause of "wrote no statistics"
+    if why and (result.outcome in ("ok", "completed_with_errors") or short and result.outcome == "loadgen_failed"):
+        result.outcome, result.detail, result.metrics.partial = "loadgen_failed", why, True
+    if sampler is not None and gen.workers:
+        parts = [sampler.series["locust"], *(sampler.series[name] for name in gen.pids())]
+        sampler.series["locust"] = distributed.merged_series(parts)
 
 
 def _collect_resources(result: RunResult, sampler: Sampler, server_cpus, load_cpus, processes: int) -> None:

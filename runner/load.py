@@ -35,7 +35,7 @@ PHASES_PREFIX = "locust_phases"
 def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
     load = cfg.load
     url_host = f"[{host}]" if ":" in host else host
-    run_time = _run_time_s(cfg)
+    run_time = run_time_s(cfg)
     user_class = load.user_class.value if hasattr(load.user_class, "value") else str(load.user_class)
     return [
         sys.executable, "-m", "locust",
@@ -86,7 +86,7 @@ def _capacity_args(cfg: Config, job_dir: Path) -> list[str]:
     return ["--capacity", capacity.plan_json(cfg.load.capacity), "--capacity-file", str(job_dir / capacity.STEPS_FILE)]
 
 
-def _run_time_s(cfg: Config) -> float:
+def run_time_s(cfg: Config) -> float:
     """Locust's --run-time: load.run_time, or for a capacity search the whole step schedule (the
     search normally ends sooner; this only bounds it)."""
     if cfg.load.capacity.enabled:
@@ -98,7 +98,8 @@ def deadline_s(cfg: Config) -> float:
     """How long Locust may take before we stop it: run time, ramp-up, stop timeout, slack."""
     load = cfg.load
     ramp = load.users / load.spawn_rate
-    return _run_time_s(cfg) + ramp + load.warmup_s + load.stop_timeout_s + cfg.run.deadline_slack_s
+    wait = load.expect_workers_timeout_s if load.mode == "distributed" else 0.0  # for the workers to join
+    return run_time_s(cfg) + ramp + load.warmup_s + load.stop_timeout_s + cfg.run.deadline_slack_s + wait
 
 
 def percentile(histogram: dict[float, int], count: int, fraction: float) -> float:
@@ -232,12 +233,13 @@ def _from_csv(path: Path) -> Metrics | None:
     )
 
 
-def read_stats(job_dir: Path) -> Metrics | None:
+def read_stats(job_dir: Path, *, phases: bool = True) -> Metrics | None:
     """What Locust measured: the steady window from our phase files; else the whole run from
     locust.json (exact, ramp-up included); else the CSV (marked partial); else None -- never a
-    made-up number."""
+    made-up number. phases=False: not from phase files (a distributed run whose remote workers
+    left theirs on their own machines)."""
     return (
-        _from_phases(job_dir)
+        (_from_phases(job_dir) if phases else None)
         or _from_json(job_dir / f"{CSV_PREFIX}.json")
         or _from_csv(job_dir / f"{CSV_PREFIX}_stats.csv")
     )

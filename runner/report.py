@@ -40,6 +40,7 @@ from runner.tables import (
     to_cells,
 )
 from runner.validity import LEGEND as FLAG_LEGEND
+from runner.workers_report import section as workers_section
 
 REPORT_FILE, CSV_FILE, CELLS_FILE = "report.md", "results.csv", "cells.csv"
 _MEANING = {
@@ -160,9 +161,8 @@ def write_report(directory: Path | str) -> Path:
         write_atomic(root / CELLS_FILE, lambda f: f.write(cells.to_csv(index=False)))
     figures, skipped = plots.draw_all(root, frame, cells, runs) if runs else ([], [])
     title = f"Stress test report: {root.resolve().name}"
-    report = render(
-        frame, title, provenance, validity, plots.markdown(figures, skipped), capacity.report_sections(frame, root)
-    )
+    sections = "\n".join(filter(None, [capacity.report_sections(frame, root), workers_section(root)]))
+    report = render(frame, title, provenance, validity, plots.markdown(figures, skipped), sections)
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
 
 

@@ -83,6 +83,9 @@ class RunResult:
     # "verdict"}],
     # "max_rps", "users_at_max", "stop_reason", "stop_detail"}; runner/capacity.py says what each means
     capacity: dict[str, Any] | None = None
+    # distributed Locust (runner/distributed.py): expected, joined, lost, and per worker its
+    # host, pid, state, requests and share; empty for a local run
+    workers: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     rerun: str = ""  # the command that repeats this run

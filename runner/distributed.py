@@ -1,0 +1,289 @@
+"""Distributed Locust (`load.mode=distributed`): one master and N workers instead of one process.
+
+One Locust process saturates one core at a few thousand requests/s (README), well below what a
+fast server answers. Locust's own master/worker mode spreads the users over processes, on this
+machine or others: the master only coordinates (and aggregates what the workers report), the
+workers make the requests.
+
+What the runner does:
+- starts `load.workers` local workers, each in its own process group and on the load cores, and
+  the master, bound to `load.master_bind_host:port` (loopback and a free port by default), which
+  waits for `load.expect_workers` (local + remote) for at most `load.expect_workers_timeout_s`
+  (Locust's --expect-workers-max-wait: it gives up and exits; we record "2 of 3 workers joined");
+- prints the exact command to start each remote worker;
+- watches the local workers itself while the run lasts: a worker killed mid-run is noticed within
+  POLL_S, the master is stopped (so it writes its statistics) and the run is recorded
+  `loadgen_failed` with partial numbers. Locust alone would carry on with fewer workers: its
+  master marks a silent worker "missing" after 3 missed 1 s heartbeats and lets the run finish
+  with the others, which is not the load that was asked for. A remote worker that goes missing is
+  found the same way afterwards, in the master's ledger (runner/locust_workers.py);
+- records in result.json (`workers`) how many joined and each one's requests and share.
+
+Safety: the master's port takes unauthenticated ZeroMQ connections. Anyone who reaches it can join
+as a worker (and report made-up numbers into the result) or fetch the locustfile. So it listens on
+loopback unless `load.allow_remote_workers=true`: bind it to a private interface you trust, never
+a public one.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import load, procs
+from runner.config import Config, is_loopback
+from runner.resources import Series
+
+PLUGIN = Path(__file__).with_name("locust_workers.py")
+LEDGER = "locust_workers.json"
+MASTER_LOG = load.LOCUST_LOG  # the master's log is the run's locust.log, as in local mode
+WORKER_LOG = "locust_worker_{}.log"
+MODES = ("local", "distributed")
+DEFAULT_MASTER_PORT = 5557  # Locust's
+GAVE_UP = "Gave up waiting for workers"  # the master's log line when --expect-workers-max-wait ran out
+
+
+def check(cfg: Config) -> list[str]:
+    """The distributed keys' own checks (config.check calls this)."""
+    load_cfg, errors = cfg.load, []
+    if load_cfg.mode not in MODES:
+        return [f"load.mode: {load_cfg.mode!r} is not one of {', '.join(MODES)}"]
+    if load_cfg.mode != "distributed":
+        return []
+    if load_cfg.processes != 1:
+        errors.append("load.processes: must be 1 in distributed mode (load.workers says how many processes)")
+    if load_cfg.workers < 0:
+        errors.append(f"load.workers: must be >= 0, got {load_cfg.workers}")
+    expected = expect(cfg)
+    if expected < max(1, load_cfg.workers):
+        errors.append(f"load.expect_workers: must be >= load.workers and >= 1, got {expected}")
+    if load_cfg.expect_workers_timeout_s <= 0:
+        errors.append(f"load.expect_workers_timeout_s: must be > 0, got {load_cfg.expect_workers_timeout_s}")
+    if not 0 <= load_cfg.master_bind_port <= 65535:
+        errors.append(f"load.master_bind_port: must be 0 (a free port) to 65535, got {load_cfg.master_bind_port}")
+    if not is_loopback(load_cfg.master_bind_host) and not load_cfg.allow_remote_workers:
+        errors.append(
+            f"load.master_bind_host: {load_cfg.master_bind_host!r} is not loopback; the master's port takes "
+            "unauthenticated connections, so it listens beyond this machine only with load.allow_remote_workers=true"
+        )
+    return errors
+
+
+def expect(cfg: Config) -> int:
+    return cfg.load.expect_workers if cfg.load.expect_workers is not None else cfg.load.workers
+
+
+def _files() -> str:
+    """A worker's locustfiles: the users and the workers plugin."""
+    return f"{load.LOCUSTFILE},{PLUGIN}"
+
+
+def _user_args(cfg: Config, job_dir: Path) -> list[str]:
+    """The locustfile's own options for a local worker (a remote one gets the master's: see
+    locust_workers.py), and where it writes its phase file."""
+    load_cfg = cfg.load
+    args = [
+        "--path", cfg.workload.path,
+        "--wait-min", f"{load_cfg.wait_min_s:g}", "--wait-max", f"{load_cfg.wait_max_s:g}",
+        "--request-timeout", f"{load_cfg.request_timeout_s:g}", "--warmup", f"{load_cfg.warmup_s:g}",
+    ]  # fmt: skip
+    return [*args, "--phases-prefix", str(job_dir / load.PHASES_PREFIX)]
+
+
+def master_argv(cfg: Config, host: str, port: int, job_dir: Path, bind_port: int) -> list[str]:
+    argv = load.locust_argv(cfg, host, port, job_dir)
+    argv[argv.index("-f") + 1] = f"{_files()},{load.PROGRESS_PLUGIN}"  # live numbers: the master's only
+    master = [
+        "--master", "--master-bind-host", cfg.load.master_bind_host, "--master-bind-port", str(bind_port),
+        "--expect-workers", str(expect(cfg)),
+        "--expect-workers-max-wait", f"{cfg.load.expect_workers_timeout_s:g}",
+        "--workers-ledger", str(job_dir / LEDGER),
+    ]  # fmt: skip
+    return argv[:-1] + master + argv[-1:]  # the user class stays last
+
+
+def worker_argv(cfg: Config, master_host: str, bind_port: int, job_dir: Path | None) -> list[str]:
+    """A worker's command; `job_dir` None: a remote one, which takes the locustfile's options from
+    the master (locust_workers.py) and so serves any sweep point; its statistics reach us through
+    the master."""
+    return [
+        sys.executable if job_dir else "python", "-m", "locust", "-f", _files() if job_dir else _relative_files(),
+        "--worker", "--master-host", master_host, "--master-port", str(bind_port),
+        "--exit-code-on-error", "0",  # failed requests are counted by the master; non-zero = the worker broke
+        *(_user_args(cfg, job_dir) if job_dir else []),
+    ]  # fmt: skip
+
+
+def _relative_files() -> str:
+    root = load.LOCUSTFILE.parent.parent
+    return ",".join(str(Path(f).relative_to(root)) for f in _files().split(","))
+
+
+def advertised_host(bind_host: str) -> str:
+    """The address to give remote workers: the bind address, or this host's name for a wildcard."""
+    return socket.getfqdn() if bind_host in ("0.0.0.0", "*", "::", "") else bind_host
+
+
+def remote_command(cfg: Config, bind_port: int) -> str:
+    """What to run on another machine, from a checkout of the same commit, to join this run."""
+    return shlex.join(worker_argv(cfg, advertised_host(cfg.load.master_bind_host), bind_port, None))
+
+
+def _free_port(host: str) -> int:
+    """A port free on `host`; Locust's default if `host` is not this machine's (the master then
+    fails to bind and says so in its log, which becomes the run's outcome)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family) as s:
+            s.bind((host if host not in ("*", "") else "0.0.0.0", 0))
+            return s.getsockname()[1]
+    except OSError:
+        return DEFAULT_MASTER_PORT
+
+
+@dataclass
+class Generator:
+    """The processes of a distributed load generator; `master` stands where a local Locust would."""
+
+    master: subprocess.Popen | None = None
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    bind_port: int = 0
+    expected: int = 0
+    worker_codes: dict[int, int | None] = field(default_factory=dict)  # pid -> exit code, after stop()
+    died: dict[int, int] = field(default_factory=dict)  # pid -> exit code of a worker that died before stop()
+
+    def pids(self) -> dict[str, int]:
+        return {f"worker_{i}": w.pid for i, w in enumerate(self.workers)}
+
+    def lost(self) -> str | None:
+        """A sentence if a local worker exited on its own while the master still runs, else None.
+        A worker that quits after the master told it to exits 0 (--exit-code-on-error 0)."""
+        for i, worker in enumerate(self.workers):
+            code = worker.poll()
+            if code not in (None, 0):
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+                return f"local worker {i} (pid {worker.pid}) {how} during the run"
+        return None
+
+    def stop(self, grace: float) -> int | None:
+        """The master first (it tells the workers to quit and writes the statistics), then whatever
+        worker is left; returns the master's exit code."""
+        for worker in self.workers:
+            if worker.poll() not in (None, 0):
+                self.died[worker.pid] = worker.returncode
+        code = procs.terminate(self.master, grace, signal.SIGTERM) if self.master is not None else None
+        for worker in self.workers:
+            self.worker_codes[worker.pid] = procs.terminate(worker, grace)
+        return code
+
+
+def start(cfg: Config, host: str, port: int, job_dir: Path, cpus: set[int] | None, gen: Generator) -> None:
+    """Start the local workers and the master into `gen` (the caller's, so that its `finally` can
+    stop whatever was started even if this is interrupted half-way)."""
+    bind_port = cfg.load.master_bind_port or _free_port(cfg.load.master_bind_host)
+    gen.bind_port, gen.expected = bind_port, expect(cfg)
+    connect = "127.0.0.1" if cfg.load.master_bind_host in ("0.0.0.0", "*") else cfg.load.master_bind_host
+    connect = "::1" if connect == "::" else connect
+    with procs.interrupts_held():
+        gen.master = procs.spawn(master_argv(cfg, host, port, job_dir, bind_port), job_dir / MASTER_LOG, cpus=cpus)
+    for i in range(cfg.load.workers):  # they retry until the master listens
+        with procs.interrupts_held():
+            argv = worker_argv(cfg, connect, bind_port, job_dir)
+            gen.workers.append(procs.spawn(argv, job_dir / WORKER_LOG.format(i), cpus=cpus))
+    if gen.expected > cfg.load.workers:
+        command = remote_command(cfg, bind_port)
+        note = (
+            f"\n  note: the target is {host}, a loopback address: a worker on another machine would load its own"
+            if is_loopback(host)
+            else ""
+        )
+        print(
+            f"waiting up to {cfg.load.expect_workers_timeout_s:g} s for {gen.expected - cfg.load.workers} remote "
+            f"worker(s); on each machine, from a checkout of the same commit, run:\n  {command}{note}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def merged_series(series: list[Series]) -> Series:
+    """One Series for several process trees (master + workers): CPU seconds summed at the times
+    of the first one, so runner/resources.summarize reads the generator's CPU as one number."""
+    base = series[0]
+    merged = Series(times=list(base.times))
+    merged.cpu_s = [sum(s._at(t) if s.times else 0.0 for s in series) for t in base.times]
+    merged.peak_memory = sum(s.peak_memory for s in series)
+    merged.peak_threads = sum(s.peak_threads for s in series)
+    merged.peak_fds = sum(s.peak_fds for s in series)
+    merged.peak_children = sum(s.peak_children for s in series)
+    return merged
+
+
+def read_ledger(job_dir: Path) -> dict:
+    try:
+        return json.loads((job_dir / LEDGER).read_text()).get("workers", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _phase_totals(job_dir: Path) -> dict[int, tuple[int, int]]:
+    """pid -> (requests, failures) over every phase, from the local workers' phase files."""
+    totals = {}
+    for path in job_dir.glob(f"{load.PHASES_PREFIX}_*.json"):
+        try:
+            data = json.loads(path.read_text())
+            phases = data["phases"].values()
+            totals[int(data["pid"])] = (sum(int(e["num_requests"]) for e in phases),
+                                        sum(int(e["num_failures"]) for e in phases))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return totals
+
+
+def workers_record(gen: Generator, job_dir: Path) -> dict:
+    """result.json's `workers`: who joined, each one's requests and share of the total. A local
+    worker's count comes from its own phase file when it left one (exact), else from the master's
+    ledger (the sum of its reports: exact after a clean quit, up to its last report if it died)."""
+    ledger, phases = read_ledger(job_dir), _phase_totals(job_dir)
+    local_pids = {w.pid: i for i, w in enumerate(gen.workers)}
+    each = []
+    for worker_id, entry in sorted(ledger.items(), key=lambda kv: kv[1].get("joined") or 0):
+        pid = entry.get("pid")
+        local = pid in local_pids and entry.get("host") == socket.gethostname()
+        requests, failures = entry.get("requests", 0), entry.get("failures", 0)
+        source = "master"
+        if local and pid in phases:
+            (requests, failures), source = phases[pid], "phase-file"
+        code = gen.worker_codes.get(pid) if local else None
+        state = "died" if local and pid in gen.died else entry.get("state", "joined")
+        each.append({
+            "id": worker_id, "host": entry.get("host"), "pid": pid, "local": local, "state": state,
+            "requests": requests, "failures": failures, "counted_by": source, "exit_code": code,
+        })  # fmt: skip
+    total = sum(w["requests"] for w in each)
+    for w in each:
+        w["share"] = round(w["requests"] / total, 4) if total else None
+    return {
+        "expected": gen.expected,
+        "local": len(gen.workers),
+        "joined": len(ledger),
+        "lost": len({w["pid"] for w in each if w["state"] in ("missing", "died")} | set(gen.died)),
+        "master_port": gen.bind_port,
+        "each": each,
+    }
+
+
+def verdict(record: dict, timeout_s: float) -> str | None:
+    """Why the generator was not what was asked for, in one sentence; None if it was."""
+    if record["joined"] < record["expected"]:
+        return f"{record['joined']} of {record['expected']} workers joined in {timeout_s:g} s"
+    lost = [w for w in record["each"] if w["state"] in ("missing", "died")]
+    if lost:
+        who = ", ".join(f"{w['host']} pid {w['pid']} ({w['state']})" for w in lost)
+        return f"{len(lost)} of {record['joined']} workers lost during the run: {who}; numbers are partial"
+    return None
