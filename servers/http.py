@@ -247,6 +247,7 @@ class RequestParser:
         self._simple_max = min(limits.max_request_line, limits.max_header_line, limits.max_header_bytes) if fast else -1
         self._memo = _MEMOS.setdefault(self.limits, {}) if memo else None
         self._count_safe = 4 * limits.max_header_count  # a field line takes 4 bytes or more: no count needed
+        self._empty_ok = limits.max_request_line > 0  # else even an empty buffer is a request line too long
         self.began = False  # the last feed began a request (the parser was idle): its deadline starts
 
     @property
@@ -314,6 +315,9 @@ class RequestParser:
 
     def _parse_head(self) -> tuple[Request, int] | None:
         buf = self._buf
+        if not buf and self._empty_ok:  # asked again after the last request: _check_partial_head has nothing to see
+            self._scan = 0
+            return None
         while buf.startswith(b"\r\n") and self._skipped < _MAX_LEADING_CRLF:
             del buf[:2]
             self._skipped += 1  # counted per request, not per call: the same limit however fed
