@@ -28,17 +28,20 @@ and for those one compiled regex over the whole head does what the general code 
 (_SIMPLE_HEAD: the request-line and field grammar below, nothing else); anything it does not match,
 or a head near a limit, goes through the general code, which decides on every error. So the fast
 path only ever accepts what the general path accepts, with the same result (tests/servers/
-test_fastpath.py checks that on the corpus and on random streams); every request is parsed.
-RequestParser.feed_whole() adds the common case of a server's read: one whole request without a
-body, alone in a recv() on an idle connection, parsed from the received bytes without buffering.
+test_fastpath.py checks that on the corpus, on edge and mutated heads and on random streams); every
+request is parsed, and its field lines are split into `headers` when a handler first asks for them
+(the framing fields are looked for in the lower-cased field block). RequestParser.feed_whole() adds
+the common case of a server's read: one whole request without a body, alone in a recv() on an idle
+connection, parsed from the received bytes without buffering.
 
-Parse memo (opt-in, RequestParser(memo=True); servers: `--parse-memo`): feed_whole() can also
+Parse memo (opt-in: RequestParser(memo=True), `epoll --parse-memo`): feed_whole() can also
 remember, per Limits, what the parser made of such a whole request and replay it when the same
 bytes come again, skipping the parse. It holds only results the parser produced (never errors),
 so both accept and reject the same bytes; it is bounded (MEMO_ENTRIES of at most MEMO_KEY_BYTES
 each, starting over when full), and its requests are shared between connections (handlers treat a
 Request as read-only). Off by default: a load generator that repeats one request (wrk) hits it every
-time, which measures a cache rather than a parser; benchmarks/raw_speed.py shows epoll both ways.
+time, which measures a cache rather than a parser; benchmarks/raw_speed.py shows epoll both ways
+(the parse is about 2 us of the 12-13 us of CPU an epoll request costs on the 2-core test machine).
 """
 
 from __future__ import annotations
