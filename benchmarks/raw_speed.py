@@ -8,6 +8,10 @@ keep-alive setting (on for all but `single`, which serves one connection at a ti
 runs on one core and wrk on another (`wrk -t1 -c100 -d5s --latency`); rounds interleave (every server
 once, then again, in a rotated order) so that a shared machine's drift spreads over all of them.
 
+A variant row runs a server with server.options set: `epoll+memo` is epoll with `--parse-memo`
+(servers/http.py: replaying the parse of byte-identical requests, which wrk sends; off by default),
+beside plain epoll, which parses every request.
+
 Second table: memory of the event-loop servers (`epoll`, `asyncio`, and the references) holding N idle
 keep-alive connections that this script opened and used for one request each, and whether a new
 client is still answered while they are held. For those runs the server's connection cap and idle
@@ -58,10 +62,17 @@ IDLE_SERVERS = ("epoll", "asyncio", *REFERENCES)
 IDLE_TIMEOUT_S = 120
 EXTERNAL_IDLE_OPTIONS = {"uvicorn": {"timeout_keep_alive": IDLE_TIMEOUT_S}, "nginx": {}}
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+# name -> (server config, server.options, row label): a server run with options, in its own row
+VARIANTS = {"epoll+memo": ("epoll", {"parse_memo": True}, "epoll (parse memo)")}
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 
 # -- servers ---------------------------------------------------------------------------------------
+
+
+def config_of(name: str) -> tuple[str, dict | None]:
+    """The server config and server.options behind a name of --servers (a config or a variant)."""
+    return VARIANTS[name][:2] if name in VARIANTS else (name, None)
 
 
 def compose(name: str, options: dict | None = None):
@@ -181,7 +192,8 @@ def speed(names: list[str], args: argparse.Namespace, cpus: tuple, out: Path) ->
             print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr)
             directory = out / f"r{r}_{name}"
             try:
-                with Started(name, directory, cpus[0]) as server:
+                config, options = config_of(name)
+                with Started(config, directory, cpus[0], options) as server:
                     if args.warmup > 0:
                         run_wrk(server.port, args, args.warmup, cpus[1], directory / "wrk-warmup.log")
                     cpu_before, wall_before = tree_cpu_s(server.proc.pid), time.monotonic()
@@ -218,7 +230,7 @@ def speed_table(results: dict, keepalive: dict) -> str:
         rps = [r["rps"] for r in rounds]
         p99 = [r["p99_ms"] for r in rounds if r["p99_ms"] is not None]
         row = {
-            "server": name + (" (reference)" if name in REFERENCES else ""),
+            "server": VARIANTS[name][2] if name in VARIANTS else name + (" (reference)" if name in REFERENCES else ""),
             "keep-alive": "yes" if keepalive[name] else "no",
             "req/s (median)": f"{medians[name]:,.0f}",
             "req/s (min–max)": _range(rps, "{:,.0f}"),
@@ -407,7 +419,8 @@ def machine(cpus: tuple) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", help="comma list (default: every project server, uvicorn, nginx)")
+    default = f"every project server, {', '.join(VARIANTS)}, uvicorn, nginx"
+    parser.add_argument("--servers", help=f"comma list (default: {default})")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--duration", type=int, default=5, help="seconds of wrk per round (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk before each measured run (default 1)")
@@ -418,11 +431,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every round's numbers here")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="raw-speed-"))
-    names = args.servers.split(",") if args.servers else [*own_servers(), *REFERENCES]
-    unknown = [n for n in names if n not in available_choices("server")]
+    names = args.servers.split(",") if args.servers else [*own_servers(), *VARIANTS, *REFERENCES]
+    valid = [*available_choices("server"), *VARIANTS]
+    unknown = [n for n in names if n not in valid]
     if unknown:
-        parser.error(f"unknown server(s) {', '.join(unknown)}; valid: {', '.join(available_choices('server'))}")
-    refused = [f"{n}: {e}" for n in names for e in check(compose(n))]  # e.g. external without a command
+        parser.error(f"unknown server(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+    refused = [f"{n}: {e}" for n in names for e in check(compose(*config_of(n)))]  # e.g. external without a command
     if refused:
         parser.error("; ".join(refused))
     available = sorted(os.sched_getaffinity(0))
@@ -435,7 +449,7 @@ def main() -> None:
         print("## Requests/s\n\nskipped: wrk is not installed (Debian: apt-get install wrk)\n")
     else:
         results, skipped = speed(names, args, cpus, out)
-        keepalive = {name: bool(compose(name).server.keepalive) for name in names}
+        keepalive = {name: bool(compose(*config_of(name)).server.keepalive) for name in names}
         print(f"## Requests/s (wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, hello)\n")
         print(speed_table(results, keepalive))
         for name, why in skipped.items():

@@ -12,11 +12,12 @@ and for nothing while its reply waits on a timer. Level-triggered, so one recv()
 enough and nothing is lost if a pass stops early.
 
 The hot path, one small request alone in a recv() on an idle connection, takes the parser's fast
-path (RequestParser.feed_whole: the full parser's own result for the same bytes, see servers/http.py)
-and App.respond's cached response, then one send(); so a request costs about one recv(), one send()
-and a share of one epoll_wait(). Anything else (a request split over reads, pipelined requests, a
-body, an error) goes through the full parser as in every other model; the responses to pipelined
-requests leave in one send().
+path (RequestParser.feed_whole: the request parsed straight from the received bytes, see
+servers/http.py) and App.respond's cached response, then one send(); so a request costs about one
+recv(), one parse, one send() and a share of one epoll_wait(). `--parse-memo` lets feed_whole
+replay the parse of byte-identical requests (off by default; servers/http.py says why). Anything
+else (a request split over reads, pipelined requests, a body, an error) goes through next_request()
+as in every other model; the responses to pipelined requests leave in one send().
 
 The io workload's wait is a timer on a heap (epoll_wait's timeout is cut to the earliest one): the
 connection handles nothing more until it fires, so pipelined responses stay in order. Deadlines
@@ -31,6 +32,7 @@ per incoming connection instead of all of them (EPOLLEXCLUSIVE) on a shared list
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import itertools
 import select
@@ -70,6 +72,14 @@ class Conn:
         self.events = READ  # what the socket is registered for
 
 
+def options(parser: argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--parse-memo",
+        action="store_true",
+        help="replay the parse of a whole request seen before (byte-identical) instead of parsing it again",
+    )
+
+
 def serve(sock: socket.socket, app: base.App) -> None:
     serve_loop(sock, app)
 
@@ -89,6 +99,7 @@ def serve_loop(
     header_timeout, keepalive_timeout = limits.header_timeout, limits.keepalive_timeout
     max_connections = limits.max_connections
     respond = app.respond
+    memo = bool(getattr(app.options, "parse_memo", False))
     ep = select.epoll()
     ep.register(listen_fd, listen_events)
     conns: dict[int, Conn] = {}
@@ -199,7 +210,7 @@ def serve_loop(
             client.setblocking(False)
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             fd = client.fileno()
-            conns[fd] = Conn(client, RequestParser(limits), now + header_timeout)
+            conns[fd] = Conn(client, RequestParser(limits, memo=memo), now + header_timeout)
             ep.register(fd, READ)
         return 0.0
 
@@ -305,4 +316,4 @@ def serve_loop(
 
 
 if __name__ == "__main__":
-    base.run("epoll", serve)
+    base.run("epoll", serve, options=options)

@@ -23,16 +23,25 @@ Policies a reader would otherwise have to guess:
   lines; gunicorn's limit_request_line leaves the CRLF out).
 - Up to 4 empty lines before a request line are ignored (section 2.2 robustness).
 
-Fast path: the parser is a pure function of (limits, bytes) from a fresh state, and most
-connections send the same few requests again and again (a load generator, a health check, a
-browser's repeat visits). So RequestParser.feed_whole() remembers, per Limits, what the full parser
-made of a whole small request that arrived alone on an idle connection, and replays it when the same
-bytes come again: the memo holds only results the full parser produced, so the two paths accept and
-reject exactly the same bytes (tests/servers/test_http.py checks that on the corpus, whole and
-split). Errors are never memoized (the slow path raises them). The memo is bounded (MEMO_ENTRIES of
-at most MEMO_KEY_BYTES each) and starts over when full. Requests that come from it are shared
-between connections: handlers treat a Request as read-only. Note for benchmarks: a generator that
-repeats one request (wrk) hits the memo every time; varied traffic pays the full parse.
+Fast path: most heads are simple (an origin-form target, HTTP/1.x, a few well-formed field lines),
+and for those one compiled regex over the whole head does what the general code does line by line
+(_SIMPLE_HEAD: the request-line and field grammar below, nothing else); anything it does not match,
+or a head near a limit, goes through the general code, which decides on every error. So the fast
+path only ever accepts what the general path accepts, with the same result (tests/servers/
+test_fastpath.py checks that on the corpus, on edge and mutated heads and on random streams); every
+request is parsed, and its field lines are split into `headers` when a handler first asks for them
+(the framing fields are looked for in the lower-cased field block). RequestParser.feed_whole() adds
+the common case of a server's read: one whole request without a body, alone in a recv() on an idle
+connection, parsed from the received bytes without buffering.
+
+Parse memo (opt-in: RequestParser(memo=True), `epoll --parse-memo`): feed_whole() can also
+remember, per Limits, what the parser made of such a whole request and replay it when the same
+bytes come again, skipping the parse. It holds only results the parser produced (never errors),
+so both accept and reject the same bytes; it is bounded (MEMO_ENTRIES of at most MEMO_KEY_BYTES
+each, starting over when full), and its requests are shared between connections (handlers treat a
+Request as read-only). Off by default: a load generator that repeats one request (wrk) hits it every
+time, which measures a cache rather than a parser; benchmarks/raw_speed.py shows epoll both ways
+(the parse is about 2 us of the 12-13 us of CPU an epoll request costs on the 2-core test machine).
 """
 
 from __future__ import annotations
@@ -68,21 +77,50 @@ class HTTPError(Exception):
         self.reason = reason
 
 
-@dataclass
 class Request:
-    method: str
-    target: str
-    version: str  # "HTTP/1.1" or "HTTP/1.0"
-    headers: list[tuple[str, str]]  # (lower-case name, value), in order, latin-1
-    body: bytes
-    keep_alive: bool  # what the client asked for; the server may still close
-    head: bytes  # the raw head, request line to the blank line, for the echo workload
+    """One request. `headers`: (lower-case name, value) pairs, in order, latin-1; a head the fast path
+    validated keeps its field lines as one string and splits them on first use of `headers`."""
+
+    __slots__ = ("method", "target", "version", "_headers", "_fields", "body", "keep_alive", "head")
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str,  # "HTTP/1.1" or "HTTP/1.0"
+        headers: list[tuple[str, str]] | None,  # None: split `fields` on first use
+        body: bytes,
+        keep_alive: bool,  # what the client asked for; the server may still close
+        head: bytes,  # the raw head, request line to the blank line, for the echo workload
+        fields: str = "",  # the field lines of a validated head, each with its CRLF (latin-1)
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self._headers = headers
+        self._fields = fields
+        self.body = body
+        self.keep_alive = keep_alive
+        self.head = head
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        if self._headers is None:
+            self._headers = _split_fields(self._fields)
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: list[tuple[str, str]]) -> None:
+        self._headers = value
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
             if key == name:
                 return value
         return None
+
+    def __repr__(self) -> str:
+        return f"Request({self.method!r}, {self.target!r}, {self.version!r}, keep_alive={self.keep_alive})"
 
 
 # RFC 9110 section 5.6.2: token = 1*tchar
@@ -112,9 +150,33 @@ _SINGLETONS = frozenset({"host", "content-length", "content-type"})
 _FORBIDDEN_TRAILERS = frozenset({"host", "content-length", "transfer-encoding"})
 _MAX_LEADING_CRLF = 4
 _MAX_CHUNK_LINE = 1024  # bytes incl. CRLF; what a chunk-size line may spend on extensions
+# Fields whose presence changes framing or must be checked for duplicates (see _framing).
+_FRAMING_FIELDS = _SINGLETONS | {"connection", "transfer-encoding"}
+
+# The fast path, on the head decoded as latin-1 (one byte, one character): a request-line with an
+# origin-form target (CONNECT needs authority-form: general path), then field lines, each a token,
+# a colon and a field-value (VCHAR, obs-text, SP, HTAB), then the blank line. No CR or LF can occur
+# outside a CRLF, and a field line cannot begin with SP/HTAB (obs-fold), so whatever matches is
+# also accepted by the general code, which would split it into the same pieces.
+_S_TCHAR = _TCHAR.decode("ascii")
+_S_METHOD = _METHOD.decode("ascii")
 MEMO_ENTRIES = 512
 MEMO_KEY_BYTES = 4096
 _MEMOS: dict[Limits, dict[bytes, Request]] = {}
+_SIMPLE_HEAD = re.compile(
+    rf"(?!CONNECT )([{_S_METHOD}]++) (/[\x21-\x7e]*+) HTTP/1\.([0-9])\r\n"
+    rf"((?:[{_S_TCHAR}]++:[\x21-\x7e\x80-\xff \t]*+\r\n)*+)\r\n"
+)
+# a field line of such a head: name, value without the whitespace before it; and without the
+# whitespace after it too (a slower match, used only when some value ends in whitespace)
+_FIELD_LINE = re.compile(r"([^:]+):[ \t]*+([^\r]*)\r\n")
+_FIELD_LINE_TRIM = re.compile(r"([^:]+):[ \t]*+([^\r]*?)[ \t]*\r\n")
+
+
+def _split_fields(block: str) -> list[tuple[str, str]]:
+    """The field lines of a head _SIMPLE_HEAD matched -> [(lower-case name, value)]."""
+    pattern = _FIELD_LINE_TRIM if " \r" in block or "\t\r" in block else _FIELD_LINE
+    return [(name.lower(), value) for name, value in pattern.findall(block)]
 
 
 def _parse_fields(lines: list[bytes], limits: Limits) -> list[tuple[str, str]]:
@@ -171,7 +233,9 @@ class RequestParser:
     next one. After an HTTPError the parser is unusable: answer the error and close.
     """
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, *, fast: bool = True, memo: bool = False) -> None:
+        """`fast=False`: the general code only, no fast path (the tests compare the two);
+        `memo=True`: feed_whole() replays whole requests seen before (see the module docstring)."""
         self.limits = limits or Limits()
         self._buf = bytearray()
         self._scan = 0  # bytes of the head (or trailers) checked so far; the search resumes there
@@ -181,8 +245,12 @@ class RequestParser:
         self._chunks: list[bytes] = []  # chunked body decoded so far
         self._chunk_pos = 0  # offset in _buf of the next chunk-size line
         self._body_size = 0
-        self._memo = _MEMOS.setdefault(self.limits, {})
-        self._memo_key: bytes | None = None  # fed whole on a fresh parser: the memo key, if it parses alone
+        limits = self.limits
+        # a head no longer than this is within every line and size limit (each line is shorter than the head)
+        self._simple_max = min(limits.max_request_line, limits.max_header_line, limits.max_header_bytes) if fast else -1
+        self._memo = _MEMOS.setdefault(self.limits, {}) if memo else None
+        self._count_safe = 4 * limits.max_header_count  # a field line takes 4 bytes or more: no count needed
+        self._empty_ok = limits.max_request_line > 0  # else even an empty buffer is a request line too long
         self.began = False  # the last feed began a request (the parser was idle): its deadline starts
 
     @property
@@ -193,21 +261,36 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         self.began = not self._buf and self._head is None
         self._buf += data
-        self._memo_key = None
 
     def feed_whole(self, data: bytes) -> Request | None:
-        """The fast path: if this parser is fresh and the full parser already found `data` to be
-        exactly one complete request, that request (shared: read-only), with nothing fed.
+        """A server's common read: if this parser is fresh and `data` is exactly one complete request
+        with no body, that request, parsed from `data` without buffering it (so nothing is fed).
         Otherwise it feeds `data` and returns None: go on with next_request() as after feed()."""
-        if self._buf or self._head is not None or self._skipped:  # not fresh: mid-request or after CRLFs
+        if (
+            self._buf
+            or self._head is not None
+            or self._skipped  # not fresh: mid-request or after empty lines
+            or len(data) > self._simple_max
+            or not data.endswith(b"\r\n\r\n")
+        ):
             self.feed(data)
             return None
-        request = self._memo.get(data)
-        if request is not None:
-            return request
-        self._buf += data
-        self._memo_key = data if len(data) <= MEMO_KEY_BYTES else None
-        self.began = True
+        memo = self._memo
+        if memo is not None:
+            request = memo.get(data)
+            if request is not None:
+                return request
+        try:
+            parsed = self._simple_head(data)
+        except HTTPError:  # next_request() raises it again, from the same bytes
+            parsed = None
+        if parsed is not None and parsed[1] == 0:
+            if memo is not None and len(data) <= MEMO_KEY_BYTES:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[data] = parsed[0]
+            return parsed[0]
+        self.feed(data)
         return None
 
     def next_request(self) -> Request | None:
@@ -229,18 +312,15 @@ class RequestParser:
             self._chunks = []
             self._body_size = 0
         self._head = None
-        if self._memo_key is not None:
-            if not self._buf and not self._skipped:  # the key was this request, whole and alone
-                if len(self._memo) >= MEMO_ENTRIES:
-                    self._memo.clear()
-                self._memo[self._memo_key] = request
-            self._memo_key = None
         return request
 
     # -- head ---------------------------------------------------------------------------------
 
     def _parse_head(self) -> tuple[Request, int] | None:
         buf = self._buf
+        if not buf and self._empty_ok:  # asked again after the last request: _check_partial_head has nothing to see
+            self._scan = 0
+            return None
         while buf.startswith(b"\r\n") and self._skipped < _MAX_LEADING_CRLF:
             del buf[:2]
             self._skipped += 1  # counted per request, not per call: the same limit however fed
@@ -253,6 +333,9 @@ class RequestParser:
         self._scan = self._lines = self._skipped = 0
         head = bytes(buf[: end + 4])
         del buf[: end + 4]
+        parsed = self._simple_head(head) if len(head) <= self._simple_max else None
+        if parsed is not None:
+            return parsed
         if len(head) > self.limits.max_header_bytes:
             raise HTTPError(431, "request head too large")
         _check_line_endings(head)
@@ -261,6 +344,27 @@ class RequestParser:
         request.head = head
         request.headers = _parse_fields(lines[1:], self.limits)
         return request, self._framing(request)
+
+    def _simple_head(self, head: bytes) -> tuple[Request, int] | None:
+        """The fast path for a complete head not longer than _simple_max: what the general code
+        makes of it, if _SIMPLE_HEAD matches it; None for anything else (the general code decides).
+        Raises the general code's framing errors (they come after everything _SIMPLE_HEAD checks)."""
+        match = _SIMPLE_HEAD.fullmatch(head.decode("latin-1"))
+        if match is None:
+            return None
+        method, target, minor, block = match.groups()
+        version = "HTTP/1.0" if minor == "0" else "HTTP/1.1"
+        if not block:
+            return Request(method, target, version, [], b"", version == "HTTP/1.1", head), 0
+        if len(block) > self._count_safe and block.count("\r\n") > self.limits.max_header_count:
+            return None
+        request = Request(method, target, version, None, b"", version == "HTTP/1.1", head, block)
+        # Framing needs the fields only if one of _FRAMING_FIELDS may be there, or Host twice: a name
+        # is in the lower-cased block if present (a value may match too, which only costs time).
+        low = block.lower()
+        if "content-" in low or "connection" in low or "transfer-encoding" in low or low.count("host:") > 1:
+            return request, self._framing(request)
+        return request, 0
 
     def _check_partial_head(self) -> None:
         """Refuse as early as the bytes allow: garbage, overlong lines, bare LF.
@@ -329,6 +433,8 @@ class RequestParser:
         lengths: list[str] = []
         codings: list[str] = []
         for name, value in request.headers:
+            if name not in _FRAMING_FIELDS:
+                continue
             if name in _SINGLETONS:
                 if name in seen:
                     raise HTTPError(400, f"duplicate {name}")
