@@ -4,13 +4,15 @@ server next to a fixed-users run that the search's shape must leave alone."""
 
 from __future__ import annotations
 
+import functools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from locust.stats import RequestStats, StatsEntry
 
 from runner import capacity
 from runner.config import CONF_DIR, CapacityConfig, check
@@ -114,28 +116,46 @@ def test_every_step_within_the_slo_stops_at_max_users_and_fewer_is_incomplete():
 # --- the record, from real StatsEntry objects ---------------------------------------------------
 
 
-def _entry(times_ms: list[float], failures: int = 0) -> dict:
+def _in_locust(script: str):
+    """Run `script` in a Python of its own and return what it prints as JSON. Importing locust
+    monkey-patches the whole process with gevent, so never in pytest's own (a later test's
+    subprocess and pty reads hung in a patched process)."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout)
+
+
+def _entry(times_ms: tuple[float, ...], failures: int = 0) -> dict:
     """A serialized StatsEntry as the locustfile logs it: a failed request is logged, then its error."""
-    entry = StatsEntry(RequestStats(), "step", "ALL")
-    for i, t in enumerate(times_ms):
-        entry.log(t, 100)
-        if i < failures:
-            entry.log_error(RuntimeError("boom"))
-    return entry.serialize()
+    return json.loads(_serialized(times_ms, failures))  # a fresh copy for each caller
+
+
+@functools.cache
+def _serialized(times_ms: tuple[float, ...], failures: int) -> str:
+    return json.dumps(_in_locust(f"""
+import json
+from locust.stats import RequestStats, StatsEntry
+entry = StatsEntry(RequestStats(), "step", "ALL")
+for i, t in enumerate({list(times_ms)!r}):
+    entry.log(t, 100)
+    if i < {failures}:
+        entry.log_error(RuntimeError("boom"))
+print(json.dumps(entry.serialize(), default=list))
+"""))
 
 
 def test_step_numbers_match_locusts_own_percentiles_and_rates():
     times = [10.0] * 900 + [40.0] * 90 + [400.0] * 10  # p99 at the 990th of 1000
-    entry = StatsEntry(RequestStats(), "step", "ALL")
-    for t in times:
-        entry.log(t, 100)
-    numbers = capacity.step_numbers(entry.serialize(), 100.0, 104.0, 30, 42.0, 7.0)
+    entry, percentiles = _in_locust(f"""
+import json
+from locust.stats import RequestStats, StatsEntry
+entry = StatsEntry(RequestStats(), "step", "ALL")
+for t in {times!r}:
+    entry.log(t, 100)
+print(json.dumps([entry.serialize(), [entry.get_response_time_percentile(p) for p in (0.5, 0.95, 0.99)]], default=list))
+""")
+    numbers = capacity.step_numbers(entry, 100.0, 104.0, 30, 42.0, 7.0)
     assert numbers["requests"] == 1000 and numbers["rps"] == 250.0
-    assert (numbers["p50_ms"], numbers["p95_ms"], numbers["p99_ms"]) == (
-        entry.get_response_time_percentile(0.5),
-        entry.get_response_time_percentile(0.95),
-        entry.get_response_time_percentile(0.99),
-    )
+    assert [numbers["p50_ms"], numbers["p95_ms"], numbers["p99_ms"]] == percentiles
     assert list(numbers) == list(capacity.STEP_KEYS)
 
 
@@ -146,9 +166,9 @@ def _write_step_file(job: Path, raw: list[dict], live_reason: str) -> None:
 def test_collect_records_the_block_and_makes_the_best_steps_window_the_run_metrics(tmp_path):
     # 10 users: 300 requests in 3 s; 30 users: 900; 50 users: 880, 5 of them failed (RPS fell: the knee)
     raw = [
-        {"users": 10, "start": 10.0, "end": 13.0, "entry": _entry([12.0] * 300), "locust_cpu_pct": 20.0},
-        {"users": 30, "start": 14.0, "end": 17.0, "entry": _entry([15.0] * 900), "locust_cpu_pct": 50.0},
-        {"users": 50, "start": 18.0, "end": 21.0, "entry": _entry([30.0] * 880, failures=5), "locust_cpu_pct": 55.0},
+        {"users": 10, "start": 10.0, "end": 13.0, "entry": _entry((12.0,) * 300), "locust_cpu_pct": 20.0},
+        {"users": 30, "start": 14.0, "end": 17.0, "entry": _entry((15.0,) * 900), "locust_cpu_pct": 50.0},
+        {"users": 50, "start": 18.0, "end": 21.0, "entry": _entry((30.0,) * 880, failures=5), "locust_cpu_pct": 55.0},
     ]
     for r, v in zip(raw, ["ok", "ok", "knee"], strict=True):
         r["verdict"] = v
@@ -166,7 +186,7 @@ def test_collect_records_the_block_and_makes_the_best_steps_window_the_run_metri
 
 
 def test_collect_says_when_the_live_decision_disagrees_or_no_file_was_left(tmp_path):
-    raw = [{"users": 10, "start": 0.0, "end": 3.0, "entry": _entry([12.0] * 300), "locust_cpu_pct": 20.0,
+    raw = [{"users": 10, "start": 0.0, "end": 3.0, "entry": _entry((12.0,) * 300), "locust_cpu_pct": 20.0,
             "verdict": "ok"}]  # fmt: skip
     _write_step_file(tmp_path, raw, "max-users")
     result = RunResult(outcome="ok")
