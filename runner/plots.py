@@ -101,7 +101,8 @@ def _bound(flags: Any) -> bool:
 
 
 def _label(row: dict, several_groups: bool) -> str:
-    return f"{row['server']}\n{row['group']}".replace(", ", "\n") if several_groups and row["group"] else row["server"]
+    server = row["server"].replace(" (", "\n(")  # "uvicorn (reference)" on two lines: neighbours never overlap
+    return f"{server}\n{row['group']}".replace(", ", "\n") if several_groups and row["group"] else server
 
 
 def _ordered(cells: pd.DataFrame) -> list[dict]:
@@ -158,8 +159,9 @@ def _rps(root: Path, frame: pd.DataFrame, cells: pd.DataFrame, palette: dict) ->
     what = "bar: median of repeats; whisker: 95% interval of the mean; dots: runs" if repeated else "one run each"
     ax.set_title(f"Requests per second per server (higher is better)\n{what}", fontsize=10)
     handles = [_bound_legend()] if any(_bound(r["flags"]) for r in rows) else []
-    if handles:
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1 if not several else -0.25),
+    if handles:  # below the tick labels, however many lines they have
+        lines = max(_label(r, several).count("\n") + 1 for r in rows)
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.05 - 0.06 * lines),
                   fontsize=8, frameon=False)  # fmt: skip
     _save(fig, root, "rps.png")
     caption = "Requests per second, failed requests included, over the steady window; higher is better."
@@ -300,14 +302,19 @@ def _users(root: Path, cells: pd.DataFrame, palette: dict) -> Figure | None:
         left.errorbar(users, [r["rps"] for r in line], yerr=[low, high], marker="o", capsize=3,
                       color=palette[server], label=label)  # fmt: skip
         right.plot(users, [_num(r["p99_ms"]) for r in line], marker="o", color=palette[server], label=label)
-        for r in line:
-            if _bound(r["flags"]):
-                left.annotate("generator-bound", (r["users"], r["rps"]), fontsize=7, rotation=30)
+        bound = [r for r in line if _bound(r["flags"])]  # drawn hollow, as in the trade-off figure
+        for ax, key in ((left, "rps"), (right, "p99_ms")):
+            ax.scatter([r["users"] for r in bound], [_num(r[key]) for r in bound], s=40, zorder=3,
+                       facecolor="white", edgecolor=palette[server])  # fmt: skip
     left.set(xlabel="users (load.users)", ylabel="requests per second (req/s)", title="Throughput vs users")
     right.set(xlabel="users (load.users)", ylabel="p99 response time, ms (log scale)", title="p99 vs users")
     _log_ms(right)
     left.set_ylim(bottom=0)
-    left.legend(fontsize=8)
+    handles, _ = left.get_legend_handles_labels()
+    if any(_bound(r["flags"]) for r in rows):
+        handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor="black",
+                              label="hollow: generator-bound (measures Locust)"))  # fmt: skip
+    left.legend(handles=handles, fontsize=8)
     _save(fig, root, "users.png")
     return Figure("users.png", "RPS and p99 vs users", "A users sweep: each point is a cell (median of its repeats).")
 
