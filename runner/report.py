@@ -172,6 +172,18 @@ def _thresholds(validity: dict[str, Any] | None) -> dict[str, Any]:
     return defaults | given
 
 
+def _cost_hint(frame: pd.DataFrame) -> str:
+    """When Locust limited every run, RPS cannot tell the servers apart, but what a request cost each
+    server still can: one line naming them by Req/CPU-s (medians), for a sweep of one condition."""
+    if frame["group"].nunique() > 1:
+        return ""
+    cost = frame.dropna(subset=["requests_per_cpu_s"]).groupby("server", sort=False)["requests_per_cpu_s"].median()
+    if len(cost) < 2:
+        return ""
+    ranked = ", ".join(f"{server} {value:,.0f}" for server, value in cost.sort_values(ascending=False).items())
+    return f"What a request cost each server still compares them (Req/CPU-s, higher is cheaper): {ranked}.\n"
+
+
 def _summary(frame: pd.DataFrame, cells: pd.DataFrame | None, provenance: dict[str, Any]) -> str:
     tally = count_outcomes(frame["outcome"])
     count = f"{len(frame)} run{'s' if len(frame) != 1 else ''}"
@@ -182,6 +194,7 @@ def _summary(frame: pd.DataFrame, cells: pd.DataFrame | None, provenance: dict[s
             f"\n**{bound} of {len(frame)} runs are generator-bound**: Locust, not the server, was the bottleneck, "
             "so their order ranks the load generator (see Flags).\n"
         )
+        text += _cost_hint(frame) if bound == len(frame) else ""
     if cells is not None:
         sizes = frame.groupby("cell", sort=False).size()
         runs = f"{sizes.min()}" if sizes.min() == sizes.max() else f"{sizes.min()} to {sizes.max()}"
