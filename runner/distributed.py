@@ -84,18 +84,6 @@ def _files() -> str:
     return f"{load.LOCUSTFILE},{PLUGIN}"
 
 
-def _user_args(cfg: Config, job_dir: Path) -> list[str]:
-    """The locustfile's own options for a local worker (a remote one gets the master's: see
-    locust_workers.py), and where it writes its phase file."""
-    load_cfg = cfg.load
-    args = [
-        "--path", cfg.workload.path,
-        "--wait-min", f"{load_cfg.wait_min_s:g}", "--wait-max", f"{load_cfg.wait_max_s:g}",
-        "--request-timeout", f"{load_cfg.request_timeout_s:g}", "--warmup", f"{load_cfg.warmup_s:g}",
-    ]  # fmt: skip
-    return [*args, "--phases-prefix", str(job_dir / load.PHASES_PREFIX)]
-
-
 def master_argv(cfg: Config, host: str, port: int, job_dir: Path, bind_port: int) -> list[str]:
     argv = load.locust_argv(cfg, host, port, job_dir)
     argv[argv.index("-f") + 1] = f"{_files()},{load.PROGRESS_PLUGIN}"  # live numbers: the master's only
@@ -116,7 +104,7 @@ def worker_argv(cfg: Config, master_host: str, bind_port: int, job_dir: Path | N
         sys.executable if job_dir else "python", "-m", "locust", "-f", _files() if job_dir else _relative_files(),
         "--worker", "--master-host", master_host, "--master-port", str(bind_port),
         "--exit-code-on-error", "0",  # failed requests are counted by the master; non-zero = the worker broke
-        *(_user_args(cfg, job_dir) if job_dir else []),
+        *(load.locustfile_args(cfg, job_dir) if job_dir else []),
     ]  # fmt: skip
 
 

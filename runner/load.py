@@ -51,15 +51,24 @@ def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
         "--html", str(job_dir / "locust.html"),
         "--json-file", str(job_dir / "locust"),
         "--exit-code-on-error", "1",
+        *locustfile_args(cfg, job_dir),
+        *(_processes_args(load.processes) if load.processes != 1 else []),
+        *(_capacity_args(cfg, job_dir) if load.capacity.enabled else []),
+        user_class,
+    ]  # fmt: skip
+
+
+def locustfile_args(cfg: Config, job_dir: Path) -> list[str]:
+    """The options runner/locustfile.py adds to Locust's command line, and where it writes its
+    per-phase file: for the runner's Locust and for a local distributed worker alike."""
+    load = cfg.load
+    return [
         "--path", cfg.workload.path,
         "--wait-min", f"{load.wait_min_s:g}",
         "--wait-max", f"{load.wait_max_s:g}",
         "--request-timeout", f"{load.request_timeout_s:g}",
         "--warmup", f"{load.warmup_s:g}",
         "--phases-prefix", str(job_dir / PHASES_PREFIX),
-        *(_processes_args(load.processes) if load.processes != 1 else []),
-        *(_capacity_args(cfg, job_dir) if load.capacity.enabled else []),
-        user_class,
     ]  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import resource
 import signal
 import socket
@@ -129,6 +130,24 @@ def raise_nofile_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def signal_child(pid: int, sig: int) -> None:
+    """Send `sig` to a child of ours that may already have exited (process, prefork)."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_reading(conns) -> None:
+    """Shut the read side of connections that blocking workers are serving: a worker waiting in
+    recv() gets EOF and winds down, while a response it is sending still goes out (thread, threadpool)."""
+    for conn in conns:
+        try:
+            conn.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

@@ -223,7 +223,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
 def _stop(pids: dict[int, int], grace: float, reaped) -> None:
     """SIGTERM every worker, SIGKILL those left after `grace`; each is reaped and booked."""
     for pid in list(pids):
-        _kill(pid, signal.SIGTERM)
+        base.signal_child(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while pids and time.monotonic() < deadline:
         pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -232,7 +232,7 @@ def _stop(pids: dict[int, int], grace: float, reaped) -> None:
         else:
             reaped(pid)
     for pid in list(pids):
-        _kill(pid, signal.SIGKILL)
+        base.signal_child(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         reaped(pid)
 
@@ -241,13 +241,6 @@ def _how(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 if __name__ == "__main__":

@@ -132,26 +132,19 @@ def serve(sock: socket.socket, app: base.App) -> None:
 
 def _stop_children(children: set[int], grace: float, reap) -> None:
     for pid in list(children):
-        _kill(pid, signal.SIGTERM)
+        base.signal_child(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while children and time.monotonic() < deadline:
         time.sleep(0.01)
         reap()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # reaped below: not counted as having died
     for pid in list(children):
-        _kill(pid, signal.SIGKILL)
+        base.signal_child(pid, signal.SIGKILL)
     for pid in list(children):
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 if __name__ == "__main__":

@@ -59,11 +59,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
     except base.Shutdown:
         sock.close()
         with lock:
-            for conn in open_conns:
-                try:
-                    conn.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
+            base.stop_reading(open_conns)
         deadline = time.monotonic() + app.grace
         while open_conns and time.monotonic() < deadline:
             time.sleep(0.01)

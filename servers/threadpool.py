@@ -131,11 +131,7 @@ def _wind_down(
         if conn is not None:
             conn.close()
     with lock:
-        for conn in serving:
-            try:
-                conn.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+        base.stop_reading(serving)
     deadline = time.monotonic() + app.grace
     try:
         for _ in workers:  # one stop sign each, as fast as the workers make room for them

@@ -16,31 +16,10 @@ import random
 
 import corpus
 import pytest
-from test_http import CORPUS_SPLITS, INVALID_LIMITS, VALID_LIMITS, Outcome, random_chunks, summary
+from test_http import CORPUS_SPLITS, INVALID_LIMITS, VALID_LIMITS, Outcome, random_chunks, run, summary
 
 from servers import base, http
 from servers.http import HTTPError, Limits, RequestParser, build_response
-
-
-def run(parser: RequestParser, pieces: list[bytes], *, whole: bool, stop_at_close: bool) -> Outcome:
-    """test_http.parse with a given parser; `whole`: each piece goes through feed_whole() first."""
-    requests, fed = [], 0
-    try:
-        for piece in pieces:
-            fed += len(piece)
-            request = parser.feed_whole(piece) if whole else parser.feed(piece)
-            if request is not None:
-                requests.append(request)
-                if stop_at_close and not request.keep_alive:
-                    return Outcome(requests, None, parser, fed)
-                continue
-            while (request := parser.next_request()) is not None:
-                requests.append(request)
-                if stop_at_close and not request.keep_alive:
-                    return Outcome(requests, None, parser, fed)
-    except HTTPError as error:
-        return Outcome(requests, error, parser, fed)
-    return Outcome(requests, None, parser, fed)
 
 
 def parse_general(pieces: list[bytes], limits: Limits | None = None, *, stop_at_close: bool = False) -> Outcome:

@@ -70,11 +70,22 @@ def parse(pieces: list[bytes], limits: Limits | None = None, *, stop_at_close: b
     `stop_at_close` stops after the first request that does not keep the connection alive, as a
     server would (gunicorn's corpus counts requests that way).
     """
-    parser, requests, fed = RequestParser(limits), [], 0
+    return run(RequestParser(limits), pieces, whole=False, stop_at_close=stop_at_close)
+
+
+def run(parser: RequestParser, pieces: list[bytes], *, whole: bool, stop_at_close: bool) -> Outcome:
+    """parse() with a given parser; `whole`: each piece goes through feed_whole() first, as the
+    event-loop servers feed each recv() (test_fastpath.py)."""
+    requests, fed = [], 0
     try:
         for piece in pieces:
-            parser.feed(piece)
             fed += len(piece)
+            request = parser.feed_whole(piece) if whole else parser.feed(piece)
+            if request is not None:
+                requests.append(request)
+                if stop_at_close and not request.keep_alive:
+                    return Outcome(requests, None, parser, fed)
+                continue
             while (request := parser.next_request()) is not None:
                 requests.append(request)
                 if stop_at_close and not request.keep_alive:
