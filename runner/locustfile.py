@@ -1,10 +1,11 @@
 """The Locust users the runner points Locust at, and an exact record of each phase of the run.
 
-Users: every user requests one path in a closed loop. `fast` (FastHttpUser, geventhttpclient) is
-the default because it costs the generator a fraction of HttpUser's CPU per request, so more of
-the measurement is the server's. Both keep their connection alive; a server that closes after each
-response makes them reconnect. A timeout shorter than the run matters: without one, a hung server
-records 0 requests and 0 failures.
+Users: every user requests one path in a closed loop. `loop` (the default) is one connection
+whose I/O one engine per process performs for every user (runner/loop_engine.py): no greenlet
+switch and no HTTP client object per request, so one core makes 10x FastHttpUser's requests.
+`fast` (FastHttpUser, geventhttpclient) and `http` (HttpUser, requests) are Locust's own clients.
+All keep their connection alive; a server that closes after each response makes them reconnect. A
+timeout shorter than the run matters: without one, a hung server records 0 requests and 0 failures.
 
 Phases: Locust's totals include the ramp-up, and `--reset-stats` would throw the ramp away and with
 it the total we check against the server's own count. So every request is also logged into one
@@ -13,6 +14,9 @@ the last user started), `steady` (what the report ranks), `stopping` (after the 
 users wind down). Entries are additive (counts, sums, histograms), so the runner gets exact
 steady-state numbers and exact totals by summing them, across `--processes` workers too. Each
 process writes `<prefix>_<pid>.json` when it quits. Cost: one small function call per request.
+Each phase also has an HDR histogram of response times in microseconds (runner/latency.py: Locust's
+own rounds to whole milliseconds), for every user class, and the file says how often the `loop`
+engine reconnected.
 
 Capacity search (`--capacity PLAN`, load=capacity): the shape below raises users step by step and
 logs each step's window (the step after its ramp) into a StatsEntry of its own, with this process's
@@ -27,12 +31,17 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+from urllib.parse import urlsplit
 
 import gevent
 import psutil
-from locust import FastHttpUser, HttpUser, LoadTestShape, between, events, task
+from locust import FastHttpUser, HttpUser, LoadTestShape, User, between, constant, events, task
 from locust.stats import RequestStats, StatsEntry
+
+from runner import latency, wire
+from runner.loop_engine import Engine
 
 PHASES = ("ramp", "warmup", "steady", "stopping")
 
@@ -41,6 +50,7 @@ class _Phases:
     def __init__(self) -> None:
         self.stats = RequestStats()
         self.entries = {p: StatsEntry(self.stats, p, "ALL") for p in PHASES}
+        self.latencies = {p: latency.Recorder() for p in PHASES}
         self.started = {p: None for p in PHASES}
         self.current = "ramp"
         self.warmup = 0.0
@@ -51,10 +61,13 @@ class _Phases:
             self.current = phase
             self.started[phase] = time.time()
             self.entries[phase].reset()  # its start_time is now
+            self.latencies[phase].reset()
 
     def dump(self, path: str) -> None:
         data = {"pid": os.getpid(), "started": self.started, "ended": time.time()}
         data["phases"] = {p: self.entries[p].serialize() for p in PHASES}
+        data["hdr"] = {p: self.latencies[p].encode() for p in PHASES}
+        data["reconnects"] = _engine.reconnects if _engine is not None else None
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             json.dump(data, f, default=list)
@@ -172,6 +185,7 @@ def _configure(environment, **_kwargs) -> None:
     options = environment.parsed_options
     if options is None:
         return
+    loop.options = options
     for user in (fast, http):
         user.wait_time = between(options.wait_min, options.wait_max)
         user.path = options.path
@@ -187,8 +201,10 @@ def _configure(environment, **_kwargs) -> None:
 
 @events.request.add_listener
 def _record(response_time, response_length, exception, **_kwargs) -> None:
-    entry = _phases.entries[_phases.current]
+    current = _phases.current
+    entry = _phases.entries[current]
     entry.log(response_time, response_length or 0)
+    _phases.latencies[current].record(response_time)
     if exception is not None:
         entry.log_error(exception)
     if _search is not None:
@@ -234,3 +250,50 @@ class http(HttpUser):  # noqa: N801
     @task
     def get(self) -> None:
         self.client.get(self.path, timeout=self.timeout)
+
+
+_engine: Engine | None = None  # the one engine of this process, made by the first `loop` user
+
+
+def _the_engine(user: User) -> Engine:
+    global _engine
+    if _engine is None:
+        options, url = user.options, urlsplit(user.host)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        family, _, _, _, address = socket.getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)[0]
+        request = wire.build_request("GET", options.path, url.netloc)
+        fire = user.environment.events.request.fire
+
+        def log(ms: float, length: int, exception: Exception | None) -> None:
+            fire(request_type="GET", name=options.path, response_time=ms, response_length=length,
+                 exception=exception, context={})  # fmt: skip
+
+        _engine = Engine(address, family, request, log, options.request_timeout, (options.wait_min, options.wait_max))
+    return _engine
+
+
+class loop(User):  # noqa: N801
+    """One connection in a closed loop, driven by the process's engine; this greenlet only waits.
+    Stopping: Locust's graceful stop (stop_timeout) drains the connection -- no new request, the one
+    in flight finishes -- and on_stop closes it; a request still in flight then is one failure."""
+
+    options = None  # set by _configure: path, think time, timeout
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self._conn = _the_engine(self).open()
+
+    @task
+    def drive(self) -> None:
+        self._conn.idle.wait()  # until drained: Locust then sees the user stopping and calls on_stop
+
+    def stop(self, force: bool = False) -> bool:
+        conn = getattr(self, "_conn", None)
+        if conn is not None and _engine is not None:
+            _engine.drain(conn)
+        return super().stop(force)
+
+    def on_stop(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None and _engine is not None:
+            _engine.close(conn)

@@ -65,6 +65,7 @@ class Metrics:
     total_requests: int | None = None  # whole run, ramp-up and wind-down included: compare with SERVED
     total_failures: int | None = None
     window_bounds: list[float] | None = None  # [start, end], wall clock (epoch s)
+    reconnects: int | None = None  # whole run, `loop` users: connections opened after each user's first
     partial: bool = False  # numbers from a run that did not end cleanly
 
 
