@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import gevent
 import psutil
+from gevent.monkey import get_original
 from locust import FastHttpUser, HttpUser, LoadTestShape, User, between, constant, events, task
 from locust.stats import RequestStats, StatsEntry
 
@@ -253,6 +254,7 @@ class http(HttpUser):  # noqa: N801
 
 
 _engine: Engine | None = None  # the one engine of this process, made by the first `loop` user
+_getaddrinfo = get_original("socket", "getaddrinfo")
 
 
 def _the_engine(user: User) -> Engine:
@@ -260,7 +262,8 @@ def _the_engine(user: User) -> Engine:
     if _engine is None:
         options, url = user.options, urlsplit(user.host)
         port = url.port or (443 if url.scheme == "https" else 80)
-        family, _, _, _, address = socket.getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)[0]
+        # gevent's getaddrinfo would yield, and the next user's on_start would make a second engine
+        family, _, _, _, address = _getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)[0]
         request = wire.build_request("GET", options.path, url.netloc)
         fire = user.environment.events.request.fire
 
