@@ -232,3 +232,42 @@ def test_a_10ms_gevent_timer_beside_a_saturated_engine_fires_on_time(tmp_path):
     assert ticks["requests"] > 1000  # the engine was busy
     assert ticks["fired"] >= 0.95 * ticks["expected"], ticks
     assert ticks["max_late_ms"] <= 50, ticks
+
+
+def _sweep(tmp_path: Path, *overrides: str) -> list[dict]:
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "-m", "load=smoke", *overrides, f"hydra.sweep.dir={sweep}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/result.json"))]
+
+
+@pytest.mark.slow
+def test_every_model_served_what_locust_counted_with_microsecond_percentiles(tmp_path):
+    """The other four models are in test_sweep.py; each is the default `loop` user now."""
+    results = _sweep(tmp_path, "server=epoll,asyncio,threadpool,prefork")
+    assert len(results) == 4
+    for result in results:
+        m, name = result["metrics"], result["server"]["name"]
+        assert result["outcome"] == "ok" and result["load"]["user_class"] == "loop", (name, result["detail"])
+        assert abs(result["server"]["served"] - m["total_requests"]) <= 0.005 * result["server"]["served"], name
+        assert m["reconnects"] == 0, name  # keep-alive: one connection per user all along
+        assert m["median_ms"] != round(m["median_ms"]) or m["median_ms"] >= 100, (name, m)  # not whole ms
+        assert result["resources"]["locust"]["cpu_us_per_request"] > 0
+
+
+@pytest.mark.slow
+def test_think_time_and_two_locust_processes_keep_their_meaning(tmp_path):
+    """5 users waiting 0.1 s between requests make about 50 requests/s, however many engines share them."""
+    overrides = ("server=select", "load.processes=2", "load.wait_min_s=0.1", "load.wait_max_s=0.1", "load.run_time=3s")
+    (result,) = _sweep(tmp_path, *overrides)
+    m = result["metrics"]
+    assert result["outcome"] == "ok", result["detail"]
+    assert 25 <= m["rps"] <= 52, m  # 5 / (0.1 s + a response time): never above 50, and not far below
+    assert "littles-law" not in result["flags"]
+    assert abs(result["server"]["served"] - m["total_requests"]) <= 1, m  # every request counted once
