@@ -39,7 +39,7 @@ import gevent
 import psutil
 from gevent.monkey import get_original
 from locust import FastHttpUser, HttpUser, LoadTestShape, User, between, constant, events, task
-from locust.stats import RequestStats, StatsEntry
+from locust.stats import RequestStats, StatsEntry, bucket_response_time
 
 from runner import latency, wire
 from runner.loop_engine import Engine
@@ -265,14 +265,52 @@ def _the_engine(user: User) -> Engine:
         # gevent's getaddrinfo would yield, and the next user's on_start would make a second engine
         family, _, _, _, address = _getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)[0]
         request = wire.build_request("GET", options.path, url.netloc)
-        fire = user.environment.events.request.fire
+        fire, stats = user.environment.events.request.fire, user.environment.stats
 
-        def log(ms: float, length: int, exception: Exception | None) -> None:
+        def log(ms: float, length: int, exception: Exception) -> None:
             fire(request_type="GET", name=options.path, response_time=ms, response_length=length,
                  exception=exception, context={})  # fmt: skip
 
-        _engine = Engine(address, family, request, log, options.request_timeout, (options.wait_min, options.wait_max))
+        def log_many(times: list[float], length: int) -> None:
+            _log_successes([stats.total, stats.get(options.path, "GET")], times, length)
+
+        wait = (options.wait_min, options.wait_max)
+        _engine = Engine(address, family, request, log, log_many, options.request_timeout, wait)
     return _engine
+
+
+def _log_successes(entries: list[StatsEntry], times: list[float], length: int) -> None:
+    """What firing Locust's request event once per success would do, for a batch of successes at
+    once: StatsEntry.log's updates (Locust 2.4x, stats.py) into Locust's own entries and into what
+    our listener (_record) keeps. Request listeners other than Locust's and ours do not see them."""
+    now = time.time()
+    second = int(now)
+    buckets: dict[int, int] = {}
+    for ms in times:
+        bucket = bucket_response_time(ms)
+        buckets[bucket] = buckets.get(bucket, 0) + 1
+    n, total, low, high = len(times), sum(times), min(times), max(times)
+    phase = _phases.current
+    targets = [*entries, _phases.entries[phase]]
+    if _search is not None and _search.window is not None:
+        targets.append(_search.window)
+    for entry in targets:
+        last = entry.last_request_timestamp
+        if entry.use_response_times_cache and last and second > int(last):
+            entry._cache_response_times(second - 1)
+        entry.num_requests += n
+        entry.num_reqs_per_sec[second] += n
+        entry.last_request_timestamp = now
+        entry.total_response_time += total
+        entry.min_response_time = low if entry.min_response_time is None else min(entry.min_response_time, low)
+        entry.max_response_time = max(entry.max_response_time, high)
+        counts = entry.response_times
+        for bucket, k in buckets.items():
+            counts[bucket] += k
+        entry.total_content_length += length
+    record = _phases.latencies[phase].record
+    for ms in times:
+        record(ms)
 
 
 class loop(User):  # noqa: N801

@@ -20,12 +20,15 @@ Scheduling: every send goes through `_schedule` (now, or after think time on the
 heap) -- the one place an open model (a fixed arrival rate) would change. Deadlines are checked by
 a sweep every SWEEP_S over the requests in flight, not by a timer per request.
 
-Accounting: every request the engine starts ends as exactly one `log(...)` call, success or
-failure. A connection asked to stop (Locust's graceful stop) sends nothing new and lets its request
-in flight finish; one closed with a request still in flight (stop_timeout ran out) logs it as a
-failure (wire.Stopped). Latency runs from the moment a request is due to its response's last
-byte: a connection opened for it (the first, or after the server closed) is part of it, as in
-Locust's own clients.
+Accounting: every request the engine starts ends as exactly one success or one failure. Failures are
+logged one by one (`log`); successes are collected over a batch of ready connections and logged
+together (`log_many`): Locust's request event costs about 5 us a request, a third of the engine's
+whole budget at 50k/s, and the batch's successes all end within the same millisecond anyway. A
+connection asked to stop (Locust's graceful stop) sends nothing new and lets its request in flight
+finish; one closed with a request still in flight (stop_timeout ran out) logs it as a failure
+(wire.Stopped). Latency runs from the moment a request is due to its response's last byte: a
+connection opened for it (the first, or after the server closed) is part of it, as in Locust's own
+clients.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ READ_SIZE = 65536
 # idle, connecting, sending (a partial send waits for EPOLLOUT), waiting for the response, closed
 IDLE, CONNECTING, SENDING, WAITING, CLOSED = range(5)
 
-Log = Callable[[float, int, "Exception | None"], None]  # (response time ms, response bytes, exception or None)
+Log = Callable[[float, int, Exception], None]  # a failure: (response time ms, response bytes, exception)
+LogMany = Callable[[list[float], int], None]  # successes: (their response times in ms, their bytes in all)
 
 
 class Conn:
@@ -78,9 +82,18 @@ class Engine:
     """Drives every registered Conn; `open()` on a user's start, `drain()`/`close()` on its stop."""
 
     def __init__(
-        self, address: tuple, family: int, request: bytes, log: Log, timeout_s: float, wait: tuple[float, float]
+        self,
+        address: tuple,
+        family: int,
+        request: bytes,
+        log: Log,
+        log_many: LogMany,
+        timeout_s: float,
+        wait: tuple[float, float],
     ) -> None:
-        self.address, self.family, self.request, self.log = address, family, request, log
+        self.address, self.family, self.request, self.log, self.log_many = address, family, request, log, log_many
+        self._ok: list[float] = []  # this batch's successes: response times (ms)
+        self._ok_bytes = 0
         self.timeout_s = timeout_s
         self.wait_min, self.wait_max = wait
         self.ep = _epoll()
@@ -144,6 +157,10 @@ class Engine:
                 conn = by_fd.get(fd)
                 if conn is not None:
                     self._ready(conn, events)
+            if self._ok:
+                ok, self._ok = self._ok, []
+                self.log_many(ok, self._ok_bytes)
+                self._ok_bytes = 0
 
     def _turn(self, timeout: float) -> None:
         """One turn of the gevent hub: back as soon as a socket is ready, or after `timeout` s."""
@@ -264,7 +281,11 @@ class Engine:
         conn.state = IDLE
         if not response.keep_alive or not data:
             self._disconnect(conn)
-        self.log(elapsed, response.length, None if 200 <= response.status < 300 else wire.BadStatus(response.status))
+        if 200 <= response.status < 300:
+            self._ok.append(elapsed)
+            self._ok_bytes += response.length
+        else:
+            self.log(elapsed, response.length, wire.BadStatus(response.status))
         self._schedule(conn, now)
 
     def _broken(self, conn: Conn, exc: Exception, now: float) -> None:

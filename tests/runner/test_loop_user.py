@@ -120,6 +120,13 @@ def run_loop(tmp_path: Path, port: int, path: str, *extra: str, users: int = 5, 
     report = proc.stderr.partition("Error report")[2]
     errors = {m[2]: int(m[1]) for m in re.finditer(r"^(\d+)\s+GET \S+: (.*?)\s*$", report, re.MULTILINE)}
     entries = [e for p in phases for e in p["phases"].values()]
+    # Locust's own summary saw exactly what the phase files did (the engine logs successes in batches):
+    # its count and failures, and the count of its percentile table's histogram
+    aggregated = re.findall(r"^\s+Aggregated\s+(.*?)\s*$", proc.stderr, re.MULTILINE)
+    assert len(aggregated) == 2, proc.stderr[-3000:]  # the request table's row, the percentile table's row
+    requests, failures = map(int, re.match(r"(\d+)\s+(\d+)\(", aggregated[0]).groups())
+    assert requests == int(aggregated[1].split()[-1]) == sum(e["num_requests"] for e in entries)
+    assert failures == sum(e["num_failures"] for e in entries)
     return Outcome(
         requests=sum(e["num_requests"] for e in entries),
         failures=sum(e["num_failures"] for e in entries),
