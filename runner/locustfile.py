@@ -95,6 +95,7 @@ class _Search:
         self.index = -1  # the step running now
         self.began = 0.0  # when it began (time.time())
         self.window: StatsEntry | None = None  # open from ramp_s into the step until it ends
+        self.latencies = latency.Recorder()  # the window's response times, microseconds
         self.opened, self.cpu0 = 0.0, (0.0, None)
         self.done = False
 
@@ -129,6 +130,7 @@ class _Search:
     def _open(self, index: int) -> None:
         if index == self.index and not self.done:
             self.window = StatsEntry(self.stats, f"step{index}", "ALL")
+            self.latencies.reset()
             self.opened, self.cpu0 = time.time(), self._cpu()
 
     def _close(self, now: float) -> None:
@@ -140,6 +142,7 @@ class _Search:
         cpu = 100.0 * (cpu1 - cpu0) / span if span > 0 else None
         wait = 100.0 * (wait1 - wait0) / span if span > 0 and wait0 is not None and wait1 is not None else None
         entry = window.serialize()
+        entry["hdr"] = self.latencies.encode()  # capacity.step_numbers takes the percentiles from it
         users = self.schedule[self.index]
         self.steps.append({"users": users, "start": self.opened, "end": now, "entry": entry,
                            "locust_cpu_pct": cpu, "locust_wait_pct": wait})  # fmt: skip
@@ -153,6 +156,7 @@ class _Search:
     def log(self, response_time, response_length, exception) -> None:
         if self.window is not None:
             self.window.log(response_time, response_length or 0)
+            self.latencies.record(response_time)
             if exception is not None:
                 self.window.log_error(exception)
 
@@ -292,7 +296,8 @@ def _log_successes(entries: list[StatsEntry], times: list[float], length: int) -
     n, total, low, high = len(times), sum(times), min(times), max(times)
     phase = _phases.current
     targets = [*entries, _phases.entries[phase]]
-    if _search is not None and _search.window is not None:
+    searching = _search is not None and _search.window is not None
+    if searching:
         targets.append(_search.window)
     for entry in targets:
         last = entry.last_request_timestamp
@@ -308,9 +313,10 @@ def _log_successes(entries: list[StatsEntry], times: list[float], length: int) -
         for bucket, k in buckets.items():
             counts[bucket] += k
         entry.total_content_length += length
-    record = _phases.latencies[phase].record
-    for ms in times:
-        record(ms)
+    for recorder in (_phases.latencies[phase], _search.latencies) if searching else (_phases.latencies[phase],):
+        record = recorder.record
+        for ms in times:
+            record(ms)
 
 
 class loop(User):  # noqa: N801
