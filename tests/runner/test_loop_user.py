@@ -174,6 +174,13 @@ def test_each_failure_is_one_row_of_its_kind_and_every_request_fails(tmp_path, o
 
 
 @pytest.mark.slow
+def test_requests_in_flight_when_locust_stops_without_waiting_are_failures_not_lost(tmp_path, odd):
+    got = run_loop(tmp_path, odd.port, "/hang", "--stop-timeout", "0", "--request-timeout", "30", seconds=1)
+    assert got.requests == got.failures == 5  # one per user, each still waiting for its answer
+    assert got.errors == {"Stopped('the run stopped with the request in flight')": 5}
+
+
+@pytest.mark.slow
 def test_a_port_nobody_listens_on_is_refused(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
