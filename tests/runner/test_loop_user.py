@@ -195,17 +195,28 @@ import json, time
 import gevent
 from locust import events
 
-PERIOD, state = 0.010, {"late": [], "expected": 0}
+PERIOD, state = 0.010, {"late": [], "own_late": [], "expected": 0, "excused": 0}
+
+
+def queued() -> float:  # seconds this thread has spent runnable but waiting for a CPU (Linux schedstat)
+    with open("/proc/thread-self/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
 
 
 def tick():
     start = time.perf_counter()
     k = 1
     while True:
+        before = queued()
         gevent.sleep(max(0.0, start + k * PERIOD - time.perf_counter()))
         now = time.perf_counter()
-        state["late"].append(now - (start + k * PERIOD))
-        k = int((now - start) / PERIOD) + 1  # a tick later than its period is a tick missed, as a libev timer's
+        late, off_cpu = now - (start + k * PERIOD), queued() - before
+        state["late"].append(late)
+        # what the process itself made late: minus the time the machine gave its CPU to others meanwhile
+        state["own_late"].append(max(0.0, late - off_cpu))
+        following = int((now - start) / PERIOD) + 1  # a tick later than its period is missed, as a libev timer's
+        state["excused"] += min(following - k - 1, int(off_cpu / PERIOD))  # missed while off the CPU
+        k = following
         state["expected"] = int((now - start) / PERIOD)
 
 
@@ -218,15 +229,18 @@ def _start(**_kw):
 def _stop(environment, **_kw):
     state["greenlet"].kill()
     total = environment.stats.total
-    late = state.pop("late")
+    late, own = state.pop("late"), state.pop("own_late")
     json.dump({"fired": len(late), "expected": state["expected"], "max_late_ms": 1000 * max(late),
-               "requests": total.num_requests}, open(environment.parsed_options.csv_prefix + "_ticks.json", "w"))
+               "max_own_late_ms": 1000 * max(own), "excused": state["excused"], "requests": total.num_requests},
+              open(environment.parsed_options.csv_prefix + "_ticks.json", "w"))
 """
 
 
 @pytest.mark.slow
 def test_a_10ms_gevent_timer_beside_a_saturated_engine_fires_on_time(tmp_path):
-    """Locust's own greenlets (stats, shape ticks, phase timers) must run while the engine is busy."""
+    """Locust's own greenlets (stats, shape ticks, phase timers) must run while the engine is busy. Lateness
+    and missed ticks are judged net of the time the kernel kept the process off the CPU (a shared machine's
+    doing, not the engine's: 67 ms raw at a load average of 30, 3 ms net); raw and net are printed."""
     ticker = tmp_path / "ticker.py"
     ticker.write_text(TICKER)
     server = subprocess.Popen(
@@ -244,8 +258,8 @@ def test_a_10ms_gevent_timer_beside_a_saturated_engine_fires_on_time(tmp_path):
     ticks = json.loads((tmp_path / "out" / "locust_ticks.json").read_text())
     print(ticks)  # the numbers, for the record (pytest -s)
     assert ticks["requests"] > 1000  # the engine was busy
-    assert ticks["fired"] >= 0.95 * ticks["expected"], ticks
-    assert ticks["max_late_ms"] <= 50, ticks
+    assert ticks["fired"] + ticks["excused"] >= 0.95 * ticks["expected"], ticks
+    assert ticks["max_own_late_ms"] <= 50, ticks
 
 
 def _sweep(tmp_path: Path, *overrides: str) -> list[dict]:
