@@ -130,7 +130,8 @@ def main() -> None:
                         print(f"  failed: {exc}", file=sys.stderr)
                         continue
                     results[gen].append({**result, "round": r})
-        print(f"\n### {name} (hello, keep-alive, {args.users} connections)\n")
+        alive = "keep-alive" if started.cfg.server.keepalive else "a connection per request"
+        print(f"\n### {name} (hello, {alive}, {args.users} users/connections)\n")
         print(table(results))
     print(f"\nlogs: {out}")
 

@@ -97,6 +97,8 @@ class LoadConfig:
 class WorkloadConfig:
     name: str = MISSING  # servers/workload.py: hello, echo, cpu, io, size
     path: str = "/"  # the URL path every simulated user requests
+    method: str = "GET"  # the request's method
+    body: str = ""  # the request's body (sent with a Content-Length), e.g. for echo to send back
     params: dict[str, Any] = field(default_factory=dict)  # passed to the server: io_ms, cpu_us, size_bytes
 
 
@@ -256,6 +258,8 @@ def check(cfg: DictConfig | Config) -> list[str]:
 
     from servers.workload import WORKLOADS
 
+    if not (cfg.workload.method.isascii() and cfg.workload.method.isalpha() and cfg.workload.method.isupper()):
+        errors.append(f"workload.method: an HTTP method in capitals (GET, POST, ...), got {cfg.workload.method!r}")
     if cfg.workload.name not in WORKLOADS:
         errors.append(f"workload.name: unknown workload {cfg.workload.name!r}; valid choices: {', '.join(WORKLOADS)}")
     else:

@@ -64,6 +64,8 @@ def locustfile_args(cfg: Config, job_dir: Path) -> list[str]:
     load = cfg.load
     return [
         "--path", cfg.workload.path,
+        "--method", cfg.workload.method,
+        "--body", cfg.workload.body,
         "--wait-min", f"{load.wait_min_s:g}",
         "--wait-max", f"{load.wait_max_s:g}",
         "--request-timeout", f"{load.request_timeout_s:g}",

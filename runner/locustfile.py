@@ -1,8 +1,9 @@
 """The Locust users the runner points Locust at, and an exact record of each phase of the run.
 
-Users: every user requests one path in a closed loop. `loop` (the default) is one connection
-whose I/O one engine per process performs for every user (runner/loop_engine.py): no greenlet
-switch and no HTTP client object per request, so one core makes 10x FastHttpUser's requests.
+Users: every user sends one request (the workload's method, path and body) in a closed loop.
+`loop` (the default) is one connection whose I/O one engine per process performs for every user
+(runner/loop_engine.py): no greenlet switch and no HTTP client object per request, so one core
+makes 10x FastHttpUser's requests.
 `fast` (FastHttpUser, geventhttpclient) and `http` (HttpUser, requests) are Locust's own clients.
 All keep their connection alive; a server that closes after each response makes them reconnect. A
 timeout shorter than the run matters: without one, a hung server records 0 requests and 0 failures.
@@ -176,6 +177,8 @@ class CapacitySearch(LoadTestShape):
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     parser.add_argument("--path", default="/", help="URL path every user requests")
+    parser.add_argument("--method", default="GET", help="the request's method")
+    parser.add_argument("--body", default="", help="the request's body")
     parser.add_argument("--wait-min", type=float, default=0.0, help="think time lower bound, s")
     parser.add_argument("--wait-max", type=float, default=0.0, help="think time upper bound, s")
     parser.add_argument("--request-timeout", type=float, default=5.0, help="per-request timeout, s")
@@ -193,7 +196,7 @@ def _configure(environment, **_kwargs) -> None:
     loop.options = options
     for user in (fast, http):
         user.wait_time = between(options.wait_min, options.wait_max)
-        user.path = options.path
+        user.path, user.method, user.body = options.path, options.method, options.body.encode() or None
         user.timeout = options.request_timeout
     fast.network_timeout = fast.connection_timeout = options.request_timeout
     _phases.warmup = options.warmup
@@ -238,23 +241,23 @@ def _quitting(environment, **_kwargs) -> None:
 
 
 class fast(FastHttpUser):  # noqa: N801 -- the class name is the config value (load.user_class)
-    path = "/"
+    path, method, body = "/", "GET", None
     timeout = 5.0
     wait_time = between(0, 0)
 
     @task
     def get(self) -> None:
-        self.client.get(self.path)
+        self.client.request(self.method, self.path, data=self.body)
 
 
 class http(HttpUser):  # noqa: N801
-    path = "/"
+    path, method, body = "/", "GET", None
     timeout = 5.0
     wait_time = between(0, 0)
 
     @task
     def get(self) -> None:
-        self.client.get(self.path, timeout=self.timeout)
+        self.client.request(self.method, self.path, data=self.body, timeout=self.timeout)
 
 
 _engine: Engine | None = None  # the one engine of this process, made by the first `loop` user
@@ -268,15 +271,15 @@ def _the_engine(user: User) -> Engine:
         port = url.port or (443 if url.scheme == "https" else 80)
         # gevent's getaddrinfo would yield, and the next user's on_start would make a second engine
         family, _, _, _, address = _getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)[0]
-        request = wire.build_request("GET", options.path, url.netloc)
+        request = wire.build_request(options.method, options.path, url.netloc, options.body.encode())
         fire, stats = user.environment.events.request.fire, user.environment.stats
 
         def log(ms: float, length: int, exception: Exception) -> None:
-            fire(request_type="GET", name=options.path, response_time=ms, response_length=length,
+            fire(request_type=options.method, name=options.path, response_time=ms, response_length=length,
                  exception=exception, context={})  # fmt: skip
 
         def log_many(times: list[float], length: int) -> None:
-            _log_successes([stats.total, stats.get(options.path, "GET")], times, length)
+            _log_successes([stats.total, stats.get(options.path, options.method)], times, length)
 
         wait = (options.wait_min, options.wait_max)
         _engine = Engine(address, family, request, log, log_many, options.request_timeout, wait)

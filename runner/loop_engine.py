@@ -66,11 +66,11 @@ class Conn:
 
     __slots__ = ("sock", "fd", "state", "reader", "started", "out", "draining", "idle", "connections", "seq")
 
-    def __init__(self) -> None:
+    def __init__(self, expect_body: bool = True) -> None:
         self.sock = None
         self.fd = -1
         self.state = IDLE
-        self.reader = wire.Reader()
+        self.reader = wire.Reader(expect_body)
         self.started = 0.0  # perf_counter when the request in flight became due; 0.0: none in flight
         self.out = b""  # request bytes not sent yet
         self.draining = False  # Locust asked the user to stop: send nothing new
@@ -111,7 +111,7 @@ class Engine:
     # -- what the users call -------------------------------------------------------------------
 
     def open(self) -> Conn:
-        conn = Conn()
+        conn = Conn(expect_body=not self.request.startswith(b"HEAD "))
         self.conns.add(conn)
         self._send(conn, time.perf_counter())  # spawn_rate = connections opened per second
         self._wake.set()

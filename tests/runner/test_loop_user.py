@@ -31,6 +31,7 @@ class OddServer:
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.port = self.listener.getsockname()[1]
         self.answered = 0
+        self.seen: set[tuple[bytes, bytes]] = set()  # (method, body) of the requests
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -54,7 +55,12 @@ class OddServer:
                         return
                     buf += data
                 head, buf = buf.split(b"\r\n\r\n", 1)
-                path = head.split(b" ")[1]
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                while length and len(buf) < int(length[1]):
+                    buf += conn.recv(65536)
+                body, buf = buf[: int(length[1]) if length else 0], buf[int(length[1]) if length else 0 :]
+                method, path = head.split(b" ")[:2]
+                self.seen.add((method, body))
                 if not self._answer(conn, path):
                     return
         except OSError:
@@ -171,6 +177,13 @@ def test_each_failure_is_one_row_of_its_kind_and_every_request_fails(tmp_path, o
     got = run_loop(tmp_path, odd.port, path, "--request-timeout", "0.3")
     assert got.requests > 4 and got.failures == got.requests, got.log[-2000:]
     assert got.errors == {error: got.failures}
+
+
+@pytest.mark.slow
+def test_the_workloads_method_and_body_are_what_is_sent(tmp_path, odd):
+    got = run_loop(tmp_path, odd.port, "/cl", "--method", "POST", "--body", "ping")
+    assert got.requests > 20 and got.failures == 0
+    assert odd.seen == {(b"POST", b"ping")}
 
 
 @pytest.mark.slow
