@@ -268,7 +268,9 @@ def _the_engine(user: User) -> Engine:
     global _engine
     if _engine is None:
         options, url = user.options, urlsplit(user.host)
-        port = url.port or (443 if url.scheme == "https" else 80)
+        if url.scheme != "http":
+            raise ValueError(f"the loop user speaks plain HTTP only, not {url.scheme!r}: use load.user_class=fast")
+        port = url.port or 80
         # gevent's getaddrinfo would yield, and the next user's on_start would make a second engine
         family, _, _, _, address = _getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)[0]
         request = wire.build_request(options.method, options.path, url.netloc, options.body.encode())
