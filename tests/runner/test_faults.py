@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -556,3 +557,23 @@ def test_a_failure_mid_write_keeps_the_previous_result(tmp_path, monkeypatch):
         write_result(RunResult(outcome="interrupted"), tmp_path)
     assert (tmp_path / RESULT_FILE).read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [RESULT_FILE]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_results_and_the_report_get_the_mode_every_other_file_gets(tmp_path, umask):
+    """mkstemp made result.json, report.md and results.csv 0600: colleagues on a shared file system
+    could read every file of a sweep but those."""
+    from runner.report import write_report
+
+    job = tmp_path / "0_select_hello_r0"
+    job.mkdir()
+    previous = os.umask(umask)
+    try:
+        write_result(RunResult(outcome="ok"), job)
+        write_report(tmp_path)
+        (tmp_path / "other.txt").write_text("")  # what open() gives: the mode to match
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [job / RESULT_FILE, *tmp_path.glob("*.*")]}
+    assert set(modes) >= {RESULT_FILE, "report.md", "results.csv", "other.txt"}
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask), {k: oct(v) for k, v in modes.items()}
