@@ -3,11 +3,12 @@
 Thin on purpose: validate every sweep point and the output directory (exit 2 before anything
 starts), then let Hydra compose each job's config and call run_experiment.
 
-Ctrl-C: Hydra has no interrupt handling of its own. KeyboardInterrupt goes up through it (it
-catches Exception only) from wherever it lands -- inside a run, which then records itself
-`interrupted` after stopping Locust and the server, or in Hydra's few milliseconds between runs --
-and main() catches it: it writes the report of the runs on disk (Hydra skips on_multirun_end) and
-exits 130.
+Ctrl-C, SIGTERM, SIGHUP: Hydra has no interrupt handling of its own. KeyboardInterrupt (SIGTERM and
+SIGHUP raise one too: runner/procs.py) goes up through it (it catches Exception only) from wherever
+it lands -- inside a run, which then records itself `interrupted` after stopping Locust and the
+server, or in Hydra's few milliseconds between runs -- and main() catches it: it writes the report
+of the runs on disk (Hydra skips on_multirun_end) and exits 128 + the signal: 130 (SIGINT), 143
+(SIGTERM), 129 (SIGHUP), as a shell reports a command that signal ended.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from runner import config as config_mod
-from runner import progress
+from runner import procs, progress
 from runner.experiment import OutputDirUnusable, check_output_dir, run_experiment
 
 EXIT_CONFIG_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_SIGNALLED = 128  # + the signal's number, as a shell reports a command a signal ended
 DEFAULT_OUTPUTS = "outputs"  # conf/hydra/default.yaml: outputs/runs/..., outputs/sweeps/...
 
 _sweep_dir: Path | None = None  # where an interrupted sweep's report goes; set by its first job
@@ -102,11 +103,13 @@ def main() -> None:
         jobs = sweep_size(argv)
         if jobs:
             os.environ[progress.JOBS_ENV] = str(jobs)
+    procs.stop_on_signals()  # SIGTERM, SIGHUP: as Ctrl-C, from here on
     try:
         _job()
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the children are stopped; let the report finish
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        for signum in procs.STOP_SIGNALS:  # the children are stopped; let the report finish
+            signal.signal(signum, signal.SIG_IGN)
+        print(f"interrupted by {procs.stopped_by(interrupt)}", file=sys.stderr)
         if _sweep_dir is not None:
             from runner.report import write_report
 
@@ -114,7 +117,7 @@ def main() -> None:
                 print(f"report of the runs so far: {write_report(_sweep_dir)}", file=sys.stderr)
             except Exception as exc:  # the runs are on disk whatever happens here
                 print(f"no report ({exc}); retry: python -m runner.report {_sweep_dir}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(EXIT_SIGNALLED + procs.signal_of(interrupt))  # 130 for SIGINT, 143 SIGTERM, 129 SIGHUP
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ report. Two exceptions:
 - an output directory that cannot take a run (not a directory, not writable, under
   MIN_FREE_BYTES free) is refused with OutputDirUnusable before anything starts, so no run ever
   leaves a half-written result;
-- Ctrl-C: the run is recorded `interrupted`, then the interrupt goes on up so that no further run
-  starts. A Ctrl-C during the teardown is held until the teardown is done and the result written
-  (main thread only: Python delivers signals nowhere else).
+- Ctrl-C (and SIGTERM, SIGHUP: runner/procs.py): the run is recorded `interrupted`, then the
+  interrupt goes on up so that no further run starts. One during the teardown is held until the
+  teardown is done and the result written (main thread only: Python delivers signals nowhere else).
 """
 
 from __future__ import annotations
@@ -156,9 +156,9 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
                 result.outcome, partial = "loadgen_failed", True  # whatever it left was not finalised
                 tail = procs.tail(job_dir / load.LOCUST_LOG, 600) or "(empty)"
                 result.detail = f"locust exited with status {code}; log tail: {tail}"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM/SIGHUP (procs.Stopped)
         result.outcome, partial = "interrupted", True
-        result.detail = "interrupted by the user (Ctrl-C)"
+        result.detail = f"interrupted by {procs.stopped_by(interrupt)}"
         raise
     finally:
         with procs.interrupts_held():  # a (second) Ctrl-C now would leave processes and no result.json

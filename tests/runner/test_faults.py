@@ -179,11 +179,21 @@ def background():
 
 @pytest.fixture(autouse=True)
 def _sigint_handler_kept():
-    """A test that Ctrl-Cs this process must not leave SIGINT ignored for the next ones (and for
-    the runners they start: an ignored signal stays ignored across exec)."""
-    handler = signal.getsignal(signal.SIGINT)
+    """Ctrl-C raises KeyboardInterrupt in each test, however pytest was started: a shell starts a
+    background job (`nohup pytest &`, a script's `cmd &`) with SIGINT ignored, and Python then never
+    raises it. Afterwards the handler is as it was: a test that Ctrl-Cs this process must not leave
+    SIGINT ignored for the next ones (and for the runners they start: an ignored signal stays ignored
+    across exec)."""
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, handler)
+
+
+def _default_signals() -> None:
+    """preexec_fn of a runner the test signals: SIGINT and SIGHUP as a terminal's foreground job has
+    them, not as this test was started with (ignored, in a background job or under nohup)."""
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def _on_disk(job_dir: Path) -> dict:
@@ -368,14 +378,28 @@ def _job_dir(sweep: Path, num: int) -> Path | None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "to, when",
-    [("pid", "mid-run"), ("group", "job-start")],
-    ids=["runner-pid-mid-run", "runner-group-as-the-job-starts"],
+    "to, when, sig",
+    [
+        ("pid", "mid-run", signal.SIGINT),
+        ("group", "job-start", signal.SIGINT),
+        ("pid", "mid-run", signal.SIGTERM),
+        ("pid", "mid-run", signal.SIGHUP),
+        ("pid", "job-start", signal.SIGTERM),
+    ],
+    ids=[
+        "runner-pid-mid-run",
+        "runner-group-as-the-job-starts",
+        "sigterm-mid-run",
+        "sighup-mid-run",
+        "sigterm-as-the-job-starts",
+    ],
 )
-def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
+def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when, sig):
     """SIGINT to the runner during the second of three runs. `group` is what a terminal does: the
     server and Locust are in their own sessions and do not get it. `job-start` sends it as soon as
-    the job's directory appears, in Hydra's job setup or our server's start-up."""
+    the job's directory appears, in Hydra's job setup or our server's start-up. SIGTERM (timeout,
+    scancel, docker stop) and SIGHUP (a dropped SSH session) must do what Ctrl-C does; before, they
+    killed the runner alone and left the server listening, with no result.json and no report."""
     sweep = tmp_path / "sweep"
     argv = [sys.executable, "-m", "runner", "-m", "server=thread,select,single", "load=smoke", "load.run_time=5s"]
     with open(tmp_path / "runner.out", "wb") as out:
@@ -385,6 +409,7 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # as a terminal's foreground job: its own group
+            preexec_fn=_default_signals,
         )
     seen: dict[psutil.Process, str] = {}
     try:
@@ -401,9 +426,9 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
             time.sleep(1)  # Locust has numbers to write
         seen.update(_processes_in(tmp_path))
         if to == "pid":
-            os.kill(cli.pid, signal.SIGINT)
+            os.kill(cli.pid, sig)
         else:
-            os.killpg(cli.pid, signal.SIGINT)
+            os.killpg(cli.pid, sig)
         code = cli.wait(60)
         left = [f"{p.pid} {role}" for p, role in (seen | _processes_in(tmp_path)).items() if _alive(p)]
     finally:
@@ -413,7 +438,7 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
         _kill([*seen, *_processes_in(tmp_path)])
     output = (tmp_path / "runner.out").read_text()
 
-    assert code == 130, output[-3000:]
+    assert code == 128 + sig, output[-3000:]
     assert not left, left
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [j.name.split("_")[0] for j in jobs] == ["0", "1"], jobs  # no third run
@@ -426,6 +451,7 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
         return  # interrupted in Hydra's job setup, before the run began: nothing to record
     second = read_result(jobs[1] / RESULT_FILE)
     assert second.outcome == "interrupted"
+    assert second.detail.endswith("(Ctrl-C)" if sig == signal.SIGINT else signal.Signals(sig).name), second.detail
     assert "interrupted" in report, report
     if second.server.get("port"):
         assert _port_closed(second.server["port"])
@@ -434,6 +460,57 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
         assert second.metrics.requests and second.metrics.partial
         assert second.metrics.failures == 0
         assert second.server["served"] and second.server["exit_code"] == 0
+
+
+@pytest.mark.slow
+def test_timeout_stops_a_single_run_as_ctrl_c_does(tmp_path):
+    """The issue's reproduction: `timeout 5 python -m runner load.run_time=10s` left the server
+    listening with parent 1, no result.json. `timeout` sends SIGTERM to the runner alone."""
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, "-m", "runner", "load=smoke", "load.run_time=30s", f"hydra.run.dir={run_dir}"]
+    seen: dict[psutil.Process, str] = {}
+    with open(tmp_path / "runner.out", "wb") as out:
+        cli = subprocess.Popen(
+            ["timeout", "--preserve-status", "8", *argv],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_signals,
+        )
+    try:
+        while cli.poll() is None:
+            seen.update(_processes_in(tmp_path))
+            time.sleep(0.1)
+        left = [f"{p.pid} {role}" for p, role in (seen | _processes_in(tmp_path)).items() if _alive(p)]
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+        _kill([*seen, *_processes_in(tmp_path)])
+    output = (tmp_path / "runner.out").read_text()
+    assert cli.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert sorted(seen.values()) == ["locust", "server"], seen  # the signal came mid-run
+    assert not left, left
+    result = read_result(run_dir / RESULT_FILE)
+    assert result.outcome == "interrupted" and result.detail == "interrupted by SIGTERM", result.detail
+    assert result.metrics.requests and result.metrics.partial
+    assert _port_closed(result.server["port"])
+    assert output.rstrip().endswith("interrupted by SIGTERM"), output[-1000:]
+
+
+def test_the_ctrl_c_tests_pass_however_pytest_was_started():
+    """Started as a background job (`nohup python -m pytest &`), pytest inherits SIGINT ignored,
+    and before, the Ctrl-C tests failed: no KeyboardInterrupt, the runner ran every job and exit 0."""
+    tests = "ctrl_c_while_the_server_starts or ctrl_c_during_the_teardown"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", tests],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 passed" in proc.stdout, proc.stdout[-3000:]
 
 
 # --- 5. grandchildren ---------------------------------------------------------------------------
