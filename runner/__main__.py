@@ -1,7 +1,8 @@
 """python -m runner [-m] [overrides]: one stress test, or a sweep of them with -m.
 
 Thin on purpose: validate every sweep point and the output directory (exit 2 before anything
-starts), then let Hydra compose each job's config and call run_experiment.
+starts), then let Hydra compose each job's config and call run_experiment. The exit status says
+whether every run ended `ok` (runner/exits.py lists the codes), and so does the last console line.
 
 Ctrl-C, SIGTERM, SIGHUP: Hydra has no interrupt handling of its own. KeyboardInterrupt (SIGTERM and
 SIGHUP raise one too: runner/procs.py) goes up through it (it catches Exception only) from wherever
@@ -23,8 +24,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from runner import callbacks, exits, procs, progress
 from runner import config as config_mod
-from runner import procs, progress
 from runner.experiment import OutputDirUnusable, check_output_dir, run_experiment
 
 EXIT_CONFIG_ERROR = 2
@@ -32,12 +33,14 @@ EXIT_SIGNALLED = 128  # + the signal's number, as a shell reports a command a si
 DEFAULT_OUTPUTS = "outputs"  # conf/hydra/default.yaml: outputs/runs/..., outputs/sweeps/...
 
 _sweep_dir: Path | None = None  # where an interrupted sweep's report goes; set by its first job
+_run_dir: Path | None = None  # the last job's directory: a single run's verdict
 
 
 @hydra.main(config_path=str(config_mod.CONF_DIR), config_name="config", version_base="1.3")
 def _job(cfg: DictConfig) -> None:
-    global _sweep_dir
+    global _sweep_dir, _run_dir
     hydra_cfg = HydraConfig.get()
+    _run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         _sweep_dir = Path(hydra_cfg.sweep.dir)
     run_experiment(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
@@ -118,6 +121,10 @@ def main() -> None:
             except Exception as exc:  # the runs are on disk whatever happens here
                 print(f"no report ({exc}); retry: python -m runner.report {_sweep_dir}", file=sys.stderr)
         sys.exit(EXIT_SIGNALLED + procs.signal_of(interrupt))  # 130 for SIGINT, 143 SIGTERM, 129 SIGHUP
+    code, line = exits.verdict(_sweep_dir or callbacks.sweep_dir or _run_dir)  # runner/exits.py: 0 or 3
+    if line:
+        print(line, file=sys.stderr)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

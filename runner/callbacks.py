@@ -18,9 +18,14 @@ from omegaconf import DictConfig
 from runner.report import write_report
 
 log = logging.getLogger(__name__)
+sweep_dir: Path | None = None  # the sweep under way, for the runner's exit status (runner/exits.py)
 
 
 class ReportCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global sweep_dir  # here, not in a job: with the submitit launchers the jobs run in other processes
+        sweep_dir = Path(config.hydra.sweep.dir)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         try:

@@ -126,6 +126,19 @@ def test_a_program_that_is_not_installed_failed_to_start_saying_so(tmp_path):
     assert "cannot run 'no-such-server-here': no such program" in result.detail
 
 
+def test_the_report_says_why_a_server_failed_to_start_when_there_is_no_server_log(tmp_path):
+    """Before, the report said "see the run's server.log", which a program that does not exist never wrote."""
+    from runner.report import write_report
+
+    job = tmp_path / "0_mine_hello_r0"
+    job.mkdir()
+    run_experiment(_compose("server=external", "server.name=mine", command="no-such-server-here {port}"), job)
+    assert not (job / "server.log").exists()
+    report = write_report(tmp_path).read_text()
+    assert "see the run's `server.log`" not in report
+    assert "  - `0_mine_hello_r0`: cannot run 'no-such-server-here': no such program on PATH" in report, report
+
+
 def test_a_port_someone_else_listens_on_is_not_ready(tmp_path):
     """The port answers, but not from the server's group: a program that took the port between
     our pick and the server's bind must not pass for the server."""
