@@ -18,8 +18,18 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+EXIT_REFUSED = 2
 EXIT_RUNS_NOT_OK = 3
 EXIT_OUTPUT_LOST = 4
+
+
+class SweepStopped(BaseException):
+    """Stop the sweep, exit `code`: main() prints the message as one line and reports the runs so far.
+    A BaseException, as KeyboardInterrupt is: Hydra turns an Exception into a traceback and exit 1."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def verdict(directory: Path | None) -> tuple[int, str]:

@@ -550,6 +550,53 @@ def test_an_output_dir_under_a_file_is_refused_before_anything_starts(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no outputs/, nothing else
 
 
+def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns) for p in directory.rglob("*")}
+
+
+@pytest.mark.slow
+def test_a_second_run_or_sweep_into_a_directory_that_holds_one_is_refused(tmp_path):
+    """Before, a second `python -m runner load=smoke hydra.run.dir=outputs/again` read the first run's
+    READY line (Locust loaded its dead port) and merged its Locust phase files; a sweep into an old
+    sweep's directory reported the old jobs too. Refused, exit 2, the old run untouched: given on the
+    command line (seen before Hydra starts) or as Hydra resolves it (here from the environment: what
+    an experiment's own directory or two runs within one second of ${now:...} come to)."""
+    old = tmp_path / "again"
+    cli = [sys.executable, "-m", "runner"]
+    first = subprocess.run([*cli, "load=smoke", "load.run_time=1s", f"hydra.run.dir={old}"], cwd=tmp_path, timeout=120)
+    assert first.returncode == 0 and (old / RESULT_FILE).exists()
+    before = _snapshot(old)
+    for argv in (
+        ["load=smoke", f"hydra.run.dir={old}"],
+        ["load=smoke", "hydra.run.dir=${oc.env:OLD_RUN}"],
+        ["-m", "server=select,thread", "load=smoke", f"hydra.sweep.dir={old}"],
+        ["-m", "server=select,thread", "load=smoke", "hydra.sweep.dir=${oc.env:OLD_RUN}"],
+    ):
+        second = subprocess.run(
+            [*cli, *argv],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "OLD_RUN": str(old)},
+        )
+        assert second.returncode == 2, argv + [second.stdout[-2000:], second.stderr[-2000:]]
+        assert f"{old} already holds .hydra, locust.html" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr, second.stderr
+        assert _snapshot(old) == before, argv  # not a byte written, .hydra/ included
+    assert not _run_processes()
+
+
+def test_run_experiment_refuses_a_job_dir_holding_an_earlier_run(tmp_path):
+    """The last line of defence, whatever directory Hydra gave the job: an old server.log's READY line
+    would be read as this run's."""
+    (tmp_path / "server.log").write_text("READY 127.0.0.1 1\n")
+    with pytest.raises(experiment.RunDirTaken, match="already holds server.log"):
+        run_experiment(_compose("server=thread", "load=smoke"), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["server.log"]
+    assert not _run_processes()
+
+
 def test_run_experiment_refuses_an_unusable_job_dir_before_launching(tmp_path, monkeypatch):
     cfg = _compose("server=thread", "load=smoke")
     afile = tmp_path / "afile"
