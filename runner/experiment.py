@@ -193,6 +193,7 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
                 result.load.setdefault("exit_code", procs.terminate(locust, LOCUST_STOP_GRACE_S, signal.SIGTERM))
             if server is not None and not remote.is_remote(cfg):
                 result.server["exit_code"], result.server["served"] = server_mod.stop(server, cfg.server.grace_s)
+                _note_killed(result, server, cfg.server.grace_s)
             if locust is not None:
                 _collect_metrics(result, job_dir, partial)
             if gen is not None and locust is not None:
@@ -214,6 +215,14 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
                 ) from exc
             log.info(summary(result))
     return result
+
+
+def _note_killed(result: RunResult, server: server_mod.RunningServer, grace: float) -> None:
+    """A server that ignored SIGTERM ran past its grace and was SIGKILLed: say so (the run may be ok)."""
+    result.server["killed_at_stop"] = server.killed
+    if server.killed:
+        note = f"the server ignored SIGTERM for server.grace_s={grace:g} s and was killed (SIGKILL)"
+        result.detail = f"{result.detail}; {note}" if result.detail else note
 
 
 def _measured_at(cfg: Config, result: RunResult) -> Config:

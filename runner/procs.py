@@ -86,6 +86,12 @@ def kill_group(proc: subprocess.Popen) -> None:
 def terminate(proc: subprocess.Popen, grace: float, sig: int = signal.SIGTERM) -> int | None:
     """Ask the leader to stop, wait up to `grace`, then SIGKILL the group; returns the leader's
     exit code (negative: killed by that signal). Safe to call on a process that already exited."""
+    return stop(proc, grace, sig)[0]
+
+
+def stop(proc: subprocess.Popen, grace: float, sig: int = signal.SIGTERM) -> tuple[int | None, bool]:
+    """terminate(), and whether the leader outlived the grace (ignored `sig`) and had to be killed."""
+    outlived = False
     if proc.poll() is None:
         try:
             proc.send_signal(sig)
@@ -95,12 +101,12 @@ def terminate(proc: subprocess.Popen, grace: float, sig: int = signal.SIGTERM) -
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
-            pass
+            outlived = True
     kill_group(proc)  # whatever of the group is still alive, the leader included
     try:
-        return proc.wait(5)
+        return proc.wait(5), outlived
     except subprocess.TimeoutExpired:  # unkillable (D state): report, don't hang the sweep
-        return None
+        return None, outlived
 
 
 def tail(path: Path, max_bytes: int = 2000) -> str:

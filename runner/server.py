@@ -54,6 +54,7 @@ class RunningServer:
     port: int
     log: Path
     external: bool = False  # started from server.command: no READY line, no SERVED count
+    killed: bool = False  # set by stop(): it outlived the grace after SIGTERM and was SIGKILLed
 
 
 @functools.cache
@@ -114,8 +115,9 @@ def start(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
 
 def stop(server: RunningServer, grace: float) -> tuple[int | None, int | None]:
     """SIGTERM, grace, SIGKILL to the group; returns (exit code, requests the server says it served),
-    the count None for an external server (whatever it printed is not our contract)."""
-    code = procs.terminate(server.proc, grace)
+    the count None for an external server (whatever it printed is not our contract). `server.killed`
+    says whether it ignored SIGTERM until the grace ran out."""
+    code, server.killed = procs.stop(server.proc, grace)
     if server.external:
         return code, None
     line = procs.find_line(server.log, "SERVED ")

@@ -100,6 +100,34 @@ def test_an_external_server_is_measured_and_its_whole_group_torn_down(tmp_path):
     assert json.loads((tmp_path / "result.json").read_text())["server"]["served"] is None
 
 
+# http.server has no SIGTERM handler of its own, so the ignored SIGTERM stays ignored across exec
+DEAF_TO_SIGTERM = 'sh -c \'trap "" TERM; exec "$0" -m http.server "$1" --bind "$2"\' {python} {port} {host}'
+
+
+def test_a_server_that_ignores_sigterm_is_killed_and_the_run_says_so(tmp_path):
+    """Before, the kill after the grace showed only as exit_code -9 on an `ok` run."""
+    from runner.report import write_report
+
+    job = tmp_path / "0_deaf_hello_r0"
+    job.mkdir()
+    cfg = _compose(
+        "server=external", "server.name=deaf", "server.grace_s=1", "load.run_time=1s", command=DEAF_TO_SIGTERM
+    )
+    result = run_experiment(cfg, job)
+    assert result.server["exit_code"] == -9 and result.server["killed_at_stop"] is True
+    assert "killed-at-stop" in result.flags
+    assert "ignored SIGTERM for server.grace_s=1 s and was killed (SIGKILL)" in result.detail
+    assert json.loads((job / "result.json").read_text())["flags"] == result.flags
+    assert "- **killed-at-stop**: the server ignored SIGTERM" in write_report(tmp_path).read_text()
+    _nothing_left(result)
+
+
+def test_a_server_that_stops_on_sigterm_is_not_flagged(tmp_path):
+    result = run_experiment(_compose("server=select", "load.run_time=1s"), tmp_path)
+    assert result.server["exit_code"] == 0 and result.server["killed_at_stop"] is False
+    assert "killed-at-stop" not in result.flags and "SIGKILL" not in result.detail
+
+
 def test_an_external_command_that_exits_at_once_failed_to_start(tmp_path):
     command = "{python} -c 'import sys; print(\"no luck on {port}\"); sys.exit(3)'"
     result = run_experiment(_compose("server=external", command=command), tmp_path)
