@@ -1,9 +1,11 @@
 """Launch a server under test, wait until it is ready, and tear it down.
 
 Our servers follow the contract in servers/base.py: they print `READY <host> <port>` once bound
-(we pass --port 0 so the kernel picks a free port and two runs never collide) and `SERVED <n>`
-when they stop. Readiness is that line, not a guess with sleep(). Until start() returns, the
-server is start()'s to tear down, whatever interrupts it (Ctrl-C while waiting for READY).
+(we pass --port 0 so the kernel picks a free port and two runs never collide, unless server.port
+names one) and `SERVED <n>` when they stop. Readiness is that line, not a guess with sleep().
+Until start() returns, the server is start()'s to tear down, whatever interrupts it (Ctrl-C while
+waiting for READY). A named port that something already holds is refused before the server
+starts, naming the port and, where it can be seen, who holds it.
 
 An external server (server.command: uvicorn, nginx, yours) knows none of that. We pick its port
 (free, and below the kernel's ephemeral range, so that no outgoing connection of a load generator
@@ -65,7 +67,7 @@ def _workload_params(name: str, params: tuple) -> dict:
 
 
 def server_argv(cfg: Config) -> list[str]:
-    argv = [sys.executable, "-m", f"servers.{cfg.server.name}", "--host", cfg.run.host, "--port", "0"]
+    argv = [sys.executable, "-m", f"servers.{cfg.server.name}", "--host", cfg.run.host, "--port", str(cfg.server.port)]
     argv += ["--workload", cfg.workload.name, "--backlog", str(cfg.server.backlog), "--grace", str(cfg.server.grace_s)]
     for key, value in _workload_params(cfg.workload.name, tuple(sorted(cfg.workload.params.items()))).items():
         argv += ["--workload-param", f"{key}={value}"]
@@ -87,6 +89,8 @@ def option_flags(options: dict) -> list[str]:
 
 
 def start(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
+    if cfg.server.port:
+        check_port_free(cfg.run.host, cfg.server.port)
     if cfg.server.command is not None:
         return _start_external(cfg, job_dir, cpus)
     argv = server_argv(cfg)
@@ -150,6 +154,42 @@ def free_port(host: str) -> int:
     raise ServerFailedToStart(f"no free port on {host}")
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise ServerFailedToStart when something holds `port` (server.port): the probe binds as our
+    servers do, with SO_REUSEADDR, so a port left in TIME_WAIT by the previous run still counts as free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            return
+        except OSError as exc:
+            why = exc.strerror
+    holders = ", ".join(f"pid {p.pid} ({_name(p)})" for p in listeners(port))
+    raise ServerFailedToStart(
+        f"port {port} on {host} (server.port={port}): {why}{f', held by {holders}' if holders else ''}; "
+        "nothing was started: free it, pick another, or server.port=0 for a free one"
+    )
+
+
+def listeners(port: int) -> list[psutil.Process]:
+    """The processes listening on TCP `port`, as far as this user may see (root: every one)."""
+    try:
+        pids = {
+            c.pid for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
+    except psutil.AccessDenied:
+        return []
+    return [psutil.Process(pid) for pid in sorted(pid for pid in pids if pid and psutil.pid_exists(pid))]
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return shlex.join(proc.cmdline()[:4]) or proc.name()
+    except psutil.Error:
+        return "?"
+
+
 def fill(text: str, values: dict[str, str]) -> str:
     """Replace each {name} of `values` in `text`; everything else (nginx's braces) stays as it is."""
     for name, value in values.items():
@@ -178,7 +218,7 @@ def _environment(cfg: Config) -> dict[str, str]:
 
 def _start_external(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
     host = cfg.run.host
-    port = free_port(host)
+    port = cfg.server.port or free_port(host)
     values = {
         "port": str(port),
         "host": host,

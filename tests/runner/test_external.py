@@ -128,6 +128,15 @@ def test_a_server_that_stops_on_sigterm_is_not_flagged(tmp_path):
     assert "killed-at-stop" not in result.flags and "SIGKILL" not in result.detail
 
 
+def test_server_port_is_the_external_servers_port(tmp_path):
+    port = server_mod.free_port("127.0.0.1")
+    cfg = _compose("server=external", f"server.port={port}", "load.run_time=1s", command=DEAF_TO_SIGTERM)
+    result = run_experiment(cfg, tmp_path)
+    assert result.server["port"] == port and f" {port} " in result.server["command"] + " "
+    assert result.metrics.requests and not result.metrics.failures, result.detail
+    _nothing_left(result)
+
+
 def test_an_external_command_that_exits_at_once_failed_to_start(tmp_path):
     command = "{python} -c 'import sys; print(\"no luck on {port}\"); sys.exit(3)'"
     result = run_experiment(_compose("server=external", command=command), tmp_path)

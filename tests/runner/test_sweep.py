@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -123,3 +124,28 @@ def test_a_sweep_with_a_run_not_ok_exits_3_and_says_so_last(tmp_path):
     fine = _cli(tmp_path, "server=select", f"hydra.run.dir={tmp_path / 'two'}")
     assert fine.returncode == 0, fine.stderr[-3000:]
     assert fine.stderr.splitlines()[-1] == "1 of 1 run ok"
+
+
+def test_server_port_names_the_port_and_one_in_use_is_refused_before_anything_starts(tmp_path):
+    """server.port: a firewall rule or a colleague's client expects a port. One that something already
+    holds is refused before the server and Locust start, naming the port and who holds it."""
+    from runner.server import free_port
+
+    port = free_port("127.0.0.1")
+    cfg = _compose("server=select", "load=smoke", "load.run_time=1s", f"server.port={port}")
+    for name in ("free", "taken"):
+        (tmp_path / name).mkdir()
+    result = run_experiment(cfg, tmp_path / "free")
+    assert result.outcome == "ok", result.detail
+    assert result.server["port"] == port
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the run left TIME_WAITs on it
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        taken = run_experiment(cfg, tmp_path / "taken")
+    assert taken.outcome == "server_failed_to_start"
+    assert f"port {port} on 127.0.0.1 (server.port={port}): Address already in use, held by pid {os.getpid()}" in (
+        taken.detail
+    )
+    assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["result.json"]  # no server.log, no locust.log
+    _no_survivors(taken.to_dict())
