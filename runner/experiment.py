@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner import capacity, distributed, load, procs, progress, remote
+from runner import capacity, distributed, escapes, load, procs, progress, remote
 from runner import server as server_mod
 from runner.config import Config, parse_duration, to_container
 from runner.exits import EXIT_OUTPUT_LOST, SweepStopped
@@ -193,7 +193,7 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
                 result.load.setdefault("exit_code", procs.terminate(locust, LOCUST_STOP_GRACE_S, signal.SIGTERM))
             if server is not None and not remote.is_remote(cfg):
                 result.server["exit_code"], result.server["served"] = server_mod.stop(server, cfg.server.grace_s)
-                _note_killed(result, server, cfg.server.grace_s)
+                _note_stop(result, server, cfg.server.grace_s)
             if locust is not None:
                 _collect_metrics(result, job_dir, partial)
             if gen is not None and locust is not None:
@@ -217,12 +217,22 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
     return result
 
 
-def _note_killed(result: RunResult, server: server_mod.RunningServer, grace: float) -> None:
-    """A server that ignored SIGTERM ran past its grace and was SIGKILLed: say so (the run may be ok)."""
+def _note_stop(result: RunResult, server: server_mod.RunningServer, grace: float) -> None:
+    """What stopping the server took, in the result and its detail (the run may still be ok): SIGKILL
+    after the grace; processes that had left its group (runner/escapes.py); someone else on its port."""
     result.server["killed_at_stop"] = server.killed
+    notes = []
     if server.killed:
-        note = f"the server ignored SIGTERM for server.grace_s={grace:g} s and was killed (SIGKILL)"
-        result.detail = f"{result.detail}; {note}" if result.detail else note
+        notes.append(f"the server ignored SIGTERM for server.grace_s={grace:g} s and was killed (SIGKILL)")
+    if server.external:
+        result.server["escaped"], result.server["strangers"] = server.escaped, server.strangers
+        notes.append(escapes.sentence(server.escaped, server.port))
+    for other in server.strangers:
+        notes.append(
+            f"pid {other['pid']} (`{other['command'][:80]}`) still listens on port {server.port}; it does not carry "
+            "this run's mark (it cleared its environment, or is not ours): left alone"
+        )
+    result.detail = "; ".join(filter(None, [result.detail, *notes]))
 
 
 def _measured_at(cfg: Config, result: RunResult) -> Config:

@@ -12,7 +12,8 @@ An external server (server.command: uvicorn, nginx, yours) knows none of that. W
 on this machine can take it before the server binds it), fill in the command's placeholders, write
 its server.files into the run directory, and wait until the port accepts a TCP connection *and* a
 process of its group is the one listening (a port another program grabbed in between is not
-"ready"). It runs in its own process group and is torn down exactly like ours; it reports no
+"ready"). It runs in its own process group and is torn down exactly like ours, and then whatever
+it started outside that group (it daemonized: runner/escapes.py) is stopped too; it reports no
 SERVED count, so its `served` is None (unknown, and so never compared).
 """
 
@@ -29,12 +30,12 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from runner import procs
+from runner import escapes, procs
 from runner.config import Config
 from servers import workload
 from servers.http import Limits
@@ -57,6 +58,10 @@ class RunningServer:
     log: Path
     external: bool = False  # started from server.command: no READY line, no SERVED count
     killed: bool = False  # set by stop(): it outlived the grace after SIGTERM and was SIGKILLed
+    token: str = ""  # external: runner/escapes.py's mark on every process the command started
+    since: float = 0.0  # external: when the command was started (epoch s)
+    escaped: list[dict] = field(default_factory=list)  # set by stop(): what had left the group, stopped
+    strangers: list[dict] = field(default_factory=list)  # set by stop(): on its port after, not ours: left alone
 
 
 @functools.cache
@@ -123,6 +128,8 @@ def stop(server: RunningServer, grace: float) -> tuple[int | None, int | None]:
     says whether it ignored SIGTERM until the grace ran out."""
     code, server.killed = procs.stop(server.proc, grace)
     if server.external:
+        server.escaped = escapes.stop(server.token, server.since, server.port, grace)
+        server.strangers = [escapes.describe(p, server.port) for p in escapes.listeners(server.port)]
         return code, None
     line = procs.find_line(server.log, "SERVED ")
     match = _SERVED.match(line or "")
@@ -165,29 +172,13 @@ def check_port_free(host: str, port: int) -> None:
             return
         except OSError as exc:
             why = exc.strerror
-    holders = ", ".join(f"pid {p.pid} ({_name(p)})" for p in listeners(port))
+    holders = ", ".join(
+        f"pid {d['pid']} (`{d['command'][:60]}`)" for d in map(escapes.describe, escapes.listeners(port))
+    )
     raise ServerFailedToStart(
         f"port {port} on {host} (server.port={port}): {why}{f', held by {holders}' if holders else ''}; "
         "nothing was started: free it, pick another, or server.port=0 for a free one"
     )
-
-
-def listeners(port: int) -> list[psutil.Process]:
-    """The processes listening on TCP `port`, as far as this user may see (root: every one)."""
-    try:
-        pids = {
-            c.pid for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
-        }
-    except psutil.AccessDenied:
-        return []
-    return [psutil.Process(pid) for pid in sorted(pid for pid in pids if pid and psutil.pid_exists(pid))]
-
-
-def _name(proc: psutil.Process) -> str:
-    try:
-        return shlex.join(proc.cmdline()[:4]) or proc.name()
-    except psutil.Error:
-        return "?"
 
 
 def fill(text: str, values: dict[str, str]) -> str:
@@ -233,20 +224,23 @@ def _start_external(cfg: Config, job_dir: Path, cpus: set[int] | None) -> Runnin
     argv = external_argv(cfg, values)
     log = job_dir / SERVER_LOG
     proc = None
+    token, since = escapes.new_token(), time.time()
     try:
         with procs.interrupts_held():
-            proc = procs.spawn(argv, log, cpus=cpus, env=_environment(cfg))
+            proc = procs.spawn(argv, log, cpus=cpus, env={**_environment(cfg), escapes.TOKEN_ENV: token})
         why = wait_listening(proc, host, port, cfg.server.ready_timeout_s)
     except BaseException:
         if proc is not None:
             procs.terminate(proc, 1.0)
+            escapes.stop(token, since, port, 1.0)
         raise
     if why:
         procs.terminate(proc, 1.0)
-        raise ServerFailedToStart(f"{why}; log tail: {procs.tail(log, 600) or '(empty)'}")
+        left = escapes.sentence(escapes.stop(token, since, port, 1.0), port)
+        raise ServerFailedToStart(f"{why}{'; ' + left if left else ''}; log tail: {procs.tail(log, 600) or '(empty)'}")
     if cpus:
         pin_tree(proc.pid, cpus)  # workers it forked before spawn() pinned the leader
-    return RunningServer(proc, argv, host, port, log, external=True)
+    return RunningServer(proc, argv, host, port, log, external=True, token=token, since=since)
 
 
 def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float) -> str:

@@ -82,7 +82,8 @@ def _nothing_left(result) -> None:
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
         assert not any(word in cmdline for word in ("servers.", "uvicorn", "nginx", "locust")), cmdline
-    assert _port_closed(result.server["port"])
+    port = result["server"]["port"] if isinstance(result, dict) else result.server["port"]
+    assert _port_closed(port) and not server_mod.escapes.listeners(port), port
 
 
 def test_an_external_server_is_measured_and_its_whole_group_torn_down(tmp_path):
@@ -126,6 +127,59 @@ def test_a_server_that_stops_on_sigterm_is_not_flagged(tmp_path):
     result = run_experiment(_compose("server=select", "load.run_time=1s"), tmp_path)
     assert result.server["exit_code"] == 0 and result.server["killed_at_stop"] is False
     assert "killed-at-stop" not in result.flags and "SIGKILL" not in result.detail
+
+
+# a daemon beside the server: `setsid` leaves the command's process group and session
+SLEEP_BESIDE = (
+    'sh -c \'setsid sh -c "echo \\$\\$ > $3/daemon.pid; exec sleep 300" & '
+    'exec "$0" -m http.server "$1" --bind "$2"\' {python} {port} {host} {run_dir}'
+)
+# a launcher: starts the real server in a session of its own, then exits 0 (at once, or once it listens)
+LAUNCHER = (
+    'sh -c \'setsid "$0" -m http.server "$1" --bind "$2" >/dev/null 2>&1 & echo $! > $3/daemon.pid; '
+    "sleep $4' {python} {port} {host} {run_dir} "
+)
+
+
+def _daemon(job: Path) -> int:
+    return int((job / "daemon.pid").read_text())
+
+
+def test_a_daemon_the_command_starts_beside_the_server_is_found_and_stopped(tmp_path):
+    """Before, `setsid sleep 300 &` outlived the run, which was ok with nothing said."""
+    result = run_experiment(_compose("server=external", "load.run_time=1s", command=SLEEP_BESIDE), tmp_path)
+    assert result.outcome == "ok", result.detail
+    daemon = _daemon(tmp_path)
+    assert not _alive(daemon)
+    [found] = result.server["escaped"]
+    assert (found["pid"], found["command"], found["session"], found["listening"]) == (
+        daemon,
+        "sleep 300",
+        daemon,
+        False,
+    )
+    assert f"left pid {daemon} (`sleep 300`, session {daemon}) outside its process group" in result.detail
+    _nothing_left(result)
+
+
+@pytest.mark.parametrize("exits_after_s", [0, 2], ids=["at-once", "once-it-listens"])
+def test_a_launcher_that_daemonizes_the_server_leaves_nothing_running(tmp_path, exits_after_s):
+    """Before, the real server stayed listening after the run (its launcher had exited 0)."""
+    cfg = _compose("server=external", "load.run_time=4s", command=LAUNCHER + str(exits_after_s))
+    result = run_experiment(cfg, tmp_path)
+    daemon, port = _daemon(tmp_path), result.server.get("port")
+    assert not _alive(daemon)
+    if exits_after_s == 0:  # failed to start: nothing was measured, and the message says what was found
+        assert result.outcome == "server_failed_to_start"
+        assert "exited with status 0 before listening" in result.detail
+        assert f"left pid {daemon} (`{sys.executable} -m http.server" in result.detail
+        port = int(result.detail.split("before listening on port ")[1].split()[0])
+    else:  # it passed for the server until the launcher exited: a crash, and the daemon is named
+        assert result.outcome == "server_crashed", result.detail
+        [found] = result.server["escaped"]
+        assert found["pid"] == daemon and found["session"] == daemon and found["listening"] is True
+        assert f"session {daemon}, listening on port {port}) outside its process group" in result.detail
+    _nothing_left({"server": {"port": port}} if exits_after_s == 0 else result)
 
 
 def test_server_port_is_the_external_servers_port(tmp_path):
