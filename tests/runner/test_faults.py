@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -610,6 +612,80 @@ def test_run_experiment_refuses_an_unusable_job_dir_before_launching(tmp_path, m
         run_experiment(cfg, job)
     assert list(job.iterdir()) == []  # no log, no half result
     assert not _run_processes()
+
+
+# A disk of its own to fill: a 64 MB tmpfs in a mount namespace (`unshare -rm`: a user namespace, so
+# no privilege is needed where the kernel allows them), seen from here through /proc/<pid>/root.
+# Real ENOSPC from the kernel, and the machine's own disk is never touched.
+_ON_A_SMALL_DISK = """
+mount -t tmpfs -o size=64m tmpfs "$0" || exit 99
+"$2" -m runner -m server=select,thread load=smoke load.run_time=4s hydra.sweep.dir="$0/sweep"
+code=$?
+cp -a "$0/." "$1/"
+exit $code
+"""
+
+
+def _small_disks() -> str | None:
+    """Why a tmpfs cannot be mounted in a namespace here (None: it can)."""
+    if not shutil.which("unshare"):
+        return "no unshare(1)"
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$0"', "/mnt"], capture_output=True, text=True
+    )
+    return None if probe.returncode == 0 else f"cannot mount a tmpfs in a user+mount namespace: {probe.stderr.strip()}"
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_mid_sweep_stops_the_sweep_saying_so(tmp_path):
+    """Before: job 0 vanished without a console line or a result.json, then a Hydra traceback, exit 1."""
+    if why := _small_disks():
+        pytest.skip(why)
+    disk, copy = tmp_path / "disk", tmp_path / "copy"
+    disk.mkdir()
+    copy.mkdir()
+    with open(tmp_path / "runner.out", "wb") as out:
+        cli = subprocess.Popen(
+            ["unshare", "-rm", "sh", "-c", _ON_A_SMALL_DISK, str(disk), str(copy), sys.executable],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    seen: dict[psutil.Process, str] = {}
+    try:
+        inside = Path(f"/proc/{cli.pid}/root") / disk.relative_to("/")  # the tmpfs, as the runner sees it
+
+        def job_0_running() -> bool:
+            seen.update(_processes_in(tmp_path))
+            return any(inside.glob("sweep/0_*/locust_stats.csv"))
+
+        _wait_for(job_0_running, 60, "job 0 to run")
+        with open(inside / "filler", "wb") as filler:  # the disk fills mid-run
+            with pytest.raises(OSError) as full:
+                while True:
+                    filler.write(b"\0" * 2**20)
+                    filler.flush()
+        assert full.value.errno == errno.ENOSPC
+        while cli.poll() is None:
+            seen.update(_processes_in(tmp_path))
+            time.sleep(0.1)
+        left = [f"{p.pid} {role}" for p, role in (seen | _processes_in(tmp_path)).items() if _alive(p)]
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait(10)
+        _kill([*seen, *_processes_in(tmp_path)])
+    output = (tmp_path / "runner.out").read_text()
+
+    assert cli.returncode == 4, output[-3000:]
+    assert not left, left
+    assert "Traceback" not in output and "Logging error" not in output, output[-3000:]
+    said = [line for line in output.splitlines() if "No space left on device" in line or "MB free" in line]
+    assert said and said[0].startswith("select: "), output[-3000:]  # the run's summary: what could be recorded
+    assert "Stopped: no further run starts" in said[0] or "stopped after job 0" in said[0], said
+    assert [p.name.split("_")[0] for p in (copy / "sweep").iterdir() if p.is_dir()] == ["0"]  # thread never ran
+    assert sorted(seen.values()) == ["locust", "server"]
 
 
 # --- 7. partial or corrupt Locust output --------------------------------------------------------
