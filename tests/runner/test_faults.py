@@ -374,6 +374,22 @@ def _processes_in(cwd: Path) -> dict[psutil.Process, str]:
     return found
 
 
+def _follow(cli: subprocess.Popen, cwd: Path, seen: dict[psutil.Process, str]) -> list[str]:
+    """Collect a runner's servers and Locusts into `seen` until it exits; return those still alive then."""
+    while cli.poll() is None:
+        seen.update(_processes_in(cwd))
+        time.sleep(0.1)
+    return [f"{p.pid} {role}" for p, role in (seen | _processes_in(cwd)).items() if _alive(p)]
+
+
+def _reap(cli: subprocess.Popen, cwd: Path, seen: dict[psutil.Process, str]) -> None:
+    """The safety net for a runner started in its own session: its group, then what it started, by pid."""
+    if cli.poll() is None:
+        os.killpg(cli.pid, signal.SIGKILL)
+        cli.wait(10)
+    _kill([*seen, *_processes_in(cwd)])
+
+
 def _job_dir(sweep: Path, num: int) -> Path | None:
     return next(sweep.glob(f"{num}_*"), None) if sweep.is_dir() else None
 
@@ -434,10 +450,7 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when, 
         code = cli.wait(60)
         left = [f"{p.pid} {role}" for p, role in (seen | _processes_in(tmp_path)).items() if _alive(p)]
     finally:
-        if cli.poll() is None:
-            os.killpg(cli.pid, signal.SIGKILL)
-            cli.wait(10)
-        _kill([*seen, *_processes_in(tmp_path)])
+        _reap(cli, tmp_path, seen)
     output = (tmp_path / "runner.out").read_text()
 
     assert code == 128 + sig, output[-3000:]
@@ -481,14 +494,9 @@ def test_timeout_stops_a_single_run_as_ctrl_c_does(tmp_path):
             preexec_fn=_default_signals,
         )
     try:
-        while cli.poll() is None:
-            seen.update(_processes_in(tmp_path))
-            time.sleep(0.1)
-        left = [f"{p.pid} {role}" for p, role in (seen | _processes_in(tmp_path)).items() if _alive(p)]
+        left = _follow(cli, tmp_path, seen)
     finally:
-        if cli.poll() is None:
-            os.killpg(cli.pid, signal.SIGKILL)
-        _kill([*seen, *_processes_in(tmp_path)])
+        _reap(cli, tmp_path, seen)
     output = (tmp_path / "runner.out").read_text()
     assert cli.returncode == 128 + signal.SIGTERM, output[-3000:]
     assert sorted(seen.values()) == ["locust", "server"], seen  # the signal came mid-run
@@ -667,15 +675,9 @@ def test_a_disk_that_fills_mid_sweep_stops_the_sweep_saying_so(tmp_path):
                     filler.write(b"\0" * 2**20)
                     filler.flush()
         assert full.value.errno == errno.ENOSPC
-        while cli.poll() is None:
-            seen.update(_processes_in(tmp_path))
-            time.sleep(0.1)
-        left = [f"{p.pid} {role}" for p, role in (seen | _processes_in(tmp_path)).items() if _alive(p)]
+        left = _follow(cli, tmp_path, seen)
     finally:
-        if cli.poll() is None:
-            os.killpg(cli.pid, signal.SIGKILL)
-            cli.wait(10)
-        _kill([*seen, *_processes_in(tmp_path)])
+        _reap(cli, tmp_path, seen)
     output = (tmp_path / "runner.out").read_text()
 
     assert cli.returncode == 4, output[-3000:]
