@@ -129,7 +129,8 @@ def stop(server: RunningServer, grace: float) -> tuple[int | None, int | None]:
     code, server.killed = procs.stop(server.proc, grace)
     if server.external:
         server.escaped = escapes.stop(server.token, server.since, server.port, grace)
-        server.strangers = [escapes.describe(p, server.port) for p in escapes.listeners(server.port)]
+        if _accepts(server.host, server.port):  # net_connections() reads every fd of every process: only then
+            server.strangers = [escapes.describe(p, server.port) for p in escapes.listeners(server.port)]
         return code, None
     line = procs.find_line(server.log, "SERVED ")
     match = _SERVED.match(line or "")
@@ -243,6 +244,14 @@ def _start_external(cfg: Config, job_dir: Path, cpus: set[int] | None) -> Runnin
     return RunningServer(proc, argv, host, port, log, external=True, token=token, since=since)
 
 
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float) -> str:
     """Wait until a process of `proc`'s group listens on `port`; "" when it does, else why not."""
     deadline = time.monotonic() + timeout
@@ -250,10 +259,7 @@ def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float)
         if proc.poll() is not None:
             hint = " (it must stay in the foreground, not daemonize)" if proc.returncode == 0 else ""
             return f"external server exited with status {proc.returncode} before listening on port {port}{hint}"
-        try:
-            with socket.create_connection((host, port), timeout=1.0):
-                pass
-        except OSError:
+        if not _accepts(host, port):
             time.sleep(READY_POLL_S)
             continue
         if _group_listens(proc.pid, port) is False:

@@ -182,6 +182,22 @@ def test_a_launcher_that_daemonizes_the_server_leaves_nothing_running(tmp_path, 
     _nothing_left({"server": {"port": port}} if exits_after_s == 0 else result)
 
 
+def test_a_daemon_that_clears_its_environment_is_named_not_stopped(tmp_path):
+    """Without the run's mark it cannot be told from a stranger that took the port: the runner stops
+    only what it can tell it started, and says who is still listening."""
+    cfg = _compose("server=external", "load.run_time=4s", command=LAUNCHER.replace("setsid", "setsid env -i") + "2")
+    result = run_experiment(cfg, tmp_path)
+    daemon, port = _daemon(tmp_path), result.server["port"]
+    try:
+        assert result.outcome == "server_crashed", result.detail
+        assert _alive(daemon) and result.server["escaped"] == []
+        assert [s["pid"] for s in result.server["strangers"]] == [daemon]
+        assert f"pid {daemon} (`{sys.executable} -m http.server {port}" in result.detail
+        assert f"still listens on port {port}; it does not carry this run's mark" in result.detail
+    finally:
+        psutil.Process(daemon).kill()
+
+
 def test_server_port_is_the_external_servers_port(tmp_path):
     port = server_mod.free_port("127.0.0.1")
     cfg = _compose("server=external", f"server.port={port}", "load.run_time=1s", command=DEAF_TO_SIGTERM)

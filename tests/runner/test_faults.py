@@ -192,9 +192,9 @@ def _sigint_handler_kept():
 
 
 def _default_signals() -> None:
-    """preexec_fn of a runner the test signals: SIGINT and SIGHUP as a terminal's foreground job has
-    them, not as this test was started with (ignored, in a background job or under nohup)."""
-    for signum in (signal.SIGINT, signal.SIGHUP):
+    """preexec_fn of a runner the test signals: SIGINT, SIGTERM and SIGHUP as a terminal's foreground
+    job has them, not as this test was started with (ignored, in a background job or under nohup)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
 
 
