@@ -18,7 +18,6 @@ from omegaconf import DictConfig
 
 from runner.exits import EXIT_REFUSED, SweepStopped
 from runner.experiment import RunDirTaken, check_fresh
-from runner.report import write_report
 
 log = logging.getLogger(__name__)
 sweep_dir: Path | None = None  # the sweep under way, for the runner's exit status (runner/exits.py)
@@ -34,6 +33,8 @@ class ReportCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from runner.report import write_report  # pandas and matplotlib: not for `python -m runner --help`
+
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             path = write_report(sweep_dir)

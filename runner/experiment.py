@@ -193,7 +193,6 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
                 result.load.setdefault("exit_code", procs.terminate(locust, LOCUST_STOP_GRACE_S, signal.SIGTERM))
             if server is not None and not remote.is_remote(cfg):
                 result.server["exit_code"], result.server["served"] = server_mod.stop(server, cfg.server.grace_s)
-                _note_stop(result, server, cfg.server.grace_s)
             if locust is not None:
                 _collect_metrics(result, job_dir, partial)
             if gen is not None and locust is not None:
@@ -203,6 +202,8 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
             if sampler is not None:
                 processes = len(gen.workers) if gen else cfg.load.processes
                 _collect_resources(result, sampler, server_cpus, load_cpus, processes)
+            if server is not None and not remote.is_remote(cfg):  # after the outcome's own detail is set
+                _note_stop(result, server, cfg.server.grace_s)
             result.flags = run_flags(result, _measured_at(cfg, result))
             result.duration_s = round(time.monotonic() - started, 3)
             try:
@@ -305,4 +306,4 @@ def summary(result: RunResult) -> str:
         line += f", server CPU {server['cpu_pct']:.0f}%, locust CPU {result.resources['locust']['cpu_pct']:.0f}%"
     if result.flags:
         line += f" [{', '.join(result.flags)}]"
-    return line + (f" ({result.detail})" if result.detail and result.outcome != "ok" else "")
+    return line + (f" ({result.detail})" if result.detail else "")  # an ok run's: how its server stopped
