@@ -146,9 +146,9 @@ def find_line(path: Path, prefix: str) -> str | None:
 
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
-    """A Ctrl-C (or SIGTERM, SIGHUP) inside the block is held and raised when it ends: a teardown is never cut short,
-    and a child is never left without a handle (spawn inside it, assign the handle, then let the
-    interrupt go up to the code that stops the child)."""
+    """A Ctrl-C (or SIGTERM, SIGHUP) inside the block is held and raised when it ends: a teardown is
+    never cut short, and a child is never left without a handle (spawn inside it, assign the handle,
+    then let the interrupt go up to the code that stops the child)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # KeyboardInterrupt only ever arrives in the main thread
         return
