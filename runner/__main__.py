@@ -1,17 +1,20 @@
 """python -m runner [-m] [overrides]: one stress test, or a sweep of them with -m.
 
 Thin on purpose: validate every sweep point and the output directory (exit 2 before anything
-starts), then let Hydra compose each job's config and call run_experiment.
+starts), then let Hydra compose each job's config and call run_experiment. The exit status says
+whether every run ended `ok` (runner/exits.py lists the codes), and so does the last console line.
 
-Ctrl-C: Hydra has no interrupt handling of its own. KeyboardInterrupt goes up through it (it
-catches Exception only) from wherever it lands -- inside a run, which then records itself
-`interrupted` after stopping Locust and the server, or in Hydra's few milliseconds between runs --
-and main() catches it: it writes the report of the runs on disk (Hydra skips on_multirun_end) and
-exits 130.
+Ctrl-C, SIGTERM, SIGHUP: Hydra has no interrupt handling of its own. KeyboardInterrupt (SIGTERM and
+SIGHUP raise one too: runner/procs.py) goes up through it (it catches Exception only) from wherever
+it lands -- inside a run, which then records itself `interrupted` after stopping Locust and the
+server, or in Hydra's few milliseconds between runs -- and main() catches it: it writes the report
+of the runs on disk (Hydra skips on_multirun_end) and exits 128 + the signal: 130 (SIGINT), 143
+(SIGTERM), 129 (SIGHUP), as a shell reports a command that signal ended.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -22,24 +25,35 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from runner import callbacks, exits, procs, progress
 from runner import config as config_mod
-from runner import progress
-from runner.experiment import OutputDirUnusable, check_output_dir, run_experiment
+from runner.experiment import OutputDirUnusable, RunDirTaken, check_fresh, check_output_dir, run_experiment
 
-EXIT_CONFIG_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_CONFIG_ERROR = exits.EXIT_REFUSED
+EXIT_SIGNALLED = 128  # + the signal's number, as a shell reports a command a signal ended
 DEFAULT_OUTPUTS = "outputs"  # conf/hydra/default.yaml: outputs/runs/..., outputs/sweeps/...
 
 _sweep_dir: Path | None = None  # where an interrupted sweep's report goes; set by its first job
+_run_dir: Path | None = None  # the last job's directory: a single run's verdict
 
 
 @hydra.main(config_path=str(config_mod.CONF_DIR), config_name="config", version_base="1.3")
 def _job(cfg: DictConfig) -> None:
-    global _sweep_dir
+    global _sweep_dir, _run_dir
     hydra_cfg = HydraConfig.get()
+    _run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         _sweep_dir = Path(hydra_cfg.sweep.dir)
-    run_experiment(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    try:
+        run_experiment(cfg, _run_dir, list(hydra_cfg.overrides.task))
+    except OutputDirUnusable as exc:  # raised here Hydra would print a traceback, then start the next job
+        code = EXIT_CONFIG_ERROR if isinstance(exc, RunDirTaken) else exits.EXIT_OUTPUT_LOST
+        raise exits.SweepStopped(f"job {hydra_cfg.job.num} not started: {exc}", code) from exc
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # before Hydra writes the next job's .hydra/ (a traceback)
+        try:
+            check_output_dir(_run_dir)
+        except OutputDirUnusable as exc:
+            raise exits.SweepStopped(f"stopped after job {hydra_cfg.job.num}: {exc}", exits.EXIT_OUTPUT_LOST) from exc
 
 
 def output_root(argv: list[str]) -> tuple[str, str]:
@@ -92,6 +106,8 @@ def main() -> None:
         key, value = output_root(argv)
         try:
             check_output_dir(Path(value))
+            if any(a.lstrip("+").startswith(f"{key}=") for a in argv):  # not outputs/, where every run goes
+                check_fresh(Path(value))
         except OutputDirUnusable as exc:
             errors.append(f"{key}={value}: {exc}")
         if errors:
@@ -102,19 +118,37 @@ def main() -> None:
         jobs = sweep_size(argv)
         if jobs:
             os.environ[progress.JOBS_ENV] = str(jobs)
+    procs.stop_on_signals()  # SIGTERM, SIGHUP: as Ctrl-C, from here on
+    logging.raiseExceptions = False  # a log line a full disk refused: no traceback per line on the console
     try:
         _job()
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the children are stopped; let the report finish
-        print("interrupted", file=sys.stderr)
-        if _sweep_dir is not None:
-            from runner.report import write_report
+    except KeyboardInterrupt as interrupt:
+        for signum in procs.STOP_SIGNALS:  # the children are stopped; let the report finish
+            signal.signal(signum, signal.SIG_IGN)
+        print(f"interrupted by {procs.stopped_by(interrupt)}", file=sys.stderr)
+        _report_so_far()
+        sys.exit(EXIT_SIGNALLED + procs.signal_of(interrupt))  # 130 for SIGINT, 143 SIGTERM, 129 SIGHUP
+    except exits.SweepStopped as stop:
+        print(stop, file=sys.stderr)
+        _report_so_far()
+        sys.exit(stop.code)
+    code, line = exits.verdict(_sweep_dir or callbacks.sweep_dir or _run_dir)  # runner/exits.py: 0 or 3
+    if line:
+        print(line, file=sys.stderr)
+    sys.exit(code)
 
-            try:
-                print(f"report of the runs so far: {write_report(_sweep_dir)}", file=sys.stderr)
-            except Exception as exc:  # the runs are on disk whatever happens here
-                print(f"no report ({exc}); retry: python -m runner.report {_sweep_dir}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+
+def _report_so_far() -> None:
+    """A stopped sweep's report of the runs on disk (Hydra skips on_multirun_end)."""
+    sweep_dir = _sweep_dir or callbacks.sweep_dir
+    if sweep_dir is None or not sweep_dir.is_dir():
+        return
+    from runner.report import write_report
+
+    try:
+        print(f"report of the runs so far: {write_report(sweep_dir)}", file=sys.stderr)
+    except Exception as exc:  # the runs are on disk whatever happens here
+        print(f"no report ({exc}); retry: python -m runner.report {sweep_dir}", file=sys.stderr)
 
 
 if __name__ == "__main__":

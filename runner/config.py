@@ -43,6 +43,9 @@ class ServerConfig:
     backlog: int = 1024  # listen backlog; 5 (the original) turns bursts into 1 s SYN retries
     ready_timeout_s: float = 10.0  # READY must arrive within this
     grace_s: float = 5.0  # after SIGTERM, before SIGKILL to the process group
+    # the port it listens on (ours: --port; external: {port}); 0: a free one per run. Fix it for a
+    # firewall rule or a client that expects one; a port already in use is refused before Locust starts
+    port: int = 0
     # model-specific flags, passed as `--key value` (true: `--key`; false/null: left out), e.g.
     # prefork's workers; the module's --help lists what it takes
     options: dict[str, Any] = field(default_factory=dict)
@@ -275,6 +278,8 @@ def check(cfg: DictConfig | Config) -> list[str]:
     positive("load.request_timeout_s", cfg.load.request_timeout_s)
     positive("server.backlog", cfg.server.backlog)
     positive("server.ready_timeout_s", cfg.server.ready_timeout_s)
+    if not 0 <= cfg.server.port <= 65535:
+        errors.append(f"server.port: must be 0 (a free port) or a port number up to 65535, got {cfg.server.port}")
     try:
         parse_duration(cfg.load.run_time)
     except ValueError as exc:

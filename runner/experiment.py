@@ -6,11 +6,13 @@ it writes its final stats while the server can still answer), and each is torn d
 whole process group. A bad outcome is recorded, never raised, so a sweep always reaches its
 report. Two exceptions:
 - an output directory that cannot take a run (not a directory, not writable, under
-  MIN_FREE_BYTES free) is refused with OutputDirUnusable before anything starts, so no run ever
-  leaves a half-written result;
-- Ctrl-C: the run is recorded `interrupted`, then the interrupt goes on up so that no further run
-  starts. A Ctrl-C during the teardown is held until the teardown is done and the result written
-  (main thread only: Python delivers signals nowhere else).
+  MIN_FREE_BYTES free, or already holding a run's files: RunDirTaken) is refused with
+  OutputDirUnusable before anything starts, so no run ever leaves a half-written result, and no
+  run reads a file it did not write (an earlier run's READY line, its Locust phase files);
+- a result.json that cannot be written (disk full) raises exits.SweepStopped: the sweep stops;
+- Ctrl-C (and SIGTERM, SIGHUP: runner/procs.py): the run is recorded `interrupted`, then the
+  interrupt goes on up so that no further run starts. One during the teardown is held until the
+  teardown is done and the result written (main thread only: Python delivers signals nowhere else).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner import capacity, distributed, load, procs, progress, remote
+from runner import capacity, distributed, escapes, load, procs, progress, remote
 from runner import server as server_mod
 from runner.config import Config, parse_duration, to_container
+from runner.exits import EXIT_OUTPUT_LOST, SweepStopped
 from runner.provenance import collect
 from runner.resources import Sampler, Series, summarize
-from runner.result import RunResult, write_result
+from runner.result import RESULT_FILE, RunResult, write_result
 from runner.validity import run_flags
 from servers.base import raise_nofile_limit
 
@@ -60,6 +63,27 @@ def check_output_dir(path: Path) -> None:
     free = vfs.f_bavail * vfs.f_frsize
     if free < MIN_FREE_BYTES:
         raise OutputDirUnusable(f"{existing}: {free / 2**20:.0f} MB free, a run needs {MIN_FREE_BYTES / 2**20:.0f} MB")
+
+
+class RunDirTaken(OutputDirUnusable):
+    """The directory already holds files of an earlier run (or sweep)."""
+
+
+RUN_FILES = (RESULT_FILE, server_mod.SERVER_LOG, "locust*")  # what a run reads back: none may predate it
+
+
+def check_fresh(path: Path, names: tuple[str, ...] = ("*",)) -> None:
+    """Raise RunDirTaken when `path` holds a file matching one of `names` (anything, by default): a
+    second run into one directory read the first one's server.log READY line (and loaded its port)
+    and merged its Locust phase files; a sweep into an old sweep's directory reported its jobs too."""
+    path = Path(path)
+    found = sorted({p.name for pattern in names for p in path.glob(pattern)}) if path.is_dir() else []
+    if found:
+        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+        raise RunDirTaken(
+            f"{path} already holds {shown}: every run and sweep writes into a new directory of its own, "
+            "so that it never reads or reports files it did not write; give another one"
+        )
 
 
 def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
@@ -94,6 +118,7 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
     """One run into `job_dir`; `overrides` (Hydra's, for this job) make the rerun command."""
     job_dir = Path(job_dir)
     check_output_dir(job_dir)
+    check_fresh(job_dir, RUN_FILES)  # Hydra wrote .hydra/ and its log here already
     started = time.monotonic()
     server_cpus, load_cpus = cpu_split(cfg.run.pin)
     config = to_container(cfg)
@@ -156,9 +181,9 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
                 result.outcome, partial = "loadgen_failed", True  # whatever it left was not finalised
                 tail = procs.tail(job_dir / load.LOCUST_LOG, 600) or "(empty)"
                 result.detail = f"locust exited with status {code}; log tail: {tail}"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM/SIGHUP (procs.Stopped)
         result.outcome, partial = "interrupted", True
-        result.detail = "interrupted by the user (Ctrl-C)"
+        result.detail = f"interrupted by {procs.stopped_by(interrupt)}"
         raise
     finally:
         with procs.interrupts_held():  # a (second) Ctrl-C now would leave processes and no result.json
@@ -177,11 +202,38 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
             if sampler is not None:
                 processes = len(gen.workers) if gen else cfg.load.processes
                 _collect_resources(result, sampler, server_cpus, load_cpus, processes)
+            if server is not None and not remote.is_remote(cfg):  # after the outcome's own detail is set
+                _note_stop(result, server, cfg.server.grace_s)
             result.flags = run_flags(result, _measured_at(cfg, result))
             result.duration_s = round(time.monotonic() - started, 3)
-            write_result(result, job_dir)
+            try:
+                write_result(result, job_dir)
+            except OSError as exc:  # disk full, read-only: no later run could be recorded either
+                raise SweepStopped(
+                    f"{summary(result)}; but its result.json could not be written in {job_dir}: {exc.strerror}. "
+                    "Stopped: no further run starts",
+                    EXIT_OUTPUT_LOST,
+                ) from exc
             log.info(summary(result))
     return result
+
+
+def _note_stop(result: RunResult, server: server_mod.RunningServer, grace: float) -> None:
+    """What stopping the server took, in the result and its detail (the run may still be ok): SIGKILL
+    after the grace; processes that had left its group (runner/escapes.py); someone else on its port."""
+    result.server["killed_at_stop"] = server.killed
+    notes = []
+    if server.killed:
+        notes.append(f"the server ignored SIGTERM for server.grace_s={grace:g} s and was killed (SIGKILL)")
+    if server.external:
+        result.server["escaped"], result.server["strangers"] = server.escaped, server.strangers
+        notes.append(escapes.sentence(server.escaped, server.port))
+    for other in server.strangers:
+        notes.append(
+            f"pid {other['pid']} (`{other['command'][:80]}`) still listens on port {server.port}; it does not carry "
+            "this run's mark (it cleared its environment, or is not ours): left alone"
+        )
+    result.detail = "; ".join(filter(None, [result.detail, *notes]))
 
 
 def _measured_at(cfg: Config, result: RunResult) -> Config:
@@ -257,4 +309,4 @@ def summary(result: RunResult) -> str:
         line += f", server CPU {server['cpu_pct']:.0f}%, locust CPU {result.resources['locust']['cpu_pct']:.0f}%"
     if result.flags:
         line += f" [{', '.join(result.flags)}]"
-    return line + (f" ({result.detail})" if result.detail and result.outcome != "ok" else "")
+    return line + (f" ({result.detail})" if result.detail else "")  # an ok run's: how its server stopped

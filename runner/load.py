@@ -4,7 +4,7 @@ Locust is a separate process (its own gevent world, its own core when pinned) th
 statistics to files in the run directory: `locust.json` (raw per-endpoint counts and response-time
 histograms, written at exit: our numbers come from it), `locust_stats.csv` and friends,
 `locust.html`, and its console output in `locust.log`. Exit code 1 means "some requests failed":
-that is data, not a crash (DESIGN.md). The CSV is rewritten every second and finalised on a clean
+that is data, not a crash (docs/design.md). The CSV is rewritten every second and finalised on a clean
 shutdown (Locust handles SIGTERM), so stats from a run we had to stop are kept but marked partial.
 Measured here: after a 2 s run the CSV still held the numbers of its first second (3430 requests
 where locust.json and the server both counted 4982), which is why the CSV is only a fallback, and

@@ -4,7 +4,7 @@ Strategy:
 - One function per figure, each taking the report's frames (runner/runs.py, runner/report.to_cells)
   and returning a Figure, or None when it has nothing to show (no capacity search, one users value).
   `draw_all` runs them one by one: a figure that fails is skipped with a line saying why, never
-  costing the report (DESIGN.md: the report never crashes on a partial run).
+  costing the report (docs/design.md: the report never crashes on a partial run).
 - One colour per server, the same in every figure (the four built-in servers always get the same
   ones); generator-bound numbers measure Locust, not the server, so they are drawn hatched or hollow
   and the legend says so.

@@ -6,6 +6,11 @@ still writes its statistics, and the grace is not spent waiting on a process tha
 
 Output goes to a file in the run directory, never to a pipe nobody drains (a chatty child would
 block on a full pipe and distort the measurement).
+
+SIGTERM and SIGHUP (timeout, scancel, a CI cancel button, docker stop, a dropped SSH session) stop the
+runner as Ctrl-C does: `stop_on_signals` makes them raise `Stopped`, a KeyboardInterrupt, so one
+path stops the children, records the run `interrupted` and reports the runs so far. A signal the
+runner was started with ignored stays ignored (nohup ignores SIGHUP on purpose).
 """
 
 from __future__ import annotations
@@ -18,6 +23,38 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame) -> None:
+    raise Stopped(signum)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP raise Stopped from now on (main thread), unless they are ignored."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, _raise_stopped)
+
+
+def signal_of(interrupt: KeyboardInterrupt) -> int:
+    """The signal behind a KeyboardInterrupt: SIGINT unless it is a Stopped."""
+    return getattr(interrupt, "signum", signal.SIGINT)
+
+
+def stopped_by(interrupt: KeyboardInterrupt) -> str:
+    """'the user (Ctrl-C)' or 'SIGTERM', for a result's detail and the console."""
+    signum = signal_of(interrupt)
+    return "the user (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def spawn(argv: Sequence[str], log_path: Path, *, cpus: set[int] | None = None, env=None) -> subprocess.Popen:
@@ -49,6 +86,12 @@ def kill_group(proc: subprocess.Popen) -> None:
 def terminate(proc: subprocess.Popen, grace: float, sig: int = signal.SIGTERM) -> int | None:
     """Ask the leader to stop, wait up to `grace`, then SIGKILL the group; returns the leader's
     exit code (negative: killed by that signal). Safe to call on a process that already exited."""
+    return stop(proc, grace, sig)[0]
+
+
+def stop(proc: subprocess.Popen, grace: float, sig: int = signal.SIGTERM) -> tuple[int | None, bool]:
+    """terminate(), and whether the leader outlived the grace (ignored `sig`) and had to be killed."""
+    outlived = False
     if proc.poll() is None:
         try:
             proc.send_signal(sig)
@@ -58,12 +101,12 @@ def terminate(proc: subprocess.Popen, grace: float, sig: int = signal.SIGTERM) -
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
-            pass
+            outlived = True
     kill_group(proc)  # whatever of the group is still alive, the leader included
     try:
-        return proc.wait(5)
+        return proc.wait(5), outlived
     except subprocess.TimeoutExpired:  # unkillable (D state): report, don't hang the sweep
-        return None
+        return None, outlived
 
 
 def tail(path: Path, max_bytes: int = 2000) -> str:
@@ -103,17 +146,22 @@ def find_line(path: Path, prefix: str) -> str | None:
 
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
-    """A Ctrl-C inside the block is held and raised when it ends: a teardown is never cut short,
-    and a child is never left without a handle (spawn inside it, assign the handle, then let the
-    interrupt go up to the code that stops the child)."""
+    """A Ctrl-C (or SIGTERM, SIGHUP) inside the block is held and raised when it ends: a teardown is
+    never cut short, and a child is never left without a handle (spawn inside it, assign the handle,
+    then let the interrupt go up to the code that stops the child)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # KeyboardInterrupt only ever arrives in the main thread
         return
     held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    # only signals that raise (Ctrl-C's default, stop_on_signals'): an ignored or fatal one stays so
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    raising = {signum: handler for signum, handler in previous.items() if callable(handler)}
+    for signum in raising:
+        signal.signal(signum, lambda signum, frame: held.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in raising.items():
+            signal.signal(signum, handler)
     if held:
-        raise KeyboardInterrupt
+        raising[held[0]](held[0], None)  # raises what the signal raises outside the block

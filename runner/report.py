@@ -45,7 +45,7 @@ from runner.workers_report import section as workers_section
 REPORT_FILE, CSV_FILE, CELLS_FILE = "report.md", "results.csv", "cells.csv"
 _MEANING = {
     "completed_with_errors": "the run finished but some requests failed; see Failures and the run's `*_failures.csv`.",
-    "server_failed_to_start": "the server never became ready, so no load was sent; see the run's `server.log`.",
+    "server_failed_to_start": "the server never became ready, so no load was sent.",
     "server_crashed": "the server exited while under load; numbers, if any, cover only the time before the crash; "
     "see the run's `server.log`.",
     "loadgen_failed": "Locust itself failed, so its numbers are missing or untrustworthy; see the run's `locust.log`.",
@@ -55,6 +55,7 @@ _MEANING = {
     "corrupt": "the run's `result.json` exists but cannot be read (truncated or not valid JSON); "
     "its numbers are unknown.",
 }
+_REASONS = ("server_failed_to_start",)  # outcomes whose Notes quote each run's detail
 # Known provenance keys, shown in this order with these labels; any other keys follow, sorted.
 _PROVENANCE_LABELS = {
     "cpu_model": "CPU",
@@ -123,6 +124,7 @@ def render(
     validity: dict[str, Any] | None = None,
     figures: str = "",
     extra: str = "",  # sections placed after the tables: runner/capacity.py's Capacity and curves
+    reasons: dict[str, str] | None = None,  # run -> its result's detail, told under Notes (_REASONS)
 ) -> str:
     """The report as markdown: figures (markdown from runner/plots.py, first, so a reader sees the result
     before any table), summary, rankings, legends, notes on every non-ok outcome, how to reproduce.
@@ -143,7 +145,7 @@ def render(
         _column_legend(headers, repeated, grouped=len(ranking_groups(frame)) > 1),
         _flags_legend(frame, cells, thresholds),
         f"## Measurement\n\n{_window(frame)}\n{_pinning(frame)}\n",
-        _notes(frame),
+        _notes(frame, reasons or {}),
         _reproduce(frame, repeated),
     ]
     return "\n".join(part for part in parts if part)
@@ -164,7 +166,8 @@ def write_report(directory: Path | str) -> Path:
     figures, skipped = plots.draw_all(root, frame, cells, runs) if runs else ([], [])
     title = f"Stress test report: {root.resolve().name}"
     sections = "\n".join(filter(None, [capacity.report_sections(frame, root), workers_section(root)]))
-    report = render(frame, title, provenance, validity, plots.markdown(figures, skipped), sections)
+    reasons = {run.run: " ".join(run.detail.split()) for run in runs if run.outcome in _REASONS and run.detail}
+    report = render(frame, title, provenance, validity, plots.markdown(figures, skipped), sections, reasons)
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
 
 
@@ -210,10 +213,10 @@ def _summary(frame: pd.DataFrame, cells: pd.DataFrame | None, provenance: dict[s
     return text
 
 
-def _notes(frame: pd.DataFrame) -> str:
+def _notes(frame: pd.DataFrame, reasons: dict[str, str]) -> str:
     notes = [
         f"- **{o}** ({', '.join(sorted(set(frame.loc[frame['outcome'] == o, 'server'])))}): "
-        f"{_MEANING.get(o, 'an outcome this report does not know.')}"
+        f"{_MEANING.get(o, 'an outcome this report does not know.')}{_reasons(frame, o, reasons)}"
         for o in count_outcomes(frame["outcome"])
         if o != "ok"
     ]
@@ -223,6 +226,15 @@ def _notes(frame: pd.DataFrame) -> str:
             "they are shown but not ranked."
         )
     return "## Notes\n\n" + "\n".join(notes) + "\n" if notes else ""
+
+
+def _reasons(frame: pd.DataFrame, outcome: str, reasons: dict[str, str]) -> str:
+    """Each run's own reason, for an outcome whose run may have left no log to look in (a program that
+    does not exist writes no server.log): the report is the one place a reader is sure to look."""
+    if outcome not in _REASONS or not reasons:
+        return ""
+    runs = frame.loc[frame["outcome"] == outcome, "run"]
+    return "".join(f"\n  - `{run}`: {reasons[run]}" for run in runs if run in reasons)
 
 
 def _column_legend(headers: set[str], repeated: bool, grouped: bool = False) -> str:

@@ -12,7 +12,7 @@ Memory is PSS (proportional set size) summed over the tree: a page shared by N p
 per process to read, so it is sampled every PSS_EVERY-th pass; RSS where PSS is unavailable.
 
 Why not Locust's own CPU warning: it is checked every 10 s and its first reading is 0, so a 20 s
-run at 100% CPU was never flagged on this machine (DESIGN.md).
+run at 100% CPU was never flagged on this machine (docs/design.md).
 """
 
 from __future__ import annotations

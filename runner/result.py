@@ -5,7 +5,8 @@ A reader (the reporter, a person, a later version of this tool) can rely on:
 - `outcome` is one of OUTCOMES; `ok` means the run finished and no request failed.
 - `metrics` holds Locust's aggregated numbers; a field is None when it is unknown (never 0 as a
   stand-in), and `partial` is true when the numbers come from an interrupted or truncated run.
-- the file is written to a temporary name and renamed (os.replace), so it is either whole or absent.
+- the file is written to a temporary name and renamed (os.replace), so it is either whole or absent,
+  and with the mode any other file gets (0644 under the usual umask): colleagues can read it.
 
 Example (abridged):
     {"schema_version": 1, "outcome": "ok", "detail": "",
@@ -114,6 +115,7 @@ def write_atomic(target: Path, write: Callable[[IO[str]], object]) -> Path:
     target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600: private, unlike every other file of a run
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             write(f)
             f.flush()
@@ -123,6 +125,19 @@ def write_atomic(target: Path, write: Callable[[IO[str]], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask sets it: racy with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (not Linux): set and restore at once
+    os.umask(mask)
+    return mask
 
 
 def write_result(result: RunResult, directory: Path) -> Path:

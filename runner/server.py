@@ -1,16 +1,19 @@
 """Launch a server under test, wait until it is ready, and tear it down.
 
 Our servers follow the contract in servers/base.py: they print `READY <host> <port>` once bound
-(we pass --port 0 so the kernel picks a free port and two runs never collide) and `SERVED <n>`
-when they stop. Readiness is that line, not a guess with sleep(). Until start() returns, the
-server is start()'s to tear down, whatever interrupts it (Ctrl-C while waiting for READY).
+(we pass --port 0 so the kernel picks a free port and two runs never collide, unless server.port
+names one) and `SERVED <n>` when they stop. Readiness is that line, not a guess with sleep().
+Until start() returns, the server is start()'s to tear down, whatever interrupts it (Ctrl-C while
+waiting for READY). A named port that something already holds is refused before the server
+starts, naming the port and, where it can be seen, who holds it.
 
 An external server (server.command: uvicorn, nginx, yours) knows none of that. We pick its port
 (free, and below the kernel's ephemeral range, so that no outgoing connection of a load generator
 on this machine can take it before the server binds it), fill in the command's placeholders, write
 its server.files into the run directory, and wait until the port accepts a TCP connection *and* a
 process of its group is the one listening (a port another program grabbed in between is not
-"ready"). It runs in its own process group and is torn down exactly like ours; it reports no
+"ready"). It runs in its own process group and is torn down exactly like ours, and then whatever
+it started outside that group (it daemonized: runner/escapes.py) is stopped too; it reports no
 SERVED count, so its `served` is None (unknown, and so never compared).
 """
 
@@ -27,12 +30,12 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from runner import procs
+from runner import escapes, procs
 from runner.config import Config
 from servers import workload
 from servers.http import Limits
@@ -54,6 +57,11 @@ class RunningServer:
     port: int
     log: Path
     external: bool = False  # started from server.command: no READY line, no SERVED count
+    killed: bool = False  # set by stop(): it outlived the grace after SIGTERM and was SIGKILLed
+    token: str = ""  # external: runner/escapes.py's mark on every process the command started
+    since: float = 0.0  # external: when the command was started (epoch s)
+    escaped: list[dict] = field(default_factory=list)  # set by stop(): what had left the group, stopped
+    strangers: list[dict] = field(default_factory=list)  # set by stop(): on its port after, not ours: left alone
 
 
 @functools.cache
@@ -64,7 +72,7 @@ def _workload_params(name: str, params: tuple) -> dict:
 
 
 def server_argv(cfg: Config) -> list[str]:
-    argv = [sys.executable, "-m", f"servers.{cfg.server.name}", "--host", cfg.run.host, "--port", "0"]
+    argv = [sys.executable, "-m", f"servers.{cfg.server.name}", "--host", cfg.run.host, "--port", str(cfg.server.port)]
     argv += ["--workload", cfg.workload.name, "--backlog", str(cfg.server.backlog), "--grace", str(cfg.server.grace_s)]
     for key, value in _workload_params(cfg.workload.name, tuple(sorted(cfg.workload.params.items()))).items():
         argv += ["--workload-param", f"{key}={value}"]
@@ -86,6 +94,8 @@ def option_flags(options: dict) -> list[str]:
 
 
 def start(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
+    if cfg.server.port:
+        check_port_free(cfg.run.host, cfg.server.port)
     if cfg.server.command is not None:
         return _start_external(cfg, job_dir, cpus)
     argv = server_argv(cfg)
@@ -114,9 +124,13 @@ def start(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
 
 def stop(server: RunningServer, grace: float) -> tuple[int | None, int | None]:
     """SIGTERM, grace, SIGKILL to the group; returns (exit code, requests the server says it served),
-    the count None for an external server (whatever it printed is not our contract)."""
-    code = procs.terminate(server.proc, grace)
+    the count None for an external server (whatever it printed is not our contract). `server.killed`
+    says whether it ignored SIGTERM until the grace ran out."""
+    code, server.killed = procs.stop(server.proc, grace)
     if server.external:
+        server.escaped = escapes.stop(server.token, server.since, server.port, grace)
+        if _accepts(server.host, server.port):  # net_connections() reads every fd of every process: only then
+            server.strangers = [escapes.describe(p, server.port) for p in escapes.listeners(server.port)]
         return code, None
     line = procs.find_line(server.log, "SERVED ")
     match = _SERVED.match(line or "")
@@ -148,6 +162,26 @@ def free_port(host: str) -> int:
     raise ServerFailedToStart(f"no free port on {host}")
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise ServerFailedToStart when something holds `port` (server.port): the probe binds as our
+    servers do, with SO_REUSEADDR, so a port left in TIME_WAIT by the previous run still counts as free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            return
+        except OSError as exc:
+            why = exc.strerror
+    holders = ", ".join(
+        f"pid {d['pid']} (`{d['command'][:60]}`)" for d in map(escapes.describe, escapes.listeners(port))
+    )
+    raise ServerFailedToStart(
+        f"port {port} on {host} (server.port={port}): {why}{f', held by {holders}' if holders else ''}; "
+        "nothing was started: free it, pick another, or server.port=0 for a free one"
+    )
+
+
 def fill(text: str, values: dict[str, str]) -> str:
     """Replace each {name} of `values` in `text`; everything else (nginx's braces) stays as it is."""
     for name, value in values.items():
@@ -176,7 +210,7 @@ def _environment(cfg: Config) -> dict[str, str]:
 
 def _start_external(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
     host = cfg.run.host
-    port = free_port(host)
+    port = cfg.server.port or free_port(host)
     values = {
         "port": str(port),
         "host": host,
@@ -191,20 +225,31 @@ def _start_external(cfg: Config, job_dir: Path, cpus: set[int] | None) -> Runnin
     argv = external_argv(cfg, values)
     log = job_dir / SERVER_LOG
     proc = None
+    token, since = escapes.new_token(), time.time()
     try:
         with procs.interrupts_held():
-            proc = procs.spawn(argv, log, cpus=cpus, env=_environment(cfg))
+            proc = procs.spawn(argv, log, cpus=cpus, env={**_environment(cfg), escapes.TOKEN_ENV: token})
         why = wait_listening(proc, host, port, cfg.server.ready_timeout_s)
     except BaseException:
         if proc is not None:
             procs.terminate(proc, 1.0)
+            escapes.stop(token, since, port, 1.0)
         raise
     if why:
         procs.terminate(proc, 1.0)
-        raise ServerFailedToStart(f"{why}; log tail: {procs.tail(log, 600) or '(empty)'}")
+        left = escapes.sentence(escapes.stop(token, since, port, 1.0), port)
+        raise ServerFailedToStart(f"{why}{'; ' + left if left else ''}; log tail: {procs.tail(log, 600) or '(empty)'}")
     if cpus:
         pin_tree(proc.pid, cpus)  # workers it forked before spawn() pinned the leader
-    return RunningServer(proc, argv, host, port, log, external=True)
+    return RunningServer(proc, argv, host, port, log, external=True, token=token, since=since)
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float) -> str:
@@ -214,10 +259,7 @@ def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float)
         if proc.poll() is not None:
             hint = " (it must stay in the foreground, not daemonize)" if proc.returncode == 0 else ""
             return f"external server exited with status {proc.returncode} before listening on port {port}{hint}"
-        try:
-            with socket.create_connection((host, port), timeout=1.0):
-                pass
-        except OSError:
+        if not _accepts(host, port):
             time.sleep(READY_POLL_S)
             continue
         if _group_listens(proc.pid, port) is False:

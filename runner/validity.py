@@ -20,6 +20,8 @@ LEGEND = {
     "time is lost outside the measured requests (usually a saturated generator).",
     "count-mismatch": "the server's own count and Locust's differ by more than {count_tolerance:.1%}.",
     "unstable": "repeats of this cell spread by >= {unstable_spread:.0%} of their median.",
+    "killed-at-stop": "the server ignored SIGTERM until `server.grace_s` ran out and was killed (SIGKILL): it did "
+    "not finish its last requests or report its own count, as it would not stop cleanly in production either.",
 }
 
 
@@ -44,4 +46,6 @@ def run_flags(result: RunResult, cfg: Config) -> list[str]:
     if served is not None and m.total_requests:
         if abs(served - m.total_requests) > v.count_tolerance * m.total_requests:
             flags.append("count-mismatch")
+    if result.server.get("killed_at_stop"):
+        flags.append("killed-at-stop")
     return flags

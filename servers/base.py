@@ -2,7 +2,7 @@
 the READY/SERVED contract, turning a request into response bytes, and the blocking connection loop
 that the single, thread and process models all run.
 
-The contract with the runner (see DESIGN.md):
+The contract with the runner (see docs/design.md):
     python -m servers.<name> --host 127.0.0.1 --port 0 [--workload hello] [--no-keepalive] ...
 plus the options a model declares for itself (run(..., options=...); the runner passes a config's
 `server.options` as such flags), which the model reads from `app.options`.

@@ -82,7 +82,8 @@ def _nothing_left(result) -> None:
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
         assert not any(word in cmdline for word in ("servers.", "uvicorn", "nginx", "locust")), cmdline
-    assert _port_closed(result.server["port"])
+    port = result["server"]["port"] if isinstance(result, dict) else result.server["port"]
+    assert _port_closed(port) and not server_mod.escapes.listeners(port), port
 
 
 def test_an_external_server_is_measured_and_its_whole_group_torn_down(tmp_path):
@@ -98,6 +99,112 @@ def test_an_external_server_is_measured_and_its_whole_group_torn_down(tmp_path):
     assert not _alive(leader) and not _alive(child)  # the grandchild ignored nothing: the group was killed
     _nothing_left(result)
     assert json.loads((tmp_path / "result.json").read_text())["server"]["served"] is None
+
+
+# http.server has no SIGTERM handler of its own, so the ignored SIGTERM stays ignored across exec
+DEAF_TO_SIGTERM = 'sh -c \'trap "" TERM; exec "$0" -m http.server "$1" --bind "$2"\' {python} {port} {host}'
+
+
+def test_a_server_that_ignores_sigterm_is_killed_and_the_run_says_so(tmp_path):
+    """Before, the kill after the grace showed only as exit_code -9 on an `ok` run."""
+    from runner.report import write_report
+
+    job = tmp_path / "0_deaf_hello_r0"
+    job.mkdir()
+    cfg = _compose(
+        "server=external", "server.name=deaf", "server.grace_s=1", "load.run_time=1s", command=DEAF_TO_SIGTERM
+    )
+    result = run_experiment(cfg, job)
+    assert result.server["exit_code"] == -9 and result.server["killed_at_stop"] is True
+    assert "killed-at-stop" in result.flags
+    assert "ignored SIGTERM for server.grace_s=1 s and was killed (SIGKILL)" in result.detail
+    assert json.loads((job / "result.json").read_text())["flags"] == result.flags
+    assert "- **killed-at-stop**: the server ignored SIGTERM" in write_report(tmp_path).read_text()
+    _nothing_left(result)
+
+
+def test_a_server_that_stops_on_sigterm_is_not_flagged(tmp_path):
+    result = run_experiment(_compose("server=select", "load.run_time=1s"), tmp_path)
+    assert result.server["exit_code"] == 0 and result.server["killed_at_stop"] is False
+    assert "killed-at-stop" not in result.flags and "SIGKILL" not in result.detail
+
+
+# a daemon beside the server: `setsid` leaves the command's process group and session
+SLEEP_BESIDE = (
+    'sh -c \'setsid sh -c "echo \\$\\$ > $3/daemon.pid; exec sleep 300" & '
+    'exec "$0" -m http.server "$1" --bind "$2"\' {python} {port} {host} {run_dir}'
+)
+# a launcher: starts the real server in a session of its own, then exits 0 (at once, or once it listens)
+LAUNCHER = (
+    'sh -c \'setsid "$0" -m http.server "$1" --bind "$2" >/dev/null 2>&1 & echo $! > $3/daemon.pid; '
+    "sleep $4' {python} {port} {host} {run_dir} "
+)
+
+
+def _daemon(job: Path) -> int:
+    return int((job / "daemon.pid").read_text())
+
+
+def test_a_daemon_the_command_starts_beside_the_server_is_found_and_stopped(tmp_path):
+    """Before, `setsid sleep 300 &` outlived the run, which was ok with nothing said."""
+    result = run_experiment(_compose("server=external", "load.run_time=1s", command=SLEEP_BESIDE), tmp_path)
+    assert result.outcome == "ok", result.detail
+    daemon = _daemon(tmp_path)
+    assert not _alive(daemon)
+    [found] = result.server["escaped"]
+    assert (found["pid"], found["command"], found["session"], found["listening"]) == (
+        daemon,
+        "sleep 300",
+        daemon,
+        False,
+    )
+    assert f"left pid {daemon} (`sleep 300`, session {daemon}) outside its process group" in result.detail
+    _nothing_left(result)
+
+
+@pytest.mark.parametrize("exits_after_s", [0, 2], ids=["at-once", "once-it-listens"])
+def test_a_launcher_that_daemonizes_the_server_leaves_nothing_running(tmp_path, exits_after_s):
+    """Before, the real server stayed listening after the run (its launcher had exited 0)."""
+    cfg = _compose("server=external", "load.run_time=4s", command=LAUNCHER + str(exits_after_s))
+    result = run_experiment(cfg, tmp_path)
+    daemon, port = _daemon(tmp_path), result.server.get("port")
+    assert not _alive(daemon)
+    if exits_after_s == 0:  # failed to start: nothing was measured, and the message says what was found
+        assert result.outcome == "server_failed_to_start"
+        assert "exited with status 0 before listening" in result.detail
+        assert f"left pid {daemon} (`{sys.executable} -m http.server" in result.detail
+        port = int(result.detail.split("before listening on port ")[1].split()[0])
+    else:  # it passed for the server until the launcher exited: a crash, and the daemon is named
+        assert result.outcome == "server_crashed", result.detail
+        [found] = result.server["escaped"]
+        assert found["pid"] == daemon and found["session"] == daemon and found["listening"] is True
+        assert f"session {daemon}, listening on port {port}) outside its process group" in result.detail
+    _nothing_left({"server": {"port": port}} if exits_after_s == 0 else result)
+
+
+def test_a_daemon_that_clears_its_environment_is_named_not_stopped(tmp_path):
+    """Without the run's mark it cannot be told from a stranger that took the port: the runner stops
+    only what it can tell it started, and says who is still listening."""
+    cfg = _compose("server=external", "load.run_time=4s", command=LAUNCHER.replace("setsid", "setsid env -i") + "2")
+    result = run_experiment(cfg, tmp_path)
+    daemon, port = _daemon(tmp_path), result.server["port"]
+    try:
+        assert result.outcome == "server_crashed", result.detail
+        assert _alive(daemon) and result.server["escaped"] == []
+        assert [s["pid"] for s in result.server["strangers"]] == [daemon]
+        assert f"pid {daemon} (`{sys.executable} -m http.server {port}" in result.detail
+        assert f"still listens on port {port}; it does not carry this run's mark" in result.detail
+    finally:
+        psutil.Process(daemon).kill()
+
+
+def test_server_port_is_the_external_servers_port(tmp_path):
+    port = server_mod.free_port("127.0.0.1")
+    cfg = _compose("server=external", f"server.port={port}", "load.run_time=1s", command=DEAF_TO_SIGTERM)
+    result = run_experiment(cfg, tmp_path)
+    assert result.server["port"] == port and f" {port} " in result.server["command"] + " "
+    assert result.metrics.requests and not result.metrics.failures, result.detail
+    _nothing_left(result)
 
 
 def test_an_external_command_that_exits_at_once_failed_to_start(tmp_path):
@@ -124,6 +231,19 @@ def test_a_program_that_is_not_installed_failed_to_start_saying_so(tmp_path):
     result = run_experiment(_compose("server=external", command="no-such-server-here --port {port}"), tmp_path)
     assert result.outcome == "server_failed_to_start"
     assert "cannot run 'no-such-server-here': no such program" in result.detail
+
+
+def test_the_report_says_why_a_server_failed_to_start_when_there_is_no_server_log(tmp_path):
+    """Before, the report said "see the run's server.log", which a program that does not exist never wrote."""
+    from runner.report import write_report
+
+    job = tmp_path / "0_mine_hello_r0"
+    job.mkdir()
+    run_experiment(_compose("server=external", "server.name=mine", command="no-such-server-here {port}"), job)
+    assert not (job / "server.log").exists()
+    report = write_report(tmp_path).read_text()
+    assert "see the run's `server.log`" not in report
+    assert "  - `0_mine_hello_r0`: cannot run 'no-such-server-here': no such program on PATH" in report, report
 
 
 def test_a_port_someone_else_listens_on_is_not_ready(tmp_path):

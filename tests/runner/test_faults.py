@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
 import json
 import os
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -178,11 +181,21 @@ def background():
 
 @pytest.fixture(autouse=True)
 def _sigint_handler_kept():
-    """A test that Ctrl-Cs this process must not leave SIGINT ignored for the next ones (and for
-    the runners they start: an ignored signal stays ignored across exec)."""
-    handler = signal.getsignal(signal.SIGINT)
+    """Ctrl-C raises KeyboardInterrupt in each test, however pytest was started: a shell starts a
+    background job (`nohup pytest &`, a script's `cmd &`) with SIGINT ignored, and Python then never
+    raises it. Afterwards the handler is as it was: a test that Ctrl-Cs this process must not leave
+    SIGINT ignored for the next ones (and for the runners they start: an ignored signal stays ignored
+    across exec)."""
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, handler)
+
+
+def _default_signals() -> None:
+    """preexec_fn of a runner the test signals: SIGINT, SIGTERM and SIGHUP as a terminal's foreground
+    job has them, not as this test was started with (ignored, in a background job or under nohup)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def _on_disk(job_dir: Path) -> dict:
@@ -361,20 +374,50 @@ def _processes_in(cwd: Path) -> dict[psutil.Process, str]:
     return found
 
 
+def _follow(cli: subprocess.Popen, cwd: Path, seen: dict[psutil.Process, str]) -> list[str]:
+    """Collect a runner's servers and Locusts into `seen` until it exits; return those still alive then."""
+    while cli.poll() is None:
+        seen.update(_processes_in(cwd))
+        time.sleep(0.1)
+    return [f"{p.pid} {role}" for p, role in (seen | _processes_in(cwd)).items() if _alive(p)]
+
+
+def _reap(cli: subprocess.Popen, cwd: Path, seen: dict[psutil.Process, str]) -> None:
+    """The safety net for a runner started in its own session: its group, then what it started, by pid."""
+    if cli.poll() is None:
+        os.killpg(cli.pid, signal.SIGKILL)
+        cli.wait(10)
+    _kill([*seen, *_processes_in(cwd)])
+
+
 def _job_dir(sweep: Path, num: int) -> Path | None:
     return next(sweep.glob(f"{num}_*"), None) if sweep.is_dir() else None
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "to, when",
-    [("pid", "mid-run"), ("group", "job-start")],
-    ids=["runner-pid-mid-run", "runner-group-as-the-job-starts"],
+    "to, when, sig",
+    [
+        ("pid", "mid-run", signal.SIGINT),
+        ("group", "job-start", signal.SIGINT),
+        ("pid", "mid-run", signal.SIGTERM),
+        ("pid", "mid-run", signal.SIGHUP),
+        ("pid", "job-start", signal.SIGTERM),
+    ],
+    ids=[
+        "runner-pid-mid-run",
+        "runner-group-as-the-job-starts",
+        "sigterm-mid-run",
+        "sighup-mid-run",
+        "sigterm-as-the-job-starts",
+    ],
 )
-def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
+def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when, sig):
     """SIGINT to the runner during the second of three runs. `group` is what a terminal does: the
     server and Locust are in their own sessions and do not get it. `job-start` sends it as soon as
-    the job's directory appears, in Hydra's job setup or our server's start-up."""
+    the job's directory appears, in Hydra's job setup or our server's start-up. SIGTERM (timeout,
+    scancel, docker stop) and SIGHUP (a dropped SSH session) must do what Ctrl-C does; before, they
+    killed the runner alone and left the server listening, with no result.json and no report."""
     sweep = tmp_path / "sweep"
     argv = [sys.executable, "-m", "runner", "-m", "server=thread,select,single", "load=smoke", "load.run_time=5s"]
     with open(tmp_path / "runner.out", "wb") as out:
@@ -384,6 +427,7 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # as a terminal's foreground job: its own group
+            preexec_fn=_default_signals,
         )
     seen: dict[psutil.Process, str] = {}
     try:
@@ -400,19 +444,16 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
             time.sleep(1)  # Locust has numbers to write
         seen.update(_processes_in(tmp_path))
         if to == "pid":
-            os.kill(cli.pid, signal.SIGINT)
+            os.kill(cli.pid, sig)
         else:
-            os.killpg(cli.pid, signal.SIGINT)
+            os.killpg(cli.pid, sig)
         code = cli.wait(60)
         left = [f"{p.pid} {role}" for p, role in (seen | _processes_in(tmp_path)).items() if _alive(p)]
     finally:
-        if cli.poll() is None:
-            os.killpg(cli.pid, signal.SIGKILL)
-            cli.wait(10)
-        _kill([*seen, *_processes_in(tmp_path)])
+        _reap(cli, tmp_path, seen)
     output = (tmp_path / "runner.out").read_text()
 
-    assert code == 130, output[-3000:]
+    assert code == 128 + sig, output[-3000:]
     assert not left, left
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [j.name.split("_")[0] for j in jobs] == ["0", "1"], jobs  # no third run
@@ -425,6 +466,7 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
         return  # interrupted in Hydra's job setup, before the run began: nothing to record
     second = read_result(jobs[1] / RESULT_FILE)
     assert second.outcome == "interrupted"
+    assert second.detail.endswith("(Ctrl-C)" if sig == signal.SIGINT else signal.Signals(sig).name), second.detail
     assert "interrupted" in report, report
     if second.server.get("port"):
         assert _port_closed(second.server["port"])
@@ -433,6 +475,52 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when):
         assert second.metrics.requests and second.metrics.partial
         assert second.metrics.failures == 0
         assert second.server["served"] and second.server["exit_code"] == 0
+
+
+@pytest.mark.slow
+def test_timeout_stops_a_single_run_as_ctrl_c_does(tmp_path):
+    """The issue's reproduction: `timeout 5 python -m runner load.run_time=10s` left the server
+    listening with parent 1, no result.json. `timeout` sends SIGTERM to the runner alone."""
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, "-m", "runner", "load=smoke", "load.run_time=30s", f"hydra.run.dir={run_dir}"]
+    seen: dict[psutil.Process, str] = {}
+    with open(tmp_path / "runner.out", "wb") as out:
+        cli = subprocess.Popen(
+            ["timeout", "--preserve-status", "8", *argv],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_signals,
+        )
+    try:
+        left = _follow(cli, tmp_path, seen)
+    finally:
+        _reap(cli, tmp_path, seen)
+    output = (tmp_path / "runner.out").read_text()
+    assert cli.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert sorted(seen.values()) == ["locust", "server"], seen  # the signal came mid-run
+    assert not left, left
+    result = read_result(run_dir / RESULT_FILE)
+    assert result.outcome == "interrupted" and result.detail == "interrupted by SIGTERM", result.detail
+    assert result.metrics.requests and result.metrics.partial
+    assert _port_closed(result.server["port"])
+    assert output.rstrip().endswith("interrupted by SIGTERM"), output[-1000:]
+
+
+def test_the_ctrl_c_tests_pass_however_pytest_was_started():
+    """Started as a background job (`nohup python -m pytest &`), pytest inherits SIGINT ignored,
+    and before, the Ctrl-C tests failed: no KeyboardInterrupt, the runner ran every job and exit 0."""
+    tests = "ctrl_c_while_the_server_starts or ctrl_c_during_the_teardown"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", tests],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 passed" in proc.stdout, proc.stdout[-3000:]
 
 
 # --- 5. grandchildren ---------------------------------------------------------------------------
@@ -472,6 +560,53 @@ def test_an_output_dir_under_a_file_is_refused_before_anything_starts(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no outputs/, nothing else
 
 
+def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns) for p in directory.rglob("*")}
+
+
+@pytest.mark.slow
+def test_a_second_run_or_sweep_into_a_directory_that_holds_one_is_refused(tmp_path):
+    """Before, a second `python -m runner load=smoke hydra.run.dir=outputs/again` read the first run's
+    READY line (Locust loaded its dead port) and merged its Locust phase files; a sweep into an old
+    sweep's directory reported the old jobs too. Refused, exit 2, the old run untouched: given on the
+    command line (seen before Hydra starts) or as Hydra resolves it (here from the environment: what
+    an experiment's own directory or two runs within one second of ${now:...} come to)."""
+    old = tmp_path / "again"
+    cli = [sys.executable, "-m", "runner"]
+    first = subprocess.run([*cli, "load=smoke", "load.run_time=1s", f"hydra.run.dir={old}"], cwd=tmp_path, timeout=120)
+    assert first.returncode == 0 and (old / RESULT_FILE).exists()
+    before = _snapshot(old)
+    for argv in (
+        ["load=smoke", f"hydra.run.dir={old}"],
+        ["load=smoke", "hydra.run.dir=${oc.env:OLD_RUN}"],
+        ["-m", "server=select,thread", "load=smoke", f"hydra.sweep.dir={old}"],
+        ["-m", "server=select,thread", "load=smoke", "hydra.sweep.dir=${oc.env:OLD_RUN}"],
+    ):
+        second = subprocess.run(
+            [*cli, *argv],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "OLD_RUN": str(old)},
+        )
+        assert second.returncode == 2, argv + [second.stdout[-2000:], second.stderr[-2000:]]
+        assert f"{old} already holds .hydra, locust.html" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr, second.stderr
+        assert _snapshot(old) == before, argv  # not a byte written, .hydra/ included
+    assert not _run_processes()
+
+
+def test_run_experiment_refuses_a_job_dir_holding_an_earlier_run(tmp_path):
+    """The last line of defence, whatever directory Hydra gave the job: an old server.log's READY line
+    would be read as this run's."""
+    (tmp_path / "server.log").write_text("READY 127.0.0.1 1\n")
+    with pytest.raises(experiment.RunDirTaken, match="already holds server.log"):
+        run_experiment(_compose("server=thread", "load=smoke"), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["server.log"]
+    assert not _run_processes()
+
+
 def test_run_experiment_refuses_an_unusable_job_dir_before_launching(tmp_path, monkeypatch):
     cfg = _compose("server=thread", "load=smoke")
     afile = tmp_path / "afile"
@@ -485,6 +620,74 @@ def test_run_experiment_refuses_an_unusable_job_dir_before_launching(tmp_path, m
         run_experiment(cfg, job)
     assert list(job.iterdir()) == []  # no log, no half result
     assert not _run_processes()
+
+
+# A disk of its own to fill: a 64 MB tmpfs in a mount namespace (`unshare -rm`: a user namespace, so
+# no privilege is needed where the kernel allows them), seen from here through /proc/<pid>/root.
+# Real ENOSPC from the kernel, and the machine's own disk is never touched.
+_ON_A_SMALL_DISK = """
+mount -t tmpfs -o size=64m tmpfs "$0" || exit 99
+"$2" -m runner -m server=select,thread load=smoke load.run_time=4s hydra.sweep.dir="$0/sweep"
+code=$?
+cp -a "$0/." "$1/"
+exit $code
+"""
+
+
+def _small_disks() -> str | None:
+    """Why a tmpfs cannot be mounted in a namespace here (None: it can)."""
+    if not shutil.which("unshare"):
+        return "no unshare(1)"
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$0"', "/mnt"], capture_output=True, text=True
+    )
+    return None if probe.returncode == 0 else f"cannot mount a tmpfs in a user+mount namespace: {probe.stderr.strip()}"
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_mid_sweep_stops_the_sweep_saying_so(tmp_path):
+    """Before: job 0 vanished without a console line or a result.json, then a Hydra traceback, exit 1."""
+    if why := _small_disks():
+        pytest.skip(why)
+    disk, copy = tmp_path / "disk", tmp_path / "copy"
+    disk.mkdir()
+    copy.mkdir()
+    with open(tmp_path / "runner.out", "wb") as out:
+        cli = subprocess.Popen(
+            ["unshare", "-rm", "sh", "-c", _ON_A_SMALL_DISK, str(disk), str(copy), sys.executable],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    seen: dict[psutil.Process, str] = {}
+    try:
+        inside = Path(f"/proc/{cli.pid}/root") / disk.relative_to("/")  # the tmpfs, as the runner sees it
+
+        def job_0_running() -> bool:
+            seen.update(_processes_in(tmp_path))
+            return any(inside.glob("sweep/0_*/locust_stats.csv"))
+
+        _wait_for(job_0_running, 60, "job 0 to run")
+        with open(inside / "filler", "wb") as filler:  # the disk fills mid-run
+            with pytest.raises(OSError) as full:
+                while True:
+                    filler.write(b"\0" * 2**20)
+                    filler.flush()
+        assert full.value.errno == errno.ENOSPC
+        left = _follow(cli, tmp_path, seen)
+    finally:
+        _reap(cli, tmp_path, seen)
+    output = (tmp_path / "runner.out").read_text()
+
+    assert cli.returncode == 4, output[-3000:]
+    assert not left, left
+    assert "Traceback" not in output and "Logging error" not in output, output[-3000:]
+    said = [line for line in output.splitlines() if "No space left on device" in line or "MB free" in line]
+    assert said and said[0].startswith("select: "), output[-3000:]  # the run's summary: what could be recorded
+    assert "Stopped: no further run starts" in said[0] or "stopped after job 0" in said[0], said
+    assert [p.name.split("_")[0] for p in (copy / "sweep").iterdir() if p.is_dir()] == ["0"]  # thread never ran
+    assert sorted(seen.values()) == ["locust", "server"]
 
 
 # --- 7. partial or corrupt Locust output --------------------------------------------------------
@@ -556,3 +759,23 @@ def test_a_failure_mid_write_keeps_the_previous_result(tmp_path, monkeypatch):
         write_result(RunResult(outcome="interrupted"), tmp_path)
     assert (tmp_path / RESULT_FILE).read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [RESULT_FILE]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_results_and_the_report_get_the_mode_every_other_file_gets(tmp_path, umask):
+    """mkstemp made result.json, report.md and results.csv 0600: colleagues on a shared file system
+    could read every file of a sweep but those."""
+    from runner.report import write_report
+
+    job = tmp_path / "0_select_hello_r0"
+    job.mkdir()
+    previous = os.umask(umask)
+    try:
+        write_result(RunResult(outcome="ok"), job)
+        write_report(tmp_path)
+        (tmp_path / "other.txt").write_text("")  # what open() gives: the mode to match
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [job / RESULT_FILE, *tmp_path.glob("*.*")]}
+    assert set(modes) >= {RESULT_FILE, "report.md", "results.csv", "other.txt"}
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask), {k: oct(v) for k, v in modes.items()}

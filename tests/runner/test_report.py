@@ -141,7 +141,7 @@ window was unavailable).
 
 - **completed_with_errors** (thread): the run finished but some requests failed; see Failures and the run's \
 `*_failures.csv`.
-- **server_failed_to_start** (single): the server never became ready, so no load was sent; see the run's `server.log`.
+- **server_failed_to_start** (single): the server never became ready, so no load was sent.
 - **server_crashed** (process): the server exited while under load; numbers, if any, cover only the time before \
 the crash; see the run's `server.log`.
 - **(partial)**: numbers from a run that did not end cleanly cover only part of it; they are shown but not ranked.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -83,3 +84,68 @@ def test_a_server_that_never_gets_ready_is_recorded_and_locust_never_starts(tmp_
     assert not (tmp_path / "locust.log").exists()
     assert json.loads((tmp_path / "result.json").read_text())["outcome"] == "server_failed_to_start"
     _no_survivors(result.to_dict())
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    flags = [a for a in args if a.startswith("-")]  # Hydra's flags come before the overrides
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            *flags,
+            "load=smoke",
+            "load.run_time=1s",
+            *(a for a in args if a not in flags),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_run_not_ok_exits_3_and_says_so_last(tmp_path):
+    """Before, a sweep whose every run failed exited 0: CI could not catch it. 0.001 s is too short
+    for any server to print READY, so the first point is server_failed_to_start, the second ok."""
+    sweep = tmp_path / "sweep"
+    proc = _cli(tmp_path, "-m", "server=select", "server.ready_timeout_s=0.001,10", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stderr.splitlines()[-1] == "1 of 2 runs not ok (1 server_failed_to_start): exit status 3"
+    outcomes = sorted(json.loads(p.read_text())["outcome"] for p in sweep.glob("*/result.json"))
+    assert outcomes == ["ok", "server_failed_to_start"]
+    report = (sweep / "report.md").read_text()  # the reason is in the report, not only on the console
+    assert "  - `0_select_hello_r0`: server did not print READY within 0.001 s" in report, report
+
+    single = _cli(tmp_path, "server=select", "server.ready_timeout_s=0.001", f"hydra.run.dir={tmp_path / 'one'}")
+    assert single.returncode == 3, single.stderr[-3000:]
+    assert single.stderr.splitlines()[-1] == "1 of 1 runs not ok (1 server_failed_to_start): exit status 3"
+    fine = _cli(tmp_path, "server=select", f"hydra.run.dir={tmp_path / 'two'}")
+    assert fine.returncode == 0, fine.stderr[-3000:]
+    assert fine.stderr.splitlines()[-1] == "1 of 1 run ok"
+
+
+def test_server_port_names_the_port_and_one_in_use_is_refused_before_anything_starts(tmp_path):
+    """server.port: a firewall rule or a colleague's client expects a port. One that something already
+    holds is refused before the server and Locust start, naming the port and who holds it."""
+    from runner.server import free_port
+
+    port = free_port("127.0.0.1")
+    cfg = _compose("server=select", "load=smoke", "load.run_time=1s", f"server.port={port}")
+    for name in ("free", "taken"):
+        (tmp_path / name).mkdir()
+    result = run_experiment(cfg, tmp_path / "free")
+    assert result.outcome == "ok", result.detail
+    assert result.server["port"] == port
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the run left TIME_WAITs on it
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        taken = run_experiment(cfg, tmp_path / "taken")
+    assert taken.outcome == "server_failed_to_start"
+    assert f"port {port} on 127.0.0.1 (server.port={port}): Address already in use, held by pid {os.getpid()}" in (
+        taken.detail
+    )
+    assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["result.json"]  # no server.log, no locust.log
+    _no_survivors(taken.to_dict())

@@ -1,4 +1,4 @@
-"""The shared request corpus (../shared/http-corpus beside the repository): decode its .http files, read its manifests.
+"""gunicorn's request corpus, kept in tests/data/http-corpus: decode its .http files, read its manifests.
 
 A .http file is a readable rendering of wire bytes; its README gives the decoding, done here in
 one regex pass so that an escape never re-reads the output of another (`\\r\\n` then `\\n`).
@@ -7,11 +7,10 @@ one regex pass so that an escape never re-reads the output of another (`\\r\\n` 
 from __future__ import annotations
 
 import csv
-import os
 import re
 from pathlib import Path
 
-CORPUS = Path(os.environ.get("HTTP_CORPUS", Path(__file__).resolve().parents[3] / "shared" / "http-corpus"))
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "http-corpus"
 
 _ESCAPE = re.compile(rb"\\r\\n|\\0|\\n|\\t|\\x([0-9A-Fa-f]{2})")
 _SIMPLE = {b"\\r\\n": b"\r\n", b"\\0": b"\0", b"\\n": b"\n", b"\\t": b"\t"}

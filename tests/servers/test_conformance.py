@@ -1,4 +1,4 @@
-"""The shared corpus (../shared/http-corpus) through every server, over real sockets.
+"""gunicorn's request corpus (tests/data/http-corpus) through every server, over real sockets.
 
 test_http.py holds the parser to the corpus; this holds every concurrency model to the parser, on
 the wire, however the bytes are cut: whole, line by line, byte by byte and in seeded random chunks.

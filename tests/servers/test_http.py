@@ -595,7 +595,7 @@ def test_every_error_status_has_a_reason(status):
     assert b"Connection: close\r\n" in response
 
 
-# -- the shared corpus (gunicorn's request fixtures) ---------------------------------------------
+# -- gunicorn's request corpus (tests/data/http-corpus) ------------------------------------------
 
 VALID_MANIFEST = corpus.manifest("valid")
 INVALID_MANIFEST = corpus.manifest("invalid")
