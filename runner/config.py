@@ -110,7 +110,7 @@ class ValidityConfig:
     cpu_bound: float = 0.9  # generator-bound: Locust at >= this share of its cores, the server below it
     max_error_ratio: float = 0.01  # errors: failed / requests above this
     min_requests: int = 2000  # few-requests: fewer in the measured window
-    littles_tolerance: float = 0.2  # littles-law: |users - RPS x (R + Z)| / users above this
+    littles_tolerance: float = 0.2  # littles-law: |users - users' loop time / window| / users above this
     count_tolerance: float = 0.005  # count-mismatch: |SERVED - Locust's total| / total above this
     unstable_spread: float = 0.1  # unstable: (max - min) / median of repeats at or above this
 
