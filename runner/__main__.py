@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from runner import config as config_mod
-from runner import progress
+from runner import progress, tenancy
 from runner.experiment import OutputDirUnusable, check_output_dir, run_experiment
 
 EXIT_CONFIG_ERROR = 2
@@ -102,6 +102,9 @@ def main() -> None:
         jobs = sweep_size(argv)
         if jobs:
             os.environ[progress.JOBS_ENV] = str(jobs)
+        lock, warning = tenancy.hold()  # held until this process ends
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     try:
         _job()
     except KeyboardInterrupt:

@@ -113,6 +113,9 @@ class ValidityConfig:
     littles_tolerance: float = 0.2  # littles-law: |users - users' loop time / window| / users above this
     count_tolerance: float = 0.005  # count-mismatch: |SERVED - Locust's total| / total above this
     unstable_spread: float = 0.1  # unstable: (max - min) / median of repeats at or above this
+    # contended: other processes used more than this % of the server's or Locust's cores over the window
+    # (runner/resources.py others_pct). MEASURED_CONTENTION
+    max_others_pct: float = 25.0
 
 
 @dataclass

@@ -28,7 +28,7 @@ from runner import capacity, distributed, load, procs, progress, remote
 from runner import server as server_mod
 from runner.config import Config, parse_duration, to_container
 from runner.provenance import collect
-from runner.resources import Sampler, Series, summarize
+from runner.resources import Sampler, Series, others_pct, summarize
 from runner.result import RunResult, write_result
 from runner.validity import run_flags
 from servers.base import raise_nofile_limit
@@ -236,8 +236,23 @@ def _collect_resources(result: RunResult, sampler: Sampler, server_cpus, load_cp
     locust_cores = min(len(load_cpus) if load_cpus else cores, processes if processes > 0 else cores)
     server = summarize(sampler.series["server"], start, end, len(server_cpus) if server_cpus else cores)
     result.resources = {"server": server, "locust": summarize(sampler.series["locust"], start, end, locust_cores)}
+    _collect_others(result, sampler, server_cpus, load_cpus, start, end)
     if server["cpu_s_window"] and result.metrics.requests:
         server["requests_per_cpu_s"] = result.metrics.requests / server["cpu_s_window"]
+
+
+def _collect_others(result: RunResult, sampler: Sampler, server_cpus, load_cpus, start, end) -> None:
+    """Each tree's `others_pct`: CPU other processes used on its cores over the window (the `contended` flag).
+    Pinned, the server's core and Locust's are apart; unpinned, both trees share every core."""
+    server, locust = result.resources["server"], result.resources["locust"]
+    if not (start and end and server["cpu_s_window"] is not None and locust["cpu_s_window"] is not None):
+        return
+    if server_cpus and load_cpus:
+        server["others_pct"] = others_pct(sampler, server_cpus, server["cpu_s_window"], start, end)
+        locust["others_pct"] = others_pct(sampler, load_cpus, locust["cpu_s_window"], start, end)
+    else:
+        both = server["cpu_s_window"] + locust["cpu_s_window"]
+        server["others_pct"] = locust["others_pct"] = others_pct(sampler, None, both, start, end)
 
 
 def summary(result: RunResult) -> str:

@@ -88,9 +88,9 @@ class _Search:
     """The live capacity search: which step runs, its measured window, the steps so far."""
 
     def __init__(self, plan_json: str, spawn_rate: float, path: str) -> None:
-        from runner import capacity  # only in capacity mode: the fixed-users run does not pay for it
+        from runner import capacity, resources  # only in capacity mode: the fixed-users run does not pay for it
 
-        self.capacity = capacity
+        self.capacity, self.resources = capacity, resources
         self.plan = capacity.plan_from(json.loads(plan_json))
         self.schedule = capacity.users_schedule(self.plan)
         self.spawn_rate, self.path = spawn_rate, path
@@ -107,12 +107,7 @@ class _Search:
     def _cpu(self) -> tuple[float, float | None]:
         """(CPU seconds used, seconds spent runnable but waiting for a CPU -- main thread, Linux only)."""
         t = self.process.cpu_times()
-        try:
-            with open("/proc/thread-self/schedstat") as f:
-                wait = int(f.read().split()[1]) / 1e9
-        except (OSError, ValueError, IndexError):
-            wait = None
-        return t.user + t.system, wait
+        return t.user + t.system, self.resources.read_wait_s("/proc/thread-self/schedstat")
 
     def tick(self) -> tuple[int, float] | None:
         if self.done:

@@ -19,6 +19,8 @@ LEGEND = {
     "stuck in a request that outlived the window, users that stopped).",
     "users-not-reached": "not every configured user had started when the run time ended (a ramp-up longer than the "
     "run): the load was smaller than the Users column says (result.json: metrics.users_reached).",
+    "contended": "other processes used more than {max_others_pct:g}% of the server's or Locust's cores during the "
+    "window (another sweep, another tenant): both sides ran slower than on their own cores.",
     "count-mismatch": "the server's own count and Locust's differ by more than {count_tolerance:.1%}.",
     "unstable": "repeats of this cell spread by >= {unstable_spread:.0%} of their median.",
 }
@@ -32,6 +34,8 @@ def run_flags(result: RunResult, cfg: Config) -> list[str]:
     server = result.resources.get("server", {})
     if (locust.get("cpu_util") or 0) >= v.cpu_bound and (server.get("cpu_util") or 0) < v.cpu_bound:
         flags.append("generator-bound")
+    if any((side.get("others_pct") or 0) > v.max_others_pct for side in (server, locust)):
+        flags.append("contended")
     if m.failure_ratio is not None and m.failure_ratio > v.max_error_ratio:
         flags.append("errors")
     if m.requests is not None and m.requests < v.min_requests:

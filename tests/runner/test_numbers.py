@@ -7,11 +7,19 @@ recorded (flags, users reached) under conditions made unmistakable.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
+import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from runner.config import CONF_DIR
+from runner import experiment, resources, tenancy
+from runner.config import CONF_DIR, ValidityConfig
 from runner.experiment import run_experiment
+from runner.result import read_result
 
 
 def _compose(*overrides: str):
@@ -43,3 +51,68 @@ def test_a_ramp_up_longer_than_the_run_records_the_users_reached(tmp_path):
     result = run_experiment(_compose("load.users=40", "load.spawn_rate=10", "load.run_time=2s"), tmp_path)
     assert 0 < result.metrics.users_reached < 40, result.metrics
     assert "users-not-reached" in result.flags
+
+
+# --- a busy machine: `contended`, and the one-sweep lock -----------------------------------------
+
+
+def _others_now(seconds: float = 1.0) -> dict[int, float]:
+    """Each core's share (%) used by processes other than this one over `seconds`, nothing of ours running."""
+    before, own0 = resources._cores_busy(), os.times()
+    time.sleep(seconds)
+    after, own1 = resources._cores_busy(), os.times()
+    own = (own1.user + own1.system) - (own0.user + own0.system)
+    return {core: 100 * (after[core] - before[core] - own) / seconds for core in after}
+
+
+def test_a_busy_loop_on_the_servers_core_is_contended(tmp_path):
+    core = min(experiment.cpu_split(True)[0] or os.sched_getaffinity(0))
+    hog = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass"])
+    try:
+        result = run_experiment(_compose(), tmp_path)
+    finally:
+        hog.kill()
+        hog.wait()
+    others = result.resources["server"]["others_pct"]
+    assert others > result.config["run"]["validity"]["max_others_pct"], result.resources
+    assert "contended" in result.flags
+
+
+def test_a_quiet_run_is_not_contended(tmp_path):
+    """Only where the machine is quiet: a run on a busy one is contended, and says so."""
+    limit = ValidityConfig().max_others_pct
+    background = _others_now()
+    if max(background.values()) > limit / 2:
+        shares = ", ".join(f"core {core}: {share:.0f}%" for core, share in background.items())
+        pytest.skip(f"the machine is busy: other processes used {shares} before the run")
+    result = run_experiment(_compose(), tmp_path)
+    assert result.resources["server"]["others_pct"] is not None
+    assert "contended" not in result.flags, (result.resources, _others_now())
+
+
+@pytest.mark.slow
+def test_a_second_sweep_warns_names_the_first_and_is_contended(tmp_path, monkeypatch):
+    """Two runners at once (their own lock file, so that nobody else's sweep counts): the second warns, naming
+    the first by pid; its run, whose window lies inside the first's run, is flagged contended."""
+    monkeypatch.setenv(tenancy.LOCK_ENV, str(tmp_path / "lock"))
+
+    def runner(name: str, *overrides: str) -> subprocess.Popen:
+        argv = [sys.executable, "-m", "runner", "load=smoke", *overrides, f"hydra.run.dir={tmp_path / name}"]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = runner("first", "load.run_time=12s")
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "first" / "locust_progress.jsonl").exists():  # its Locust is running
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.1)
+        second = runner("second", "load.run_time=3s")
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+        assert f"another stressbench sweep is running on this machine: pid {first.pid} (" in err
+        assert first.poll() is None  # still running: the second's window lay inside it
+    finally:
+        first.communicate(timeout=120)  # its own end: the runner's teardown on a signal is not what is tested
+    assert "contended" in read_result(tmp_path / "second" / "result.json").flags
+    third = runner("third", "load.run_time=2s")
+    assert "another stressbench sweep" not in third.communicate(timeout=120)[1]  # the lock went with the first
