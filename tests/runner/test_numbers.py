@@ -116,3 +116,14 @@ def test_a_second_sweep_warns_names_the_first_and_is_contended(tmp_path, monkeyp
     assert "contended" in read_result(tmp_path / "second" / "result.json").flags
     third = runner("third", "load.run_time=2s")
     assert "another stressbench sweep" not in third.communicate(timeout=120)[1]  # the lock went with the first
+
+
+def test_a_threads_wait_is_kept_when_it_exits():
+    """Run-queue wait is summed as each thread's increase: a child that exits (a forked server's) keeps its share."""
+    series = resources.Series()
+    for t, waits in enumerate([{1: 0.0, 2: 1.0}, {1: 0.5, 2: 1.5}, {1: 0.7}, {1: 0.7, 3: 0.2}]):
+        series.times.append(float(t))
+        series.cpu_s.append(0.0)
+        series.add_wait(waits)
+    assert series.wait_s == pytest.approx([1.0, 2.0, 2.2, 2.4])  # thread 2 gone at 2: its 1.5 s stay
+    assert series.wait_between(1.0, 3.0) == pytest.approx(0.4)

@@ -62,7 +62,7 @@ def test_think_time_counts_in_littles_law():
 
 def test_every_flag_has_words_in_the_legend():
     for flag in ["generator-bound", "errors", "few-requests", "littles-law", "count-mismatch", "unstable",
-                 "users-not-reached"]:  # fmt: skip
+                 "users-not-reached", "contended"]:  # fmt: skip
         assert flag in LEGEND
 
 
@@ -88,3 +88,12 @@ def test_users_never_all_started_are_flagged_and_little_uses_those_reached():
     result = _result(rps=4_000.0, users_reached=40, loop_users=39.0)  # 40 users at 10 ms: 4,000/s
     assert run_flags(result, _cfg()) == ["users-not-reached"]
     assert run_flags(_result(users_reached=100, loop_users=99.0), _cfg()) == []
+
+
+@pytest.mark.parametrize("side", ["server", "locust"])
+def test_others_on_either_sides_cores_make_a_run_contended(side):
+    result = _result()
+    result.resources[side]["others_pct"] = 60.0  # a busy loop took 60% of that side's core
+    assert "contended" in run_flags(result, _cfg())
+    result.resources[side]["others_pct"] = 3.0  # kernel threads, a shell
+    assert "contended" not in run_flags(result, _cfg())
