@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from runner.config import CONF_DIR, available_choices, check, own_servers, parse_duration, validate_argv
+from runner.server import find_program
 
 GROUPS = ["server", "load", "workload"]
 
@@ -34,7 +35,12 @@ CHOICES = ", ".join(SERVERS)
 def test_every_option_composes_and_passes_checks(compose_cfg, group, option):
     cfg = compose_cfg(f"{group}={option}", *COMPLETIONS.get((group, option), []))
     assert cfg[group].name == option  # the file's name and its `name:` key agree
-    assert check(cfg) == []
+    assert _but_missing_programs(check(cfg)) == []
+
+
+def _but_missing_programs(errors: list[str]) -> list[str]:
+    """Errors but those of reference servers not installed here (nginx: apt-get install nginx)."""
+    return [e for e in errors if not any(f"cannot run {p!r}" in e for p in ("nginx",) if find_program(p) is None)]
 
 
 def test_the_four_classic_servers_exist():
@@ -78,7 +84,7 @@ def test_bad_server_config_is_refused(overrides, expected):
 
 
 def test_a_glob_of_every_server_but_external_is_valid():
-    assert validate_argv(["-m", "server=glob(*,exclude=[external,remote])", "load=smoke"]) == []
+    assert _but_missing_programs(validate_argv(["-m", "server=glob(*,exclude=[external,remote])", "load=smoke"])) == []
     assert validate_argv(["-m", "experiment=models"]) == []
 
 
