@@ -507,10 +507,18 @@ def expand_repeats(argv: list[str]) -> list[str]:
         )
     if not repeats.isdigit() or int(repeats) < 1:
         raise ValueError(f"run.repeats: must be a positive integer, got {repeats!r}")
-    flags = [a for a in out if a.startswith("-")]
+    flags, overrides = [], []
+    for i, arg in enumerate(out):  # a flag's value (`--cfg job`) stays with it
+        is_value = i > 0 and out[i - 1] in _VALUE_FLAGS and not arg.startswith("-")
+        (flags if arg.startswith("-") or is_value else overrides).append(arg)
     if not {"-m", "--multirun"} & set(flags):
         flags.append("-m")
-    return flags + [f"run.repeat=range(0,{int(repeats)})"] + [a for a in out if not a.startswith("-")]
+    return flags + [f"run.repeat=range(0,{int(repeats)})"] + overrides
+
+
+# Hydra's command-line flags that take a value (hydra/_internal/utils.py get_args_parser)
+_VALUE_FLAGS = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd",
+                "--config-dir", "--info", "--experimental-rerun"}  # fmt: skip
 
 
 class _GroupOptions:

@@ -11,7 +11,15 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from runner.config import CONF_DIR, available_choices, check, own_servers, parse_duration, validate_argv
+from runner.config import (
+    CONF_DIR,
+    available_choices,
+    check,
+    expand_repeats,
+    own_servers,
+    parse_duration,
+    validate_argv,
+)
 from runner.server import find_program
 
 GROUPS = ["server", "load", "workload"]
@@ -287,3 +295,9 @@ def test_an_unquoted_brace_says_how_to_quote_it():
         "server.command: Hydra reads braces as its own syntax; quote the value for it: "
         "'server.command=\"./my-server --port {port}\"'"
     ]
+
+
+def test_run_repeats_keeps_a_flags_value_with_it():
+    assert expand_repeats(["run.repeats=2", "--cfg", "job", "server=select"]) == [
+        "--cfg", "job", "-m", "run.repeat=range(0,2)", "server=select"
+    ]  # fmt: skip
