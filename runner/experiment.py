@@ -245,14 +245,18 @@ def _collect_others(result: RunResult, sampler: Sampler, server_cpus, load_cpus,
     """Each tree's `others_pct`: CPU other processes used on its cores over the window (the `contended` flag).
     Pinned, the server's core and Locust's are apart; unpinned, both trees share every core."""
     server, locust = result.resources["server"], result.resources["locust"]
-    if not (start and end and server["cpu_s_window"] is not None and locust["cpu_s_window"] is not None):
+    ours = server["cpu_s_window"]  # None: a remote target, not sampled (nor on our cores)
+    if not (start and end and locust["cpu_s_window"] is not None):
         return
     if server_cpus and load_cpus:
-        server["others_pct"] = others_pct(sampler, server_cpus, server["cpu_s_window"], start, end)
+        if ours is not None:
+            server["others_pct"] = others_pct(sampler, server_cpus, ours, start, end)
         locust["others_pct"] = others_pct(sampler, load_cpus, locust["cpu_s_window"], start, end)
     else:
-        both = server["cpu_s_window"] + locust["cpu_s_window"]
-        server["others_pct"] = locust["others_pct"] = others_pct(sampler, None, both, start, end)
+        shared = others_pct(sampler, None, (ours or 0.0) + locust["cpu_s_window"], start, end)
+        locust["others_pct"] = shared
+        if ours is not None:
+            server["others_pct"] = shared
 
 
 def summary(result: RunResult) -> str:

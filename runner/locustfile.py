@@ -13,12 +13,12 @@ the last user started), `steady` (what the report ranks), `stopping` (after the 
 users wind down). Entries are additive (counts, sums, histograms), so the runner gets exact
 steady-state numbers and exact totals by summing them, across `--processes` workers too. Each
 process writes `<prefix>_<pid>.json` when it quits. Cost: one small function call per request.
-Beside each phase's entry: `loop_s`, the users' time in their request loop -- per user (a user is
-a greenlet), from one request's end to the next one's, summed -- and `loopers`, how many users
-logged one; and `users`, how many users this process ran when the run time ended. Little's law
-is checked against these (runner/validity.py): a user's cycle is the request, its think time, and
-the generator's own time between requests, and it is timed here with one clock whatever the
-resolution of Locust's response times.
+Beside each phase's entry: `loop_s`, the users' time in their request loop -- per user, from one
+request's end to the next one's, summed -- and `loopers`, how many users logged one (a user is its
+greenlet, or the request context's "user"); and `users`, how many users this process ran when the
+run time ended. Little's law is checked against these (runner/validity.py): a user's cycle is the
+request, its think time, and the generator's own time between requests, timed here with one clock
+whatever the resolution of Locust's response times.
 
 Capacity search (`--capacity PLAN`, load=capacity): the shape below raises users step by step and
 logs each step's window (the step after its ramp) into a StatsEntry of its own, with this process's
@@ -52,13 +52,13 @@ class _Phases:
         self.warmup = 0.0
         self.started["ramp"] = time.time()
         self.loop_s = {p: 0.0 for p in PHASES}
-        self.loopers: dict[str, set[int]] = {p: set() for p in PHASES}
-        self.last_end: dict[int, float] = {}  # id of a user's greenlet -> when its last request ended
+        self.loopers: dict[str, set[object]] = {p: set() for p in PHASES}
+        self.last_end: dict[object, float] = {}  # a user -> when its last request ended
         self.users: int | None = None
 
-    def loop(self, phase: str) -> None:
-        """One request ended, in the calling user's greenlet: add the user's cycle since its last one."""
-        now, user = time.perf_counter(), id(gevent.getcurrent())
+    def loop(self, phase: str, user: object) -> None:
+        """One request of `user` ended: add the user's cycle since its last one."""
+        now = time.perf_counter()
         last = self.last_end.get(user)
         if last is not None:
             self.loop_s[phase] += now - last
@@ -201,8 +201,10 @@ def _configure(environment, **_kwargs) -> None:
 
 
 @events.request.add_listener
-def _record(response_time, response_length, exception, **_kwargs) -> None:
-    _phases.loop(_phases.current)
+def _record(response_time, response_length, exception, context=None, **_kwargs) -> None:
+    # a user: its greenlet (Locust's users each have one), or what a user class that runs several users in
+    # one greenlet names in the request's context (context={"user": ...})
+    _phases.loop(_phases.current, (context or {}).get("user") or id(gevent.getcurrent()))
     entry = _phases.entries[_phases.current]
     entry.log(response_time, response_length or 0)
     if exception is not None:
