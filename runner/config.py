@@ -114,14 +114,13 @@ class ValidityConfig:
     count_tolerance: float = 0.005  # count-mismatch: |SERVED - Locust's total| / total above this
     unstable_spread: float = 0.1  # unstable: (max - min) / median of repeats at or above this
     # contended: other processes used more than this % of the server's or Locust's cores over the window
-    # (runner/resources.py others_pct). Measured on 2 cores (smoke runs, select, pinned): what a quiet
-    # machine still shows is kernel threads, 0.3-0.4% of the cores during a run, and the accounting adds
-    # nothing of its own (during 4 runs others_pct was at or below the background measured just before
-    # and after: 57-79% vs 64-93%, four other engineers' tests running). The weakest contended case is
-    # a second sweep's Locust on Locust's core: a smoke Locust alone wants 50-77% of its core, so each
-    # of two gets about half and sees the other use ~50%; a busy loop on the server's core takes >= 50%
-    # of it (CFS halves a core between two that want it; measured 74-92%). 25% is half the weakest case
-    # and 60x the quiet floor; a second tenant that takes less than a quarter of a core is not flagged.
+    # (runner/resources.py others_pct). Measured on 2 cores, select, load=smoke load.run_time=4s, pinned,
+    # three times each in a quiet moment (background 0-1% per core): alone, 0% on both cores; a busy
+    # loop pinned to the server's core, 75-77% there; two runs at once, 41-43% on Locust's core (each
+    # Locust wants all of it and gets half; RPS halved, 7,085 -> 3,500) and 6-7% on the server's. On a
+    # busy machine (four other engineers' tests) a run reads at or below the background measured just
+    # before and after it (57-79% vs 64-93%): the accounting adds nothing of its own. 25% is ~60% of
+    # the weakest contended case; a tenant that takes less than a quarter of a core is not flagged.
     max_others_pct: float = 25.0
 
 
