@@ -13,6 +13,12 @@ the last user started), `steady` (what the report ranks), `stopping` (after the 
 users wind down). Entries are additive (counts, sums, histograms), so the runner gets exact
 steady-state numbers and exact totals by summing them, across `--processes` workers too. Each
 process writes `<prefix>_<pid>.json` when it quits. Cost: one small function call per request.
+Beside each phase's entry: `loop_s`, the users' time in their request loop -- per user, from one
+request's end to the next one's, summed -- and `loopers`, how many users logged one (a user is its
+greenlet, or the request context's "user"); and `users`, how many users this process ran when the
+run time ended. Little's law is checked against these (runner/validity.py): a user's cycle is the
+request, its think time, and the generator's own time between requests, timed here with one clock
+whatever the resolution of Locust's response times.
 
 Capacity search (`--capacity PLAN`, load=capacity): the shape below raises users step by step and
 logs each step's window (the step after its ramp) into a StatsEntry of its own, with this process's
@@ -45,6 +51,19 @@ class _Phases:
         self.current = "ramp"
         self.warmup = 0.0
         self.started["ramp"] = time.time()
+        self.loop_s = {p: 0.0 for p in PHASES}
+        self.loopers: dict[str, set[object]] = {p: set() for p in PHASES}
+        self.last_end: dict[object, float] = {}  # a user -> when its last request ended
+        self.users: int | None = None
+
+    def loop(self, phase: str, user: object) -> None:
+        """One request of `user` ended: add the user's cycle since its last one."""
+        now = time.perf_counter()
+        last = self.last_end.get(user)
+        if last is not None:
+            self.loop_s[phase] += now - last
+            self.loopers[phase].add(user)
+        self.last_end[user] = now
 
     def enter(self, phase: str) -> None:
         if PHASES.index(phase) > PHASES.index(self.current):
@@ -53,8 +72,9 @@ class _Phases:
             self.entries[phase].reset()  # its start_time is now
 
     def dump(self, path: str) -> None:
-        data = {"pid": os.getpid(), "started": self.started, "ended": time.time()}
+        data = {"pid": os.getpid(), "started": self.started, "ended": time.time(), "users": self.users}
         data["phases"] = {p: self.entries[p].serialize() for p in PHASES}
+        data["loop_s"], data["loopers"] = self.loop_s, {p: len(self.loopers[p]) for p in PHASES}
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             json.dump(data, f, default=list)
@@ -68,9 +88,9 @@ class _Search:
     """The live capacity search: which step runs, its measured window, the steps so far."""
 
     def __init__(self, plan_json: str, spawn_rate: float, path: str) -> None:
-        from runner import capacity  # only in capacity mode: the fixed-users run does not pay for it
+        from runner import capacity, resources  # only in capacity mode: the fixed-users run does not pay for it
 
-        self.capacity = capacity
+        self.capacity, self.resources = capacity, resources
         self.plan = capacity.plan_from(json.loads(plan_json))
         self.schedule = capacity.users_schedule(self.plan)
         self.spawn_rate, self.path = spawn_rate, path
@@ -87,12 +107,7 @@ class _Search:
     def _cpu(self) -> tuple[float, float | None]:
         """(CPU seconds used, seconds spent runnable but waiting for a CPU -- main thread, Linux only)."""
         t = self.process.cpu_times()
-        try:
-            with open("/proc/thread-self/schedstat") as f:
-                wait = int(f.read().split()[1]) / 1e9
-        except (OSError, ValueError, IndexError):
-            wait = None
-        return t.user + t.system, wait
+        return t.user + t.system, self.resources.read_wait_s("/proc/thread-self/schedstat")
 
     def tick(self) -> tuple[int, float] | None:
         if self.done:
@@ -186,7 +201,10 @@ def _configure(environment, **_kwargs) -> None:
 
 
 @events.request.add_listener
-def _record(response_time, response_length, exception, **_kwargs) -> None:
+def _record(response_time, response_length, exception, context=None, **_kwargs) -> None:
+    # a user: its greenlet (Locust's users each have one), or what a user class that runs several users in
+    # one greenlet names in the request's context (context={"user": ...})
+    _phases.loop(_phases.current, (context or {}).get("user") or id(gevent.getcurrent()))
     entry = _phases.entries[_phases.current]
     entry.log(response_time, response_length or 0)
     if exception is not None:
@@ -205,8 +223,10 @@ def _spawned(user_count, **_kwargs) -> None:
 
 
 @events.test_stopping.add_listener
-def _stopping(**_kwargs) -> None:
+def _stopping(environment, **_kwargs) -> None:
     _phases.enter("stopping")
+    if environment.runner is not None:  # this process's users, before they stop (a worker: its share)
+        _phases.users = environment.runner.user_count
 
 
 @events.quitting.add_listener
