@@ -25,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from runner import callbacks, exits, procs, progress
+from runner import callbacks, exits, procs, progress, tenancy
 from runner import config as config_mod
 from runner.experiment import OutputDirUnusable, RunDirTaken, check_fresh, check_output_dir, run_experiment
 
@@ -118,6 +118,9 @@ def main() -> None:
         jobs = sweep_size(argv)
         if jobs:
             os.environ[progress.JOBS_ENV] = str(jobs)
+        lock, warning = tenancy.hold()  # held until this process ends
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     procs.stop_on_signals()  # SIGTERM, SIGHUP: as Ctrl-C, from here on
     logging.raiseExceptions = False  # a log line a full disk refused: no traceback per line on the console
     try:

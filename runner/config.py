@@ -9,10 +9,14 @@ refused with exit 2 instead of failing after `single` has run.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import math
 import re
 import shlex
-from dataclasses import dataclass, field
+import sys
+import typing
+from dataclasses import dataclass, field, is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -112,9 +116,18 @@ class ValidityConfig:
     cpu_bound: float = 0.9  # generator-bound: Locust at >= this share of its cores, the server below it
     max_error_ratio: float = 0.01  # errors: failed / requests above this
     min_requests: int = 2000  # few-requests: fewer in the measured window
-    littles_tolerance: float = 0.2  # littles-law: |users - RPS x (R + Z)| / users above this
+    littles_tolerance: float = 0.2  # littles-law: |users - users' loop time / window| / users above this
     count_tolerance: float = 0.005  # count-mismatch: |SERVED - Locust's total| / total above this
     unstable_spread: float = 0.1  # unstable: (max - min) / median of repeats at or above this
+    # contended: other processes used more than this % of the server's or Locust's cores over the window
+    # (runner/resources.py others_pct). Measured on 2 cores, select, load=smoke load.run_time=4s, pinned,
+    # three times each in a quiet moment (background 0-1% per core): alone, 0% on both cores; a busy
+    # loop pinned to the server's core, 75-77% there; two runs at once, 41-43% on Locust's core (each
+    # Locust wants all of it and gets half; RPS halved, 7,085 -> 3,500) and 6-7% on the server's. On a
+    # busy machine (four other engineers' tests) a run reads at or below the background measured just
+    # before and after it (57-79% vs 64-93%): the accounting adds nothing of its own. 25% is ~60% of
+    # the weakest contended case; a tenant that takes less than a quarter of a core is not flagged.
+    max_others_pct: float = 25.0
 
 
 @dataclass
@@ -150,6 +163,14 @@ def parse_duration(text: str) -> float:
     if total <= 0:
         raise ValueError(f"duration {text!r} must be > 0")
     return total
+
+
+def spawn_s(users: int, spawn_rate: float) -> float:
+    """When Locust has started the last of `users`: it starts max(1, floor(rate)) users at once, a
+    batch every batch/rate seconds, the first at 0 (locust/dispatch.py), so 1000 users at 100/s are
+    all running after 9 s, and 100 at 100/s at once."""
+    batch = max(1, math.floor(spawn_rate))
+    return (math.ceil(users / batch) - 1) * batch / spawn_rate
 
 
 def is_loopback(host: str) -> bool:
@@ -197,7 +218,7 @@ def _check_server(cfg: DictConfig | Config) -> list[str]:
     if server.command is not None and not server.command.strip():  # conf/server/external.yaml: "", to be given
         return [
             "server.command: an external server needs a command template with {port}, e.g. "
-            "server.command='python -m http.server {port} --bind {host}' (to sweep every other server: "
+            "'server.command=\"python -m http.server {port} --bind {host}\"' (to sweep every other server: "
             "server='glob(*,exclude=[external,remote])')"
         ]
     errors = []
@@ -222,6 +243,8 @@ def _check_server(cfg: DictConfig | Config) -> list[str]:
             )
         if server.files:
             errors.append("server.files: only an external server (one with server.command) takes files")
+        if server.name in ours:
+            errors += _check_options(server.name, server.options)
         return errors
     if not _LABEL.fullmatch(server.name):
         errors.append(
@@ -229,9 +252,14 @@ def _check_server(cfg: DictConfig | Config) -> list[str]:
             "use letters, digits, '_', '.' and '-'"
         )
     try:
-        shlex.split(server.command)
+        program = shlex.split(server.command)[0].replace("{python}", sys.executable)
     except ValueError as exc:
         errors.append(f"server.command: cannot split {server.command!r} into arguments: {exc}")
+    else:
+        from runner.server import find_program, no_program
+
+        if not placeholders(program) and find_program(program) is None:  # "{run_dir}/x": written by server.files
+            errors.append(f"server.command: {no_program(program)}")
     texts = {"server.command": server.command, **{f"server.files.{k}": v for k, v in server.files.items()}}
     for key, text in texts.items():
         unknown = sorted(placeholders(text) - PLACEHOLDERS.keys())
@@ -251,9 +279,47 @@ def _check_server(cfg: DictConfig | Config) -> list[str]:
     return errors
 
 
+def _check_options(name: str, options: dict[str, Any]) -> list[str]:
+    """A model's server.options, parsed by the model's own command line (servers/base.py
+    make_parser): an unknown option or a bad value is refused in its words, before anything starts."""
+    import importlib
+
+    from runner.server import option_flags
+    from servers import base
+
+    parser = base.make_parser(name, getattr(importlib.import_module(f"servers.{name}"), "options", None))
+
+    def refuse(message: str) -> typing.NoReturn:
+        raise ValueError(message)
+
+    parser.error = refuse  # type: ignore[method-assign]  # argparse would print and exit
+    try:
+        parser.parse_args(option_flags(options))
+    except ValueError as exc:
+        ours = {"host", "port", "workload", "workload_param", "keepalive", "backlog", "grace", "help"}
+        takes = sorted(a.dest for a in parser._actions if a.dest not in ours)  # set by the runner, not options
+        return [f"server.options: servers.{name} says {exc}; it takes {', '.join(takes)}"]
+    return []
+
+
+def _check_workload_params(cfg: DictConfig | Config) -> list[str]:
+    """Every parameter of our workloads is an amount (cpu_us, io_ms, size_bytes, iterations): a
+    number >= 0 (a negative size ran, and was marked ok)."""
+    errors = []
+    for key, value in cfg.workload.params.items():
+        try:
+            amount = float(value)
+        except (TypeError, ValueError):
+            amount = math.nan
+        if not amount >= 0:  # NaN too
+            errors.append(f"workload.params.{key}: must be a number >= 0, got {value!r}")
+    return errors
+
+
 def check(cfg: DictConfig | Config) -> list[str]:
     """Range and meaning checks the type system cannot express; one message per problem."""
-    errors = _check_server(cfg)
+    errors = unknown_keys(cfg) if isinstance(cfg, DictConfig) else []
+    errors += _check_server(cfg)
 
     def positive(key: str, value: float) -> None:
         if value <= 0:
@@ -273,6 +339,7 @@ def check(cfg: DictConfig | Config) -> list[str]:
             if key not in accepted:
                 takes = ", ".join(accepted) or "no parameters"
                 errors.append(f"workload.params.{key}: workload {cfg.workload.name!r} takes {takes}")
+        errors += _check_workload_params(cfg)
     positive("load.users", cfg.load.users)
     positive("load.spawn_rate", cfg.load.spawn_rate)
     positive("load.request_timeout_s", cfg.load.request_timeout_s)
@@ -281,9 +348,11 @@ def check(cfg: DictConfig | Config) -> list[str]:
     if not 0 <= cfg.server.port <= 65535:
         errors.append(f"server.port: must be 0 (a free port) or a port number up to 65535, got {cfg.server.port}")
     try:
-        parse_duration(cfg.load.run_time)
+        run_time = parse_duration(cfg.load.run_time)
     except ValueError as exc:
         errors.append(f"load.run_time: {exc}")
+    else:
+        errors += _check_run_time(cfg.load, run_time)
     if not 0 <= cfg.load.wait_min_s <= cfg.load.wait_max_s:
         errors.append(
             f"load.wait_min_s/wait_max_s: need 0 <= min <= max, got {cfg.load.wait_min_s}, {cfg.load.wait_max_s}"
@@ -303,6 +372,23 @@ def check(cfg: DictConfig | Config) -> list[str]:
     from runner import distributed, remote
 
     return errors + distributed.check(cfg) + remote.check(cfg)
+
+
+def _check_run_time(load: Any, run_time: float) -> list[str]:
+    """Locust takes whole seconds only (locust.util.timespan: 20, 20s, 1m30s; "1.5s" stops it at
+    start), and a fixed-users run must have a steady window: every user started, then warmup_s."""
+    if not run_time.is_integer():
+        return [f"load.run_time: Locust takes whole seconds (e.g. 2s, 1m30s), got {load.run_time!r}"]
+    if load.capacity.enabled or load.users <= 0 or load.spawn_rate <= 0:
+        return []
+    ramp = spawn_s(load.users, load.spawn_rate)
+    if ramp + load.warmup_s >= run_time:
+        return [
+            f"load.run_time: {load.run_time} leaves no steady window: Locust starts the last of {load.users} users "
+            f"at {load.spawn_rate:g}/s after {ramp:g} s, then load.warmup_s={load.warmup_s:g}; give load.run_time="
+            f"{math.floor(ramp + load.warmup_s) + 1}s or more, or a higher load.spawn_rate"
+        ]
+    return []
 
 
 def _check_capacity(load: Any) -> list[str]:
@@ -335,13 +421,78 @@ def _check_capacity(load: Any) -> list[str]:
     return errors
 
 
+# dicts with keys of their own: server.options (the model's flags: _check_options), workload.params
+# (the workload's arguments), server.files (file names); every other key must be in the schema
+OPEN_DICTS = ("server.options", "server.files", "workload.params")
+
+
+def _schema_field(key: str) -> tuple[type | None, list[str]]:
+    """(the schema's type of a dotted key, or None if it has none; the keys its parent has)."""
+    node: Any = Config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if ".".join(parts[:i]) in OPEN_DICTS or not is_dataclass(node):
+            return Any, []  # type: ignore[return-value]
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            return None, list(hints)
+        node = hints[part]
+    return node, []
+
+
+def _valid_values(kind: Any) -> str:
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return "one of " + ", ".join(m.name for m in kind)
+    names = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+    for option in typing.get_args(kind) or (kind,):
+        if option in names:
+            return names[option] + (" or null" if type(None) in typing.get_args(kind) else "")
+    return str(kind)
+
+
+def _no_such_key(key: str, siblings: list[str]) -> str:
+    parent, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, siblings, n=1)
+    hint = f"did you mean {parent + '.' if parent else ''}{close[0]}? " if close else ""
+    return f"{key}: no such key ({hint}{parent or 'the config'} has {', '.join(siblings)})"
+
+
+def unknown_keys(cfg: DictConfig) -> list[str]:
+    """Keys the schema does not have. Hydra lets `+load.user=5` add one (and suggests it for the typo
+    `load.user=5`): it would be stored and ignored while the run used 100 users."""
+    errors = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for key in node:
+            name = f"{prefix}{key}"
+            kind, siblings = _schema_field(name)
+            if kind is None:
+                errors.append(_no_such_key(name, siblings))
+            elif name not in OPEN_DICTS and isinstance(node[key], DictConfig):
+                walk(node[key], f"{name}.")
+
+    walk(cfg, "")
+    return errors
+
+
 def _format_hydra_error(exc: Exception) -> str:
+    """Hydra's composition errors in the runner's words: the key, why, and what it takes."""
     from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, choice = str(exc.missing_cfg_file).rpartition("/")
         if group:
             return f"{group}={choice}: no such option; valid choices: {', '.join(available_choices(group))}"
+    cause = exc.__cause__
+    key = getattr(cause, "full_key", None)
+    if key and isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+        kind, siblings = _schema_field(key)
+        if kind is None:
+            return _no_such_key(key, siblings)
+        return f"{key}: not set in this config; to add it, +{key}=... (checked like the others)"
+    if key and isinstance(cause, ValidationError):
+        return f"{key}: {getattr(cause, 'value', None)!r} is not {_valid_values(_schema_field(key)[0])}"
     return " ".join(str(exc).split())
 
 
@@ -357,12 +508,26 @@ def expand_repeats(argv: list[str]) -> list[str]:
             out.append(arg)
     if repeats is None:
         return argv
+    fixed = [a for a in out if a.lstrip("+").startswith("run.repeat=")]
+    if fixed:  # a report's Reproduce line names its repetition: with run.repeats=N it would run once, silently
+        raise ValueError(
+            f"run.repeats={repeats} and {fixed[0]}: run.repeat picks one repetition (a report's Reproduce line "
+            f"names it), run.repeats=N runs N of them; drop {fixed[0]}"
+        )
     if not repeats.isdigit() or int(repeats) < 1:
         raise ValueError(f"run.repeats: must be a positive integer, got {repeats!r}")
-    flags = [a for a in out if a.startswith("-")]
+    flags, overrides = [], []
+    for i, arg in enumerate(out):  # a flag's value (`--cfg job`) stays with it
+        is_value = i > 0 and out[i - 1] in _VALUE_FLAGS and not arg.startswith("-")
+        (flags if arg.startswith("-") or is_value else overrides).append(arg)
     if not {"-m", "--multirun"} & set(flags):
         flags.append("-m")
-    return flags + [f"run.repeat=range(0,{int(repeats)})"] + [a for a in out if not a.startswith("-")]
+    return flags + [f"run.repeat=range(0,{int(repeats)})"] + overrides
+
+
+# Hydra's command-line flags that take a value (hydra/_internal/utils.py get_args_parser)
+_VALUE_FLAGS = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd",
+                "--config-dir", "--info", "--experimental-rerun"}  # fmt: skip
 
 
 class _GroupOptions:
@@ -384,7 +549,10 @@ def validate_argv(argv: list[str]) -> list[str]:
     try:
         parsed = OverridesParser.create(config_loader=_GroupOptions()).parse_overrides(overrides)  # type: ignore[arg-type]
     except Exception as exc:  # hydra's OverrideParseException and friends
-        return [_format_hydra_error(exc)]
+        braces = [a for a in overrides if "{" in a and "=" in a and a.partition("=")[2][:1] not in "'\"[{"]
+        hint = [f"{a.partition('=')[0]}: Hydra reads braces as its own syntax; quote the value for it: "
+                f"'{a.partition('=')[0]}=\"{a.partition('=')[2]}\"'" for a in braces]  # fmt: skip
+        return hint or [_format_hydra_error(exc)]
     points = [p for batch in BasicSweeper.split_arguments(parsed, None) for p in batch]
     errors: list[str] = []
     GlobalHydra.instance().clear()

@@ -205,6 +205,8 @@ def merged_series(series: list[Series]) -> Series:
     base = series[0]
     merged = Series(times=list(base.times))
     merged.cpu_s = [sum(s._at(t) if s.times else 0.0 for s in series) for t in base.times]
+    if all(len(s.wait_s) == len(s.times) for s in series):
+        merged.wait_s = [sum(s._at(t, s.wait_s) if s.times else 0.0 for s in series) for t in base.times]
     merged.peak_memory = sum(s.peak_memory for s in series)
     merged.peak_threads = sum(s.peak_threads for s in series)
     merged.peak_fds = sum(s.peak_fds for s in series)

@@ -31,7 +31,7 @@ from runner import server as server_mod
 from runner.config import Config, parse_duration, to_container
 from runner.exits import EXIT_OUTPUT_LOST, SweepStopped
 from runner.provenance import collect
-from runner.resources import Sampler, Series, summarize
+from runner.resources import Sampler, Series, others_pct, summarize
 from runner.result import RESULT_FILE, RunResult, write_result
 from runner.validity import run_flags
 from servers.base import raise_nofile_limit
@@ -288,11 +288,30 @@ def _collect_resources(result: RunResult, sampler: Sampler, server_cpus, load_cp
     locust_cores = min(len(load_cpus) if load_cpus else cores, processes if processes > 0 else cores)
     server = summarize(sampler.series["server"], start, end, len(server_cpus) if server_cpus else cores)
     result.resources = {"server": server, "locust": summarize(sampler.series["locust"], start, end, locust_cores)}
+    _collect_others(result, sampler, server_cpus, load_cpus, start, end)
     if server["cpu_s_window"] and result.metrics.requests:
         server["requests_per_cpu_s"] = result.metrics.requests / server["cpu_s_window"]
     locust = result.resources["locust"]
     if locust["cpu_s_window"] and result.metrics.requests:  # the generator's cost beside the server's
         locust["cpu_us_per_request"] = 1e6 * locust["cpu_s_window"] / result.metrics.requests
+
+
+def _collect_others(result: RunResult, sampler: Sampler, server_cpus, load_cpus, start, end) -> None:
+    """Each tree's `others_pct`: CPU other processes used on its cores over the window (the `contended` flag).
+    Pinned, the server's core and Locust's are apart; unpinned, both trees share every core."""
+    server, locust = result.resources["server"], result.resources["locust"]
+    ours = server["cpu_s_window"]  # None: a remote target, not sampled (nor on our cores)
+    if not (start and end and locust["cpu_s_window"] is not None):
+        return
+    if server_cpus and load_cpus:
+        if ours is not None:
+            server["others_pct"] = others_pct(sampler, server_cpus, ours, start, end)
+        locust["others_pct"] = others_pct(sampler, load_cpus, locust["cpu_s_window"], start, end)
+    else:
+        shared = others_pct(sampler, None, (ours or 0.0) + locust["cpu_s_window"], start, end)
+        locust["others_pct"] = shared
+        if ours is not None:
+            server["others_pct"] = shared
 
 
 def summary(result: RunResult) -> str:

@@ -168,11 +168,34 @@ def aggregate(entries: list[dict], elapsed: float | None, hdr: list[str] | None 
     )
 
 
+def _phase_files(job_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(job_dir.glob(f"{PHASES_PREFIX}_*.json"))]
+
+
+def _users_reached(job_dir: Path) -> int | None:
+    """Users running when the run time ended, summed over the processes' phase files (locustfile.py)."""
+    try:
+        users = [data["users"] for data in _phase_files(job_dir)]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return sum(users) if users and all(isinstance(u, int) for u in users) else None
+
+
+def _loop_users(files: list[dict], window_s: float) -> float | None:
+    """The users' time in their request loop over the steady window / its length; None unless every
+    user running logged a cycle in it (a user stuck in one request all along logged none)."""
+    loopers = sum(int(data.get("loopers", {}).get("steady", 0)) for data in files)
+    users = [data.get("users") for data in files]
+    if not window_s or not all(isinstance(u, int) for u in users) or loopers < sum(users):
+        return None
+    return sum(float(data["loop_s"]["steady"]) for data in files) / window_s
+
+
 def _from_phases(job_dir: Path) -> Metrics | None:
     """The steady window from our per-process phase files (see locustfile.py), with whole-run
     totals beside it; None if there are none or the steady window saw no request."""
     try:
-        files = [json.loads(p.read_text()) for p in sorted(job_dir.glob(f"{PHASES_PREFIX}_*.json"))]
+        files = _phase_files(job_dir)
         bounds = []
         for data in files:
             start = data["started"]["steady"]
@@ -184,6 +207,7 @@ def _from_phases(job_dir: Path) -> Metrics | None:
         hdr = [f["hdr"]["steady"] for f in files] if all("hdr" in f for f in files) else None
         metrics = aggregate([f["phases"]["steady"] for f in files], sum(e - s for s, e in bounds) / len(bounds), hdr)
         metrics.window_bounds = [min(s for s, _ in bounds), max(e for _, e in bounds)]
+        metrics.loop_users = _loop_users(files, metrics.window_s or 0.0)
         whole = [entry for f in files for entry in f["phases"].values()]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -262,11 +286,14 @@ def read_stats(job_dir: Path, *, phases: bool = True) -> Metrics | None:
     locust.json (exact, ramp-up included); else the CSV (marked partial); else None -- never a
     made-up number. phases=False: not from phase files (a distributed run whose remote workers
     left theirs on their own machines)."""
-    return (
+    metrics = (
         (_from_phases(job_dir) if phases else None)
         or _from_json(job_dir / f"{CSV_PREFIX}.json")
         or _from_csv(job_dir / f"{CSV_PREFIX}_stats.csv")
     )
+    if metrics is not None and phases:
+        metrics.users_reached = _users_reached(job_dir)
+    return metrics
 
 
 def top_failure(job_dir: Path) -> str:

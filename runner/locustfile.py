@@ -18,6 +18,12 @@ process writes `<prefix>_<pid>.json` when it quits. Cost: one small function cal
 Each phase also has an HDR histogram of response times in microseconds (runner/latency.py: Locust's
 own rounds to whole milliseconds), for every user class, and the file says how often the `loop`
 engine reconnected.
+Beside each phase's entry: `loop_s`, the users' time in their request loop -- per user, from one
+request's end to the next one's, summed -- and `loopers`, how many users logged one (a user is its
+greenlet, or the request context's "user"); and `users`, how many users this process ran when the
+run time ended. Little's law is checked against these (runner/validity.py): a user's cycle is the
+request, its think time, and the generator's own time between requests, timed here with one clock
+whatever the resolution of Locust's response times.
 
 Capacity search (`--capacity PLAN`, load=capacity): the shape below raises users step by step and
 logs each step's window (the step after its ramp) into a StatsEntry of its own, with this process's
@@ -57,6 +63,22 @@ class _Phases:
         self.current = "ramp"
         self.warmup = 0.0
         self.started["ramp"] = time.time()
+        self.loop_s = {p: 0.0 for p in PHASES}
+        self.loopers: dict[str, set[object]] = {p: set() for p in PHASES}
+        self.last_end: dict[object, float] = {}  # a user -> when its last request ended
+        self.users: int | None = None
+
+    def loop(self, phase: str, *users: object) -> None:
+        """A request of each of `users` ended (the loop engine logs a batch at once): add each user's
+        cycle since its last one."""
+        now = time.perf_counter()
+        last_end, loopers = self.last_end, self.loopers[phase]
+        for user in users:
+            last = last_end.get(user)
+            if last is not None:
+                self.loop_s[phase] += now - last
+                loopers.add(user)
+            last_end[user] = now
 
     def enter(self, phase: str) -> None:
         if PHASES.index(phase) > PHASES.index(self.current):
@@ -66,10 +88,11 @@ class _Phases:
             self.latencies[phase].reset()
 
     def dump(self, path: str) -> None:
-        data = {"pid": os.getpid(), "started": self.started, "ended": time.time()}
+        data = {"pid": os.getpid(), "started": self.started, "ended": time.time(), "users": self.users}
         data["phases"] = {p: self.entries[p].serialize() for p in PHASES}
         data["hdr"] = {p: self.latencies[p].encode() for p in PHASES}
         data["reconnects"] = _engine.reconnects if _engine is not None else None
+        data["loop_s"], data["loopers"] = self.loop_s, {p: len(self.loopers[p]) for p in PHASES}
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             json.dump(data, f, default=list)
@@ -83,9 +106,9 @@ class _Search:
     """The live capacity search: which step runs, its measured window, the steps so far."""
 
     def __init__(self, plan_json: str, spawn_rate: float, path: str) -> None:
-        from runner import capacity  # only in capacity mode: the fixed-users run does not pay for it
+        from runner import capacity, resources  # only in capacity mode: the fixed-users run does not pay for it
 
-        self.capacity = capacity
+        self.capacity, self.resources = capacity, resources
         self.plan = capacity.plan_from(json.loads(plan_json))
         self.schedule = capacity.users_schedule(self.plan)
         self.spawn_rate, self.path = spawn_rate, path
@@ -103,12 +126,7 @@ class _Search:
     def _cpu(self) -> tuple[float, float | None]:
         """(CPU seconds used, seconds spent runnable but waiting for a CPU -- main thread, Linux only)."""
         t = self.process.cpu_times()
-        try:
-            with open("/proc/thread-self/schedstat") as f:
-                wait = int(f.read().split()[1]) / 1e9
-        except (OSError, ValueError, IndexError):
-            wait = None
-        return t.user + t.system, wait
+        return t.user + t.system, self.resources.read_wait_s("/proc/thread-self/schedstat")
 
     def tick(self) -> tuple[int, float] | None:
         if self.done:
@@ -208,8 +226,11 @@ def _configure(environment, **_kwargs) -> None:
 
 
 @events.request.add_listener
-def _record(response_time, response_length, exception, **_kwargs) -> None:
+def _record(response_time, response_length, exception, context=None, **_kwargs) -> None:
+    # a user: its greenlet (Locust's users each have one), or what a user class that runs several users in
+    # one greenlet names in the request's context (context={"user": ...}: the loop user's connection)
     current = _phases.current
+    _phases.loop(current, (context or {}).get("user") or id(gevent.getcurrent()))
     entry = _phases.entries[current]
     entry.log(response_time, response_length or 0)
     _phases.latencies[current].record(response_time)
@@ -229,8 +250,10 @@ def _spawned(user_count, **_kwargs) -> None:
 
 
 @events.test_stopping.add_listener
-def _stopping(**_kwargs) -> None:
+def _stopping(environment, **_kwargs) -> None:
     _phases.enter("stopping")
+    if environment.runner is not None:  # this process's users, before they stop (a worker: its share)
+        _phases.users = environment.runner.user_count
 
 
 @events.quitting.add_listener
@@ -276,22 +299,23 @@ def _the_engine(user: User) -> Engine:
         request = wire.build_request(options.method, options.path, url.netloc, options.body.encode())
         fire, stats = user.environment.events.request.fire, user.environment.stats
 
-        def log(ms: float, length: int, exception: Exception) -> None:
+        def log(conn: object, ms: float, length: int, exception: Exception) -> None:
             fire(request_type=options.method, name=options.path, response_time=ms, response_length=length,
-                 exception=exception, context={})  # fmt: skip
+                 exception=exception, context={"user": conn})  # fmt: skip
 
-        def log_many(times: list[float], length: int) -> None:
-            _log_successes([stats.total, stats.get(options.path, options.method)], times, length)
+        def log_many(conns: list[object], times: list[float], length: int) -> None:
+            _log_successes([stats.total, stats.get(options.path, options.method)], conns, times, length)
 
         wait = (options.wait_min, options.wait_max)
         _engine = Engine(address, family, request, log, log_many, options.request_timeout, wait)
     return _engine
 
 
-def _log_successes(entries: list[StatsEntry], times: list[float], length: int) -> None:
+def _log_successes(entries: list[StatsEntry], users: list[object], times: list[float], length: int) -> None:
     """What firing Locust's request event once per success would do, for a batch of successes at
     once: StatsEntry.log's updates (Locust 2.4x, stats.py) into Locust's own entries and into what
     our listener (_record) keeps. Request listeners other than Locust's and ours do not see them."""
+    _phases.loop(_phases.current, *users)
     now = time.time()
     second = int(now)
     buckets: dict[int, int] = {}

@@ -57,8 +57,8 @@ READ_SIZE = 65536
 # the response, closed
 IDLE, SENDING, WAITING, CLOSED = range(4)
 
-Log = Callable[[float, int, Exception], None]  # a failure: (response time ms, response bytes, exception)
-LogMany = Callable[[list[float], int], None]  # successes: (their response times in ms, their bytes in all)
+Log = Callable[["Conn", float, int, Exception], None]  # a failure: (its connection, ms, response bytes, exception)
+LogMany = Callable[[list["Conn"], list[float], int], None]  # successes: (connections, their ms, their bytes in all)
 
 
 class Conn:
@@ -94,6 +94,7 @@ class Engine:
     ) -> None:
         self.address, self.family, self.request, self.log, self.log_many = address, family, request, log, log_many
         self._ok: list[float] = []  # this batch's successes: response times (ms)
+        self._ok_conns: list[Conn] = []  # and whose they were
         self._ok_bytes = 0
         self.timeout_s = timeout_s
         self.wait_min, self.wait_max = wait
@@ -161,8 +162,8 @@ class Engine:
                 if conn is not None:
                     self._ready(conn, events)
             if self._ok:
-                ok, self._ok = self._ok, []
-                self.log_many(ok, self._ok_bytes)
+                ok, conns, self._ok, self._ok_conns = self._ok, self._ok_conns, [], []
+                self.log_many(conns, ok, self._ok_bytes)
                 self._ok_bytes = 0
 
     def _turn(self, timeout: float) -> None:
@@ -279,9 +280,10 @@ class Engine:
             self._disconnect(conn)
         if 200 <= response.status < 300:
             self._ok.append(elapsed)
+            self._ok_conns.append(conn)
             self._ok_bytes += response.length
         else:
-            self.log(elapsed, response.length, wire.BadStatus(response.status))
+            self.log(conn, elapsed, response.length, wire.BadStatus(response.status))
         self._schedule(conn, now)
 
     def _broken(self, conn: Conn, exc: Exception, now: float) -> None:
@@ -294,7 +296,7 @@ class Engine:
     def _fail(self, conn: Conn, exc: Exception, now: float) -> None:
         elapsed = (now - conn.started) * 1000.0
         conn.started = 0.0
-        self.log(elapsed, 0, exc)
+        self.log(conn, elapsed, 0, exc)
 
     def _disconnect(self, conn: Conn) -> None:
         if conn.sock is None:

@@ -338,10 +338,19 @@ def _reproduce(frame: pd.DataFrame, repeated: bool) -> str:
         if repeated
         else ""
     )
+    # the lines name their repetition: with run.repeats=N added, one would run once (so that is refused)
+    one_repeat = (
+        "Each line reruns one repetition (`run.repeat=N`); for N of them, replace it with `run.repeats=N`.\n\n"
+        if repeated
+        else ""
+    )
     return (
         "## Reproduce\n\nOne command per run, from the repository root (the comment is the run's directory):\n\n"
-        "```sh\n" + "\n".join(lines) + "\n```\n\n"
-        f"Raw data: `{CSV_FILE}` beside this report has one row per run, unrounded, with more columns than the "
+        "```sh\n"
+        + "\n".join(lines)
+        + "\n```\n\n"
+        + one_repeat
+        + f"Raw data: `{CSV_FILE}` beside this report has one row per run, unrounded, with more columns than the "
         "tables: `max_ms`; `total_requests` and `served`, Locust's and the server's own count over the whole run, "
         "ramp-up included; `window`, `repeat`, `cell` (runs of one cell differ only in `run.repeat`) and `rerun`."
         f"{cells} Each run's directory holds its `result.json`, Locust's CSV files and `locust.html`, `server.log` "

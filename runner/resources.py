@@ -11,6 +11,18 @@ Memory is PSS (proportional set size) summed over the tree: a page shared by N p
 1.4 GB for a process-per-connection server whose PSS is a fraction of that). PSS costs ~0.3 ms
 per process to read, so it is sampled every PSS_EVERY-th pass; RSS where PSS is unavailable.
 
+Run-queue wait: the time the tree's threads were runnable but waited for a CPU (the second field
+of /proc/<pid>/task/<tid>/schedstat, in ns), sampled with the CPU. Summed as deltas per thread, so a
+thread or a child that exits keeps what it waited.
+
+Contention (the `contended` flag, runner/validity.py) is not read from that wait: it cannot tell
+another tenant from the tree's own threads queueing for its one pinned core (measured, quiet
+machine otherwise the same: the process server's 20 children waited 213% of the window, Locust with
+--processes 2 126%, select 13%). It is read as the CPU time *others* used on the cores a tree ran on:
+each core's busy time (/proc/stat: all but idle and iowait, hypervisor steal included), sampled
+with the trees, minus the trees' own CPU and the runner's. A second sweep, or a busy loop on the
+server's core, shows there; the tree's own children do not.
+
 Why not Locust's own CPU warning: it is checked every 10 s and its first reading is 0, so a 20 s
 run at 100% CPU was never flagged on this machine (docs/design.md).
 """
@@ -19,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,22 +50,62 @@ class Series:
     peak_threads: int = 0
     peak_fds: int = 0
     peak_children: int = 0
+    wait_s: list[float] = field(default_factory=list)  # cumulative run-queue wait of the tree's threads
+    _waited: dict[int, float] = field(default_factory=dict, repr=False)  # tid -> its wait at the last sample
 
     def cpu_between(self, start: float, end: float) -> float | None:
         """CPU seconds used in [start, end], linearly interpolated between samples."""
+        return self._between(self.cpu_s, start, end)
+
+    def wait_between(self, start: float, end: float) -> float | None:
+        """Seconds the tree's threads waited for a CPU in [start, end] (summed over threads)."""
+        return self._between(self.wait_s, start, end) if len(self.wait_s) == len(self.times) else None
+
+    def _between(self, values: list[float], start: float, end: float) -> float | None:
         if len(self.times) < 2 or end <= start or start < self.times[0] or end > self.times[-1] + INTERVAL_S:
             return None
-        return self._at(min(end, self.times[-1])) - self._at(start)
+        return self._at(min(end, self.times[-1]), values) - self._at(start, values)
 
-    def _at(self, t: float) -> float:
+    def _at(self, t: float, values: list[float] | None = None) -> float:
+        """The cumulative `values` (CPU seconds by default) at time t, interpolated."""
+        values = self.cpu_s if values is None else values
         i = bisect.bisect_left(self.times, t)
         if i == 0:
-            return self.cpu_s[0]
+            return values[0]
         if i >= len(self.times):
-            return self.cpu_s[-1]
+            return values[-1]
         t0, t1 = self.times[i - 1], self.times[i]
-        c0, c1 = self.cpu_s[i - 1], self.cpu_s[i]
+        c0, c1 = values[i - 1], values[i]
         return c0 + (c1 - c0) * (t - t0) / (t1 - t0)
+
+    def add_wait(self, waited: dict[int, float]) -> None:
+        """Thread id -> its cumulative wait now: the tree's total grows by each thread's increase."""
+        grown = sum(max(0.0, w - self._waited.get(tid, 0.0)) for tid, w in waited.items())
+        self._waited.update(waited)
+        self.wait_s.append((self.wait_s[-1] if self.wait_s else 0.0) + grown)
+
+
+def read_wait_s(path: str) -> float | None:
+    """Seconds a thread has waited for a CPU, from a schedstat file (/proc/<pid>/task/<tid>/schedstat,
+    /proc/thread-self/schedstat); None where the kernel has none."""
+    try:
+        with open(path) as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _waits(pids: list[int]) -> dict[int, float]:
+    waited = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            if (wait := read_wait_s(f"/proc/{pid}/task/{tid}/schedstat")) is not None:
+                waited[int(tid)] = wait
+    return waited
 
 
 def _memory(proc: psutil.Process) -> int:
@@ -86,6 +139,7 @@ def _sample_tree(root: psutil.Process, series: Series, with_memory: bool) -> Non
                 fds += child.num_fds()
         except psutil.Error:
             continue  # exited between listing and reading: its CPU is now in the parent's children_*
+    series.add_wait(_waits([root.pid, *(c.pid for c in children)]))
     series.times.append(time.time())
     series.cpu_s.append(cpu)
     series.peak_memory = max(series.peak_memory, memory)
@@ -94,11 +148,35 @@ def _sample_tree(root: psutil.Process, series: Series, with_memory: bool) -> Non
     series.peak_children = max(series.peak_children, len(children))
 
 
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _cores_busy() -> dict[int, float]:
+    """Seconds each core has run a process since boot, or lost to the hypervisor: user, nice,
+    system, steal (/proc/stat). Not irq and softirq: loopback TCP is processed there, for our own
+    requests, and no process is charged for it."""
+    busy = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3].isdigit():
+                    name, *ticks = line.split()
+                    user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(x) for x in ticks[:8])
+                    busy[int(name[3:])] = (user + nice + system + steal) * _TICK_S
+    except (OSError, ValueError, IndexError):
+        pass
+    return busy
+
+
 class Sampler:
-    """Samples named process trees until stopped: `with Sampler(server=pid, locust=pid) as s:`."""
+    """Samples named process trees until stopped: `with Sampler(server=pid, locust=pid) as s:`.
+    Beside them, `cores` (each core's busy seconds) and `runner` (this process's own CPU), for
+    `others_pct`."""
 
     def __init__(self, **pids: int) -> None:
         self.series = {name: Series() for name in pids}
+        self.cores: dict[int, Series] = {}
+        self.runner = Series()
         self._roots = {}
         for name, pid in pids.items():
             try:
@@ -112,6 +190,13 @@ class Sampler:
         for n in itertools.count():
             for name, root in self._roots.items():
                 _sample_tree(root, self.series[name], with_memory=n % PSS_EVERY == 0)
+            now, own = time.time(), os.times()
+            for core, busy in _cores_busy().items():
+                series = self.cores.setdefault(core, Series())
+                series.times.append(now)
+                series.cpu_s.append(busy)
+            self.runner.times.append(now)
+            self.runner.cpu_s.append(own.user + own.system)
             if self._stop.wait(INTERVAL_S):
                 return
 
@@ -128,7 +213,10 @@ def summarize(series: Series, start: float | None, end: float | None, cores: int
     """One tree's costs for result.json; CPU % over [start, end] (100 = one core busy)."""
     cpu_s = series.cpu_between(start, end) if start and end else None
     cpu_pct = 100.0 * cpu_s / (end - start) if cpu_s is not None else None
+    wait_s = series.wait_between(start, end) if start and end else None
     return {
+        "wait_s_window": wait_s,  # run-queue wait of its threads, summed
+        "wait_pct": 100.0 * wait_s / (end - start) if wait_s is not None else None,  # of the window's length
         "cpu_pct": cpu_pct,
         "cpu_util": cpu_pct / (100.0 * cores) if cpu_pct is not None and cores else None,  # of the cores it had
         "cpu_s_window": cpu_s,
@@ -139,3 +227,13 @@ def summarize(series: Series, start: float | None, end: float | None, cores: int
         "peak_children": series.peak_children,
         "samples": len(series.times),
     }
+
+
+def others_pct(sampler: Sampler, cores: set[int] | None, ours: float, start: float, end: float) -> float | None:
+    """The share (%) of `cores` (None: every core) that other processes used over [start, end]: the
+    cores' busy seconds minus `ours` (the trees that ran on them) and the runner's own."""
+    busy = [sampler.cores[c].cpu_between(start, end) for c in sampler.cores if cores is None or c in cores]
+    runner = sampler.runner.cpu_between(start, end)
+    if not busy or None in busy or runner is None or end <= start:
+        return None
+    return max(0.0, 100.0 * (sum(busy) - ours - runner) / ((end - start) * len(busy)))  # type: ignore[arg-type]

@@ -67,6 +67,10 @@ class Metrics:
     total_failures: int | None = None
     window_bounds: list[float] | None = None  # [start, end], wall clock (epoch s)
     reconnects: int | None = None  # whole run, `loop` users: connections opened after each user's first
+    users_reached: int | None = None  # users running when the run time ended (all Locust processes)
+    # users' time in their request loop over the window / its length: the users Little's law sees
+    # (runner/locustfile.py); None when unknown (no phase files, or a user logged no cycle in it)
+    loop_users: float | None = None
     partial: bool = False  # numbers from a run that did not end cleanly
 
 

@@ -189,11 +189,20 @@ def fill(text: str, values: dict[str, str]) -> str:
     return text
 
 
+def find_program(name: str) -> str | None:
+    """Where an external command's program is: a path, on PATH, or in SBIN; None if nowhere."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
+
+
+def no_program(name: str) -> str:
+    return f"cannot run {name!r}: no such program on PATH or in {', '.join(SBIN)}"
+
+
 def external_argv(cfg: Config, values: dict[str, str]) -> list[str]:
     argv = [fill(arg, values) for arg in shlex.split(cfg.server.command)] + option_flags(cfg.server.options)
-    found = shutil.which(argv[0]) or shutil.which(argv[0], path=os.pathsep.join(SBIN))
+    found = find_program(argv[0])
     if found is None:
-        raise ServerFailedToStart(f"cannot run {argv[0]!r}: no such program on PATH or in {', '.join(SBIN)}")
+        raise ServerFailedToStart(no_program(argv[0]))
     return [found, *argv[1:]]
 
 

@@ -7,7 +7,7 @@ Per run (here); `unstable` needs repeats and is decided by the report.
 from __future__ import annotations
 
 from runner.config import Config
-from runner.result import RunResult
+from runner.result import Metrics, RunResult
 
 LEGEND = {
     "generator-bound": "Locust used >= {cpu_bound:.0%} of its cores while the server did not: the number measures "
@@ -16,8 +16,13 @@ LEGEND = {
     "load=distributed workers on other machines).",
     "errors": "more than {max_error_ratio:.1%} of requests failed; RPS counts failures, so read goodput instead.",
     "few-requests": "fewer than {min_requests} requests in the measured window: percentiles are mostly noise.",
-    "littles-law": "users differ from RPS x (response time + think time) by more than {littles_tolerance:.0%}: "
-    "time is lost outside the measured requests (usually a saturated generator).",
+    "littles-law": "the users' time in their request loop (requests, think time, the generator's own time between "
+    "requests) differs from users x window by more than {littles_tolerance:.0%}: time was lost outside it (a user "
+    "stuck in a request that outlived the window, users that stopped).",
+    "users-not-reached": "not every configured user had started when the run time ended (a ramp-up longer than the "
+    "run): the load was smaller than the Users column says (result.json: metrics.users_reached).",
+    "contended": "other processes used more than {max_others_pct:g}% of the server's or Locust's cores during the "
+    "window (another sweep, another tenant): both sides ran slower than on their own cores.",
     "count-mismatch": "the server's own count and Locust's differ by more than {count_tolerance:.1%}.",
     "unstable": "repeats of this cell spread by >= {unstable_spread:.0%} of their median.",
     "killed-at-stop": "the server ignored SIGTERM until `server.grace_s` ran out and was killed (SIGKILL): it did "
@@ -33,15 +38,17 @@ def run_flags(result: RunResult, cfg: Config) -> list[str]:
     server = result.resources.get("server", {})
     if (locust.get("cpu_util") or 0) >= v.cpu_bound and (server.get("cpu_util") or 0) < v.cpu_bound:
         flags.append("generator-bound")
+    if any((side.get("others_pct") or 0) > v.max_others_pct for side in (server, locust)):
+        flags.append("contended")
     if m.failure_ratio is not None and m.failure_ratio > v.max_error_ratio:
         flags.append("errors")
     if m.requests is not None and m.requests < v.min_requests:
         flags.append("few-requests")
-    if m.rps and m.avg_ms is not None:
-        think = (cfg.load.wait_min_s + cfg.load.wait_max_s) / 2
-        implied_users = m.rps * (m.avg_ms / 1000 + think)
-        if abs(implied_users - cfg.load.users) > v.littles_tolerance * cfg.load.users:
-            flags.append("littles-law")
+    users = m.users_reached or cfg.load.users
+    if m.users_reached is not None and m.users_reached < cfg.load.users and result.capacity is None:
+        flags.append("users-not-reached")
+    if _littles_law_broken(m, cfg, users):
+        flags.append("littles-law")
     served = result.server.get("served")
     if served is not None and m.total_requests:
         if abs(served - m.total_requests) > v.count_tolerance * m.total_requests:
@@ -49,3 +56,18 @@ def run_flags(result: RunResult, cfg: Config) -> list[str]:
     if result.server.get("killed_at_stop"):
         flags.append("killed-at-stop")
     return flags
+
+
+def _littles_law_broken(m: Metrics, cfg: Config, users: int) -> bool:
+    """users = time in the loop / window, for each user's whole cycle. Measured (m.loop_users): the
+    cycle as the users timed it, so the generator's own time between requests -- on a busy generator
+    a quarter of a 5-user smoke run's time, a third of a 100-user run's: the users waiting for their
+    turn -- is not taken for lost time. Else (older results, a user that logged no cycle): RPS x
+    (mean response + think time), which counts that time as lost."""
+    tolerance = cfg.run.validity.littles_tolerance * users
+    if m.loop_users is not None:
+        return abs(m.loop_users - users) > tolerance
+    if not m.rps or m.avg_ms is None:
+        return False
+    think = (cfg.load.wait_min_s + cfg.load.wait_max_s) / 2
+    return abs(m.rps * (m.avg_ms / 1000 + think) - users) > tolerance

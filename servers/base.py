@@ -88,6 +88,11 @@ Options = Callable[[argparse.ArgumentParser], None]  # a model adds its own argu
 
 
 def parse_args(model: str, argv: list[str] | None = None, options: Options | None = None) -> argparse.Namespace:
+    return make_parser(model, options).parse_args(argv)
+
+
+def make_parser(model: str, options: Options | None = None) -> argparse.ArgumentParser:
+    """A model's command line; the runner parses a config's server.options with it before anything starts."""
     parser = argparse.ArgumentParser(prog=f"python -m servers.{model}", description=f"{model} HTTP/1.1 server")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8000, help="port; 0 lets the kernel pick")
@@ -102,7 +107,7 @@ def parse_args(model: str, argv: list[str] | None = None, options: Options | Non
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     if options is not None:
         options(parser.add_argument_group(f"{model} options"))
-    return parser.parse_args(argv)
+    return parser
 
 
 def make_app(args: argparse.Namespace) -> App:

@@ -61,5 +61,39 @@ def test_think_time_counts_in_littles_law():
 
 
 def test_every_flag_has_words_in_the_legend():
-    for flag in ["generator-bound", "errors", "few-requests", "littles-law", "count-mismatch", "unstable"]:
+    for flag in ["generator-bound", "errors", "few-requests", "littles-law", "count-mismatch", "unstable",
+                 "users-not-reached", "contended"]:  # fmt: skip
         assert flag in LEGEND
+
+
+# --- issue 13: littles-law measured on the users' own loop; users that never started -------------
+
+
+def test_the_generators_time_between_requests_is_not_lost_time():
+    """Measured: a 5-user smoke run spent ~20% of each user's cycle between requests, waiting for its turn on the
+    generator; by RPS x response time it looked like lost time and was flagged on almost every run."""
+    result = _result(rps=6_000.0, loop_users=97.5)  # 6,000/s x 10 ms = 60 users in requests, 97.5 in the loop
+    assert "littles-law" not in run_flags(result, _cfg())
+
+
+def test_time_lost_outside_the_users_loop_is_flagged():
+    assert "littles-law" in run_flags(_result(loop_users=70.0), _cfg())  # 30 of 100 users' time unaccounted
+
+
+def test_without_a_loop_measure_the_response_times_decide():
+    assert "littles-law" in run_flags(_result(rps=5_000.0, loop_users=None), _cfg())
+
+
+def test_users_never_all_started_are_flagged_and_little_uses_those_reached():
+    result = _result(rps=4_000.0, users_reached=40, loop_users=39.0)  # 40 users at 10 ms: 4,000/s
+    assert run_flags(result, _cfg()) == ["users-not-reached"]
+    assert run_flags(_result(users_reached=100, loop_users=99.0), _cfg()) == []
+
+
+@pytest.mark.parametrize("side", ["server", "locust"])
+def test_others_on_either_sides_cores_make_a_run_contended(side):
+    result = _result()
+    result.resources[side]["others_pct"] = 60.0  # a busy loop took 60% of that side's core
+    assert "contended" in run_flags(result, _cfg())
+    result.resources[side]["others_pct"] = 3.0  # kernel threads, a shell
+    assert "contended" not in run_flags(result, _cfg())
