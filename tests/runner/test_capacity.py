@@ -131,8 +131,7 @@ def _entry(times_ms: tuple[float, ...], failures: int = 0) -> dict:
 
 @functools.cache
 def _serialized(times_ms: tuple[float, ...], failures: int) -> str:
-    return json.dumps(
-        _in_locust(f"""
+    return json.dumps(_in_locust(f"""
 import json
 from locust.stats import RequestStats, StatsEntry
 entry = StatsEntry(RequestStats(), "step", "ALL")
@@ -141,8 +140,7 @@ for i, t in enumerate({list(times_ms)!r}):
     if i < {failures}:
         entry.log_error(RuntimeError("boom"))
 print(json.dumps(entry.serialize(), default=list))
-""")
-    )
+"""))
 
 
 def test_step_numbers_match_locusts_own_percentiles_and_rates():
