@@ -84,10 +84,11 @@ def step_numbers(
     entry: dict, start: float, end: float, users: int, locust_cpu_pct: float | None, locust_wait_pct: float | None
 ) -> dict:
     """A step's numbers (result.json's step shape, verdict not yet given) from one locust-serialized
-    StatsEntry of its window [start, end] and Locust's CPU over it: used, and waited for (run queue)."""
+    StatsEntry of its window [start, end] (with "hdr": its HDR histogram, for the percentiles) and
+    Locust's CPU over it: used, and waited for (run queue)."""
     from runner.load import aggregate  # lazily: runner.load imports this module
 
-    m = aggregate([entry], end - start)
+    m = aggregate([entry], end - start, [entry["hdr"]] if entry.get("hdr") else None)
     return {
         "users": users, "start": start, "end": end, "requests": m.requests, "rps": m.rps, "goodput": m.goodput,
         "failure_ratio": m.failure_ratio, "p50_ms": m.median_ms, "p95_ms": m.p95_ms, "p99_ms": m.p99_ms,

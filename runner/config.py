@@ -28,6 +28,7 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 class UserClass(Enum):
+    loop = "loop"  # one connection per user, one engine per Locust process does all I/O: ~10x fast
     fast = "fast"  # locust FastHttpUser (geventhttpclient): ~4x the requests/s of HttpUser
     http = "http"  # locust HttpUser (requests): what most locustfiles use
 
@@ -81,7 +82,7 @@ class LoadConfig:
     users: int = 100
     spawn_rate: float = 100.0  # users started per second ("hatch rate")
     run_time: str = "10s"  # locust -t: 30s, 1m, 1m30s
-    user_class: UserClass = UserClass.fast
+    user_class: UserClass = UserClass.loop
     wait_min_s: float = 0.0  # think time between a user's requests, uniform in [min, max]
     wait_max_s: float = 0.0
     request_timeout_s: float = 5.0  # shorter than the run, or a hung server records nothing
@@ -103,6 +104,8 @@ class LoadConfig:
 class WorkloadConfig:
     name: str = MISSING  # servers/workload.py: hello, echo, cpu, io, size
     path: str = "/"  # the URL path every simulated user requests
+    method: str = "GET"  # the request's method
+    body: str = ""  # the request's body (sent with a Content-Length), e.g. for echo to send back
     params: dict[str, Any] = field(default_factory=dict)  # passed to the server: io_ms, cpu_us, size_bytes
 
 
@@ -324,6 +327,8 @@ def check(cfg: DictConfig | Config) -> list[str]:
 
     from servers.workload import WORKLOADS
 
+    if not (cfg.workload.method.isascii() and cfg.workload.method.isalpha() and cfg.workload.method.isupper()):
+        errors.append(f"workload.method: an HTTP method in capitals (GET, POST, ...), got {cfg.workload.method!r}")
     if cfg.workload.name not in WORKLOADS:
         errors.append(f"workload.name: unknown workload {cfg.workload.name!r}; valid choices: {', '.join(WORKLOADS)}")
     else:

@@ -291,6 +291,9 @@ def _collect_resources(result: RunResult, sampler: Sampler, server_cpus, load_cp
     _collect_others(result, sampler, server_cpus, load_cpus, start, end)
     if server["cpu_s_window"] and result.metrics.requests:
         server["requests_per_cpu_s"] = result.metrics.requests / server["cpu_s_window"]
+    locust = result.resources["locust"]
+    if locust["cpu_s_window"] and result.metrics.requests:  # the generator's cost beside the server's
+        locust["cpu_us_per_request"] = 1e6 * locust["cpu_s_window"] / result.metrics.requests
 
 
 def _collect_others(result: RunResult, sampler: Sampler, server_cpus, load_cpus, start, end) -> None:

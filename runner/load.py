@@ -20,7 +20,7 @@ import socket
 import sys
 from pathlib import Path
 
-from runner import capacity
+from runner import capacity, latency
 from runner.config import Config, parse_duration
 from runner.result import Metrics
 
@@ -64,6 +64,8 @@ def locustfile_args(cfg: Config, job_dir: Path) -> list[str]:
     load = cfg.load
     return [
         "--path", cfg.workload.path,
+        "--method", cfg.workload.method,
+        "--body", cfg.workload.body,
         "--wait-min", f"{load.wait_min_s:g}",
         "--wait-max", f"{load.wait_max_s:g}",
         "--request-timeout", f"{load.request_timeout_s:g}",
@@ -123,9 +125,10 @@ def percentile(histogram: dict[float, int], count: int, fraction: float) -> floa
     return 0.0
 
 
-def aggregate(entries: list[dict], elapsed: float | None) -> Metrics:
+def aggregate(entries: list[dict], elapsed: float | None, hdr: list[str] | None = None) -> Metrics:
     """Sum locust-serialized StatsEntry dicts (locust.json's or our phase files'): exact counts
-    and sums, merged histograms; `elapsed` is the window the rates are over."""
+    and sums, merged histograms; `elapsed` is the window the rates are over. `hdr`: the same
+    requests' encoded HDR histograms (runner/latency.py), whose percentiles then replace Locust's."""
     requests = sum(int(e["num_requests"]) for e in entries)
     failures = sum(int(e["num_failures"]) for e in entries)
     histogram: dict[float, int] = {}
@@ -135,6 +138,15 @@ def aggregate(entries: list[dict], elapsed: float | None) -> Metrics:
     timed = [e for e in entries if e["num_requests"]]
     answered = requests > 0 and bool(histogram)
     rate = (lambda n: n / elapsed) if elapsed else (lambda n: None)
+    fine = latency.merged(hdr) if hdr and answered else None
+    if fine is not None and fine.get_total_count() != sum(histogram.values()):
+        fine = None  # not the same requests: Locust's own, as for a run without HDR files (locust.json)
+
+    def quantile(fraction: float) -> float:
+        if fine is not None:
+            return latency.percentile_ms(fine, fraction)
+        return percentile(histogram, sum(histogram.values()), fraction)
+
     return Metrics(
         requests=requests,
         failures=failures,
@@ -146,9 +158,9 @@ def aggregate(entries: list[dict], elapsed: float | None) -> Metrics:
         min_ms=min(float(e["min_response_time"]) for e in timed if e["min_response_time"] is not None)
         if answered
         else None,
-        median_ms=percentile(histogram, sum(histogram.values()), 0.50) if answered else None,
-        p95_ms=percentile(histogram, sum(histogram.values()), 0.95) if answered else None,
-        p99_ms=percentile(histogram, sum(histogram.values()), 0.99) if answered else None,
+        median_ms=quantile(0.50) if answered else None,
+        p95_ms=quantile(0.95) if answered else None,
+        p99_ms=quantile(0.99) if answered else None,
         max_ms=max(float(e["max_response_time"]) for e in timed) if answered else None,
         total_requests=requests,
         total_failures=failures,
@@ -192,7 +204,8 @@ def _from_phases(job_dir: Path) -> Metrics | None:
                 bounds.append((start, end))
         if not files or not bounds:
             return None
-        metrics = aggregate([f["phases"]["steady"] for f in files], sum(e - s for s, e in bounds) / len(bounds))
+        hdr = [f["hdr"]["steady"] for f in files] if all("hdr" in f for f in files) else None
+        metrics = aggregate([f["phases"]["steady"] for f in files], sum(e - s for s, e in bounds) / len(bounds), hdr)
         metrics.window_bounds = [min(s for s, _ in bounds), max(e for _, e in bounds)]
         metrics.loop_users = _loop_users(files, metrics.window_s or 0.0)
         whole = [entry for f in files for entry in f["phases"].values()]
@@ -202,6 +215,8 @@ def _from_phases(job_dir: Path) -> Metrics | None:
         return None
     metrics.total_requests = sum(int(e["num_requests"]) for e in whole)
     metrics.total_failures = sum(int(e["num_failures"]) for e in whole)
+    reconnects = [f["reconnects"] for f in files if f.get("reconnects") is not None]
+    metrics.reconnects = sum(reconnects) if reconnects else None
     metrics.window = "steady"
     return metrics
 

@@ -1,10 +1,12 @@
 """The Locust users the runner points Locust at, and an exact record of each phase of the run.
 
-Users: every user requests one path in a closed loop. `fast` (FastHttpUser, geventhttpclient) is
-the default because it costs the generator a fraction of HttpUser's CPU per request, so more of
-the measurement is the server's. Both keep their connection alive; a server that closes after each
-response makes them reconnect. A timeout shorter than the run matters: without one, a hung server
-records 0 requests and 0 failures.
+Users: every user sends one request (the workload's method, path and body) in a closed loop.
+`loop` (the default) is one connection whose I/O one engine per process performs for every user
+(runner/loop_engine.py): no greenlet switch and no HTTP client object per request, so one core
+makes 10x FastHttpUser's requests.
+`fast` (FastHttpUser, geventhttpclient) and `http` (HttpUser, requests) are Locust's own clients.
+All keep their connection alive; a server that closes after each response makes them reconnect. A
+timeout shorter than the run matters: without one, a hung server records 0 requests and 0 failures.
 
 Phases: Locust's totals include the ramp-up, and `--reset-stats` would throw the ramp away and with
 it the total we check against the server's own count. So every request is also logged into one
@@ -13,6 +15,9 @@ the last user started), `steady` (what the report ranks), `stopping` (after the 
 users wind down). Entries are additive (counts, sums, histograms), so the runner gets exact
 steady-state numbers and exact totals by summing them, across `--processes` workers too. Each
 process writes `<prefix>_<pid>.json` when it quits. Cost: one small function call per request.
+Each phase also has an HDR histogram of response times in microseconds (runner/latency.py: Locust's
+own rounds to whole milliseconds), for every user class, and the file says how often the `loop`
+engine reconnected.
 Beside each phase's entry: `loop_s`, the users' time in their request loop -- per user, from one
 request's end to the next one's, summed -- and `loopers`, how many users logged one (a user is its
 greenlet, or the request context's "user"); and `users`, how many users this process ran when the
@@ -33,12 +38,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+from urllib.parse import urlsplit
 
 import gevent
 import psutil
-from locust import FastHttpUser, HttpUser, LoadTestShape, between, events, task
-from locust.stats import RequestStats, StatsEntry
+from gevent.monkey import get_original
+from locust import FastHttpUser, HttpUser, LoadTestShape, User, between, constant, events, task
+from locust.stats import RequestStats, StatsEntry, bucket_response_time
+
+from runner import latency, wire
+from runner.loop_engine import Engine
 
 PHASES = ("ramp", "warmup", "steady", "stopping")
 
@@ -47,6 +58,7 @@ class _Phases:
     def __init__(self) -> None:
         self.stats = RequestStats()
         self.entries = {p: StatsEntry(self.stats, p, "ALL") for p in PHASES}
+        self.latencies = {p: latency.Recorder() for p in PHASES}
         self.started = {p: None for p in PHASES}
         self.current = "ramp"
         self.warmup = 0.0
@@ -56,24 +68,30 @@ class _Phases:
         self.last_end: dict[object, float] = {}  # a user -> when its last request ended
         self.users: int | None = None
 
-    def loop(self, phase: str, user: object) -> None:
-        """One request of `user` ended: add the user's cycle since its last one."""
+    def loop(self, phase: str, *users: object) -> None:
+        """A request of each of `users` ended (the loop engine logs a batch at once): add each user's
+        cycle since its last one."""
         now = time.perf_counter()
-        last = self.last_end.get(user)
-        if last is not None:
-            self.loop_s[phase] += now - last
-            self.loopers[phase].add(user)
-        self.last_end[user] = now
+        last_end, loopers = self.last_end, self.loopers[phase]
+        for user in users:
+            last = last_end.get(user)
+            if last is not None:
+                self.loop_s[phase] += now - last
+                loopers.add(user)
+            last_end[user] = now
 
     def enter(self, phase: str) -> None:
         if PHASES.index(phase) > PHASES.index(self.current):
             self.current = phase
             self.started[phase] = time.time()
             self.entries[phase].reset()  # its start_time is now
+            self.latencies[phase].reset()
 
     def dump(self, path: str) -> None:
         data = {"pid": os.getpid(), "started": self.started, "ended": time.time(), "users": self.users}
         data["phases"] = {p: self.entries[p].serialize() for p in PHASES}
+        data["hdr"] = {p: self.latencies[p].encode() for p in PHASES}
+        data["reconnects"] = _engine.reconnects if _engine is not None else None
         data["loop_s"], data["loopers"] = self.loop_s, {p: len(self.loopers[p]) for p in PHASES}
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
@@ -101,6 +119,7 @@ class _Search:
         self.index = -1  # the step running now
         self.began = 0.0  # when it began (time.time())
         self.window: StatsEntry | None = None  # open from ramp_s into the step until it ends
+        self.latencies = latency.Recorder()  # the window's response times, microseconds
         self.opened, self.cpu0 = 0.0, (0.0, None)
         self.done = False
 
@@ -130,6 +149,7 @@ class _Search:
     def _open(self, index: int) -> None:
         if index == self.index and not self.done:
             self.window = StatsEntry(self.stats, f"step{index}", "ALL")
+            self.latencies.reset()
             self.opened, self.cpu0 = time.time(), self._cpu()
 
     def _close(self, now: float) -> None:
@@ -141,6 +161,7 @@ class _Search:
         cpu = 100.0 * (cpu1 - cpu0) / span if span > 0 else None
         wait = 100.0 * (wait1 - wait0) / span if span > 0 and wait0 is not None and wait1 is not None else None
         entry = window.serialize()
+        entry["hdr"] = self.latencies.encode()  # capacity.step_numbers takes the percentiles from it
         users = self.schedule[self.index]
         self.steps.append({"users": users, "start": self.opened, "end": now, "entry": entry,
                            "locust_cpu_pct": cpu, "locust_wait_pct": wait})  # fmt: skip
@@ -154,6 +175,7 @@ class _Search:
     def log(self, response_time, response_length, exception) -> None:
         if self.window is not None:
             self.window.log(response_time, response_length or 0)
+            self.latencies.record(response_time)
             if exception is not None:
                 self.window.log_error(exception)
 
@@ -173,6 +195,8 @@ class CapacitySearch(LoadTestShape):
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     parser.add_argument("--path", default="/", help="URL path every user requests")
+    parser.add_argument("--method", default="GET", help="the request's method")
+    parser.add_argument("--body", default="", help="the request's body")
     parser.add_argument("--wait-min", type=float, default=0.0, help="think time lower bound, s")
     parser.add_argument("--wait-max", type=float, default=0.0, help="think time upper bound, s")
     parser.add_argument("--request-timeout", type=float, default=5.0, help="per-request timeout, s")
@@ -187,9 +211,10 @@ def _configure(environment, **_kwargs) -> None:
     options = environment.parsed_options
     if options is None:
         return
+    loop.options = options
     for user in (fast, http):
         user.wait_time = between(options.wait_min, options.wait_max)
-        user.path = options.path
+        user.path, user.method, user.body = options.path, options.method, options.body.encode() or None
         user.timeout = options.request_timeout
     fast.network_timeout = fast.connection_timeout = options.request_timeout
     _phases.warmup = options.warmup
@@ -203,10 +228,12 @@ def _configure(environment, **_kwargs) -> None:
 @events.request.add_listener
 def _record(response_time, response_length, exception, context=None, **_kwargs) -> None:
     # a user: its greenlet (Locust's users each have one), or what a user class that runs several users in
-    # one greenlet names in the request's context (context={"user": ...})
-    _phases.loop(_phases.current, (context or {}).get("user") or id(gevent.getcurrent()))
-    entry = _phases.entries[_phases.current]
+    # one greenlet names in the request's context (context={"user": ...}: the loop user's connection)
+    current = _phases.current
+    _phases.loop(current, (context or {}).get("user") or id(gevent.getcurrent()))
+    entry = _phases.entries[current]
     entry.log(response_time, response_length or 0)
+    _phases.latencies[current].record(response_time)
     if exception is not None:
         entry.log_error(exception)
     if _search is not None:
@@ -237,20 +264,112 @@ def _quitting(environment, **_kwargs) -> None:
 
 
 class fast(FastHttpUser):  # noqa: N801 -- the class name is the config value (load.user_class)
-    path = "/"
+    path, method, body = "/", "GET", None
     timeout = 5.0
     wait_time = between(0, 0)
 
     @task
     def get(self) -> None:
-        self.client.get(self.path)
+        self.client.request(self.method, self.path, data=self.body)
 
 
 class http(HttpUser):  # noqa: N801
-    path = "/"
+    path, method, body = "/", "GET", None
     timeout = 5.0
     wait_time = between(0, 0)
 
     @task
     def get(self) -> None:
-        self.client.get(self.path, timeout=self.timeout)
+        self.client.request(self.method, self.path, data=self.body, timeout=self.timeout)
+
+
+_engine: Engine | None = None  # the one engine of this process, made by the first `loop` user
+_getaddrinfo = get_original("socket", "getaddrinfo")
+
+
+def _the_engine(user: User) -> Engine:
+    global _engine
+    if _engine is None:
+        options, url = user.options, urlsplit(user.host)
+        if url.scheme != "http":
+            raise ValueError(f"the loop user speaks plain HTTP only, not {url.scheme!r}: use load.user_class=fast")
+        port = url.port or 80
+        # gevent's getaddrinfo would yield, and the next user's on_start would make a second engine
+        family, _, _, _, address = _getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)[0]
+        request = wire.build_request(options.method, options.path, url.netloc, options.body.encode())
+        fire, stats = user.environment.events.request.fire, user.environment.stats
+
+        def log(conn: object, ms: float, length: int, exception: Exception) -> None:
+            fire(request_type=options.method, name=options.path, response_time=ms, response_length=length,
+                 exception=exception, context={"user": conn})  # fmt: skip
+
+        def log_many(conns: list[object], times: list[float], length: int) -> None:
+            _log_successes([stats.total, stats.get(options.path, options.method)], conns, times, length)
+
+        wait = (options.wait_min, options.wait_max)
+        _engine = Engine(address, family, request, log, log_many, options.request_timeout, wait)
+    return _engine
+
+
+def _log_successes(entries: list[StatsEntry], users: list[object], times: list[float], length: int) -> None:
+    """What firing Locust's request event once per success would do, for a batch of successes at
+    once: StatsEntry.log's updates (Locust 2.4x, stats.py) into Locust's own entries and into what
+    our listener (_record) keeps. Request listeners other than Locust's and ours do not see them."""
+    _phases.loop(_phases.current, *users)
+    now = time.time()
+    second = int(now)
+    buckets: dict[int, int] = {}
+    for ms in times:
+        bucket = bucket_response_time(ms)
+        buckets[bucket] = buckets.get(bucket, 0) + 1
+    n, total, low, high = len(times), sum(times), min(times), max(times)
+    phase = _phases.current
+    targets = [*entries, _phases.entries[phase]]
+    searching = _search is not None and _search.window is not None
+    if searching:
+        targets.append(_search.window)
+    for entry in targets:
+        last = entry.last_request_timestamp
+        if entry.use_response_times_cache and last and second > int(last):
+            entry._cache_response_times(second - 1)
+        entry.num_requests += n
+        entry.num_reqs_per_sec[second] += n
+        entry.last_request_timestamp = now
+        entry.total_response_time += total
+        entry.min_response_time = low if entry.min_response_time is None else min(entry.min_response_time, low)
+        entry.max_response_time = max(entry.max_response_time, high)
+        counts = entry.response_times
+        for bucket, k in buckets.items():
+            counts[bucket] += k
+        entry.total_content_length += length
+    for recorder in (_phases.latencies[phase], _search.latencies) if searching else (_phases.latencies[phase],):
+        record = recorder.record
+        for ms in times:
+            record(ms)
+
+
+class loop(User):  # noqa: N801
+    """One connection in a closed loop, driven by the process's engine; this greenlet only waits.
+    Stopping: Locust's graceful stop (stop_timeout) drains the connection -- no new request, the one
+    in flight finishes -- and on_stop closes it; a request still in flight then is one failure."""
+
+    options = None  # set by _configure: path, think time, timeout
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self._conn = _the_engine(self).open()
+
+    @task
+    def drive(self) -> None:
+        self._conn.idle.wait()  # until drained: Locust then sees the user stopping and calls on_stop
+
+    def stop(self, force: bool = False) -> bool:
+        conn = getattr(self, "_conn", None)
+        if conn is not None and _engine is not None:
+            _engine.drain(conn)
+        return super().stop(force)
+
+    def on_stop(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None and _engine is not None:
+            _engine.close(conn)

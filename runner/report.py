@@ -93,14 +93,16 @@ RPS [95% CI], Avg ms [95% CI]: the median of the cell's complete runs, then in b
 interval of their mean (Student t; none when n is 1).
 Goodput: successful requests per second: RPS without the failures.
 Avg ms: mean response time (exact).
-p50 ms, p95 ms, p99 ms: Locust's histogram percentiles, rounded to about 2 significant digits: do not rank on \
-small differences.
+p50 ms, p95 ms, p99 ms: percentiles of an HDR histogram of every response time in microseconds, to 3 \
+significant digits (Locust's own histogram, rounded to whole milliseconds below 100 ms, only for a run without one).
 Server CPU %, Locust CPU %: CPU time each process tree (children included) used over the measured window; \
 100 = one core busy.
 Peak mem MB: the server's largest memory during the run, children included, as PSS (a page shared by N \
 processes counts 1/N in each).
 Req/CPU-s: requests per CPU-second the server used in the measured window: what a request costs it, however \
 hard it was pushed.
+Locust us/req: CPU microseconds Locust used per request in the same window: what a request costs the generator. \
+With 1e6 / (Locust us/req) below the server's Req/CPU-s, one core of Locust cannot keep up with one of the server.
 Outcome: how the run ended; "(partial)" marks numbers from a run that did not end cleanly.{outcome}
 Flags: reasons to doubt the row, explained under Flags; empty when there are none.
 —: unknown. A missing number is never shown as 0.

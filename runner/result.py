@@ -11,7 +11,7 @@ A reader (the reporter, a person, a later version of this tool) can rely on:
 Example (abridged):
     {"schema_version": 1, "outcome": "ok", "detail": "",
      "server": {"name": "select", "keepalive": true, "served": 123456, "exit_code": 0, ...},
-     "load": {"users": 100, "spawn_rate": 100.0, "run_time_s": 10.0, "user_class": "fast", ...},
+     "load": {"users": 100, "spawn_rate": 100.0, "run_time_s": 10.0, "user_class": "loop", ...},
      "workload": {"name": "hello"},
      "metrics": {"requests": 123456, "failures": 0, "failure_ratio": 0.0, "rps": 12345.6,
                  "avg_ms": 7.9, "median_ms": 7.0, "p95_ms": 13.0, "p99_ms": 19.0, "max_ms": 45.1,
@@ -66,6 +66,7 @@ class Metrics:
     total_requests: int | None = None  # whole run, ramp-up and wind-down included: compare with SERVED
     total_failures: int | None = None
     window_bounds: list[float] | None = None  # [start, end], wall clock (epoch s)
+    reconnects: int | None = None  # whole run, `loop` users: connections opened after each user's first
     users_reached: int | None = None  # users running when the run time ended (all Locust processes)
     # users' time in their request loop over the window / its length: the users Little's law sees
     # (runner/locustfile.py); None when unknown (no phase files, or a user logged no cycle in it)

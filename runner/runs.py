@@ -63,6 +63,7 @@ class Run:
     locust_cpu_pct: float | None = None
     peak_memory_mb: float | None = None  # the server's
     requests_per_cpu_s: float | None = None  # the server's
+    locust_us_per_request: float | None = None  # Locust's CPU microseconds per request: the generator's cost
     outcome: str = "incomplete"  # one of OUTCOMES, or "incomplete" / "corrupt"
     partial: bool = False
     flags: tuple[str, ...] = ()
@@ -81,7 +82,7 @@ class Run:
 
 COLUMNS = tuple(f.name for f in fields(Run) if f.name not in ("detail", "provenance", "config", "capacity"))
 IDENTITY = COLUMNS[: COLUMNS.index("settings") + 1]
-NUMBERS = COLUMNS[COLUMNS.index("requests") : COLUMNS.index("requests_per_cpu_s") + 1]
+NUMBERS = COLUMNS[COLUMNS.index("requests") : COLUMNS.index("locust_us_per_request") + 1]
 # Identity keys, spelled the same in RunResult's sections and in the Hydra config. The _SHOWN ones have
 # columns of their own; any other config key that differs between runs goes to the Settings column.
 _SHOWN = ("server.name", "server.keepalive", "load.users", "load.spawn_rate", "workload.name", "run.repeat")
@@ -206,6 +207,7 @@ def _make_run(
         locust_cpu_pct=as_float(lookup(used, "locust.cpu_pct")),
         peak_memory_mb=as_float(lookup(used, "server.peak_memory_mb")),
         requests_per_cpu_s=as_float(lookup(used, "server.requests_per_cpu_s")),
+        locust_us_per_request=as_float(lookup(used, "locust.cpu_us_per_request")),
         outcome=outcome,
         partial=m.partial is True,
         flags=tuple(flag for flag in flags if isinstance(flag, str)),

@@ -11,7 +11,9 @@ from runner.result import Metrics, RunResult
 
 LEGEND = {
     "generator-bound": "Locust used >= {cpu_bound:.0%} of its cores while the server did not: the number measures "
-    "the load generator, not the server. Give Locust more (load.processes, run.pin) or the server more work.",
+    "the load generator, not the server. Use the loop user (load.user_class=loop: one engine per Locust process, "
+    "about 10x FastHttpUser per core), then more cores for Locust (load.processes=2 with a core to spare, or "
+    "load=distributed workers on other machines).",
     "errors": "more than {max_error_ratio:.1%} of requests failed; RPS counts failures, so read goodput instead.",
     "few-requests": "fewer than {min_requests} requests in the measured window: percentiles are mostly noise.",
     "littles-law": "the users' time in their request loop (requests, think time, the generator's own time between "

@@ -226,7 +226,7 @@ def test_what_the_new_checks_accept(overrides):
 @pytest.mark.parametrize(
     "override,expected",
     [
-        ("load.user_class=foo", "load.user_class: 'foo' is not one of fast, http"),
+        ("load.user_class=foo", "load.user_class: 'foo' is not one of loop, fast, http"),
         ("server.keepalive=maybe", "server.keepalive: 'maybe' is not true or false"),
         ("load.users=abc", "load.users: 'abc' is not a whole number"),
         ("load.users=5.5", "load.users: 5.5 is not a whole number"),

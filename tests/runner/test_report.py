@@ -26,11 +26,12 @@ PROVENANCE = {
 LOAD = {"users": 100, "spawn_rate": 100.0, "run_time_s": 10.0, "user_class": "fast", "cpus": [1, 2, 3]}
 
 
-def resources(server_cpu: float, locust_cpu: float, rss: float, per_cpu_s: float) -> dict:
+def resources(server_cpu: float, locust_cpu: float, rss: float, per_cpu_s: float, us_per_request=None) -> dict:
     return {
         "server": {"cpu_pct": server_cpu, "cpu_util": server_cpu / 100, "peak_memory_mb": rss, "peak_threads": 3,
                    "peak_fds": 110, "peak_children": 0, "requests_per_cpu_s": per_cpu_s},
-        "locust": {"cpu_pct": locust_cpu, "cpu_util": locust_cpu / 300, "peak_memory_mb": 64.0},
+        "locust": {"cpu_pct": locust_cpu, "cpu_util": locust_cpu / 300, "peak_memory_mb": 64.0,
+                   "cpu_us_per_request": us_per_request},
     }  # fmt: skip
 
 
@@ -42,8 +43,8 @@ FIXTURE = {
         "ok",
         160012,
         Metrics(requests=152340, failures=0, failure_ratio=0.0, rps=12695.0, goodput=12695.0, avg_ms=7.62,
-                median_ms=7.0, p95_ms=13.0, p99_ms=19.0, max_ms=45.1, window="steady", total_requests=160012),
-        resources(61.2, 97.3, 21.4, 20743.6),
+                median_ms=0.734, p95_ms=13.0, p99_ms=19.0, max_ms=45.1, window="steady", total_requests=160012),
+        resources(61.2, 97.3, 21.4, 20743.6, 76.64),
         ["generator-bound"],
     ),
     "1": (
@@ -53,7 +54,7 @@ FIXTURE = {
         105065,
         Metrics(requests=98211, failures=37, failure_ratio=37 / 98211, rps=8184.3, goodput=8181.2, avg_ms=11.84,
                 median_ms=9.0, p95_ms=25.0, p99_ms=61.0, max_ms=1034.2, window="steady", total_requests=105102),
-        resources(100.4, 88.1, 35.2, 8151.7),
+        resources(100.4, 88.1, 35.2, 8151.7, 107.65),
         [],
     ),
     "2": (
@@ -63,7 +64,7 @@ FIXTURE = {
         None,
         Metrics(requests=20417, failures=1203, failure_ratio=1203 / 20417, rps=2041.7, goodput=1921.4, avg_ms=38.46,
                 median_ms=31.0, p95_ms=88.0, p99_ms=210.0, max_ms=3012.9, window="whole-run", partial=True),
-        resources(23.0, 12.6, 180.3, 8877.0),
+        resources(23.0, 12.6, 180.3, 8877.0, 61.71),
         ["errors"],
     ),
     "3": ("single", True, "server_failed_to_start", None, Metrics(), {}, []),
@@ -81,21 +82,21 @@ Same for every run: workload hello, 100 users, spawn rate 100/s.
 
 ## Table 1. Ranked by requests per second
 
-|   Rank | Server   | Keep-alive   |   Requests |   Failures |   Fail % |     RPS |   Goodput |   Avg ms |   p50 ms |   p95 ms |   p99 ms |   Server CPU % |   Locust CPU % |   Peak mem MB |   Req/CPU-s | Outcome                  | Flags           |
-|--------|----------|--------------|------------|------------|----------|---------|-----------|----------|----------|----------|----------|----------------|----------------|---------------|-------------|--------------------------|-----------------|
-|      1 | select   | yes          |     152340 |          0 |     0.00 | 12695.0 |   12695.0 |      7.6 |      7.0 |     13.0 |     19.0 |             61 |             97 |          21.4 |       20744 | ok                       | generator-bound |
-|      2 | thread   | yes          |      98211 |         37 |     0.04 |  8184.3 |    8181.2 |     11.8 |      9.0 |     25.0 |     61.0 |            100 |             88 |          35.2 |        8152 | completed_with_errors    |                 |
-|      — | process  | no           |      20417 |       1203 |     5.89 |  2041.7 |    1921.4 |     38.5 |     31.0 |     88.0 |    210.0 |             23 |             13 |         180.3 |        8877 | server_crashed (partial) | errors          |
-|      — | single   | yes          |          — |          — |        — |       — |         — |        — |        — |        — |        — |              — |              — |             — |           — | server_failed_to_start   |                 |
+|   Rank | Server   | Keep-alive   |   Requests |   Failures |   Fail % |     RPS |   Goodput |   Avg ms |   p50 ms |   p95 ms |   p99 ms |   Server CPU % |   Locust CPU % |   Peak mem MB |   Req/CPU-s |   Locust us/req | Outcome                  | Flags           |
+|--------|----------|--------------|------------|------------|----------|---------|-----------|----------|----------|----------|----------|----------------|----------------|---------------|-------------|-----------------|--------------------------|-----------------|
+|      1 | select   | yes          |     152340 |          0 |     0.00 | 12695.0 |   12695.0 |      7.6 |    0.734 |       13 |       19 |             61 |             97 |          21.4 |       20744 |            76.6 | ok                       | generator-bound |
+|      2 | thread   | yes          |      98211 |         37 |     0.04 |  8184.3 |    8181.2 |     11.8 |        9 |       25 |       61 |            100 |             88 |          35.2 |        8152 |           107.7 | completed_with_errors    |                 |
+|      — | process  | no           |      20417 |       1203 |     5.89 |  2041.7 |    1921.4 |     38.5 |       31 |       88 |      210 |             23 |             13 |         180.3 |        8877 |            61.7 | server_crashed (partial) | errors          |
+|      — | single   | yes          |          — |          — |        — |       — |         — |        — |        — |        — |        — |              — |              — |             — |           — |               — | server_failed_to_start   |                 |
 
 ## Table 2. Ranked by average response time
 
-|   Rank | Server   | Keep-alive   |   Requests |   Failures |   Fail % |     RPS |   Goodput |   Avg ms |   p50 ms |   p95 ms |   p99 ms |   Server CPU % |   Locust CPU % |   Peak mem MB |   Req/CPU-s | Outcome                  | Flags           |
-|--------|----------|--------------|------------|------------|----------|---------|-----------|----------|----------|----------|----------|----------------|----------------|---------------|-------------|--------------------------|-----------------|
-|      1 | select   | yes          |     152340 |          0 |     0.00 | 12695.0 |   12695.0 |      7.6 |      7.0 |     13.0 |     19.0 |             61 |             97 |          21.4 |       20744 | ok                       | generator-bound |
-|      2 | thread   | yes          |      98211 |         37 |     0.04 |  8184.3 |    8181.2 |     11.8 |      9.0 |     25.0 |     61.0 |            100 |             88 |          35.2 |        8152 | completed_with_errors    |                 |
-|      — | process  | no           |      20417 |       1203 |     5.89 |  2041.7 |    1921.4 |     38.5 |     31.0 |     88.0 |    210.0 |             23 |             13 |         180.3 |        8877 | server_crashed (partial) | errors          |
-|      — | single   | yes          |          — |          — |        — |       — |         — |        — |        — |        — |        — |              — |              — |             — |           — | server_failed_to_start   |                 |
+|   Rank | Server   | Keep-alive   |   Requests |   Failures |   Fail % |     RPS |   Goodput |   Avg ms |   p50 ms |   p95 ms |   p99 ms |   Server CPU % |   Locust CPU % |   Peak mem MB |   Req/CPU-s |   Locust us/req | Outcome                  | Flags           |
+|--------|----------|--------------|------------|------------|----------|---------|-----------|----------|----------|----------|----------|----------------|----------------|---------------|-------------|-----------------|--------------------------|-----------------|
+|      1 | select   | yes          |     152340 |          0 |     0.00 | 12695.0 |   12695.0 |      7.6 |    0.734 |       13 |       19 |             61 |             97 |          21.4 |       20744 |            76.6 | ok                       | generator-bound |
+|      2 | thread   | yes          |      98211 |         37 |     0.04 |  8184.3 |    8181.2 |     11.8 |        9 |       25 |       61 |            100 |             88 |          35.2 |        8152 |           107.7 | completed_with_errors    |                 |
+|      — | process  | no           |      20417 |       1203 |     5.89 |  2041.7 |    1921.4 |     38.5 |       31 |       88 |      210 |             23 |             13 |         180.3 |        8877 |            61.7 | server_crashed (partial) | errors          |
+|      — | single   | yes          |          — |          — |        — |       — |         — |        — |        — |        — |        — |              — |              — |             — |           — |               — | server_failed_to_start   |                 |
 
 ## Columns
 
@@ -107,13 +108,16 @@ failures per 100 requests.
 - **RPS**: requests per second as Locust counts them, failed requests included, so fast failures inflate it.
 - **Goodput**: successful requests per second: RPS without the failures.
 - **Avg ms**: mean response time (exact).
-- **p50 ms**, **p95 ms**, **p99 ms**: Locust's histogram percentiles, rounded to about 2 significant digits: do not \
-rank on small differences.
+- **p50 ms**, **p95 ms**, **p99 ms**: percentiles of an HDR histogram of every response time in microseconds, to 3 \
+significant digits (Locust's own histogram, rounded to whole milliseconds below 100 ms, only for a run without one).
 - **Server CPU %**, **Locust CPU %**: CPU time each process tree (children included) used over the measured window; \
 100 = one core busy.
 - **Peak mem MB**: the server's largest memory during the run, children included, as PSS (a page shared by N processes counts 1/N in each).
 - **Req/CPU-s**: requests per CPU-second the server used in the measured window: what a request costs it, however \
 hard it was pushed.
+- **Locust us/req**: CPU microseconds Locust used per request in the same window: what a request costs the \
+generator. With 1e6 / (Locust us/req) below the server's Req/CPU-s, one core of Locust cannot keep up with one of \
+the server.
 - **Outcome**: how the run ended; "(partial)" marks numbers from a run that did not end cleanly.
 - **Flags**: reasons to doubt the row, explained under Flags; empty when there are none.
 - **—**: unknown. A missing number is never shown as 0.
@@ -121,7 +125,9 @@ hard it was pushed.
 ## Flags
 
 - **generator-bound**: Locust used >= 90% of its cores while the server did not: the number measures the load \
-generator, not the server. Give Locust more (load.processes, run.pin) or the server more work. Seen in: select (0).
+generator, not the server. Use the loop user (load.user_class=loop: one engine per Locust process, about 10x \
+FastHttpUser per core), then more cores for Locust (load.processes=2 with a core to spare, or load=distributed \
+workers on other machines). Seen in: select (0).
 - **errors**: more than 1.0% of requests failed; RPS counts failures, so read goodput instead. Seen in: process (2).
 
 ## Measurement

@@ -1,0 +1,309 @@
+"""One event loop per Locust process that performs every `loop` user's HTTP requests.
+
+Why: a user with its own client (FastHttpUser) costs the generator a greenlet switch per socket per
+request plus the client's own machinery -- 3-4k requests/s on a core here, less than most servers
+make. This engine holds every user's connection as a non-blocking socket in one epoll set and
+moves their bytes in a plain loop: connect, send the request, read and frame the response
+(runner/wire.py), log it, send the next -- no greenlet switch per request. Each Locust user stands
+for one connection in a closed loop, so users, spawn rate, shapes and distributed workers keep
+their meaning (runner/locustfile.py's `loop` user registers and unregisters its connection).
+
+Cooperation with gevent: Locust monkey-patches `socket` and removes `select.epoll`, so the engine
+takes the originals (gevent.monkey.get_original). It runs as one greenlet that handles at most
+BATCH ready connections, then gives the gevent hub one turn by waiting on the epoll descriptor
+through a gevent io watcher: the hub runs its due timers and other greenlets (Locust's stats,
+shape ticks, runner messages, the phase timers), sees the descriptor ready and switches back. A
+loop that yielded with gevent.sleep(0) instead starved gevent's timers (a 10 ms timer fired 84 of
+600 times); tests/runner/test_loop_user.py measures a 10 ms timer beside a saturated engine.
+
+Scheduling: every send goes through `_schedule` (now, or after think time on the engine's timer
+heap) -- the one place an open model (a fixed arrival rate) would change. Deadlines are checked by
+a sweep every SWEEP_S over the requests in flight, not by a timer per request.
+
+Accounting: every request the engine starts ends as exactly one success or one failure. Failures are
+logged one by one (`log`); successes are collected over a batch of ready connections and logged
+together (`log_many`): Locust's request event costs about 5 us a request, a third of the engine's
+whole budget at 50k/s, and the batch's successes all end within the same millisecond anyway. A
+connection asked to stop (Locust's graceful stop) sends nothing new and lets its request in flight
+finish; one closed with a request still in flight (stop_timeout ran out) logs it as a failure
+(wire.Stopped). Latency runs from the moment a request is due to its response's last byte: a
+connection opened for it (the first, or after the server closed) is part of it, as in Locust's own
+clients.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import os
+import random
+import socket as _socket_module
+import time
+from collections.abc import Callable
+
+import gevent
+from gevent.event import Event
+from gevent.monkey import get_original
+
+from runner import wire
+
+_socket = get_original("socket", "socket")
+_epoll = get_original("select", "epoll")
+_EPOLLIN, _EPOLLOUT = 0x001, 0x004
+BATCH = 64  # ready connections handled between two hub turns: ~1 ms of work here
+SWEEP_S = 0.05  # how often deadlines are checked: a timeout is late by at most this
+READ_SIZE = 65536
+# idle, sending (a partial send, or one on a connection not yet made, waits for EPOLLOUT), waiting for
+# the response, closed
+IDLE, SENDING, WAITING, CLOSED = range(4)
+
+Log = Callable[["Conn", float, int, Exception], None]  # a failure: (its connection, ms, response bytes, exception)
+LogMany = Callable[[list["Conn"], list[float], int], None]  # successes: (connections, their ms, their bytes in all)
+
+
+class Conn:
+    """One user's connection: its socket (or None between connections) and its request in flight."""
+
+    __slots__ = ("sock", "fd", "state", "reader", "started", "out", "draining", "idle", "connections", "seq")
+
+    def __init__(self, expect_body: bool = True) -> None:
+        self.sock = None
+        self.fd = -1
+        self.state = IDLE
+        self.reader = wire.Reader(expect_body)
+        self.started = 0.0  # perf_counter when the request in flight became due; 0.0: none in flight
+        self.out = b""  # request bytes not sent yet
+        self.draining = False  # Locust asked the user to stop: send nothing new
+        self.idle = Event()  # set once a draining connection has nothing in flight
+        self.connections = 0  # sockets opened so far
+        self.seq = 0  # bumps whenever a scheduled send must be forgotten
+
+
+class Engine:
+    """Drives every registered Conn; `open()` on a user's start, `drain()`/`close()` on its stop."""
+
+    def __init__(
+        self,
+        address: tuple,
+        family: int,
+        request: bytes,
+        log: Log,
+        log_many: LogMany,
+        timeout_s: float,
+        wait: tuple[float, float],
+    ) -> None:
+        self.address, self.family, self.request, self.log, self.log_many = address, family, request, log, log_many
+        self._ok: list[float] = []  # this batch's successes: response times (ms)
+        self._ok_conns: list[Conn] = []  # and whose they were
+        self._ok_bytes = 0
+        self.timeout_s = timeout_s
+        self.wait_min, self.wait_max = wait
+        self.ep = _epoll()
+        self.by_fd: dict[int, Conn] = {}
+        self.conns: set[Conn] = set()
+        self.timers: list[tuple[float, int, int, Conn]] = []  # (due perf_counter, tiebreak, conn.seq, conn)
+        self._tiebreak = 0
+        self.reconnects = 0  # connections opened after a connection's first (the server closed, a failure)
+        self._wake = Event()
+        self._hub = gevent.get_hub()
+        self._watcher = self._hub.loop.io(self.ep.fileno(), 1)
+        self._greenlet = gevent.spawn(self._run)
+
+    # -- what the users call -------------------------------------------------------------------
+
+    def open(self) -> Conn:
+        conn = Conn(expect_body=not self.request.startswith(b"HEAD "))
+        self.conns.add(conn)
+        self._send(conn, time.perf_counter())  # spawn_rate = connections opened per second
+        self._wake.set()
+        return conn
+
+    def drain(self, conn: Conn) -> None:
+        """Send nothing new on conn; its `idle` event is set once no request is in flight."""
+        conn.draining = True
+        if not conn.started:
+            conn.seq += 1  # forget a send waiting for its think time
+            conn.idle.set()
+
+    def close(self, conn: Conn) -> None:
+        """The user is gone: a request still in flight counts as failed (it was neither answered nor lost)."""
+        conn.draining = True
+        conn.seq += 1
+        if conn.started:
+            self._fail(conn, wire.Stopped("the run stopped with the request in flight"), time.perf_counter())
+        self._disconnect(conn)
+        conn.state = CLOSED
+        conn.idle.set()
+        self.conns.discard(conn)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_sweep = time.perf_counter() + SWEEP_S
+        poll, by_fd, timers = self.ep.poll, self.by_fd, self.timers
+        while True:
+            if not self.conns:
+                self._wake.clear()
+                self._wake.wait()
+                continue
+            now = time.perf_counter()
+            if now >= next_sweep:
+                self._sweep(now)
+                next_sweep = now + SWEEP_S
+            due = []  # taken first: a send that fails at once schedules its retry for the next turn, not this loop
+            while timers and timers[0][0] <= now:
+                due.append(heapq.heappop(timers))
+            for _, _, seq, conn in due:
+                if seq == conn.seq and conn.state != CLOSED:
+                    self._send(conn, now)
+            self._turn(min(next_sweep, timers[0][0]) - now if timers else next_sweep - now)
+            for fd, events in poll(0, BATCH):
+                conn = by_fd.get(fd)
+                if conn is not None:
+                    self._ready(conn, events)
+            if self._ok:
+                ok, conns, self._ok, self._ok_conns = self._ok, self._ok_conns, [], []
+                self.log_many(conns, ok, self._ok_bytes)
+                self._ok_bytes = 0
+
+    def _turn(self, timeout: float) -> None:
+        """One turn of the gevent hub: back as soon as a socket is ready, or after `timeout` s."""
+        with gevent.Timeout(max(timeout, 0.0), False):
+            self._hub.wait(self._watcher)
+
+    def _sweep(self, now: float) -> None:
+        limit = now - self.timeout_s
+        for conn in [c for c in self.conns if c.started and c.started < limit]:
+            self._fail(conn, wire.RequestTimeout(f"no response in {self.timeout_s:g} s"), now)
+            self._disconnect(conn)  # its late response must not answer the next request
+            self._schedule(conn, now, later=True)
+
+    # -- one connection ------------------------------------------------------------------------
+
+    def _schedule(self, conn: Conn, now: float, later: bool = False) -> None:
+        """When conn sends its next request: at once, or after think time. The one place sends are timed.
+        later: not from this call even without think time -- after a failure, so that a server refusing
+        at once does not recurse (connect, fail, connect...) and the hub gets a turn between failures."""
+        if conn.draining:
+            conn.idle.set()
+            return
+        delay = random.uniform(self.wait_min, self.wait_max) if self.wait_max > 0 else 0.0
+        if delay <= 0 and not later:
+            self._send(conn, now)
+        else:
+            self._tiebreak += 1
+            heapq.heappush(self.timers, (now + delay, self._tiebreak, conn.seq, conn))
+
+    def _send(self, conn: Conn, now: float) -> None:
+        conn.started = now
+        if conn.sock is None:
+            self._connect(conn, now)
+            return
+        self._write(conn, self.request, now)
+
+    def _connect(self, conn: Conn, now: float) -> None:
+        sock = _socket(self.family, _socket_module.SOCK_STREAM | _socket_module.SOCK_NONBLOCK)
+        sock.setsockopt(_socket_module.IPPROTO_TCP, _socket_module.TCP_NODELAY, 1)
+        if conn.connections:
+            self.reconnects += 1
+        conn.connections += 1
+        conn.sock, conn.fd = sock, sock.fileno()
+        self.by_fd[conn.fd] = conn
+        conn.reader.reset()
+        code = sock.connect_ex(self.address)
+        if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
+            self._broken(conn, OSError(code, os.strerror(code)), now)  # ConnectionRefusedError, ...
+            return
+        # Send at once: on loopback the handshake is usually done by now. If not, send() says EAGAIN and
+        # the request waits for EPOLLOUT like any partial send; a refused connect fails that send
+        # (ConnectionRefusedError). No wait for EPOLLOUT and no SO_ERROR read per connection.
+        self.ep.register(conn.fd, _EPOLLIN)
+        self._write(conn, self.request, now)
+
+    def _write(self, conn: Conn, data: bytes, now: float) -> None:
+        try:
+            sent = conn.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._broken(conn, exc, now)
+            return
+        if sent == len(data):
+            if conn.state != WAITING:
+                if conn.state == SENDING:
+                    self.ep.modify(conn.fd, _EPOLLIN)
+                conn.state = WAITING
+            return
+        conn.out = data[sent:]
+        if conn.state != SENDING:
+            self.ep.modify(conn.fd, _EPOLLIN | _EPOLLOUT)
+            conn.state = SENDING
+
+    def _ready(self, conn: Conn, events: int) -> None:
+        now = time.perf_counter()
+        state = conn.state
+        if state == WAITING or (events & _EPOLLIN and state == SENDING):
+            self._read(conn, now)
+        elif state == SENDING:
+            data, conn.out = conn.out, b""
+            self._write(conn, data, now)
+        elif state == IDLE and conn.sock is not None:
+            self._read(conn, now)  # bytes or a close while no request is in flight
+
+    def _read(self, conn: Conn, now: float) -> None:
+        try:
+            data = conn.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._broken(conn, exc, now)
+            return
+        try:
+            response = conn.reader.feed(data) if data else conn.reader.eof()
+        except (wire.MalformedResponse, wire.ConnectionClosed) as exc:
+            self._broken(conn, exc, now)
+            return
+        if response is None:
+            if not data:  # closed between responses
+                if conn.started:
+                    self._broken(conn, wire.ConnectionClosed("closed before any byte of the response"), now)
+                else:
+                    self._disconnect(conn)
+            return
+        if not conn.started:  # a response nobody asked for
+            self._broken(conn, wire.MalformedResponse("a response to no request"), now)
+            return
+        elapsed = (now - conn.started) * 1000.0
+        conn.started = 0.0
+        conn.state = IDLE
+        if not response.keep_alive or not data:
+            self._disconnect(conn)
+        if 200 <= response.status < 300:
+            self._ok.append(elapsed)
+            self._ok_conns.append(conn)
+            self._ok_bytes += response.length
+        else:
+            self.log(conn, elapsed, response.length, wire.BadStatus(response.status))
+        self._schedule(conn, now)
+
+    def _broken(self, conn: Conn, exc: Exception, now: float) -> None:
+        """The connection failed: its request (if any) is one failure, the next request reconnects."""
+        self._disconnect(conn)
+        if conn.started:
+            self._fail(conn, exc, now)
+            self._schedule(conn, now, later=True)
+
+    def _fail(self, conn: Conn, exc: Exception, now: float) -> None:
+        elapsed = (now - conn.started) * 1000.0
+        conn.started = 0.0
+        self.log(conn, elapsed, 0, exc)
+
+    def _disconnect(self, conn: Conn) -> None:
+        if conn.sock is None:
+            return
+        self.by_fd.pop(conn.fd, None)
+        conn.sock.close()  # which takes it out of the epoll set (no other descriptor shares it): no unregister call
+        conn.sock, conn.fd, conn.out = None, -1, b""
+        if conn.state != CLOSED:
+            conn.state = IDLE
+        conn.reader.reset()
