@@ -1,0 +1,126 @@
+"""An open model's schedule: requests due at a fixed arrival rate, whether or not the server keeps up.
+
+Why: in a closed loop a stalled server stalls the load too -- its users stop sending, and the
+requests they would have sent are never timed (coordinated omission; wrk2's README measures p99
+2x too low on a quiet run and 200x with one stall). Here requests arrive on their own clock: each
+has an intended send time, and its corrected latency runs from that time, as in wrk2 (-R); the
+uncorrected one runs from the actual send (wrk2's --u_latency).
+
+Strategy: `OpenLoop` is pure -- no sockets, no clock of its own: the caller (runner/loop_engine.py,
+or a test over simulated time) passes `now` in and gets back the intended times to send now, at
+most one per free connection. Arrivals are `constant` (k / rate from the start: no drift builds up
+from rounding) or `poisson` (exponential gaps, a seeded random.Random). A request whose time came
+while every connection was busy waits in a FIFO queue; its corrected latency grows with the wait.
+
+Dropped: a queued request still unsent `drop_after_s` after its intended time (the engine passes
+load.request_timeout_s) is dropped, not sent: had it been sent it would already count as a timeout,
+and sending it would only feed the server a backlog that no longer reflects the rate. Like k6's
+dropped_iterations it is counted, never logged as a request (the server never saw it, and Locust's
+total must still match the server's own count). It also bounds the queue at rate x drop_after_s.
+
+Late: a request sent more than `late_s` after its intended time. LATE_S = 10 ms: well above the
+engine's own jitter on a schedule it can keep -- a hub turn and a batch of ready connections take
+about 1 ms here, a gevent timer fires within 1-2 ms, a runnable process on a shared core waits a
+few ms for its slice -- and at or below the service time of the slowest workload measured here (io:
+10 ms), so a late request has waited about one request's worth. Late sends are split by cause: a
+request that waited in the queue for a connection (`queued`: the server, or load.users connections,
+did not keep up) or one that had a free connection and was still late (`generator_late`: the
+generator itself fell behind its schedule -- runner/validity.py's `generator-bound`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import asdict, dataclass
+
+ARRIVALS = ("constant", "poisson")
+LATE_S = 0.010  # see the module docstring
+
+
+@dataclass
+class Counts:
+    """What became of the requests whose intended time came; all cumulative (phases take differences)."""
+
+    intended: int = 0  # intended send time reached
+    sent: int = 0
+    late: int = 0  # sent more than late_s after the intended time
+    queued: int = 0  # sent after waiting for a free connection (late or not)
+    generator_late: int = 0  # late although a connection was free: the generator fell behind
+    dropped: int = 0  # never sent: still queued drop_after_s after the intended time
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def difference(later: dict[str, int], earlier: dict[str, int]) -> dict[str, int]:
+    return {key: later[key] - earlier.get(key, 0) for key in later}
+
+
+class OpenLoop:
+    """Intended send times at `rate` per second and the queue of those not sent yet."""
+
+    def __init__(
+        self,
+        rate: float,
+        kind: str = "constant",
+        *,
+        late_s: float = LATE_S,
+        drop_after_s: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"arrival rate must be > 0, got {rate}")
+        if kind not in ARRIVALS:
+            raise ValueError(f"arrivals are one of {', '.join(ARRIVALS)}, got {kind!r}")
+        self.rate, self.kind, self.late_s, self.drop_after_s = rate, kind, late_s, drop_after_s
+        self.rng = rng or random.Random()
+        self.counts = Counts()
+        self.queue: deque[float] = deque()  # intended times come and not sent, oldest first
+        self._blocked = 0  # the first this many in the queue found no free connection at a dispatch
+        self._start: float | None = None
+        self._k = 0  # arrivals so far (constant: the next is start + k / rate)
+        self.next_at = float("inf")  # the next intended time; inf until started
+
+    def start(self, now: float) -> None:
+        """Begin the schedule at `now` (the first request is due at once); again after stop()."""
+        self._start, self._k, self.next_at = now, 0, now
+
+    def stop(self) -> None:
+        """No connection left: forget the queue, arrivals resume at the next start()."""
+        self._start, self.next_at = None, float("inf")
+        self.queue.clear()
+        self._blocked = 0
+
+    def _advance(self) -> None:
+        self._k += 1
+        if self.kind == "constant":
+            self.next_at = self._start + self._k / self.rate
+        else:
+            self.next_at += self.rng.expovariate(self.rate)
+
+    def dispatch(self, now: float, free: int) -> list[float]:
+        """The intended times to send now, oldest first, at most `free` of them (one per free connection)."""
+        queue, counts = self.queue, self.counts
+        while self.next_at <= now:
+            queue.append(self.next_at)
+            counts.intended += 1
+            self._advance()
+        limit = now - self.drop_after_s
+        while queue and queue[0] < limit:
+            queue.popleft()
+            counts.dropped += 1
+            self._blocked = max(self._blocked - 1, 0)
+        out = [queue.popleft() for _ in range(min(free, len(queue)))]
+        for intended in out:
+            waited = self._blocked > 0
+            if waited:
+                self._blocked -= 1
+                counts.queued += 1
+            if now - intended > self.late_s:
+                counts.late += 1
+                if not waited:
+                    counts.generator_late += 1
+        counts.sent += len(out)
+        self._blocked = len(queue)  # whatever is left found every connection busy
+        return out
