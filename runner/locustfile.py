@@ -18,6 +18,12 @@ process writes `<prefix>_<pid>.json` when it quits. Cost: one small function cal
 Each phase also has an HDR histogram of response times in microseconds (runner/latency.py: Locust's
 own rounds to whole milliseconds), for every user class, and the file says how often the `loop`
 engine reconnected.
+Open model (--arrival-rate, the `loop` user only): the response times logged are the corrected ones
+(from each request's intended send time, runner/arrivals.py), so Locust's numbers and the HDR
+histogram above are corrected; each phase gets a second HDR histogram of the uncorrected ones (from
+the actual send: a failure's travels in the request event's context, a success's in the batch) and
+the schedule's counts over the phase (`arrivals`: intended, sent, late, queued, generator_late,
+dropped), as the differences of the engine's running counts when each phase began.
 Beside each phase's entry: `loop_s`, the users' time in their request loop -- per user, from one
 request's end to the next one's, summed -- and `loopers`, how many users logged one (a user is its
 greenlet, or the request context's "user"); and `users`, how many users this process ran when the
@@ -48,7 +54,7 @@ from gevent.monkey import get_original
 from locust import FastHttpUser, HttpUser, LoadTestShape, User, between, constant, events, task
 from locust.stats import RequestStats, StatsEntry, bucket_response_time
 
-from runner import latency, wire
+from runner import arrivals, latency, wire
 from runner.loop_engine import Engine
 
 PHASES = ("ramp", "warmup", "steady", "stopping")
@@ -59,6 +65,8 @@ class _Phases:
         self.stats = RequestStats()
         self.entries = {p: StatsEntry(self.stats, p, "ALL") for p in PHASES}
         self.latencies = {p: latency.Recorder() for p in PHASES}
+        self.uncorrected = {p: latency.Recorder() for p in PHASES}  # open model only
+        self.marks: dict[str, dict[str, int]] = {}  # open model: the schedule's counts when each phase began
         self.started = {p: None for p in PHASES}
         self.current = "ramp"
         self.warmup = 0.0
@@ -86,12 +94,29 @@ class _Phases:
             self.started[phase] = time.time()
             self.entries[phase].reset()  # its start_time is now
             self.latencies[phase].reset()
+            self.uncorrected[phase].reset()
+            # the users' on_start makes the engine, which can come after spawning_complete: none yet, none counted
+            counts = _engine.arrivals.counts if _engine is not None and _engine.arrivals is not None else None
+            self.marks[phase] = (counts or arrivals.Counts()).as_dict()
+
+    def _arrivals(self, final: dict[str, int]) -> dict[str, dict[str, int]]:
+        """Each phase's share of the schedule's running counts: from its mark to the next phase's, or to the end.
+        The engine starts with the first user (in the ramp), so the ramp's mark is zero."""
+        marks = {"ramp": arrivals.Counts().as_dict(), **self.marks}
+        entered = [p for p in PHASES if p in marks]
+        out = {p: dict.fromkeys(final, 0) for p in PHASES}
+        for phase, following in zip(entered, [*entered[1:], None], strict=True):
+            out[phase] = arrivals.difference(marks[following] if following else final, marks[phase])
+        return out
 
     def dump(self, path: str) -> None:
         data = {"pid": os.getpid(), "started": self.started, "ended": time.time(), "users": self.users}
         data["phases"] = {p: self.entries[p].serialize() for p in PHASES}
         data["hdr"] = {p: self.latencies[p].encode() for p in PHASES}
         data["reconnects"] = _engine.reconnects if _engine is not None else None
+        if _engine is not None and _engine.arrivals is not None:
+            data["hdr_uncorrected"] = {p: self.uncorrected[p].encode() for p in PHASES}
+            data["arrivals"] = self._arrivals(_engine.arrivals.counts.as_dict())
         data["loop_s"], data["loopers"] = self.loop_s, {p: len(self.loopers[p]) for p in PHASES}
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
@@ -203,6 +228,8 @@ def _options(parser) -> None:
     parser.add_argument("--warmup", type=float, default=0.0, help="s after spawning before the steady window")
     parser.add_argument("--phases-prefix", default="", help="write per-phase stats to <prefix>_<pid>.json")
     parser.add_argument("--capacity", default="", help="a capacity search: load.capacity as JSON (runner/capacity.py)")
+    parser.add_argument("--arrival-rate", type=float, default=0.0, help="this process's requests/s (0: closed loop)")
+    parser.add_argument("--arrival", default="constant", choices=arrivals.ARRIVALS, help="how requests arrive")
     parser.add_argument("--capacity-file", default="locust_capacity.json", help="where the search writes its steps")
 
 
@@ -229,11 +256,13 @@ def _configure(environment, **_kwargs) -> None:
 def _record(response_time, response_length, exception, context=None, **_kwargs) -> None:
     # a user: its greenlet (Locust's users each have one), or what a user class that runs several users in
     # one greenlet names in the request's context (context={"user": ...}: the loop user's connection)
-    current = _phases.current
-    _phases.loop(current, (context or {}).get("user") or id(gevent.getcurrent()))
+    current, context = _phases.current, context or {}
+    _phases.loop(current, context.get("user") or id(gevent.getcurrent()))
     entry = _phases.entries[current]
     entry.log(response_time, response_length or 0)
     _phases.latencies[current].record(response_time)
+    if "uncorrected_ms" in context:
+        _phases.uncorrected[current].record(context["uncorrected_ms"])
     if exception is not None:
         entry.log_error(exception)
     if _search is not None:
@@ -299,22 +328,34 @@ def _the_engine(user: User) -> Engine:
         request = wire.build_request(options.method, options.path, url.netloc, options.body.encode())
         fire, stats = user.environment.events.request.fire, user.environment.stats
 
-        def log(conn: object, ms: float, length: int, exception: Exception) -> None:
-            fire(request_type=options.method, name=options.path, response_time=ms, response_length=length,
-                 exception=exception, context={"user": conn})  # fmt: skip
+        schedule = None
+        if options.arrival_rate > 0:
+            schedule = arrivals.OpenLoop(options.arrival_rate, options.arrival, drop_after_s=options.request_timeout)
+        context = (
+            (lambda conn, raw: {"user": conn, "uncorrected_ms": raw})
+            if schedule
+            else (lambda conn, raw: {"user": conn})
+        )
 
-        def log_many(conns: list[object], times: list[float], length: int) -> None:
-            _log_successes([stats.total, stats.get(options.path, options.method)], conns, times, length)
+        def log(conn: object, ms: float, raw: float, length: int, exception: Exception) -> None:
+            fire(request_type=options.method, name=options.path, response_time=ms, response_length=length,
+                 exception=exception, context=context(conn, raw))  # fmt: skip
+
+        def log_many(conns: list[object], times: list[float], raw: list[float] | None, length: int) -> None:
+            _log_successes([stats.total, stats.get(options.path, options.method)], conns, times, length, raw)
 
         wait = (options.wait_min, options.wait_max)
-        _engine = Engine(address, family, request, log, log_many, options.request_timeout, wait)
+        _engine = Engine(address, family, request, log, log_many, options.request_timeout, wait, schedule)
     return _engine
 
 
-def _log_successes(entries: list[StatsEntry], users: list[object], times: list[float], length: int) -> None:
+def _log_successes(
+    entries: list[StatsEntry], users: list[object], times: list[float], length: int, raw: list[float] | None = None
+) -> None:
     """What firing Locust's request event once per success would do, for a batch of successes at
     once: StatsEntry.log's updates (Locust 2.4x, stats.py) into Locust's own entries and into what
-    our listener (_record) keeps. Request listeners other than Locust's and ours do not see them."""
+    our listener (_record) keeps. Request listeners other than Locust's and ours do not see them.
+    raw: the uncorrected times of an open model's requests."""
     _phases.loop(_phases.current, *users)
     now = time.time()
     second = int(now)
@@ -345,6 +386,10 @@ def _log_successes(entries: list[StatsEntry], users: list[object], times: list[f
     for recorder in (_phases.latencies[phase], _search.latencies) if searching else (_phases.latencies[phase],):
         record = recorder.record
         for ms in times:
+            record(ms)
+    if raw is not None:
+        record = _phases.uncorrected[phase].record
+        for ms in raw:
             record(ms)
 
 

@@ -16,9 +16,15 @@ shape ticks, runner messages, the phase timers), sees the descriptor ready and s
 loop that yielded with gevent.sleep(0) instead starved gevent's timers (a 10 ms timer fired 84 of
 600 times); tests/runner/test_loop_user.py measures a 10 ms timer beside a saturated engine.
 
-Scheduling: every send goes through `_schedule` (now, or after think time on the engine's timer
-heap) -- the one place an open model (a fixed arrival rate) would change. Deadlines are checked by
-a sweep every SWEEP_S over the requests in flight, not by a timer per request.
+Scheduling: every send goes through `_schedule`. Closed loop (the default): a connection sends its
+next request at once, or after think time on the engine's timer heap. Open model (load.arrival_rate,
+runner/arrivals.py): requests arrive on their own clock, and `_schedule` only returns the connection
+to a pool of free ones (at most one per user: load.users connections, each opened on its first send);
+every turn of the loop hands the requests due by now to free connections, and those that found none
+wait in the schedule's queue. A request's latency then runs from its intended send time (corrected
+for coordinated omission); the uncorrected one, from its actual send, goes beside it. Deadlines are
+checked by a sweep every SWEEP_S over the requests in flight (from their actual send), not by a
+timer per request.
 
 Accounting: every request the engine starts ends as exactly one success or one failure. Failures are
 logged one by one (`log`); successes are collected over a batch of ready connections and logged
@@ -46,6 +52,7 @@ from gevent.event import Event
 from gevent.monkey import get_original
 
 from runner import wire
+from runner.arrivals import OpenLoop
 
 _socket = get_original("socket", "socket")
 _epoll = get_original("select", "epoll")
@@ -57,21 +64,37 @@ READ_SIZE = 65536
 # the response, closed
 IDLE, SENDING, WAITING, CLOSED = range(4)
 
-Log = Callable[["Conn", float, int, Exception], None]  # a failure: (its connection, ms, response bytes, exception)
-LogMany = Callable[[list["Conn"], list[float], int], None]  # successes: (connections, their ms, their bytes in all)
+# a failure: (its connection, ms, uncorrected ms, response bytes, exception)
+Log = Callable[["Conn", float, float, int, Exception], None]
+# successes: (connections, their ms, their uncorrected ms -- None in a closed loop, where they are the same --, their
+# bytes in all)
+LogMany = Callable[[list["Conn"], list[float], "list[float] | None", int], None]
 
 
 class Conn:
     """One user's connection: its socket (or None between connections) and its request in flight."""
 
-    __slots__ = ("sock", "fd", "state", "reader", "started", "out", "draining", "idle", "connections", "seq")
+    __slots__ = (
+        "sock",
+        "fd",
+        "state",
+        "reader",
+        "started",
+        "intended",
+        "out",
+        "draining",
+        "idle",
+        "connections",
+        "seq",
+    )
 
     def __init__(self, expect_body: bool = True) -> None:
         self.sock = None
         self.fd = -1
         self.state = IDLE
         self.reader = wire.Reader(expect_body)
-        self.started = 0.0  # perf_counter when the request in flight became due; 0.0: none in flight
+        self.started = 0.0  # perf_counter when the request in flight was sent; 0.0: none in flight
+        self.intended = 0.0  # when it was due: `started` in a closed loop, its intended send time in an open model
         self.out = b""  # request bytes not sent yet
         self.draining = False  # Locust asked the user to stop: send nothing new
         self.idle = Event()  # set once a draining connection has nothing in flight
@@ -91,9 +114,13 @@ class Engine:
         log_many: LogMany,
         timeout_s: float,
         wait: tuple[float, float],
+        arrivals: OpenLoop | None = None,
     ) -> None:
         self.address, self.family, self.request, self.log, self.log_many = address, family, request, log, log_many
+        self.arrivals = arrivals  # None: a closed loop
+        self.free: list[Conn] = []  # open model: connections with nothing in flight, the last freed on top
         self._ok: list[float] = []  # this batch's successes: response times (ms)
+        self._ok_raw: list[float] | None = [] if arrivals is not None else None  # and from the actual send
         self._ok_conns: list[Conn] = []  # and whose they were
         self._ok_bytes = 0
         self.timeout_s = timeout_s
@@ -114,7 +141,13 @@ class Engine:
     def open(self) -> Conn:
         conn = Conn(expect_body=not self.request.startswith(b"HEAD "))
         self.conns.add(conn)
-        self._send(conn, time.perf_counter())  # spawn_rate = connections opened per second
+        now = time.perf_counter()
+        if self.arrivals is None:
+            self._send(conn, now)  # spawn_rate = connections opened per second
+        else:
+            self.free.insert(0, conn)  # under the ones already connected: a new socket only when they are busy
+            if self.arrivals.next_at == float("inf"):
+                self.arrivals.start(now)
         self._wake.set()
         return conn
 
@@ -123,6 +156,7 @@ class Engine:
         conn.draining = True
         if not conn.started:
             conn.seq += 1  # forget a send waiting for its think time
+            self._unfree(conn)
             conn.idle.set()
 
     def close(self, conn: Conn) -> None:
@@ -134,7 +168,14 @@ class Engine:
         self._disconnect(conn)
         conn.state = CLOSED
         conn.idle.set()
+        self._unfree(conn)
         self.conns.discard(conn)
+        if not self.conns and self.arrivals is not None:
+            self.arrivals.stop()  # nobody to send: the queue would only be dropped request by request
+
+    def _unfree(self, conn: Conn) -> None:
+        if conn in self.free:  # open model only; a list of at most load.users
+            self.free.remove(conn)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -156,15 +197,30 @@ class Engine:
             for _, _, seq, conn in due:
                 if seq == conn.seq and conn.state != CLOSED:
                     self._send(conn, now)
-            self._turn(min(next_sweep, timers[0][0]) - now if timers else next_sweep - now)
+            wake = min(next_sweep, timers[0][0]) if timers else next_sweep
+            if self.arrivals is not None:
+                self._dispatch(now)
+                if self.free:  # else the next arrival waits for a response anyway
+                    wake = min(wake, self.arrivals.next_at)
+            self._turn(wake - now)
             for fd, events in poll(0, BATCH):
                 conn = by_fd.get(fd)
                 if conn is not None:
                     self._ready(conn, events)
             if self._ok:
-                ok, conns, self._ok, self._ok_conns = self._ok, self._ok_conns, [], []
-                self.log_many(conns, ok, self._ok_bytes)
+                ok, conns, raw, self._ok, self._ok_conns = self._ok, self._ok_conns, self._ok_raw, [], []
+                if raw is not None:
+                    self._ok_raw = []
+                self.log_many(conns, ok, raw, self._ok_bytes)
                 self._ok_bytes = 0
+
+    def _dispatch(self, now: float) -> None:
+        """Open model: the requests due by now, each on a free connection (taken first: one that fails at once
+        goes back to the pool, not to another request of this turn)."""
+        intended = self.arrivals.dispatch(now, len(self.free))
+        conns = [self.free.pop() for _ in intended]
+        for conn, due in zip(conns, intended, strict=True):
+            self._send(conn, now, due)
 
     def _turn(self, timeout: float) -> None:
         """One turn of the gevent hub: back as soon as a socket is ready, or after `timeout` s."""
@@ -187,6 +243,9 @@ class Engine:
         if conn.draining:
             conn.idle.set()
             return
+        if self.arrivals is not None:
+            self.free.append(conn)  # the loop's next _dispatch gives it a request
+            return
         delay = random.uniform(self.wait_min, self.wait_max) if self.wait_max > 0 else 0.0
         if delay <= 0 and not later:
             self._send(conn, now)
@@ -194,8 +253,9 @@ class Engine:
             self._tiebreak += 1
             heapq.heappush(self.timers, (now + delay, self._tiebreak, conn.seq, conn))
 
-    def _send(self, conn: Conn, now: float) -> None:
+    def _send(self, conn: Conn, now: float, intended: float | None = None) -> None:
         conn.started = now
+        conn.intended = now if intended is None else intended
         if conn.sock is None:
             self._connect(conn, now)
             return
@@ -273,17 +333,19 @@ class Engine:
         if not conn.started:  # a response nobody asked for
             self._broken(conn, wire.MalformedResponse("a response to no request"), now)
             return
-        elapsed = (now - conn.started) * 1000.0
+        elapsed, raw = (now - conn.intended) * 1000.0, (now - conn.started) * 1000.0
         conn.started = 0.0
         conn.state = IDLE
         if not response.keep_alive or not data:
             self._disconnect(conn)
         if 200 <= response.status < 300:
             self._ok.append(elapsed)
+            if self._ok_raw is not None:
+                self._ok_raw.append(raw)
             self._ok_conns.append(conn)
             self._ok_bytes += response.length
         else:
-            self.log(conn, elapsed, response.length, wire.BadStatus(response.status))
+            self.log(conn, elapsed, raw, response.length, wire.BadStatus(response.status))
         self._schedule(conn, now)
 
     def _broken(self, conn: Conn, exc: Exception, now: float) -> None:
@@ -294,9 +356,9 @@ class Engine:
             self._schedule(conn, now, later=True)
 
     def _fail(self, conn: Conn, exc: Exception, now: float) -> None:
-        elapsed = (now - conn.started) * 1000.0
+        elapsed, raw = (now - conn.intended) * 1000.0, (now - conn.started) * 1000.0
         conn.started = 0.0
-        self.log(conn, elapsed, 0, exc)
+        self.log(conn, elapsed, raw, 0, exc)
 
     def _disconnect(self, conn: Conn) -> None:
         if conn.sock is None:

@@ -4,12 +4,15 @@ garbage), against our servers, and beside a 10 ms gevent timer that must still f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,6 +252,23 @@ def _stop(environment, **_kw):
 """
 
 
+@contextlib.contextmanager
+def serving(model: str, workload: str = "hello"):
+    """One of our servers on a free loopback port: (its process, its port)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", f"servers.{model}", "--host", "127.0.0.1", "--port", "0", "--workload", workload],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield server, int(server.stdout.readline().split()[2])  # READY host port
+    finally:
+        server.send_signal(signal.SIGCONT)  # a test that stopped it and failed midway
+        server.terminate()
+        server.wait(10)
+
+
 @pytest.mark.slow
 def test_a_10ms_gevent_timer_beside_a_saturated_engine_fires_on_time(tmp_path):
     """Locust's own greenlets (stats, shape ticks, phase timers) must run while the engine is busy. Lateness
@@ -256,18 +276,8 @@ def test_a_10ms_gevent_timer_beside_a_saturated_engine_fires_on_time(tmp_path):
     doing, not the engine's: 67 ms raw at a load average of 30, 3 ms net); raw and net are printed."""
     ticker = tmp_path / "ticker.py"
     ticker.write_text(TICKER)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "servers.epoll", "--host", "127.0.0.1", "--port", "0", "--workload", "hello"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        port = int(server.stdout.readline().split()[2])  # READY host port
+    with serving("epoll") as (_, port):
         run_loop(tmp_path, port, "/", str(ticker), users=100, seconds=6)
-    finally:
-        server.terminate()
-        server.wait(10)
     ticks = json.loads((tmp_path / "out" / "locust_ticks.json").read_text())
     print(ticks)  # the numbers, for the record (pytest -s)
     assert ticks["requests"] > 1000  # the engine was busy
@@ -312,3 +322,60 @@ def test_think_time_and_two_locust_processes_keep_their_meaning(tmp_path):
     assert 25 <= m["rps"] <= 52, m  # 5 / (0.1 s + a response time): never above 50, and not far below
     assert "littles-law" not in result["flags"]
     assert abs(result["server"]["served"] - m["total_requests"]) <= 1, m  # every request counted once
+
+
+def _open_model(got: Outcome) -> dict:
+    """The steady window of a one-process open-model run: its length, the schedule's counts, both latencies."""
+    from runner import latency
+
+    (phases,) = got.phases
+    window = phases["started"]["stopping"] - phases["started"]["steady"]
+    steady = {k: latency.merged([phases[k]["steady"]]) for k in ("hdr", "hdr_uncorrected")}
+    assert steady["hdr"].get_total_count() == steady["hdr_uncorrected"].get_total_count()
+    assert steady["hdr"].get_total_count() == phases["phases"]["steady"]["num_requests"]
+    percentiles = {f"{k}_{q}": latency.percentile_ms(h, q) for k, h in steady.items() for q in (0.5, 0.99)}
+    return {"window": window, **phases["arrivals"]["steady"], **percentiles}
+
+
+@pytest.mark.slow
+def test_an_arrival_rate_is_kept_end_to_end_with_both_latencies(tmp_path):
+    """500 requests/s for 10 s on 20 connections to a server with headroom (epoll: ~10k/s here). The window
+    starts after a 1 s warmup: the users' on_start makes the engine, which on a busy machine can come after
+    Locust's spawning_complete, and a window that began before the schedule would read a lower rate."""
+    with serving("epoll") as (_, port):
+        got = run_loop(tmp_path, port, "/", "--arrival-rate", "500", "--warmup", "1", users=20, seconds=10)
+    steady = _open_model(got)
+    print(steady)  # the numbers, for the record (pytest -s)
+    # (reconnects are fine: a connection at the bottom of the pool can sit idle past the server's keep-alive)
+    assert got.failures == 0
+    assert abs(steady["sent"] / steady["window"] - 500) <= 0.02 * 500, steady
+    assert steady["dropped"] == 0 and steady["intended"] - steady["sent"] <= 20  # at most one in flight per connection
+    # the corrected latency adds the wait from the intended time: never less than the uncorrected one
+    assert steady["hdr_0.5"] >= steady["hdr_uncorrected_0.5"] and steady["hdr_0.99"] >= steady["hdr_uncorrected_0.99"]
+
+
+@pytest.mark.slow
+def test_a_1s_stall_shows_in_corrected_latency_and_the_late_count(tmp_path):
+    """The done-when stall: SIGSTOP the server for 1 s in the middle of 10 s at 500 requests/s. Closed-loop
+    (uncorrected) latency sees only the requests in flight when it stopped; the corrected one sees every
+    request due during the stall. Expected: the 1% slowest are the first arrivals of the stall, so p99 is
+    about 1 s minus 1% of the window's requests x 2 ms (~85 ms over a 8.5 s window), plus the backlog's drain."""
+    with serving("epoll") as (server, port):
+
+        def stall() -> None:
+            server.send_signal(signal.SIGSTOP)
+            time.sleep(1.0)
+            server.send_signal(signal.SIGCONT)
+
+        timer = threading.Timer(4.5, stall)
+        timer.start()
+        try:
+            got = run_loop(tmp_path, port, "/", "--arrival-rate", "500", "--warmup", "1", users=20, seconds=10)
+        finally:
+            timer.join()
+    steady = _open_model(got)
+    print(steady)
+    assert got.failures == 0
+    assert steady["hdr_0.99"] >= 900, steady
+    assert steady["hdr_uncorrected_0.99"] <= steady["hdr_0.99"] / 5, steady  # 20 of ~5000 waited the whole second
+    assert steady["late"] >= 400 and steady["queued"] >= 400 and steady["dropped"] == 0, steady
