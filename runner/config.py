@@ -90,6 +90,11 @@ class LoadConfig:
     warmup_s: float = 0.0  # after the last user started, before the steady window the report ranks
     processes: int = 1  # locust --processes: generator processes (-1: one per core)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)  # a step search instead of fixed users
+    # an open model (runner/arrivals.py): requests/s at intended send times on a pool of at most `users`
+    # connections, latency corrected for coordinated omission; null: the closed loop (each user sends its next
+    # request when its response came). The `loop` user only; split evenly over load.processes.
+    arrival_rate: float | None = None
+    arrival: str = "constant"  # constant (evenly spaced) | poisson (exponential gaps)
     # distributed Locust (runner/distributed.py): a master and `workers` local worker processes
     mode: str = "local"  # local | distributed
     workers: int = 2  # local workers the runner starts (distributed mode)
@@ -117,6 +122,9 @@ class ValidityConfig:
     max_error_ratio: float = 0.01  # errors: failed / requests above this
     min_requests: int = 2000  # few-requests: fewer in the measured window
     littles_tolerance: float = 0.2  # littles-law: |users - users' loop time / window| / users above this
+    # generator-late, behind-schedule (an open model): late or dropped requests / requests due above this; 1% is
+    # the issue's objective for a sustainable rate (99% of requests sent on time)
+    max_late_ratio: float = 0.01
     count_tolerance: float = 0.005  # count-mismatch: |SERVED - Locust's total| / total above this
     unstable_spread: float = 0.1  # unstable: (max - min) / median of repeats at or above this
     # contended: other processes used more than this % of the server's or Locust's cores over the window
@@ -364,6 +372,7 @@ def check(cfg: DictConfig | Config) -> list[str]:
     if cfg.load.stop_timeout_s < 0:
         errors.append(f"load.stop_timeout_s: must be >= 0, got {cfg.load.stop_timeout_s}")
     errors += _check_capacity(cfg.load)
+    errors += _check_arrival(cfg.load)
     if not is_loopback(cfg.run.host) and not cfg.run.allow_remote:
         errors.append(
             f"run.host: {cfg.run.host!r} is not a loopback address; load goes to 127.0.0.1/::1 only "
@@ -389,6 +398,44 @@ def _check_run_time(load: Any, run_time: float) -> list[str]:
             f"{math.floor(ramp + load.warmup_s) + 1}s or more, or a higher load.spawn_rate"
         ]
     return []
+
+
+def _check_arrival(load: Any) -> list[str]:
+    """An open model runs on the loop user's engine, on connections it holds for the whole run."""
+    from runner.arrivals import ARRIVALS
+
+    errors = []
+    if load.arrival not in ARRIVALS:
+        errors.append(f"load.arrival: one of {', '.join(ARRIVALS)}, got {load.arrival!r}")
+    rate = load.arrival_rate
+    if rate is None:
+        return errors
+    if not rate > 0:  # NaN too
+        return errors + [f"load.arrival_rate: requests/s, must be > 0 (or null: the closed loop), got {rate}"]
+    user_class = load.user_class.value if isinstance(load.user_class, Enum) else str(load.user_class)
+    if user_class != "loop":
+        errors.append(
+            f"load.arrival_rate: an open model needs load.user_class=loop (its engine times every send), got "
+            f"{user_class}"
+        )
+    if load.capacity.enabled:
+        errors.append("load.arrival_rate: a capacity search steps users, not a rate; set one or the other")
+    if load.mode != "local":
+        errors.append(
+            f"load.arrival_rate: a local Locust only (its processes split the rate), got load.mode={load.mode}"
+        )
+    if load.wait_max_s > 0:
+        errors.append(
+            "load.wait_min_s/wait_max_s: an open model has no think time (requests come at the rate, not after the "
+            f"previous response); got {load.wait_min_s}, {load.wait_max_s}"
+        )
+    processes = load.processes if load.processes > 0 else 1
+    if load.users < processes:
+        errors.append(
+            f"load.users: the open model's connection pool, split over load.processes={load.processes}: needs at "
+            f"least one per process, got {load.users}"
+        )
+    return errors
 
 
 def _check_capacity(load: Any) -> list[str]:

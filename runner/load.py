@@ -16,9 +16,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from runner import capacity, latency
 from runner.config import Config, parse_duration
@@ -71,7 +73,15 @@ def locustfile_args(cfg: Config, job_dir: Path) -> list[str]:
         "--request-timeout", f"{load.request_timeout_s:g}",
         "--warmup", f"{load.warmup_s:g}",
         "--phases-prefix", str(job_dir / PHASES_PREFIX),
+        *(_arrival_args(load) if load.arrival_rate is not None else []),
     ]  # fmt: skip
+
+
+def _arrival_args(load: Any) -> list[str]:
+    """An open model: each Locust process keeps its share of the rate on its own share of the users
+    (Locust's -1 is one process per core)."""
+    processes = load.processes if load.processes > 0 else os.cpu_count() or 1
+    return ["--arrival-rate", f"{load.arrival_rate / processes:.6g}", "--arrival", load.arrival]
 
 
 def _free_port() -> int:
@@ -217,8 +227,27 @@ def _from_phases(job_dir: Path) -> Metrics | None:
     metrics.total_failures = sum(int(e["num_failures"]) for e in whole)
     reconnects = [f["reconnects"] for f in files if f.get("reconnects") is not None]
     metrics.reconnects = sum(reconnects) if reconnects else None
+    if files and all("arrivals" in f for f in files):
+        _open_model(metrics, files)
     metrics.window = "steady"
     return metrics
+
+
+def _open_model(metrics: Metrics, files: list[dict]) -> None:
+    """The steady window's schedule (runner/arrivals.py), summed over the processes, and its uncorrected
+    latencies beside the corrected ones the metrics already hold."""
+    counts = {key: sum(int(f["arrivals"]["steady"][key]) for f in files) for key in files[0]["arrivals"]["steady"]}
+    metrics.late, metrics.queued, metrics.dropped = counts["late"], counts["queued"], counts["dropped"]
+    metrics.generator_late = counts["generator_late"]
+    if metrics.window_s:
+        metrics.intended_rps, metrics.sent_rps = (
+            counts["intended"] / metrics.window_s,
+            counts["sent"] / metrics.window_s,
+        )
+    raw = latency.merged([f["hdr_uncorrected"]["steady"] for f in files])
+    if raw is not None and raw.get_total_count():
+        metrics.uncorrected_median_ms = latency.percentile_ms(raw, 0.5)
+        metrics.uncorrected_p99_ms = latency.percentile_ms(raw, 0.99)
 
 
 def _from_json(path: Path) -> Metrics | None:

@@ -71,6 +71,16 @@ class Metrics:
     # users' time in their request loop over the window / its length: the users Little's law sees
     # (runner/locustfile.py); None when unknown (no phase files, or a user logged no cycle in it)
     loop_users: float | None = None
+    # an open model (load.arrival_rate; None in a closed loop): avg_ms and the percentiles above are corrected (from
+    # each request's intended send time); these are over the same window (runner/arrivals.py says what each means)
+    intended_rps: float | None = None  # requests whose intended send time came, per second: the rate asked for
+    sent_rps: float | None = None  # requests sent per second: the rate achieved
+    late: int | None = None  # sent more than arrivals.LATE_S after their intended time
+    queued: int | None = None  # sent after waiting for a free connection
+    generator_late: int | None = None  # late although a connection was free: the generator fell behind
+    dropped: int | None = None  # never sent: queued longer than load.request_timeout_s
+    uncorrected_median_ms: float | None = None  # from the actual send, as a closed loop would time them
+    uncorrected_p99_ms: float | None = None
     partial: bool = False  # numbers from a run that did not end cleanly
 
 

@@ -13,7 +13,13 @@ LEGEND = {
     "generator-bound": "Locust used >= {cpu_bound:.0%} of its cores while the server did not: the number measures "
     "the load generator, not the server. Use the loop user (load.user_class=loop: one engine per Locust process, "
     "about 10x FastHttpUser per core), then more cores for Locust (load.processes=2 with a core to spare, or "
-    "load=distributed workers on other machines).",
+    "load=distributed workers on other machines). An open model (load.arrival_rate) is also generator-bound when "
+    "more than {max_late_ratio:.0%} of its requests were sent late although a connection was free and the server "
+    "was below that share: the generator could not keep its own schedule.",
+    "behind-schedule": "an open model (load.arrival_rate): more than {max_late_ratio:.0%} of the requests were sent "
+    "late because every connection was busy, or dropped (queued longer than load.request_timeout_s): the server, "
+    "or load.users connections, could not keep up with the rate. Their wait is in the corrected latency (the "
+    "percentile columns); read the Late and Dropped columns, never RPS alone.",
     "errors": "more than {max_error_ratio:.1%} of requests failed; RPS counts failures, so read goodput instead.",
     "few-requests": "fewer than {min_requests} requests in the measured window: percentiles are mostly noise.",
     "littles-law": "the users' time in their request loop (requests, think time, the generator's own time between "
@@ -36,8 +42,13 @@ def run_flags(result: RunResult, cfg: Config) -> list[str]:
     flags = []
     locust = result.resources.get("locust", {})
     server = result.resources.get("server", {})
-    if (locust.get("cpu_util") or 0) >= v.cpu_bound and (server.get("cpu_util") or 0) < v.cpu_bound:
+    headroom = (server.get("cpu_util") or 0) < v.cpu_bound
+    intended = (m.intended_rps or 0) * (m.window_s or 0)  # an open model's requests due in the window
+    behind = intended and (m.generator_late or 0) > v.max_late_ratio * intended  # with a connection free
+    if headroom and ((locust.get("cpu_util") or 0) >= v.cpu_bound or behind):
         flags.append("generator-bound")
+    if intended and (m.late or 0) - (m.generator_late or 0) + (m.dropped or 0) > v.max_late_ratio * intended:
+        flags.append("behind-schedule")
     if any((side.get("others_pct") or 0) > v.max_others_pct for side in (server, locust)):
         flags.append("contended")
     if m.failure_ratio is not None and m.failure_ratio > v.max_error_ratio:
@@ -47,7 +58,7 @@ def run_flags(result: RunResult, cfg: Config) -> list[str]:
     users = m.users_reached or cfg.load.users
     if m.users_reached is not None and m.users_reached < cfg.load.users and result.capacity is None:
         flags.append("users-not-reached")
-    if _littles_law_broken(m, cfg, users):
+    if cfg.load.arrival_rate is None and _littles_law_broken(m, cfg, users):  # open: users are a pool, not loops
         flags.append("littles-law")
     served = result.server.get("served")
     if served is not None and m.total_requests:

@@ -301,3 +301,34 @@ def test_run_repeats_keeps_a_flags_value_with_it():
     assert expand_repeats(["run.repeats=2", "--cfg", "job", "server=select"]) == [
         "--cfg", "job", "-m", "run.repeat=range(0,2)", "server=select"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["load.arrival_rate=0"], "load.arrival_rate: requests/s, must be > 0 (or null: the closed loop), got 0"),
+        (["load.arrival_rate=-5"], "load.arrival_rate: requests/s, must be > 0"),
+        (["load.arrival_rate=50", "load.user_class=fast"], "an open model needs load.user_class=loop"),
+        (["load.arrival_rate=50", "load=capacity"], "load.arrival_rate: a capacity search steps users, not a rate"),
+        (["load.arrival_rate=50", "load=distributed"], "load.arrival_rate: a local Locust only"),
+        (["load.arrival_rate=50", "load.wait_max_s=1"], "an open model has no think time"),
+        (["load.arrival_rate=50", "load.processes=4", "load.users=2"], "load.users: the open model's connection pool"),
+        (["load.arrival=bursty"], "load.arrival: one of constant, poisson, got 'bursty'"),
+        (["load.arrival_rate=fast"], "load.arrival_rate: 'fast' is not a number or null"),
+    ],
+)  # fmt: skip
+def test_an_arrival_rate_is_refused_where_an_open_model_cannot_run(overrides, expected):
+    errors = validate_argv(overrides)
+    assert any(expected in e for e in errors), errors
+
+
+def test_arrival_rates_sweep_like_any_key():
+    assert validate_argv(["-m", "server=single,select", "load.arrival_rate=50,150", "load.arrival=poisson"]) == []
+
+
+def test_an_arrival_rate_is_split_over_locust_processes(compose_cfg, tmp_path):
+    from runner.load import locust_argv
+
+    argv = locust_argv(compose_cfg("load.arrival_rate=150", "load.processes=2", "load.users=10"), "::1", 1, tmp_path)
+    assert argv[argv.index("--arrival-rate") + 1] == "75" and argv[argv.index("--arrival") + 1] == "constant"
+    assert "--arrival-rate" not in locust_argv(compose_cfg(), "::1", 1, tmp_path)  # the closed loop

@@ -97,3 +97,29 @@ def test_others_on_either_sides_cores_make_a_run_contended(side):
     assert "contended" in run_flags(result, _cfg())
     result.resources[side]["others_pct"] = 3.0  # kernel threads, a shell
     assert "contended" not in run_flags(result, _cfg())
+
+
+def _open(**metrics) -> RunResult:
+    """An open model at 1,000/s over a 10 s window: 10,000 requests due."""
+    values = {"intended_rps": 1000.0, "sent_rps": 1000.0, "window_s": 10.0, "late": 0, "queued": 0}
+    values |= {"generator_late": 0, "dropped": 0, "rps": 1000.0}
+    return _result(**(values | metrics))
+
+
+def test_an_open_model_on_schedule_has_no_flags_and_no_littles_law():
+    # 1,000/s x 10 ms = 10 connections busy of 100: a closed loop's Little's law would flag it, a pool is not a loop
+    assert run_flags(_open(), _cfg(arrival_rate=1000.0)) == []
+
+
+@pytest.mark.parametrize(
+    "metrics, server_util, flags",
+    [
+        ({"late": 150, "generator_late": 150}, 0.5, ["generator-bound"]),  # late with a connection free
+        ({"late": 150, "generator_late": 150}, 0.95, []),  # ... but the server was saturated: not the generator
+        ({"late": 150, "queued": 150}, 0.5, ["behind-schedule"]),  # waited for a connection
+        ({"dropped": 101}, 0.95, ["behind-schedule"]),
+        ({"late": 50, "queued": 50, "dropped": 40}, 0.5, []),  # 0.9%: within the 1% tolerance
+    ],
+)
+def test_an_open_model_that_could_not_keep_its_schedule_says_whose_fault(metrics, server_util, flags):
+    assert run_flags(_open(server_util=server_util, **metrics), _cfg(arrival_rate=1000.0)) == flags
