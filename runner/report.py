@@ -83,6 +83,10 @@ Workload: what the server did per request.
 Keep-alive: whether the server kept connections open between requests.
 Users: Locust's simulated users.
 Spawn rate: users Locust started per second until all were running.
+Rate/s: load.arrival_rate, an open model: requests arrived at this rate whatever the server did, on a pool of \
+at most Users connections (the default, none, is the closed loop: each user sends its next request when its \
+response came). Its latencies (Avg ms and the percentiles, which rank it) are corrected: from each request's \
+intended send time, so a request that waited for a connection or for a stalled server counts its wait.
 Settings: config keys without a column of their own in which this row differs from others.
 Repeat: the run's `run.repeat`: which repetition of its cell it is.
 n: the cell's complete runs (finished, not partial, with numbers); every number in the row is their median.
@@ -95,6 +99,11 @@ Goodput: successful requests per second: RPS without the failures.
 Avg ms: mean response time (exact).
 p50 ms, p95 ms, p99 ms: percentiles of an HDR histogram of every response time in microseconds, to 3 \
 significant digits (Locust's own histogram, rounded to whole milliseconds below 100 ms, only for a run without one).
+Uncorr. p99 ms: an open model's p99 from each request's actual send, as a closed loop would time it; far below \
+p99 ms when requests waited (coordinated omission).
+Intended/s, Sent/s: requests per second that came due and that were sent, over the measured window.
+Late, Dropped: requests sent more than 10 ms after their intended time, and requests never sent because they \
+waited longer than load.request_timeout_s for a free connection (counted, not logged as failures).
 Server CPU %, Locust CPU %: CPU time each process tree (children included) used over the measured window; \
 100 = one core busy.
 Peak mem MB: the server's largest memory during the run, children included, as PSS (a page shared by N \

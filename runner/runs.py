@@ -45,6 +45,7 @@ class Run:
     keepalive: bool | None = None
     users: int | None = None
     spawn_rate: float | None = None
+    arrival_rate: float | None = None  # load.arrival_rate: an open model's requests/s; None: the closed loop
     settings: str = ""  # config keys that differ between runs and have no column: set by to_frame
     repeat: int | None = None  # config run.repeat
     requests: int | None = None
@@ -56,6 +57,12 @@ class Run:
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
+    # an open model (arrival_rate set): the percentiles above are corrected, these from Metrics' open-model fields
+    uncorrected_p99_ms: float | None = None
+    intended_rps: float | None = None
+    sent_rps: float | None = None
+    late: int | None = None
+    dropped: int | None = None
     max_ms: float | None = None
     total_requests: int | None = None  # Locust's count over the whole run, ramp-up included
     served: int | None = None  # the server's own count (its SERVED line)
@@ -85,7 +92,8 @@ IDENTITY = COLUMNS[: COLUMNS.index("settings") + 1]
 NUMBERS = COLUMNS[COLUMNS.index("requests") : COLUMNS.index("locust_us_per_request") + 1]
 # Identity keys, spelled the same in RunResult's sections and in the Hydra config. The _SHOWN ones have
 # columns of their own; any other config key that differs between runs goes to the Settings column.
-_SHOWN = ("server.name", "server.keepalive", "load.users", "load.spawn_rate", "workload.name", "run.repeat")
+_SHOWN = ("server.name", "server.keepalive", "load.users", "load.spawn_rate", "load.arrival_rate", "workload.name",
+          "run.repeat")  # fmt: skip
 _KEYS = (*_SHOWN, "server.served")
 _KINDS = {"int | None": "Int64", "float | None": "Float64", "bool | None": "boolean", "bool": "bool"}
 DTYPES = {f.name: _KINDS[f.type] for f in fields(Run) if f.type in _KINDS}
@@ -97,6 +105,7 @@ _WORDS = {
     "server.keepalive": "keepalive",
     "load.users": "users",
     "load.spawn_rate": "spawn_rate",
+    "load.arrival_rate": "arrival_rate",
 }
 
 
@@ -190,6 +199,7 @@ def _make_run(
         keepalive=known["server.keepalive"] if isinstance(known["server.keepalive"], bool) else None,
         users=_int(known["load.users"]),
         spawn_rate=as_float(known["load.spawn_rate"]),
+        arrival_rate=as_float(known["load.arrival_rate"]),
         repeat=_int(known["run.repeat"]),
         requests=requests,
         failures=failures,
@@ -200,6 +210,11 @@ def _make_run(
         p50_ms=as_float(m.median_ms),
         p95_ms=as_float(m.p95_ms),
         p99_ms=as_float(m.p99_ms),
+        uncorrected_p99_ms=as_float(m.uncorrected_p99_ms),
+        intended_rps=as_float(m.intended_rps),
+        sent_rps=as_float(m.sent_rps),
+        late=_int(m.late),
+        dropped=_int(m.dropped),
         max_ms=as_float(m.max_ms),
         total_requests=_int(m.total_requests),
         served=_int(known["server.served"]),
@@ -301,7 +316,8 @@ def _group_labels(runs: list[Run], configs: list[dict[str, Any]]) -> list[str]:
 def _identity_config(run: Run) -> dict[str, Any]:
     """What a run without a config is known by, under its config key names."""
     return {"server.name": run.server, "server.keepalive": run.keepalive, "workload.name": run.workload,
-            "load.users": run.users, "load.spawn_rate": run.spawn_rate}  # fmt: skip
+            "load.users": run.users, "load.spawn_rate": run.spawn_rate,
+            "load.arrival_rate": run.arrival_rate}  # fmt: skip
 
 
 def _overridden(rerun: str) -> set[str]:
@@ -374,4 +390,6 @@ def describe(column: str, value: Any) -> str:
         return f"keep-alive {'yes' if value else 'no'}"
     if column == "users":
         return f"{value} user{'s' if value != 1 else ''}"
+    if column == "arrival_rate":
+        return f"{value:g} requests/s arriving"
     return f"spawn rate {value:g}/s"

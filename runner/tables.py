@@ -37,6 +37,7 @@ VARYING = (  # shown only when they differ between runs; stated once above the t
     ("Keep-alive", "keepalive", "{}"),
     ("Users", "users", "{:.0f}"),
     ("Spawn rate", "spawn_rate", "{:g}"),
+    ("Rate/s", "arrival_rate", "{:g}"),
 )
 _MEASURED = (
     ("Requests", "requests", "{:.0f}"),
@@ -48,6 +49,11 @@ _MEASURED = (
     ("p50 ms", "p50_ms", "{:g}"),
     ("p95 ms", "p95_ms", "{:g}"),
     ("p99 ms", "p99_ms", "{:g}"),
+    ("Uncorr. p99 ms", "uncorrected_p99_ms", "{:g}"),
+    ("Intended/s", "intended_rps", "{:.1f}"),
+    ("Sent/s", "sent_rps", "{:.1f}"),
+    ("Late", "late", "{:.0f}"),
+    ("Dropped", "dropped", "{:.0f}"),
     ("Server CPU %", "server_cpu_pct", "{:.0f}"),
     ("Locust CPU %", "locust_cpu_pct", "{:.0f}"),
     ("Peak mem MB", "peak_memory_mb", "{:.1f}"),
@@ -56,6 +62,7 @@ _MEASURED = (
     ("Outcome", "outcome", "{}"),
     ("Flags", "flags", "{}"),
 )
+_OPEN = ("uncorrected_p99_ms", "intended_rps", "sent_rps", "late", "dropped")  # shown when a run had an arrival rate
 _CI = " [95% CI]"  # the header suffix of a median shown with its interval
 
 
@@ -132,6 +139,9 @@ def _columns(frame: pd.DataFrame, kind: str) -> list[tuple[str, str, str]]:
     """The columns of a table of `kind`: "runs" (a ranking of runs), "cells" (a ranking of cells) or
     "all" (every run of a sweep with repeats)."""
     hidden = set(same_for_every_run(frame))
+    closed = frame["arrival_rate"].isna().all()  # closed loops only: no Rate/s column, no open-model columns
+    if closed:
+        hidden.add("arrival_rate")
     if kind != "all":  # a sub-heading states what is the same within its group; keep-alive may be the server's
         groups = [rows for _, rows in ranking_groups(frame)]
         hidden |= {c for _, c, _ in VARYING if c != "keepalive" and all(_one_value(g[c].tolist()) for g in groups)}
@@ -142,7 +152,8 @@ def _columns(frame: pd.DataFrame, kind: str) -> list[tuple[str, str, str]]:
     columns += [("Repeat", "repeat", "{:.0f}")] if kind == "all" else []
     columns += [("n", "n", "{:.0f}")] if kind == "cells" else []
     with_ci = ("rps", "avg_ms") if kind == "cells" else ()
-    return columns + [(h + _CI if c in with_ci else h, c, fmt) for h, c, fmt in _MEASURED]
+    measured = [m for m in _MEASURED if not (closed and m[1] in _OPEN)]
+    return columns + [(h + _CI if c in with_ci else h, c, fmt) for h, c, fmt in measured]
 
 
 def _ranked_order(frame: pd.DataFrame, metric: str, descending: bool) -> list[dict]:

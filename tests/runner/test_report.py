@@ -127,7 +127,9 @@ the server.
 - **generator-bound**: Locust used >= 90% of its cores while the server did not: the number measures the load \
 generator, not the server. Use the loop user (load.user_class=loop: one engine per Locust process, about 10x \
 FastHttpUser per core), then more cores for Locust (load.processes=2 with a core to spare, or load=distributed \
-workers on other machines). Seen in: select (0).
+workers on other machines). An open model (load.arrival_rate) is also generator-bound when more than 1% of its \
+requests were sent late although a connection was free and the server was below that share: the generator could \
+not keep its own schedule. Seen in: select (0).
 - **errors**: more than 1.0% of requests failed; RPS counts failures, so read goodput instead. Seen in: process (2).
 
 ## Measurement
@@ -681,3 +683,32 @@ def test_when_every_run_is_generator_bound_the_summary_compares_what_a_request_c
     assert "(Req/CPU-s, higher is cheaper): epoll 30,828, select 20,012.\n" in text  # thread: no number
     runs[1] = run("epoll", 30828.0, flags=())
     assert "Req/CPU-s, higher is cheaper" not in _summary(to_frame(runs), None, {})  # not all: the tables say it
+
+
+def test_open_model_runs_rank_by_corrected_latency_per_rate_and_show_the_schedule() -> None:
+    def run(server: str, rate: float, avg: float, p99: float, raw_p99: float, late: int, where: str) -> Run:
+        numbers = {"rps": rate, "avg_ms": avg, "p99_ms": p99, "uncorrected_p99_ms": raw_p99, "intended_rps": rate}
+        numbers |= {"sent_rps": rate, "late": late, "dropped": 0}
+        return Run(server=server, workload="io", arrival_rate=rate, outcome="ok", run=where, **numbers)
+
+    runs = [
+        run("single", 50.0, 11.0, 20.0, 19.0, 0, "0"),
+        run("thread", 50.0, 10.5, 12.0, 11.9, 0, "1"),
+        run("single", 150.0, 900.0, 2400.0, 20.0, 1200, "2"),
+        run("thread", 150.0, 10.6, 13.0, 12.0, 0, "3"),
+    ]
+    markdown = render(to_frame(runs), "t", {})
+    heading = "Table 2. Ranked by average response time"
+    assert sub_headings(markdown, heading) == ["50 requests/s arriving", "150 requests/s arriving"]
+    rows = table_rows(markdown, heading)
+    assert [r["Server"] for r in rows] == ["thread", "single", "thread", "single"]  # corrected latency ranks
+    assert (rows[3]["p99 ms"], rows[3]["Uncorr. p99 ms"], rows[3]["Late"], rows[3]["Dropped"]) == (
+        "2400",
+        "20",
+        "1200",
+        "0",
+    )
+    assert rows[3]["Intended/s"] == rows[3]["Sent/s"] == "150.0" and "Rate/s" not in rows[0]  # the sub-heading says it
+    assert "**Uncorr. p99 ms**" in markdown and "**Late**, **Dropped**" in markdown
+    closed = render(to_frame([Run(server="select", outcome="ok", rps=9000.0, avg_ms=2.0, run="0")]), "t", {})
+    assert "Rate/s" not in closed and "Uncorr." not in closed and "Late" not in closed  # a closed loop: as before
