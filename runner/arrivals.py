@@ -30,6 +30,7 @@ generator itself fell behind its schedule -- runner/validity.py's `generator-bou
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -40,7 +41,7 @@ LATE_S = 0.010  # see the module docstring
 
 @dataclass
 class Counts:
-    """What became of the requests whose intended time came; all cumulative (phases take differences)."""
+    """What became of the requests whose intended time came."""
 
     intended: int = 0  # intended send time reached
     sent: int = 0
@@ -51,10 +52,6 @@ class Counts:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-def difference(later: dict[str, int], earlier: dict[str, int]) -> dict[str, int]:
-    return {key: later[key] - earlier.get(key, 0) for key in later}
 
 
 class OpenLoop:
@@ -75,7 +72,11 @@ class OpenLoop:
             raise ValueError(f"arrivals are one of {', '.join(ARRIVALS)}, got {kind!r}")
         self.rate, self.kind, self.late_s, self.drop_after_s = rate, kind, late_s, drop_after_s
         self.rng = rng or random.Random()
-        self.counts = Counts()
+        self.counts = Counts()  # the whole run
+        # per epoch (mark()): a request counts in the epoch its intended time fell in, whenever it was sent -- a
+        # window's requests are those due in it, not those the engine happened to handle before its end
+        self.epochs = [Counts()]
+        self._bounds: list[float] = []  # where epochs 1, 2, ... begin
         self.queue: deque[float] = deque()  # intended times come and not sent, oldest first
         self._blocked = 0  # the first this many in the queue found no free connection at a dispatch
         self._start: float | None = None
@@ -92,6 +93,16 @@ class OpenLoop:
         self.queue.clear()
         self._blocked = 0
 
+    def mark(self, now: float) -> int:
+        """Begin a new epoch at `now` (a phase of the run); its index in `epochs`."""
+        self.arrive(now)  # every request due before now belongs to the epochs before
+        self._bounds.append(now)
+        self.epochs.append(Counts())
+        return len(self.epochs) - 1
+
+    def _of(self, intended: float) -> Counts:
+        return self.epochs[bisect.bisect_left(self._bounds, intended)]  # due at a bound: arrive(bound) queued it before
+
     def _advance(self) -> None:
         self._k += 1
         if self.kind == "constant":
@@ -99,28 +110,39 @@ class OpenLoop:
         else:
             self.next_at += self.rng.expovariate(self.rate)
 
-    def dispatch(self, now: float, free: int) -> list[float]:
-        """The intended times to send now, oldest first, at most `free` of them (one per free connection)."""
-        queue, counts = self.queue, self.counts
+    def arrive(self, now: float) -> None:
+        """Queue the requests due by now and drop the stale ones."""
+        queue, counts, epoch = self.queue, self.counts, self.epochs[-1]
         while self.next_at <= now:
             queue.append(self.next_at)
             counts.intended += 1
+            epoch.intended += 1
             self._advance()
         limit = now - self.drop_after_s
         while queue and queue[0] < limit:
-            queue.popleft()
             counts.dropped += 1
+            self._of(queue.popleft()).dropped += 1
             self._blocked = max(self._blocked - 1, 0)
+
+    def dispatch(self, now: float, free: int) -> list[float]:
+        """The intended times to send now, oldest first, at most `free` of them (one per free connection)."""
+        self.arrive(now)
+        queue, counts = self.queue, self.counts
         out = [queue.popleft() for _ in range(min(free, len(queue)))]
         for intended in out:
+            epoch = self._of(intended)
+            epoch.sent += 1
             waited = self._blocked > 0
             if waited:
                 self._blocked -= 1
                 counts.queued += 1
+                epoch.queued += 1
             if now - intended > self.late_s:
                 counts.late += 1
+                epoch.late += 1
                 if not waited:
                     counts.generator_late += 1
+                    epoch.generator_late += 1
         counts.sent += len(out)
         self._blocked = len(queue)  # whatever is left found every connection busy
         return out

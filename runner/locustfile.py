@@ -23,7 +23,11 @@ Open model (--arrival-rate, the `loop` user only): the response times logged are
 histogram above are corrected; each phase gets a second HDR histogram of the uncorrected ones (from
 the actual send: a failure's travels in the request event's context, a success's in the batch) and
 the schedule's counts over the phase (`arrivals`: intended, sent, late, queued, generator_late,
-dropped), as the differences of the engine's running counts when each phase began.
+dropped) of the requests whose intended time fell in it (runner/arrivals.py's epochs), however late
+the engine sent them: Locust's stop runs inspect.stack() before test_stopping, which kept the
+engine's loop from running for ~60 ms (measured here), and counting by the time a request was
+handled cut the steady window's achieved rate by 2% at 500/s. For the same reason test_stopping
+sends what is due (Engine.catch_up) before the users drain, or it would never be sent.
 Beside each phase's entry: `loop_s`, the users' time in their request loop -- per user, from one
 request's end to the next one's, summed -- and `loopers`, how many users logged one (a user is its
 greenlet, or the request context's "user"); and `users`, how many users this process ran when the
@@ -66,7 +70,7 @@ class _Phases:
         self.entries = {p: StatsEntry(self.stats, p, "ALL") for p in PHASES}
         self.latencies = {p: latency.Recorder() for p in PHASES}
         self.uncorrected = {p: latency.Recorder() for p in PHASES}  # open model only
-        self.marks: dict[str, dict[str, int]] = {}  # open model: the schedule's counts when each phase began
+        self.epochs: dict[str, int] = {}  # open model: each phase's epoch of the schedule (OpenLoop.mark)
         self.started = {p: None for p in PHASES}
         self.current = "ramp"
         self.warmup = 0.0
@@ -95,19 +99,14 @@ class _Phases:
             self.entries[phase].reset()  # its start_time is now
             self.latencies[phase].reset()
             self.uncorrected[phase].reset()
-            # the users' on_start makes the engine, which can come after spawning_complete: none yet, none counted
-            counts = _engine.arrivals.counts if _engine is not None and _engine.arrivals is not None else None
-            self.marks[phase] = (counts or arrivals.Counts()).as_dict()
+            if _engine is not None and _engine.arrivals is not None:
+                self.epochs[phase] = _engine.arrivals.mark(time.perf_counter())
 
-    def _arrivals(self, final: dict[str, int]) -> dict[str, dict[str, int]]:
-        """Each phase's share of the schedule's running counts: from its mark to the next phase's, or to the end.
-        The engine starts with the first user (in the ramp), so the ramp's mark is zero."""
-        marks = {"ramp": arrivals.Counts().as_dict(), **self.marks}
-        entered = [p for p in PHASES if p in marks]
-        out = {p: dict.fromkeys(final, 0) for p in PHASES}
-        for phase, following in zip(entered, [*entered[1:], None], strict=True):
-            out[phase] = arrivals.difference(marks[following] if following else final, marks[phase])
-        return out
+    def _arrivals(self, schedule: arrivals.OpenLoop) -> dict[str, dict[str, int]]:
+        """Each phase's counts; a phase entered before the engine existed (the users' on_start makes it, which
+        can come after spawning_complete) had none."""
+        none = arrivals.Counts().as_dict()
+        return {p: schedule.epochs[self.epochs[p]].as_dict() if p in self.epochs else none for p in PHASES}
 
     def dump(self, path: str) -> None:
         data = {"pid": os.getpid(), "started": self.started, "ended": time.time(), "users": self.users}
@@ -116,7 +115,7 @@ class _Phases:
         data["reconnects"] = _engine.reconnects if _engine is not None else None
         if _engine is not None and _engine.arrivals is not None:
             data["hdr_uncorrected"] = {p: self.uncorrected[p].encode() for p in PHASES}
-            data["arrivals"] = self._arrivals(_engine.arrivals.counts.as_dict())
+            data["arrivals"] = self._arrivals(_engine.arrivals)
         data["loop_s"], data["loopers"] = self.loop_s, {p: len(self.loopers[p]) for p in PHASES}
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
@@ -280,6 +279,8 @@ def _spawned(user_count, **_kwargs) -> None:
 
 @events.test_stopping.add_listener
 def _stopping(environment, **_kwargs) -> None:
+    if _engine is not None:
+        _engine.catch_up()  # before the users drain: what was due in the window is sent in it, if late
     _phases.enter("stopping")
     if environment.runner is not None:  # this process's users, before they stop (a worker: its share)
         _phases.users = environment.runner.user_count
@@ -346,6 +347,8 @@ def _the_engine(user: User) -> Engine:
 
         wait = (options.wait_min, options.wait_max)
         _engine = Engine(address, family, request, log, log_many, options.request_timeout, wait, schedule)
+        if schedule is not None:
+            _phases.epochs[_phases.current] = 0  # the schedule's first epoch is the phase the engine began in
     return _engine
 
 

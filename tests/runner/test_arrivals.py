@@ -130,3 +130,15 @@ def test_stop_forgets_the_queue_and_start_begins_again():
 def test_a_bad_rate_or_kind_is_refused(rate, kind):
     with pytest.raises(ValueError):
         OpenLoop(rate, kind)
+
+
+def test_a_request_counts_in_the_epoch_it_was_due_in_however_late_it_was_sent():
+    schedule = OpenLoop(100.0)
+    schedule.start(0.0)
+    assert schedule.dispatch(0.5, free=10) == pytest.approx([i / 100 for i in range(10)])  # 41 more queued
+    assert schedule.mark(1.0) == 1  # a phase begins: the 101 due by then (0.0 to 1.0) belong to epoch 0
+    schedule.dispatch(1.205, free=1000)
+    before, after = schedule.epochs
+    assert (before.intended, before.sent, before.late, before.queued, before.generator_late) == (101, 101, 101, 41, 60)
+    assert (after.intended, after.sent, after.late, after.queued, after.generator_late) == (20, 20, 19, 0, 19)
+    assert schedule.counts.sent == 121 and schedule.counts.late == 120
