@@ -321,6 +321,9 @@ def summary(result: RunResult) -> str:
         rps = f"{m.rps:.1f}" if m.rps is not None else "?"
         avg = f"{m.avg_ms:.1f}" if m.avg_ms is not None else "?"
         line += f", {m.requests} requests, {m.failures} failed, {rps} req/s, avg {avg} ms"
+    if m.intended_rps is not None and m.sent_rps is not None:  # an open model: the rate kept or not, in words
+        line += f" (corrected), sent {m.sent_rps:.1f}/s of {m.intended_rps:.1f}/s due"
+        line += f", {m.late} late, {m.dropped} dropped"
     if result.server.get("served") is not None:
         line += f", server served {result.server['served']}"
     server = result.resources.get("server", {})

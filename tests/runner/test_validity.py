@@ -123,3 +123,11 @@ def test_an_open_model_on_schedule_has_no_flags_and_no_littles_law():
 )
 def test_an_open_model_that_could_not_keep_its_schedule_says_whose_fault(metrics, server_util, flags):
     assert run_flags(_open(server_util=server_util, **metrics), _cfg(arrival_rate=1000.0)) == flags
+
+
+def test_the_runs_line_says_whether_an_open_model_kept_its_rate():
+    from runner.experiment import summary
+
+    line = summary(_open(sent_rps=76.3, intended_rps=150.1, late=261, rps=88.9, avg_ms=1083.5))
+    assert "88.9 req/s, avg 1083.5 ms (corrected), sent 76.3/s of 150.1/s due, 261 late, 0 dropped" in line
+    assert "corrected" not in summary(_result())  # a closed loop's line as before
