@@ -142,3 +142,40 @@ def test_a_request_counts_in_the_epoch_it_was_due_in_however_late_it_was_sent():
     assert (before.intended, before.sent, before.late, before.queued, before.generator_late) == (101, 101, 101, 41, 60)
     assert (after.intended, after.sent, after.late, after.queued, after.generator_late) == (20, 20, 19, 0, 19)
     assert schedule.counts.sent == 121 and schedule.counts.late == 120
+
+
+def test_the_runner_sums_the_steady_schedule_over_processes_beside_both_latencies(tmp_path):
+    """Two Locust processes' phase files (as runner/locustfile.py writes them) -> result.json's open-model numbers."""
+    import json
+
+    from runner import latency, load
+
+    def phase_file(pid: int, corrected_ms: list[float], raw_ms: list[float], counts: dict) -> None:
+        hdr, raw = latency.Recorder(), latency.Recorder()
+        for ms in corrected_ms:
+            hdr.record(ms)
+        for ms in raw_ms:
+            raw.record(ms)
+        entry = {"num_requests": len(corrected_ms), "num_failures": 0, "total_response_time": sum(corrected_ms),
+                 "min_response_time": min(corrected_ms), "max_response_time": max(corrected_ms),
+                 "response_times": {str(round(ms)): 1 for ms in corrected_ms}}  # fmt: skip
+        empty = {"num_requests": 0, "num_failures": 0, "total_response_time": 0, "min_response_time": None,
+                 "max_response_time": 0, "response_times": {}}  # fmt: skip
+        phases = ("ramp", "warmup", "steady", "stopping")
+        zero = dict.fromkeys(counts, 0)
+        data = {"pid": pid, "started": {"ramp": 0.0, "warmup": 1.0, "steady": 2.0, "stopping": 12.0}, "ended": 13.0,
+                "users": 10, "phases": {p: entry if p == "steady" else empty for p in phases},
+                "hdr": {p: hdr.encode() if p == "steady" else latency.Recorder().encode() for p in phases},
+                "hdr_uncorrected": {p: raw.encode() if p == "steady" else latency.Recorder().encode() for p in phases},
+                "arrivals": {p: counts if p == "steady" else zero for p in phases}, "reconnects": 0,
+                "loop_s": dict.fromkeys(phases, 0.0), "loopers": dict.fromkeys(phases, 0)}  # fmt: skip
+        (tmp_path / f"{load.PHASES_PREFIX}_{pid}.json").write_text(json.dumps(data))
+
+    counts = {"intended": 1000, "sent": 990, "late": 30, "queued": 20, "generator_late": 10, "dropped": 5}
+    phase_file(1, [900.0] * 10 + [2.0] * 90, [2.0] * 100, counts)
+    phase_file(2, [2.0] * 100, [1.0] * 100, counts)
+    m = load.read_stats(tmp_path)
+    assert m.window_s == 10.0 and m.requests == 200
+    assert (m.intended_rps, m.sent_rps) == (200.0, 198.0)
+    assert (m.late, m.queued, m.generator_late, m.dropped) == (60, 40, 20, 10)
+    assert m.p99_ms == 900.0 and m.uncorrected_p99_ms == 2.0 and m.uncorrected_median_ms in (1.0, 2.0)
