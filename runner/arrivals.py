@@ -17,6 +17,10 @@ load.request_timeout_s) is dropped, not sent: had it been sent it would already 
 and sending it would only feed the server a backlog that no longer reflects the rate. Like k6's
 dropped_iterations it is counted, never logged as a request (the server never saw it, and Locust's
 total must still match the server's own count). It also bounds the queue at rate x drop_after_s.
+What is still queued when the last connection closes (the run ended) is dropped too.
+
+Epochs (`mark`, one per phase of the run): a request counts in the epoch its intended time fell in,
+however late it was sent, so a window's counts are the requests due in it.
 
 Late: a request sent more than `late_s` after its intended time. LATE_S = 10 ms: well above the
 engine's own jitter on a schedule it can keep -- a hub turn and a batch of ready connections take
@@ -48,7 +52,7 @@ class Counts:
     late: int = 0  # sent more than late_s after the intended time
     queued: int = 0  # sent after waiting for a free connection (late or not)
     generator_late: int = 0  # late although a connection was free: the generator fell behind
-    dropped: int = 0  # never sent: still queued drop_after_s after the intended time
+    dropped: int = 0  # never sent: still queued drop_after_s after the intended time, or when the run ended
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -88,9 +92,11 @@ class OpenLoop:
         self._start, self._k, self.next_at = now, 0, now
 
     def stop(self) -> None:
-        """No connection left: forget the queue, arrivals resume at the next start()."""
+        """No connection left: the queue is dropped (it will never be sent), arrivals resume at the next start()."""
         self._start, self.next_at = None, float("inf")
-        self.queue.clear()
+        while self.queue:
+            self.counts.dropped += 1
+            self._of(self.queue.popleft()).dropped += 1
         self._blocked = 0
 
     def mark(self, now: float) -> int:

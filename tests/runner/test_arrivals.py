@@ -116,12 +116,13 @@ def test_a_request_that_waited_for_a_connection_is_queued_even_when_not_late():
     assert 0.004 < LATE_S and schedule.counts.queued == 1 and schedule.counts.late == 0
 
 
-def test_stop_forgets_the_queue_and_start_begins_again():
+def test_stop_drops_the_queue_and_start_begins_again():
     schedule = OpenLoop(100.0)
     schedule.start(0.0)
     schedule.dispatch(1.0, free=0)
     schedule.stop()
     assert not schedule.queue and schedule.dispatch(5.0, free=5) == []
+    assert schedule.counts.dropped == schedule.counts.intended == 101  # never sent: the run ended first
     schedule.start(5.0)
     assert schedule.dispatch(5.0, free=5) == [5.0]
 
