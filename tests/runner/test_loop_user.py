@@ -349,7 +349,7 @@ def test_an_arrival_rate_is_kept_end_to_end_with_both_latencies(tmp_path):
     # (reconnects are fine: a connection at the bottom of the pool can sit idle past the server's keep-alive)
     assert got.failures == 0
     assert abs(steady["sent"] / steady["window"] - 500) <= 0.02 * 500, steady
-    assert steady["dropped"] == 0 and steady["intended"] - steady["sent"] <= 20  # at most one in flight per connection
+    assert steady["intended"] - steady["sent"] == steady["dropped"] <= 20  # at the stop only, <= 1 per connection
     # the corrected latency adds the wait from the intended time: never less than the uncorrected one
     assert steady["hdr_0.5"] >= steady["hdr_uncorrected_0.5"] and steady["hdr_0.99"] >= steady["hdr_uncorrected_0.99"]
 
@@ -378,4 +378,5 @@ def test_a_1s_stall_shows_in_corrected_latency_and_the_late_count(tmp_path):
     assert got.failures == 0
     assert steady["hdr_0.99"] >= 900, steady
     assert steady["hdr_uncorrected_0.99"] <= steady["hdr_0.99"] / 5, steady  # 20 of ~5000 waited the whole second
-    assert steady["late"] >= 400 and steady["queued"] >= 400 and steady["dropped"] == 0, steady
+    # nothing waited request_timeout_s; a few due at the very end may find every connection busy when the run stops
+    assert steady["late"] >= 400 and steady["queued"] >= 400 and steady["dropped"] <= 20, steady
