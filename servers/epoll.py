@@ -60,12 +60,13 @@ class Gate(Protocol):
 
 
 class Conn:
-    __slots__ = ("sock", "parser", "out", "deadline", "closing", "waiting", "events")
+    __slots__ = ("sock", "parser", "out", "owed", "deadline", "closing", "waiting", "events")
 
     def __init__(self, sock: socket.socket, parser: RequestParser, deadline: float) -> None:
         self.sock = sock
         self.parser = parser
         self.out = b""  # what send() has not taken yet; the socket is registered for WRITE meanwhile
+        self.owed = 0  # replies in `out`: counted in SERVED once send() has taken all of it
         self.deadline = deadline
         self.closing = False  # close once `out` drains
         self.waiting = False  # a delayed reply is on the timer heap
@@ -110,8 +111,10 @@ def serve_loop(
     now = time.monotonic()
     next_sweep = now + SWEEP_INTERVAL_S
 
-    def close(fd: int) -> None:
-        conns.pop(fd).sock.close()  # closing the fd also takes it out of the interest set
+    def close(fd: int, refusal: bytes = b"") -> None:
+        conn = conns.pop(fd)
+        base.shut(conn.sock, conn.parser, refusal)
+        conn.out = b""
         if gate is not None:
             gate.release()
 
@@ -122,10 +125,13 @@ def serve_loop(
             ep.modify(fd, events)
             conn.events = events
 
-    def send(fd: int, conn: Conn, data: bytes) -> None:
-        """Send what the socket takes now; keep the rest and wait until it can take more."""
+    def send(fd: int, conn: Conn, data: bytes, replies: int) -> None:
+        """Send what the socket takes now; keep the rest and wait until it can take more. The
+        `replies` in `data` count once the socket has taken all of it."""
+        nonlocal served
         if conn.out:
             conn.out += data
+            conn.owed += replies
             return
         try:
             sent = conn.sock.send(data)
@@ -136,15 +142,19 @@ def serve_loop(
             return
         if sent < len(data):
             conn.out = data[sent:]
+            conn.owed += replies
             conn.deadline = now + header_timeout  # the client must read it in time
             update(fd, conn)
-        elif conn.closing:
+            return
+        served += replies
+        if conn.closing:
             close(fd)
         elif conn.parser.idle:
             conn.deadline = now + keepalive_timeout
 
     def flush(fd: int, conn: Conn) -> None:
         """The socket can take more of `out`."""
+        nonlocal served
         try:
             sent = conn.sock.send(conn.out)
         except BlockingIOError:
@@ -155,6 +165,8 @@ def serve_loop(
         conn.out = conn.out[sent:]
         if conn.out:
             return
+        served += conn.owed
+        conn.owed = 0
         if conn.closing:
             close(fd)
         elif conn.waiting:
@@ -164,9 +176,9 @@ def serve_loop(
 
     def handle(fd: int, conn: Conn) -> None:
         """Answer every complete request buffered on this connection, in one send()."""
-        nonlocal served
         parser = conn.parser
         answers = []
+        replies = 0
         while not conn.closing:
             try:
                 request = parser.next_request()
@@ -175,6 +187,9 @@ def serve_loop(
                 conn.closing = True
                 break
             if request is None:
+                interim = parser.interim()  # 100 Continue, if the request being read asked for it
+                if interim:
+                    answers.append(interim)
                 break
             data, keep, delay = respond(request)
             if delay:
@@ -182,10 +197,10 @@ def serve_loop(
                 heapq.heappush(timers, (now + delay, next(sequence), fd, conn, data, keep))
                 break
             answers.append(data)
-            served += 1
+            replies += 1
             conn.closing = not keep
         if answers:
-            send(fd, conn, b"".join(answers))
+            send(fd, conn, b"".join(answers), replies)
         elif not conn.waiting and parser.idle:
             conn.deadline = now + keepalive_timeout
         if conns.get(fd) is conn:
@@ -217,13 +232,7 @@ def serve_loop(
     def sweep() -> None:
         for fd, conn in list(conns.items()):
             if now >= conn.deadline and not conn.waiting:
-                if not conn.parser.idle and not conn.out:
-                    base.refuse(conn.sock, 408, "request not received in time")
-                    conns.pop(fd)
-                    if gate is not None:
-                        gate.release()
-                else:
-                    close(fd)
+                close(fd, base.expiry(conn.parser, bool(conn.out)))
 
     try:
         while True:
@@ -269,7 +278,6 @@ def serve_loop(
                     heapq.heappush(timers, (now + delay, next(sequence), fd, conn, out, keep))
                     update(fd, conn)
                     continue
-                served += 1
                 try:
                     sent = conn.sock.send(out)
                 except BlockingIOError:
@@ -280,9 +288,12 @@ def serve_loop(
                 if sent < len(out):
                     conn.closing = not keep
                     conn.out = out[sent:]
+                    conn.owed = 1
                     conn.deadline = now + header_timeout  # the client must read it in time
                     update(fd, conn)
-                elif keep:
+                    continue
+                served += 1
+                if keep:
                     conn.deadline = now + keepalive_timeout
                 else:
                     close(fd)
@@ -291,9 +302,8 @@ def serve_loop(
                 if conns.get(fd) is not conn:
                     continue  # closed meanwhile; the fd may belong to another connection now
                 conn.waiting = False
-                served += 1
                 conn.closing = not keep
-                send(fd, conn, out)
+                send(fd, conn, out, 1)
                 if conns.get(fd) is conn:
                     if conn.out or conn.closing:
                         update(fd, conn)

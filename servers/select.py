@@ -39,12 +39,13 @@ ACCEPTS_PER_PASS = 64  # a connection flood cannot starve the connections alread
 
 
 class Conn:
-    __slots__ = ("sock", "parser", "out", "deadline", "closing", "waiting")
+    __slots__ = ("sock", "parser", "out", "owed", "deadline", "closing", "waiting")
 
     def __init__(self, sock: socket.socket, parser: RequestParser, deadline: float) -> None:
         self.sock = sock
         self.parser = parser
         self.out = bytearray()
+        self.owed = 0  # replies in `out`: counted in SERVED once send() has taken all of it
         self.deadline = deadline
         self.closing = False
         self.waiting = False  # a delayed reply is on the timer heap
@@ -60,8 +61,10 @@ def serve(sock: socket.socket, app: base.App) -> None:
     sequence = itertools.count()
     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
 
-    def close(fd: int) -> None:
-        conns.pop(fd).sock.close()
+    def close(fd: int, refusal: bytes = b"") -> None:
+        conn = conns.pop(fd)
+        base.shut(conn.sock, conn.parser, refusal)
+        conn.out = bytearray()
 
     def flush(fd: int, conn: Conn, now: float) -> None:
         try:
@@ -74,15 +77,17 @@ def serve(sock: socket.socket, app: base.App) -> None:
         del conn.out[:sent]
         if conn.out:
             return
+        app.served += conn.owed  # one thread: no lock needed
+        conn.owed = 0
         if conn.closing:
             close(fd)
         elif conn.parser.idle:  # all answered and read: from now on it is an idle keep-alive
             conn.deadline = now + limits.keepalive_timeout
 
     def queue(conn: Conn, data: bytes, keep: bool) -> None:
-        """A response is ready: buffer it, count it, and close after it unless kept alive."""
+        """A response is ready: buffer it, and close after it unless kept alive."""
         conn.out += data
-        app.served += 1  # one thread: no lock needed
+        conn.owed += 1
         conn.closing = not keep
 
     def handle(conn: Conn, now: float) -> None:
@@ -96,6 +101,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 conn.closing = True
                 break
             if request is None:
+                conn.out += parser.interim()  # 100 Continue, if the request being read asked for it
                 break
             data, keep, delay = app.respond(request)
             if delay:
@@ -178,11 +184,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 next_sweep = now + SWEEP_INTERVAL_S
                 for fd, conn in list(conns.items()):
                     if now >= conn.deadline and not conn.waiting:
-                        if not conn.parser.idle and not conn.out:
-                            base.refuse(conn.sock, 408, "request not received in time")
-                            conns.pop(fd)
-                        else:
-                            close(fd)
+                        close(fd, base.expiry(conn.parser, bool(conn.out)))
     except base.Shutdown:
         sock.close()
         for fd in list(conns):
