@@ -12,6 +12,9 @@ Flow control: when the transport's write buffer passes its high-water mark, asyn
 pause_writing() and we stop reading until resume_writing(), so a client that pipelines without
 reading cannot grow our buffers.
 
+A reply counts in SERVED once transport.write() took it without the transport closing (a peer that
+reset the connection fails the first send()); what a parser buffers goes at connection_lost().
+
 Deadlines (header, keep-alive idle, a reader that stopped reading) are checked by one sweep every
 half second rather than a timer per request, which would cost a heap push and a cancel for every
 request. Past limits.max_connections: 503 and close. Out of descriptors, asyncio's accept loop

@@ -8,7 +8,8 @@ plus the options a model declares for itself (run(..., options=...); the runner 
 `server.options` as such flags), which the model reads from `app.options`.
 binds (port 0: the kernel picks), prints exactly `READY <host> <port>` and flushes; serves; on
 SIGTERM stops accepting, closes what it holds within --grace seconds, leaves no child, prints
-`SERVED <n>` (requests answered) and exits 0. Nothing is printed per request.
+`SERVED <n>` (requests answered: replies handed to the socket, however the model writes) and exits 0.
+Nothing is printed per request.
 
 SIGTERM raises `Shutdown` in the main thread, wherever it is blocked (accept, recv, select), so a
 model needs no polling to notice it; `Shutdown` derives from BaseException so that no

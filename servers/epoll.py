@@ -17,7 +17,9 @@ servers/http.py) and App.respond's cached response, then one send(); so a reques
 recv(), one parse, one send() and a share of one epoll_wait(). `--parse-memo` lets feed_whole
 replay the parse of byte-identical requests (off by default; servers/http.py says why). Anything
 else (a request split over reads, pipelined requests, a body, an error) goes through next_request()
-as in every other model; the responses to pipelined requests leave in one send().
+as in every other model; the responses to pipelined requests leave in one send(). A reply counts
+in SERVED once send() has taken all of it (until then it is `owed`), and a closed connection's
+parser lets go of its buffers at once (base.shut), not when the loop's locals move on.
 
 The io workload's wait is a timer on a heap (epoll_wait's timeout is cut to the earliest one): the
 connection handles nothing more until it fires, so pipelined responses stay in order. Deadlines

@@ -42,7 +42,8 @@ or a head near a limit, goes through the general code, which decides on every er
 path only ever accepts what the general path accepts, with the same result (tests/servers/
 test_fastpath.py checks that on the corpus, on edge and mutated heads and on random streams); every
 request is parsed, and its field lines are split into `headers` when a handler first asks for them
-(the framing fields are looked for in the lower-cased field block). RequestParser.feed_whole() adds
+(the framing fields are looked for in the lower-cased field block, and a lone Host field's value is
+checked there; anything else about Host goes to the general code). RequestParser.feed_whole() adds
 the common case of a server's read: one whole request without a body, alone in a recv() on an idle
 connection, parsed from the received bytes without buffering.
 

@@ -13,9 +13,11 @@ descriptor is past that ceiling is answered 503 and closed at accept, so the ser
 the connections it can watch. The `epoll` model has neither limit.
 
 A connection with output pending is not read from until the output drains (back-pressure: a
-client that pipelines without reading cannot grow our buffers). Deadlines (header, keep-alive
-idle, a stalled reader) are checked every half second. Out of descriptors (EMFILE), the listener
-leaves the select() set for base.ACCEPT_BACKOFF_S instead of being retried on every pass.
+client that pipelines without reading cannot grow our buffers). A reply counts in SERVED once
+send() has taken all of it, and a closed connection's parser lets go of its buffers at once
+(base.shut). Deadlines (header, keep-alive idle, a stalled reader) are checked every half second.
+Out of descriptors (EMFILE), the listener leaves the select() set for base.ACCEPT_BACKOFF_S instead
+of being retried on every pass.
 
 A reply that must wait (the io workload) becomes a timer on a heap, and select()'s timeout is cut
 to the earliest one; the loop never sleeps. The connection handles nothing more until its timer
