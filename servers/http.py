@@ -42,8 +42,8 @@ or a head near a limit, goes through the general code, which decides on every er
 path only ever accepts what the general path accepts, with the same result (tests/servers/
 test_fastpath.py checks that on the corpus, on edge and mutated heads and on random streams); every
 request is parsed, and its field lines are split into `headers` when a handler first asks for them
-(the framing fields are looked for in the lower-cased field block, and a lone Host field's value is
-checked there; anything else about Host goes to the general code). RequestParser.feed_whole() adds
+(the framing fields are looked for in the lower-cased field block; a valid Host as the first field is
+matched by the regex itself, and any other Host goes to the general code). RequestParser.feed_whole() adds
 the common case of a server's read: one whole request without a body, alone in a recv() on an idle
 connection, parsed from the received bytes without buffering.
 
@@ -161,7 +161,8 @@ _CHUNK_LINE = re.compile(
     % (_TCHAR, _TCHAR, _QUOTED_STRING)
 )
 # RFC 9110 section 7.2: Host = uri-host [ ":" port ], possibly empty; checked on the decoded value
-_HOST_VALUE = re.compile(rf"[ \t]*+(?:{_HOST.decode('ascii')})?(?::[0-9]*)?[ \t]*")
+_S_HOST_VALUE = rf"(?:{_HOST.decode('ascii')})?+(?::[0-9]*+)?+"  # possessive: what fails, fails fast
+_HOST_VALUE = re.compile(rf"[ \t]*+{_S_HOST_VALUE}[ \t]*")
 _SINGLETONS = frozenset({"host", "content-length", "content-type"})
 _FORBIDDEN_TRAILERS = frozenset({"host", "content-length", "transfer-encoding"})
 _MAX_LEADING_CRLF = 4
@@ -169,6 +170,7 @@ _MAX_CHUNK_LINE = 1024  # bytes incl. CRLF; what a chunk-size line may spend on 
 FRAMING_PER_BODY_BYTE = 8  # chunk framing allowed per byte of max_body (a one-byte chunk needs 5)
 _MIN_FRAMING = 64 * 1024
 _ONE_BYTE_CHUNKS = re.compile(rb"(?:1\r\n[\x00-\xff]\r\n)++")
+_NO_BODY = bytearray()  # never grown: a chunked body gets a bytearray of its own
 _IN_TRAILERS = -2  # RequestParser._chunk_left once the last chunk is read
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Fields whose presence changes framing or must be checked for duplicates (see _framing).
@@ -176,9 +178,11 @@ _FRAMING_FIELDS = _SINGLETONS | {"connection", "transfer-encoding"}
 
 # The fast path, on the head decoded as latin-1 (one byte, one character): a request-line with an
 # origin-form target (CONNECT needs authority-form: general path), then field lines, each a token,
-# a colon and a field-value (VCHAR, obs-text, SP, HTAB), then the blank line. No CR or LF can occur
-# outside a CRLF, and a field line cannot begin with SP/HTAB (obs-fold), so whatever matches is
-# also accepted by the general code, which would split it into the same pieces.
+# a colon and a field-value (VCHAR, obs-text, SP, HTAB), then the blank line; a first field that is
+# a valid Host has its value captured (the Host check then costs nothing more for clients that send
+# it first, as curl, wrk, http.client and browsers do; otherwise the general code checks it). No CR
+# or LF can occur outside a CRLF, and a field line cannot begin with SP/HTAB (obs-fold), so whatever
+# matches is also accepted by the general code, which would split it into the same pieces.
 _S_TCHAR = _TCHAR.decode("ascii")
 _S_METHOD = _METHOD.decode("ascii")
 MEMO_ENTRIES = 512
@@ -186,7 +190,8 @@ MEMO_KEY_BYTES = 4096
 _MEMOS: dict[Limits, dict[bytes, Request]] = {}
 _SIMPLE_HEAD = re.compile(
     rf"(?!CONNECT )([{_S_METHOD}]++) (/[\x21-\x7e]*+) HTTP/1\.([0-9])\r\n"
-    rf"((?:[{_S_TCHAR}]++:[\x21-\x7e\x80-\xff \t]*+\r\n)*+)\r\n"
+    rf"((?:[Hh][Oo][Ss][Tt]:[ \t]*+({_S_HOST_VALUE})[ \t]*+\r\n)?+"  # a valid Host first: its value
+    rf"(?:[{_S_TCHAR}]++:[\x21-\x7e\x80-\xff \t]*+\r\n)*+)\r\n"
 )
 # a field line of such a head: name, value without the whitespace before it; and without the
 # whitespace after it too (a slower match, used only when some value ends in whitespace)
@@ -254,6 +259,13 @@ class RequestParser:
     next one. After an HTTPError the parser is unusable: answer the error and close.
     """
 
+    # State of a request with a body, set once its head is parsed (class defaults: a parser made
+    # per connection need not set them, and most requests have no body).
+    _body = _NO_BODY  # chunked body decoded so far (its bytes are gone from _buf)
+    _chunk_left = 0  # data bytes of the current chunk still to come; -1: its CRLF; or _IN_TRAILERS
+    _framed = 0  # chunk framing bytes of this body so far
+    _continue = False  # 100 Continue is due (interim())
+
     def __init__(self, limits: Limits | None = None, *, fast: bool = True, memo: bool = False) -> None:
         """`fast=False`: the general code only, no fast path (the tests compare the two);
         `memo=True`: feed_whole() replays whole requests seen before (see the module docstring)."""
@@ -263,11 +275,6 @@ class RequestParser:
         self._lines = 0  # CRLFs in those bytes of the head
         self._skipped = 0  # empty lines skipped before this request line
         self._head: tuple[Request, int] | None = None  # parsed head, bytes of body to read or -1
-        self._body = bytearray()  # chunked body decoded so far (its bytes are gone from _buf)
-        self._chunk_left = 0  # data bytes of the current chunk still to come; -1: its CRLF; or _IN_TRAILERS
-        self._framed = 0  # chunk framing bytes of this body so far
-        self._max_framing = max(FRAMING_PER_BODY_BYTE * self.limits.max_body, _MIN_FRAMING)
-        self._continue = False  # 100 Continue is due (interim())
         limits = self.limits
         # a head no longer than this is within every line and size limit (each line is shorter than the head)
         self._simple_max = min(limits.max_request_line, limits.max_header_line, limits.max_header_bytes) if fast else -1
@@ -292,7 +299,7 @@ class RequestParser:
     def close(self) -> None:
         """The connection is gone: drop what is buffered now, not when the parser is collected."""
         self._buf = bytearray()
-        self._body = bytearray()
+        self._body = _NO_BODY
         self._head = None
         self._continue = False
 
@@ -333,14 +340,20 @@ class RequestParser:
 
     def next_request(self) -> Request | None:
         """The next complete request, or None if more bytes are needed; raises HTTPError."""
-        if self._head is None:
-            self._head = self._parse_head()
-            if self._head is None:
+        head = self._head
+        if head is None:
+            head = self._head = self._parse_head()
+            if head is None:
                 return None
-            request, length = self._head
+            request, length = head
+            if length == 0:  # most requests: nothing more to read
+                self._head = None
+                return request
+            if length < 0:
+                self._body = bytearray()
             # RFC 9110 section 10.1.1: an HTTP/1.0 client's expectation is ignored
-            self._continue = length != 0 and request.version == "HTTP/1.1" and _expects_continue(request)
-        request, length = self._head
+            self._continue = request.version == "HTTP/1.1" and _expects_continue(request)
+        request, length = head
         if length >= 0:
             if len(self._buf) < length:
                 return None
@@ -350,7 +363,7 @@ class RequestParser:
             if not self._read_chunked():
                 return None
             request.body = bytes(self._body)
-            self._body = bytearray()
+            self._body = _NO_BODY
             self._framed = self._chunk_left = 0
         self._head = None
         self._continue = False
@@ -394,7 +407,7 @@ class RequestParser:
         match = _SIMPLE_HEAD.fullmatch(head.decode("latin-1"))
         if match is None:
             return None
-        method, target, minor, block = match.groups()
+        method, target, minor, block, host = match.groups()
         version = "HTTP/1.0" if minor == "0" else "HTTP/1.1"
         if not block:
             if version == "HTTP/1.1":
@@ -403,17 +416,18 @@ class RequestParser:
         if len(block) > self._count_safe and block.count("\r\n") > self.limits.max_header_count:
             return None
         request = Request(method, target, version, None, b"", version == "HTTP/1.1", head, block)
-        # Framing needs the fields only if one of _FRAMING_FIELDS may be there, or Host is not one field
-        # with a valid value: a name is in the lower-cased block if present (a value may match too,
-        # which only costs time). Only Host with no field in front of it is checked here.
+        # Framing needs the fields only if one of _FRAMING_FIELDS may be there, or Host is not one valid
+        # first field (as clients send it; `host` is its value, if valid): a name is in the lower-cased
+        # block if present (a value may match too, which only costs time).
         low = block.lower()
-        if "content-" in low or "connection" in low or "transfer-encoding" in low:
-            return request, self._framing(request)
-        at = low.find("host:")
-        if at != 0 and (at < 0 or low[at - 2 : at] != "\r\n") or low.find("host:", at + 5) >= 0:
-            return request, self._framing(request)
-        if _HOST_VALUE.fullmatch(block, at + 5, block.index("\r", at)) is None:
-            return request, self._framing(request)
+        if (
+            host is None
+            or "content-" in low
+            or "connection" in low
+            or "transfer-encoding" in low
+            or low.count("host:") > 1
+        ):
+            return request, self._framing(request, host_valid=host is not None)
         return request, 0
 
     def _check_partial_head(self) -> None:
@@ -478,8 +492,9 @@ class RequestParser:
         version = "HTTP/1.1" if minor != b"0" else "HTTP/1.0"
         return Request(method.decode(), target.decode(), version, [], b"", True, b"")
 
-    def _framing(self, request: Request) -> int:
-        """Decide keep-alive and body length (-1 = chunked) from the header fields."""
+    def _framing(self, request: Request, *, host_valid: bool = False) -> int:
+        """Decide keep-alive and body length (-1 = chunked) from the header fields, and check Host
+        (`host_valid`: the fast path matched the first Host's value already)."""
         seen: set[str] = set()
         host = None
         connection: list[str] = []
@@ -518,7 +533,7 @@ class RequestParser:
         if host is None:
             if request.version == "HTTP/1.1":
                 raise HTTPError(400, "no Host in an HTTP/1.1 request")
-        elif _HOST_VALUE.fullmatch(host) is None:
+        elif not host_valid and _HOST_VALUE.fullmatch(host) is None:
             raise HTTPError(400, "invalid Host")
         return length
 
@@ -531,7 +546,8 @@ class RequestParser:
         if self._chunk_left == _IN_TRAILERS:
             return self._read_trailers()
         buf, body, left, pos = self._buf, self._body, self._chunk_left, 0
-        max_body, match, framed, max_framing = self.limits.max_body, _CHUNK_LINE.match, self._framed, self._max_framing
+        max_body, match, framed = self.limits.max_body, _CHUNK_LINE.match, self._framed
+        max_framing = max(FRAMING_PER_BODY_BYTE * max_body, _MIN_FRAMING)
         while True:
             if left > 0:  # inside a chunk's data, which came in pieces
                 take = min(left, len(buf) - pos)
