@@ -26,7 +26,7 @@ class Case:
 
 _HEADER_DEADLINE = "2 s header deadline"
 _VALID = "200 per request; refusals as documented (test_http.VALID_REFUSED); 099 (body cut short): no answer"
-_INVALID = f"4xx/5xx or close, never 200 (but gunicorn-only 019/040/chunked_07), within the {_HEADER_DEADLINE}"
+_INVALID = f"4xx/5xx or close, never 200 (but gunicorn-only 040), within the {_HEADER_DEADLINE}"
 _FEEDINGS = {"whole": "whole", "lines": "line by line", "bytes": "byte by byte", "random": "random chunks"}
 
 CASES: dict[str, Case] = {
