@@ -127,48 +127,49 @@ def serve_loop(
             ep.modify(fd, events)
             conn.events = events
 
-    def send(fd: int, conn: Conn, data: bytes, replies: int) -> None:
-        """Send what the socket takes now; keep the rest and wait until it can take more. The
-        `replies` in `data` count once the socket has taken all of it."""
+    def push(fd: int, conn: Conn) -> bool:
+        """Send what the socket takes of `out`; True once all of it is gone. Its replies are counted
+        before the send() that may finish them, as base.serve_connection does (a SIGTERM landing
+        after it must not lose them), and taken back if it did not."""
         nonlocal served
+        owed = conn.owed
+        served += owed
+        try:
+            sent = conn.sock.send(conn.out)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the peer went away: nothing more to answer
+            served -= owed
+            close(fd)
+            return False
+        if sent < len(conn.out):
+            served -= owed
+            conn.out = conn.out[sent:]
+            return False
+        conn.out = b""
+        conn.owed = 0
+        return True
+
+    def send(fd: int, conn: Conn, data: bytes, replies: int) -> None:
+        """Send what the socket takes now; keep the rest and wait until it can take more."""
         if conn.out:
             conn.out += data
             conn.owed += replies
             return
-        try:
-            sent = conn.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:  # the peer went away: nothing more to answer
-            close(fd)
-            return
-        if sent < len(data):
-            conn.out = data[sent:]
-            conn.owed += replies
+        conn.out, conn.owed = data, replies
+        if push(fd, conn):
+            if conn.closing:
+                close(fd)
+            elif conn.parser.idle:
+                conn.deadline = now + keepalive_timeout
+        elif conns.get(fd) is conn:  # partly sent
             conn.deadline = now + header_timeout  # the client must read it in time
             update(fd, conn)
-            return
-        served += replies
-        if conn.closing:
-            close(fd)
-        elif conn.parser.idle:
-            conn.deadline = now + keepalive_timeout
 
     def flush(fd: int, conn: Conn) -> None:
         """The socket can take more of `out`."""
-        nonlocal served
-        try:
-            sent = conn.sock.send(conn.out)
-        except BlockingIOError:
-            return
-        except OSError:
-            close(fd)
-            return
-        conn.out = conn.out[sent:]
-        if conn.out:
-            return
-        served += conn.owed
-        conn.owed = 0
+        if not push(fd, conn):
+            return  # more to send, or closed
         if conn.closing:
             close(fd)
         elif conn.waiting:
@@ -280,22 +281,23 @@ def serve_loop(
                     heapq.heappush(timers, (now + delay, next(sequence), fd, conn, out, keep))
                     update(fd, conn)
                     continue
+                served += 1  # before the send(), as push() does
                 try:
                     sent = conn.sock.send(out)
                 except BlockingIOError:
                     sent = 0
                 except OSError:  # the peer went away
+                    served -= 1
                     close(fd)
                     continue
                 if sent < len(out):
+                    served -= 1
                     conn.closing = not keep
                     conn.out = out[sent:]
                     conn.owed = 1
                     conn.deadline = now + header_timeout  # the client must read it in time
                     update(fd, conn)
-                    continue
-                served += 1
-                if keep:
+                elif keep:
                     conn.deadline = now + keepalive_timeout
                 else:
                     close(fd)

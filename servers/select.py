@@ -69,17 +69,24 @@ def serve(sock: socket.socket, app: base.App) -> None:
         conn.out = bytearray()
 
     def flush(fd: int, conn: Conn, now: float) -> None:
+        # The replies in `out` are counted before the send() that may finish them, as
+        # base.serve_connection does (a SIGTERM landing after it must not lose them), and taken back
+        # if it did not. One thread: no lock needed.
+        owed = conn.owed
+        app.served += owed
         try:
             sent = conn.sock.send(conn.out)
         except BlockingIOError:
+            app.served -= owed
             return
         except OSError:
+            app.served -= owed
             close(fd)
             return
         del conn.out[:sent]
         if conn.out:
+            app.served -= owed
             return
-        app.served += conn.owed  # one thread: no lock needed
         conn.owed = 0
         if conn.closing:
             close(fd)
