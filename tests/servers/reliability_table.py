@@ -62,10 +62,10 @@ CASES: dict[str, Case] = {
     ),
     "tiny-chunks": Case(
         "6.3 MB body in 1,048,560 one-byte chunks; another client meanwhile",
-        "200 (epoll < 1 s: benchmarks/chunked_bodies.py); the other client served meanwhile",
+        "200 (epoll < 1 s: benchmarks/http_edges.py); the other client served meanwhile",
     ),
     "reset-before-reply": Case(
-        "10 clients reset before their (io workload) reply is due",
+        "8 clients reset before their (io workload) reply is due",
         "not counted: SERVED counts replies handed to the socket",
     ),
     "truncated-body": Case("truncated body then EOF", "no crash; the request is not handled (SERVED unchanged)"),

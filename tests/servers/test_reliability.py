@@ -224,7 +224,7 @@ TINY_CHUNKS = 1_048_560  # the body just under max_body (1 MiB), 6.3 MB on the w
 @pytest.mark.slow
 def test_many_tiny_chunks(model: str, start_server, record) -> None:
     # decoded in time linear in the input, and the other clients of an event loop served meanwhile
-    # (numbers and the < 1 s bound for epoll: benchmarks/chunked_bodies.py; here generous bounds)
+    # (numbers and the < 1 s bound for epoll: benchmarks/http_edges.py; here generous bounds)
     server = start_server(model)
     upload = CHUNKED_HEAD + b"1\r\nx\r\n" * TINY_CHUNKS + b"0\r\n\r\n"
     latencies: list[float] = []
