@@ -8,7 +8,8 @@ plus the options a model declares for itself (run(..., options=...); the runner 
 `server.options` as such flags), which the model reads from `app.options`.
 binds (port 0: the kernel picks), prints exactly `READY <host> <port>` and flushes; serves; on
 SIGTERM stops accepting, closes what it holds within --grace seconds, leaves no child, prints
-`SERVED <n>` (requests answered) and exits 0. Nothing is printed per request.
+`SERVED <n>` (requests answered: replies handed to the socket, however the model writes) and exits 0.
+Nothing is printed per request.
 
 SIGTERM raises `Shutdown` in the main thread, wherever it is blocked (accept, recv, select), so a
 model needs no polling to notice it; `Shutdown` derives from BaseException so that no
@@ -211,14 +212,38 @@ def accept(sock: socket.socket) -> socket.socket | None:
     return conn
 
 
-def refuse(conn: socket.socket, status: int, reason: str) -> None:
-    """Best-effort error answer to a connection we will not serve, then close it."""
+def send_and_close(conn: socket.socket, data: bytes) -> None:
+    """Best-effort last words to a connection, without blocking, then close it."""
     try:
         conn.setblocking(False)
-        conn.send(error_response(HTTPError(status, reason)))
+        conn.send(data)
     except OSError:
         pass
     conn.close()
+
+
+def shut(conn: socket.socket, parser: RequestParser, refusal: bytes = b"") -> None:
+    """Close a connection an event loop holds, after a best-effort `refusal`, and let go of what its
+    parser buffers now: a local variable of the loop may hold the parser until the next event."""
+    if refusal:
+        send_and_close(conn, refusal)
+    else:
+        conn.close()  # closing the fd also takes it out of an epoll interest set
+    parser.close()
+
+
+def refuse(conn: socket.socket, status: int, reason: str) -> None:
+    """Best-effort error answer to a connection we will not serve, then close it."""
+    send_and_close(conn, error_response(HTTPError(status, reason)))
+
+
+def expiry(parser: RequestParser, sending: bool = False) -> bytes:
+    """What every model sends when a connection's deadline passes, before closing it: a 408 if part
+    of a request came and no response is waiting to be read; nothing if the connection was idle or
+    its client stopped reading what we were `sending`."""
+    if parser.idle or sending:
+        return b""
+    return error_response(HTTPError(408, "request not received in time"))
 
 
 def serve_connection(conn: socket.socket, app: App) -> None:
@@ -239,10 +264,12 @@ def serve_connection(conn: socket.socket, app: App) -> None:
                 conn.sendall(error_response(exc))
                 return
             if request is None:
+                interim = parser.interim()  # 100 Continue, if the request being read asked for it
+                if interim:
+                    conn.sendall(interim)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    if not parser.idle:
-                        conn.sendall(error_response(HTTPError(408, "request not received in time")))
+                    conn.sendall(expiry(parser))
                     return
                 conn.settimeout(remaining)
                 was_idle = parser.idle
