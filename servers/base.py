@@ -211,15 +211,16 @@ def _watch_signals() -> None:
     """Have every signal leave a byte in a pipe (signal.set_wakeup_fd) that accept() waits on.
 
     Why a blocking accept() alone can miss SIGTERM: CPython's C handler only sets a flag, and the
-    Python handler runs when the main thread next checks it -- at its next bytecode boundary that
-    checks, or when a blocking call fails with EINTR. A signal that lands after the last check but
-    before accept() has started leaves nothing to interrupt, and accept() blocks for good. The window
-    is not a few instructions wide: at that last check (the RESUME of socket.accept) the main thread
-    may hand the GIL to a worker that asked for it, and on taking it back goes straight into accept()
-    without looking at the flag again; meanwhile the workers ran for milliseconds. The threadpool
-    model, with a worker finishing a response as the client sends SIGTERM, stayed blocked in 1 stop
-    of 4 or 5. The pipe is written by the C handler itself, so a wait that includes it cannot miss
-    a signal, whenever it landed."""
+    Python handler runs when the main thread next looks at it -- at a bytecode boundary that checks,
+    or when a blocking call fails with EINTR. A signal that lands after the last look but before
+    accept() has blocked interrupts nothing, and accept() blocks for good with the handler never run
+    (what a hung threadpool server showed: SIGTERM taken, not pending, not yet ignored). That stretch
+    is a few instructions, but it lasts as long as the main thread is off the CPU inside it: waiting
+    for the GIL -- the eval loop looks at signals before it hands the GIL to a worker that asked for
+    it, and not again after taking it back -- or descheduled on a busy machine. With 128 workers
+    finishing a response as the client sends SIGTERM, 1 stop in 4 or 5 hung. The C handler writes
+    the pipe itself, so a wait that includes it sees every signal, whenever it landed.
+    """
     global _signalled
     if _signalled < 0:
         _signalled, wakeup = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
