@@ -224,7 +224,10 @@ def _watch_signals() -> None:
     global _signalled
     if _signalled < 0:
         _signalled, wakeup = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wakeup)  # an event loop that wants the signals (asyncio) takes them over
+        # No warning when the pipe is full: a byte is then already waiting, which is all accept() needs
+        # (the models that never read it -- the event loops -- could fill it in a long run of signals).
+        # An event loop that wants the signals (asyncio) takes the wakeup fd over.
+        signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
 
 
 def accept(sock: socket.socket) -> socket.socket | None:
