@@ -39,7 +39,9 @@ def main() -> None:
         f"hydra.sweep.dir={out}",
     ]  # fmt: skip
     print("$", " ".join(cmd[1:]), file=sys.stderr)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL)
+    if done.returncode not in (0, 3):  # 3: some run was not ok -- data, in the table below (runner/exits.py)
+        sys.exit(f"the sweep failed (exit {done.returncode})")
     rows = []
     for path in sorted(out.glob("*/result.json")):
         r = json.loads(path.read_text())

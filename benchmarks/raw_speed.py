@@ -411,7 +411,7 @@ def machine(cpus: tuple) -> str:
     where = f"server on CPU {cpus[0]}, wrk on CPU {cpus[1]}" if cpus[0] is not None else "not pinned (one core)"
     installed = ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "none"
     return (
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {p['cpu_model']}, {p['cores']} cores, "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {p['cpu_model']}, {p['cores']} cores, "
         f"Linux {p['kernel']}, Python {p['python']}; git {p['git_commit']}{' (dirty)' if p['git_dirty'] else ''}; "
         f"{where}; {installed}"
     )

@@ -126,7 +126,7 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
         outcome="ok",
         config=config,
         rerun=shlex.join(["python", "-m", "runner", *(overrides or [])]),
-        started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         workload=dict(config["workload"]),
         server={**config["server"], "cpus": sorted(server_cpus) if server_cpus else None},
         load={

@@ -207,8 +207,8 @@ def _latency(root: Path, cells: pd.DataFrame, palette: dict) -> Figure | None:
               ncol=len(handles), frameon=False)  # fmt: skip
     _save(fig, root, "latency.png")
     caption = (
-        "p50, p95 and p99 response times (medians over repeats), from Locust's histogram rounded to about "
-        "2 significant digits; the number is p99."
+        "p50, p95 and p99 response times (medians over repeats), from an HDR histogram of every response "
+        "time, to 3 significant digits; the number is p99."
     )
     return Figure("latency.png", "Response time percentiles per server", caption)
 

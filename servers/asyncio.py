@@ -12,6 +12,9 @@ Flow control: when the transport's write buffer passes its high-water mark, asyn
 pause_writing() and we stop reading until resume_writing(), so a client that pipelines without
 reading cannot grow our buffers.
 
+A reply counts in SERVED once transport.write() took it without the transport closing (a peer that
+reset the connection fails the first send()); what a parser buffers goes at connection_lost().
+
 Deadlines (header, keep-alive idle, a reader that stopped reading) are checked by one sweep every
 half second rather than a timer per request, which would cost a heap push and a cancel for every
 request. Past limits.max_connections: 503 and close. Out of descriptors, asyncio's accept loop
@@ -91,6 +94,7 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.conns.discard(self)
         self.closing = True
+        self.parser.close()  # a pending timer may hold this protocol a while longer
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -107,8 +111,7 @@ class HTTPProtocol(asyncio.Protocol):
         if delay:
             self.wait(delay, out, keep)
             return
-        self.app.served += 1
-        self.transport.write(out)
+        self.write(out, 1)
         if keep:
             self.touch()
         else:
@@ -134,6 +137,7 @@ class HTTPProtocol(asyncio.Protocol):
         """Answer every complete request buffered, in one write()."""
         parser, app = self.parser, self.app
         answers = []
+        replies = 0
         while not self.closing and not self.paused:
             try:
                 request = parser.next_request()
@@ -142,22 +146,33 @@ class HTTPProtocol(asyncio.Protocol):
                 self.closing = True
                 break
             if request is None:
+                interim = parser.interim()  # 100 Continue, if the request being read asked for it
+                if interim:
+                    answers.append(interim)
                 break
             data, keep, delay = app.respond(request)
             if delay:
                 if answers:
-                    self.transport.write(b"".join(answers))
+                    self.write(b"".join(answers), replies)
                 self.wait(delay, data, keep)
                 return
             answers.append(data)
-            app.served += 1
+            replies += 1
             self.closing = not keep
         if answers:
-            self.transport.write(b"".join(answers))
+            self.write(b"".join(answers), replies)
         if self.closing:
             self.transport.close()
         elif answers:
             self.touch()  # a partial request keeps the deadline its first byte set (slowloris)
+
+    def write(self, data: bytes, replies: int) -> None:
+        """Hand `data` to the transport; its `replies` count unless that failed at once (the peer
+        reset the connection: the transport is closing after its first send())."""
+        transport = self.transport
+        transport.write(data)
+        if not transport.is_closing():
+            self.app.served += replies
 
     def wait(self, delay: float, data: bytes, keep: bool) -> None:
         self.waiting = True
@@ -168,8 +183,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.waiting = False
         if self.transport.is_closing():
             return  # the client left, or the deadline sweep closed it
-        self.app.served += 1
-        self.transport.write(data)
+        self.write(data, 1)
         if not keep:
             self.closing = True
             self.transport.close()
@@ -195,8 +209,9 @@ class HTTPProtocol(asyncio.Protocol):
             self.deadline = time.monotonic() + limits.keepalive_timeout
 
     def expire(self) -> None:
-        if not self.parser.idle and not self.transport.get_write_buffer_size():
-            self.transport.write(error_response(HTTPError(408, "request not received in time")))
+        refusal = base.expiry(self.parser, bool(self.transport.get_write_buffer_size()))
+        if refusal:
+            self.transport.write(refusal)
             self.closing = True
             self.transport.close()
         else:

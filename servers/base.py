@@ -8,11 +8,14 @@ plus the options a model declares for itself (run(..., options=...); the runner 
 `server.options` as such flags), which the model reads from `app.options`.
 binds (port 0: the kernel picks), prints exactly `READY <host> <port>` and flushes; serves; on
 SIGTERM stops accepting, closes what it holds within --grace seconds, leaves no child, prints
-`SERVED <n>` (requests answered) and exits 0. Nothing is printed per request.
+`SERVED <n>` (requests answered: replies handed to the socket, however the model writes) and exits 0.
+Nothing is printed per request.
 
 SIGTERM raises `Shutdown` in the main thread, wherever it is blocked (accept, recv, select), so a
 model needs no polling to notice it; `Shutdown` derives from BaseException so that no
-`except Exception` in a request path can swallow it.
+`except Exception` in a request path can swallow it. The blocking models' accept() waits on the
+listening socket together with a self-pipe that every signal writes to (see `accept`), so a SIGTERM
+cannot slip in just before the wait and leave it blocked.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import errno
 import os
 import resource
+import select
 import signal
 import socket
 import sys
@@ -43,6 +47,9 @@ class Shutdown(BaseException):
 
 # The signals that raise Shutdown; a model blocks them around a step that must not be cut in two.
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+# Read end of the self-pipe that CPython's C-level signal handler writes a byte to (set up by run()).
+_signalled = -1
 
 
 @dataclass
@@ -182,6 +189,7 @@ def run(
         sock = listen(args.host, args.port, args.backlog, reuse_port=getattr(args, "reuse_port", False))
     except OSError as exc:
         sys.exit(f"{model}: cannot listen on {args.host}:{args.port}: {exc.strerror}")
+    _watch_signals()  # before the handlers: from their first signal on, accept() wakes up
     try:
         # inside the try: a SIGTERM sent as soon as READY is read lands before serve() starts
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -199,10 +207,43 @@ def run(
     print(f"SERVED {app.served}", flush=True)
 
 
+def _watch_signals() -> None:
+    """Have every signal leave a byte in a pipe (signal.set_wakeup_fd) that accept() waits on.
+
+    Why a blocking accept() alone can miss SIGTERM: CPython's C handler only sets a flag, and the
+    Python handler runs when the main thread next looks at it -- at a bytecode boundary that checks,
+    or when a blocking call fails with EINTR. A signal that lands after the last look but before
+    accept() has blocked interrupts nothing, and accept() blocks for good with the handler never run
+    (what a hung threadpool server showed: SIGTERM taken, not pending, not yet ignored). That stretch
+    is a few instructions, but it lasts as long as the main thread is off the CPU inside it: waiting
+    for the GIL -- the eval loop looks at signals before it hands the GIL to a worker that asked for
+    it, and not again after taking it back -- or descheduled on a busy machine. With 128 workers
+    finishing a response as the client sends SIGTERM, 1 stop in 4 or 5 hung. The C handler writes
+    the pipe itself, so a wait that includes it sees every signal, whenever it landed.
+    """
+    global _signalled
+    if _signalled < 0:
+        _signalled, wakeup = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # No warning when the pipe is full: a byte is then already waiting, which is all accept() needs
+        # (the models that never read it -- the event loops -- could fill it in a long run of signals).
+        # An event loop that wants the signals (asyncio) takes the wakeup fd over.
+        signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
+
+
 def accept(sock: socket.socket) -> socket.socket | None:
     """accept() for the blocking models: None on a transient failure, after a back-off if the
-    process is out of descriptors (so a full fd table pauses accepting instead of spinning)."""
+    process is out of descriptors (so a full fd table pauses accepting instead of spinning), and
+    None when a signal came (the caller loops, and its handler runs on the way: Shutdown).
+
+    Waits for the listening socket and the signal pipe together (see _watch_signals); both are among
+    the first descriptors the process opens, far below select()'s 1024."""
     try:
+        if _signalled in select.select([sock, _signalled], [], [])[0]:
+            # Its handler runs as select() returns, or at the caller's next bytecode: the C handler
+            # sets its flag before writing the byte, and the main thread rechecks the flag when it
+            # takes the GIL back from select().
+            os.read(_signalled, 512)
+            return None
         conn, _ = sock.accept()
     except OSError as exc:
         if exc.errno in RESOURCE_ERRNOS:
@@ -211,14 +252,38 @@ def accept(sock: socket.socket) -> socket.socket | None:
     return conn
 
 
-def refuse(conn: socket.socket, status: int, reason: str) -> None:
-    """Best-effort error answer to a connection we will not serve, then close it."""
+def send_and_close(conn: socket.socket, data: bytes) -> None:
+    """Best-effort last words to a connection, without blocking, then close it."""
     try:
         conn.setblocking(False)
-        conn.send(error_response(HTTPError(status, reason)))
+        conn.send(data)
     except OSError:
         pass
     conn.close()
+
+
+def shut(conn: socket.socket, parser: RequestParser, refusal: bytes = b"") -> None:
+    """Close a connection an event loop holds, after a best-effort `refusal`, and let go of what its
+    parser buffers now: a local variable of the loop may hold the parser until the next event."""
+    if refusal:
+        send_and_close(conn, refusal)
+    else:
+        conn.close()  # closing the fd also takes it out of an epoll interest set
+    parser.close()
+
+
+def refuse(conn: socket.socket, status: int, reason: str) -> None:
+    """Best-effort error answer to a connection we will not serve, then close it."""
+    send_and_close(conn, error_response(HTTPError(status, reason)))
+
+
+def expiry(parser: RequestParser, sending: bool = False) -> bytes:
+    """What every model sends when a connection's deadline passes, before closing it: a 408 if part
+    of a request came and no response is waiting to be read; nothing if the connection was idle or
+    its client stopped reading what we were `sending`."""
+    if parser.idle or sending:
+        return b""
+    return error_response(HTTPError(408, "request not received in time"))
 
 
 def serve_connection(conn: socket.socket, app: App) -> None:
@@ -239,10 +304,12 @@ def serve_connection(conn: socket.socket, app: App) -> None:
                 conn.sendall(error_response(exc))
                 return
             if request is None:
+                interim = parser.interim()  # 100 Continue, if the request being read asked for it
+                if interim:
+                    conn.sendall(interim)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    if not parser.idle:
-                        conn.sendall(error_response(HTTPError(408, "request not received in time")))
+                    conn.sendall(expiry(parser))
                     return
                 conn.settimeout(remaining)
                 was_idle = parser.idle

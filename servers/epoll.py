@@ -17,7 +17,9 @@ servers/http.py) and App.respond's cached response, then one send(); so a reques
 recv(), one parse, one send() and a share of one epoll_wait(). `--parse-memo` lets feed_whole
 replay the parse of byte-identical requests (off by default; servers/http.py says why). Anything
 else (a request split over reads, pipelined requests, a body, an error) goes through next_request()
-as in every other model; the responses to pipelined requests leave in one send().
+as in every other model; the responses to pipelined requests leave in one send(). A reply counts
+in SERVED once send() has taken all of it (until then it is `owed`), and a closed connection's
+parser lets go of its buffers at once (base.shut), not when the loop's locals move on.
 
 The io workload's wait is a timer on a heap (epoll_wait's timeout is cut to the earliest one): the
 connection handles nothing more until it fires, so pipelined responses stay in order. Deadlines
@@ -60,12 +62,13 @@ class Gate(Protocol):
 
 
 class Conn:
-    __slots__ = ("sock", "parser", "out", "deadline", "closing", "waiting", "events")
+    __slots__ = ("sock", "parser", "out", "owed", "deadline", "closing", "waiting", "events")
 
     def __init__(self, sock: socket.socket, parser: RequestParser, deadline: float) -> None:
         self.sock = sock
         self.parser = parser
         self.out = b""  # what send() has not taken yet; the socket is registered for WRITE meanwhile
+        self.owed = 0  # replies in `out`: counted in SERVED once send() has taken all of it
         self.deadline = deadline
         self.closing = False  # close once `out` drains
         self.waiting = False  # a delayed reply is on the timer heap
@@ -110,8 +113,10 @@ def serve_loop(
     now = time.monotonic()
     next_sweep = now + SWEEP_INTERVAL_S
 
-    def close(fd: int) -> None:
-        conns.pop(fd).sock.close()  # closing the fd also takes it out of the interest set
+    def close(fd: int, refusal: bytes = b"") -> None:
+        conn = conns.pop(fd)
+        base.shut(conn.sock, conn.parser, refusal)
+        conn.out = b""
         if gate is not None:
             gate.release()
 
@@ -122,39 +127,49 @@ def serve_loop(
             ep.modify(fd, events)
             conn.events = events
 
-    def send(fd: int, conn: Conn, data: bytes) -> None:
-        """Send what the socket takes now; keep the rest and wait until it can take more."""
-        if conn.out:
-            conn.out += data
-            return
-        try:
-            sent = conn.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:  # the peer went away: nothing more to answer
-            close(fd)
-            return
-        if sent < len(data):
-            conn.out = data[sent:]
-            conn.deadline = now + header_timeout  # the client must read it in time
-            update(fd, conn)
-        elif conn.closing:
-            close(fd)
-        elif conn.parser.idle:
-            conn.deadline = now + keepalive_timeout
-
-    def flush(fd: int, conn: Conn) -> None:
-        """The socket can take more of `out`."""
+    def push(fd: int, conn: Conn) -> bool:
+        """Send what the socket takes of `out`; True once all of it is gone. Its replies are counted
+        before the send() that may finish them, as base.serve_connection does (a SIGTERM landing
+        after it must not lose them), and taken back if it did not."""
+        nonlocal served
+        owed = conn.owed
+        served += owed
         try:
             sent = conn.sock.send(conn.out)
         except BlockingIOError:
-            return
-        except OSError:
+            sent = 0
+        except OSError:  # the peer went away: nothing more to answer
+            served -= owed
             close(fd)
-            return
-        conn.out = conn.out[sent:]
+            return False
+        if sent < len(conn.out):
+            served -= owed
+            conn.out = conn.out[sent:]
+            return False
+        conn.out = b""
+        conn.owed = 0
+        return True
+
+    def send(fd: int, conn: Conn, data: bytes, replies: int) -> None:
+        """Send what the socket takes now; keep the rest and wait until it can take more."""
         if conn.out:
+            conn.out += data
+            conn.owed += replies
             return
+        conn.out, conn.owed = data, replies
+        if push(fd, conn):
+            if conn.closing:
+                close(fd)
+            elif conn.parser.idle:
+                conn.deadline = now + keepalive_timeout
+        elif conns.get(fd) is conn:  # partly sent
+            conn.deadline = now + header_timeout  # the client must read it in time
+            update(fd, conn)
+
+    def flush(fd: int, conn: Conn) -> None:
+        """The socket can take more of `out`."""
+        if not push(fd, conn):
+            return  # more to send, or closed
         if conn.closing:
             close(fd)
         elif conn.waiting:
@@ -164,9 +179,9 @@ def serve_loop(
 
     def handle(fd: int, conn: Conn) -> None:
         """Answer every complete request buffered on this connection, in one send()."""
-        nonlocal served
         parser = conn.parser
         answers = []
+        replies = 0
         while not conn.closing:
             try:
                 request = parser.next_request()
@@ -175,6 +190,9 @@ def serve_loop(
                 conn.closing = True
                 break
             if request is None:
+                interim = parser.interim()  # 100 Continue, if the request being read asked for it
+                if interim:
+                    answers.append(interim)
                 break
             data, keep, delay = respond(request)
             if delay:
@@ -182,10 +200,10 @@ def serve_loop(
                 heapq.heappush(timers, (now + delay, next(sequence), fd, conn, data, keep))
                 break
             answers.append(data)
-            served += 1
+            replies += 1
             conn.closing = not keep
         if answers:
-            send(fd, conn, b"".join(answers))
+            send(fd, conn, b"".join(answers), replies)
         elif not conn.waiting and parser.idle:
             conn.deadline = now + keepalive_timeout
         if conns.get(fd) is conn:
@@ -217,13 +235,7 @@ def serve_loop(
     def sweep() -> None:
         for fd, conn in list(conns.items()):
             if now >= conn.deadline and not conn.waiting:
-                if not conn.parser.idle and not conn.out:
-                    base.refuse(conn.sock, 408, "request not received in time")
-                    conns.pop(fd)
-                    if gate is not None:
-                        gate.release()
-                else:
-                    close(fd)
+                close(fd, base.expiry(conn.parser, bool(conn.out)))
 
     try:
         while True:
@@ -269,17 +281,20 @@ def serve_loop(
                     heapq.heappush(timers, (now + delay, next(sequence), fd, conn, out, keep))
                     update(fd, conn)
                     continue
-                served += 1
+                served += 1  # before the send(), as push() does
                 try:
                     sent = conn.sock.send(out)
                 except BlockingIOError:
                     sent = 0
                 except OSError:  # the peer went away
+                    served -= 1
                     close(fd)
                     continue
                 if sent < len(out):
+                    served -= 1
                     conn.closing = not keep
                     conn.out = out[sent:]
+                    conn.owed = 1
                     conn.deadline = now + header_timeout  # the client must read it in time
                     update(fd, conn)
                 elif keep:
@@ -291,9 +306,8 @@ def serve_loop(
                 if conns.get(fd) is not conn:
                     continue  # closed meanwhile; the fd may belong to another connection now
                 conn.waiting = False
-                served += 1
                 conn.closing = not keep
-                send(fd, conn, out)
+                send(fd, conn, out, 1)
                 if conns.get(fd) is conn:
                     if conn.out or conn.closing:
                         update(fd, conn)

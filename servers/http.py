@@ -15,7 +15,19 @@ Policies a reader would otherwise have to guess:
   is a 501 (section 6.1 "SHOULD respond with 501"); chunked not last, or twice, is a 400.
 - Content-Length is digits only (no sign, no underscore, no list), at most 18 digits; two
   Content-Length fields, or Content-Length with Transfer-Encoding, are a 400.
-- Host, Content-Length and Content-Type may appear once.
+- Host, Content-Length and Content-Type may appear once. An HTTP/1.1 request must have a Host, and
+  any Host value must be `uri-host [":" port]` (or empty), else 400 (RFC 9112 section 3.2).
+- Request-target forms (section 3.2): origin-form and absolute-form for any method, authority-form
+  for CONNECT only, asterisk-form for OPTIONS only. CONNECT is a 501 once its target is valid: these
+  servers tunnel nothing, and a 2xx would tell the client a tunnel is open (RFC 9110 section 9.3.6).
+- `Expect: 100-continue` on an HTTP/1.1 request with a body: once its head is parsed and while its
+  body is incomplete, interim() gives `100 Continue` once, for the model to send; a body over the
+  limit is refused (413) from the head alone, without reading it (RFC 9110 section 10.1.1).
+- A chunked body is decoded as it arrives and its bytes dropped from the buffer once decoded, so a
+  parser holds at most the body so far (<= max_body) and one partial chunk line. Framing is bounded
+  too: a chunk-size line, extensions included, is at most 1 KiB (400), and the framing of one body
+  (chunk lines and CRLFs) at most FRAMING_PER_BODY_BYTE x max_body, at least 64 KiB (413): a body of
+  max_body bytes in one-byte chunks fits, a stream of chunk extensions carrying nothing does not.
 - The request line is ASCII. A method is a token without lower-case letters (gunicorn's default:
   every registered method is upper-case, and `get` is a typo or a probe); a request-target is
   visible ASCII only, as RFC 3986 has no raw non-ASCII byte.
@@ -30,7 +42,8 @@ or a head near a limit, goes through the general code, which decides on every er
 path only ever accepts what the general path accepts, with the same result (tests/servers/
 test_fastpath.py checks that on the corpus, on edge and mutated heads and on random streams); every
 request is parsed, and its field lines are split into `headers` when a handler first asks for them
-(the framing fields are looked for in the lower-cased field block). RequestParser.feed_whole() adds
+(the framing fields are looked for in the lower-cased field block; a valid Host as the first field is
+matched by the regex itself, and any other Host goes to the general code). RequestParser.feed_whole() adds
 the common case of a server's read: one whole request without a body, alone in a recv() on an idle
 connection, parsed from the received bytes without buffering.
 
@@ -144,20 +157,32 @@ _FIELD_VALUE = re.compile(rb"[\x21-\x7e\x80-\xff \t]*")
 # RFC 9112 section 7.1: chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS name [= value] )
 _QUOTED_STRING = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _CHUNK_LINE = re.compile(
-    rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[ \t]*[%s]+(?:[ \t]*=[ \t]*(?:[%s]+|%s))?)*)" % (_TCHAR, _TCHAR, _QUOTED_STRING)
+    rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*[%s]++(?:[ \t]*=[ \t]*(?:[%s]++|%s))?)*+\r\n"
+    % (_TCHAR, _TCHAR, _QUOTED_STRING)
 )
+# RFC 9110 section 7.2: Host = uri-host [ ":" port ], possibly empty; checked on the decoded value
+_S_HOST_VALUE = rf"(?:{_HOST.decode('ascii')})?+(?::[0-9]*+)?+"  # possessive: what fails, fails fast
+_HOST_VALUE = re.compile(rf"[ \t]*+{_S_HOST_VALUE}[ \t]*")
 _SINGLETONS = frozenset({"host", "content-length", "content-type"})
 _FORBIDDEN_TRAILERS = frozenset({"host", "content-length", "transfer-encoding"})
 _MAX_LEADING_CRLF = 4
 _MAX_CHUNK_LINE = 1024  # bytes incl. CRLF; what a chunk-size line may spend on extensions
+FRAMING_PER_BODY_BYTE = 8  # chunk framing allowed per byte of max_body (a one-byte chunk needs 5)
+_MIN_FRAMING = 64 * 1024
+_ONE_BYTE_CHUNKS = re.compile(rb"(?:1\r\n[\x00-\xff]\r\n)++")
+_NO_BODY = bytearray()  # never grown: a chunked body gets a bytearray of its own
+_IN_TRAILERS = -2  # RequestParser._chunk_left once the last chunk is read
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Fields whose presence changes framing or must be checked for duplicates (see _framing).
 _FRAMING_FIELDS = _SINGLETONS | {"connection", "transfer-encoding"}
 
 # The fast path, on the head decoded as latin-1 (one byte, one character): a request-line with an
 # origin-form target (CONNECT needs authority-form: general path), then field lines, each a token,
-# a colon and a field-value (VCHAR, obs-text, SP, HTAB), then the blank line. No CR or LF can occur
-# outside a CRLF, and a field line cannot begin with SP/HTAB (obs-fold), so whatever matches is
-# also accepted by the general code, which would split it into the same pieces.
+# a colon and a field-value (VCHAR, obs-text, SP, HTAB), then the blank line; a first field that is
+# a valid Host has its value captured (the Host check then costs nothing more for clients that send
+# it first, as curl, wrk, http.client and browsers do; otherwise the general code checks it). No CR
+# or LF can occur outside a CRLF, and a field line cannot begin with SP/HTAB (obs-fold), so whatever
+# matches is also accepted by the general code, which would split it into the same pieces.
 _S_TCHAR = _TCHAR.decode("ascii")
 _S_METHOD = _METHOD.decode("ascii")
 MEMO_ENTRIES = 512
@@ -165,7 +190,8 @@ MEMO_KEY_BYTES = 4096
 _MEMOS: dict[Limits, dict[bytes, Request]] = {}
 _SIMPLE_HEAD = re.compile(
     rf"(?!CONNECT )([{_S_METHOD}]++) (/[\x21-\x7e]*+) HTTP/1\.([0-9])\r\n"
-    rf"((?:[{_S_TCHAR}]++:[\x21-\x7e\x80-\xff \t]*+\r\n)*+)\r\n"
+    rf"((?:[Hh][Oo][Ss][Tt]:[ \t]*+({_S_HOST_VALUE})[ \t]*+\r\n)?+"  # a valid Host first: its value
+    rf"(?:[{_S_TCHAR}]++:[\x21-\x7e\x80-\xff \t]*+\r\n)*+)\r\n"
 )
 # a field line of such a head: name, value without the whitespace before it; and without the
 # whitespace after it too (a slower match, used only when some value ends in whitespace)
@@ -233,6 +259,13 @@ class RequestParser:
     next one. After an HTTPError the parser is unusable: answer the error and close.
     """
 
+    # State of a request with a body, set once its head is parsed (class defaults: a parser made
+    # per connection need not set them, and most requests have no body).
+    _body = _NO_BODY  # chunked body decoded so far (its bytes are gone from _buf)
+    _chunk_left = 0  # data bytes of the current chunk still to come; -1: its CRLF; or _IN_TRAILERS
+    _framed = 0  # chunk framing bytes of this body so far
+    _continue = False  # 100 Continue is due (interim())
+
     def __init__(self, limits: Limits | None = None, *, fast: bool = True, memo: bool = False) -> None:
         """`fast=False`: the general code only, no fast path (the tests compare the two);
         `memo=True`: feed_whole() replays whole requests seen before (see the module docstring)."""
@@ -242,9 +275,6 @@ class RequestParser:
         self._lines = 0  # CRLFs in those bytes of the head
         self._skipped = 0  # empty lines skipped before this request line
         self._head: tuple[Request, int] | None = None  # parsed head, bytes of body to read or -1
-        self._chunks: list[bytes] = []  # chunked body decoded so far
-        self._chunk_pos = 0  # offset in _buf of the next chunk-size line
-        self._body_size = 0
         limits = self.limits
         # a head no longer than this is within every line and size limit (each line is shorter than the head)
         self._simple_max = min(limits.max_request_line, limits.max_header_line, limits.max_header_bytes) if fast else -1
@@ -257,6 +287,21 @@ class RequestParser:
     def idle(self) -> bool:
         """True between requests: nothing of a next request has arrived yet."""
         return not self._buf and self._head is None
+
+    def interim(self) -> bytes:
+        """`100 Continue`, once, when the request being read asked for it (Expect: 100-continue) and
+        its body has not all arrived; b"" otherwise. A model sends it after next_request() gave None."""
+        if self._continue:
+            self._continue = False
+            return CONTINUE
+        return b""
+
+    def close(self) -> None:
+        """The connection is gone: drop what is buffered now, not when the parser is collected."""
+        self._buf = bytearray()
+        self._body = _NO_BODY
+        self._head = None
+        self._continue = False
 
     def feed(self, data: bytes) -> None:
         self.began = not self._buf and self._head is None
@@ -295,11 +340,20 @@ class RequestParser:
 
     def next_request(self) -> Request | None:
         """The next complete request, or None if more bytes are needed; raises HTTPError."""
-        if self._head is None:
-            self._head = self._parse_head()
-            if self._head is None:
+        head = self._head
+        if head is None:
+            head = self._head = self._parse_head()
+            if head is None:
                 return None
-        request, length = self._head
+            request, length = head
+            if length == 0:  # most requests: nothing more to read
+                self._head = None
+                return request
+            if length < 0:
+                self._body = bytearray()
+            # RFC 9110 section 10.1.1: an HTTP/1.0 client's expectation is ignored
+            self._continue = request.version == "HTTP/1.1" and _expects_continue(request)
+        request, length = head
         if length >= 0:
             if len(self._buf) < length:
                 return None
@@ -308,10 +362,11 @@ class RequestParser:
         else:
             if not self._read_chunked():
                 return None
-            request.body = b"".join(self._chunks)
-            self._chunks = []
-            self._body_size = 0
+            request.body = bytes(self._body)
+            self._body = _NO_BODY
+            self._framed = self._chunk_left = 0
         self._head = None
+        self._continue = False
         return request
 
     # -- head ---------------------------------------------------------------------------------
@@ -352,18 +407,27 @@ class RequestParser:
         match = _SIMPLE_HEAD.fullmatch(head.decode("latin-1"))
         if match is None:
             return None
-        method, target, minor, block = match.groups()
+        method, target, minor, block, host = match.groups()
         version = "HTTP/1.0" if minor == "0" else "HTTP/1.1"
         if not block:
-            return Request(method, target, version, [], b"", version == "HTTP/1.1", head), 0
+            if version == "HTTP/1.1":
+                return None  # no Host: the general code answers 400
+            return Request(method, target, version, [], b"", False, head), 0
         if len(block) > self._count_safe and block.count("\r\n") > self.limits.max_header_count:
             return None
         request = Request(method, target, version, None, b"", version == "HTTP/1.1", head, block)
-        # Framing needs the fields only if one of _FRAMING_FIELDS may be there, or Host twice: a name
-        # is in the lower-cased block if present (a value may match too, which only costs time).
+        # Framing needs the fields only if one of _FRAMING_FIELDS may be there, or Host is not one valid
+        # first field (as clients send it; `host` is its value, if valid): a name is in the lower-cased
+        # block if present (a value may match too, which only costs time).
         low = block.lower()
-        if "content-" in low or "connection" in low or "transfer-encoding" in low or low.count("host:") > 1:
-            return request, self._framing(request)
+        if (
+            host is None
+            or "content-" in low
+            or "connection" in low
+            or "transfer-encoding" in low
+            or low.count("host:") > 1
+        ):
+            return request, self._framing(request, host_valid=host is not None)
         return request, 0
 
     def _check_partial_head(self) -> None:
@@ -423,12 +487,16 @@ class RequestParser:
             form_ok = _ORIGIN_FORM.fullmatch(target) or _ABSOLUTE_FORM.fullmatch(target)
         if not form_ok:
             raise HTTPError(400, "invalid request target")
+        if method == b"CONNECT":
+            raise HTTPError(501, "CONNECT is not supported: no tunnel here")
         version = "HTTP/1.1" if minor != b"0" else "HTTP/1.0"
         return Request(method.decode(), target.decode(), version, [], b"", True, b"")
 
-    def _framing(self, request: Request) -> int:
-        """Decide keep-alive and body length (-1 = chunked) from the header fields."""
+    def _framing(self, request: Request, *, host_valid: bool = False) -> int:
+        """Decide keep-alive and body length (-1 = chunked) from the header fields, and check Host
+        (`host_valid`: the fast path matched the first Host's value already)."""
         seen: set[str] = set()
+        host = None
         connection: list[str] = []
         lengths: list[str] = []
         codings: list[str] = []
@@ -439,7 +507,9 @@ class RequestParser:
                 if name in seen:
                     raise HTTPError(400, f"duplicate {name}")
                 seen.add(name)
-            if name == "connection":
+            if name == "host":
+                host = value
+            elif name == "connection":
                 connection += [t.strip(" \t").lower() for t in value.split(",")]
             elif name == "content-length":
                 lengths.append(value)
@@ -453,74 +523,130 @@ class RequestParser:
             if lengths:
                 raise HTTPError(400, "both Content-Length and Transfer-Encoding")
             _chunked(codings, request.version)
-            return -1
-        if not lengths:
-            return 0
-        length = _content_length(lengths[0])
-        if length > self.limits.max_body:
-            raise HTTPError(413, "body too large")
+            length = -1
+        elif lengths:
+            length = _content_length(lengths[0])
+            if length > self.limits.max_body:
+                raise HTTPError(413, "body too large")
+        else:
+            length = 0
+        if host is None:
+            if request.version == "HTTP/1.1":
+                raise HTTPError(400, "no Host in an HTTP/1.1 request")
+        elif not host_valid and _HOST_VALUE.fullmatch(host) is None:
+            raise HTTPError(400, "invalid Host")
         return length
 
     # -- chunked body (RFC 9112 section 7.1) ----------------------------------------------------
 
     def _read_chunked(self) -> bool:
-        """Decode as many chunks as are buffered; True once the last chunk and trailers are in."""
-        buf = self._buf
+        """Decode what is buffered and drop it from the buffer; True once the last chunk and the
+        trailers are in. Each byte is looked at once, so the work per feed() is linear in what was
+        fed; one regex match per chunk, and a run of one-byte chunks is taken in one slice."""
+        if self._chunk_left == _IN_TRAILERS:
+            return self._read_trailers()
+        buf, body, left, pos = self._buf, self._body, self._chunk_left, 0
+        max_body, match, framed = self.limits.max_body, _CHUNK_LINE.match, self._framed
+        max_framing = max(FRAMING_PER_BODY_BYTE * max_body, _MIN_FRAMING)
         while True:
-            pos = self._chunk_pos
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                if len(buf) - pos + 1 > _MAX_CHUNK_LINE or b"\n" in buf[pos:]:
-                    raise HTTPError(400, "invalid chunk size line")
-                return False
-            match = _CHUNK_LINE.fullmatch(buf, pos, eol)
-            if match is None or eol + 2 - pos > _MAX_CHUNK_LINE:
-                raise HTTPError(400, "invalid chunk size line")
-            size = int(match.group(1), 16)
+            if left > 0:  # inside a chunk's data, which came in pieces
+                take = min(left, len(buf) - pos)
+                body += buf[pos : pos + take]
+                pos += take
+                left -= take
+                if left:
+                    break
+                left = -1
+            if left < 0:  # the CRLF after a chunk's data
+                if len(buf) - pos < 2:
+                    break
+                if not buf.startswith(b"\r\n", pos):
+                    raise HTTPError(400, "chunk data not followed by CRLF")
+                pos += 2
+                left = 0
+            line = match(buf, pos)
+            if line is None:
+                self._check_chunk_line(pos)
+                break
+            start = line.end()
+            framed += start - pos + 2  # the line and the CRLF after the data
+            if start - pos > _MAX_CHUNK_LINE:
+                raise HTTPError(400, "chunk size line too long")
+            if framed > max_framing:
+                raise HTTPError(413, "too much chunk framing")
+            size = int(line[1], 16)
             if size == 0:
-                return self._read_trailers(eol + 2)
-            end = eol + 2 + size
-            if len(buf) < end + 2:
-                if self._body_size + size > self.limits.max_body:
-                    raise HTTPError(413, "body too large")
-                return False
-            if buf[end : end + 2] != b"\r\n":
-                raise HTTPError(400, "chunk data not followed by CRLF")
-            self._body_size += size
-            if self._body_size > self.limits.max_body:
+                del buf[:start]
+                self._chunk_left, self._framed = _IN_TRAILERS, framed
+                return self._read_trailers()
+            if len(body) + size > max_body:
                 raise HTTPError(413, "body too large")
-            self._chunks.append(bytes(buf[eol + 2 : end]))
-            self._chunk_pos = end + 2
+            stop = start + size
+            if size == 1 and start - pos == 3:  # "1\r\n": take the run of one-byte chunks that starts here
+                run = _ONE_BYTE_CHUNKS.match(buf, pos, pos + 6 * (max_body - len(body)))
+                if run is not None and run.end() > pos + 6:
+                    framed += 5 * ((run.end() - pos) // 6 - 1)
+                    if framed > max_framing:
+                        raise HTTPError(413, "too much chunk framing")
+                    body += buf[pos + 3 : run.end() : 6]
+                    pos = run.end()
+                    continue
+            if buf.startswith(b"\r\n", stop):  # the whole chunk is here
+                body += buf[start:stop]
+                pos = stop + 2
+            else:
+                left, pos = size, start
+        self._chunk_left, self._framed = left, framed
+        del buf[:pos]
+        return False
 
-    def _read_trailers(self, start: int) -> bool:
+    def _check_chunk_line(self, pos: int) -> None:
+        """A chunk-size line that did not match at `pos`: refuse it if it is complete, too long or
+        has a bare LF; otherwise the rest of it has yet to come."""
         buf = self._buf
-        if buf.startswith(b"\r\n", start):
-            end = start + 2
+        if buf.find(b"\r\n", pos, pos + _MAX_CHUNK_LINE) >= 0 or len(buf) - pos + 1 > _MAX_CHUNK_LINE:
+            raise HTTPError(400, "invalid chunk size line")
+        if buf.find(b"\n", pos) >= 0:
+            raise HTTPError(400, "bare LF in a chunk size line")
+
+    def _read_trailers(self) -> bool:
+        """The trailer section, from the start of the buffer (the chunks before it are gone)."""
+        buf = self._buf
+        if buf.startswith(b"\r\n"):
+            end = 2
             trailers: list[bytes] = []
         else:
-            stop = buf.find(b"\r\n\r\n", max(start, self._scan - 3))
+            stop = buf.find(b"\r\n\r\n", max(0, self._scan - 3))
             if stop < 0:
-                if len(buf) - start > self.limits.max_header_bytes:
+                if len(buf) > self.limits.max_header_bytes:
                     raise HTTPError(431, "trailers too large")
-                new = self._unchecked(start)  # as in the head: only new bytes, so O(n) in all
+                new = self._unchecked(0)  # as in the head: only new bytes, so O(n) in all
                 _check_line_endings(buf[new:-1] if buf.endswith(b"\r") else buf[new:])
                 self._scan = len(buf)
                 return False
             end = stop + 4
-            section = bytes(buf[start:stop])
+            section = bytes(buf[:stop])
             _check_line_endings(section)
             trailers = section.split(b"\r\n")
         for name, _ in _parse_fields(trailers, self.limits):
             if name in _FORBIDDEN_TRAILERS:
                 raise HTTPError(400, f"{name} is not allowed in a trailer")
         del buf[:end]
-        self._chunk_pos = self._scan = 0
+        self._scan = 0
         return True
+
+
+def _expects_continue(request: Request) -> bool:
+    return any(
+        name == "expect" and "100-continue" in (e.strip(" \t").lower() for e in value.split(","))
+        for name, value in request.headers
+    )
 
 
 # -- responses ----------------------------------------------------------------------------------
 
 REASONS = {
+    100: "Continue",
     200: "OK",
     400: "Bad Request",
     404: "Not Found",

@@ -13,9 +13,11 @@ descriptor is past that ceiling is answered 503 and closed at accept, so the ser
 the connections it can watch. The `epoll` model has neither limit.
 
 A connection with output pending is not read from until the output drains (back-pressure: a
-client that pipelines without reading cannot grow our buffers). Deadlines (header, keep-alive
-idle, a stalled reader) are checked every half second. Out of descriptors (EMFILE), the listener
-leaves the select() set for base.ACCEPT_BACKOFF_S instead of being retried on every pass.
+client that pipelines without reading cannot grow our buffers). A reply counts in SERVED once
+send() has taken all of it, and a closed connection's parser lets go of its buffers at once
+(base.shut). Deadlines (header, keep-alive idle, a stalled reader) are checked every half second.
+Out of descriptors (EMFILE), the listener leaves the select() set for base.ACCEPT_BACKOFF_S instead
+of being retried on every pass.
 
 A reply that must wait (the io workload) becomes a timer on a heap, and select()'s timeout is cut
 to the earliest one; the loop never sleeps. The connection handles nothing more until its timer
@@ -39,12 +41,13 @@ ACCEPTS_PER_PASS = 64  # a connection flood cannot starve the connections alread
 
 
 class Conn:
-    __slots__ = ("sock", "parser", "out", "deadline", "closing", "waiting")
+    __slots__ = ("sock", "parser", "out", "owed", "deadline", "closing", "waiting")
 
     def __init__(self, sock: socket.socket, parser: RequestParser, deadline: float) -> None:
         self.sock = sock
         self.parser = parser
         self.out = bytearray()
+        self.owed = 0  # replies in `out`: counted in SERVED once send() has taken all of it
         self.deadline = deadline
         self.closing = False
         self.waiting = False  # a delayed reply is on the timer heap
@@ -60,29 +63,40 @@ def serve(sock: socket.socket, app: base.App) -> None:
     sequence = itertools.count()
     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
 
-    def close(fd: int) -> None:
-        conns.pop(fd).sock.close()
+    def close(fd: int, refusal: bytes = b"") -> None:
+        conn = conns.pop(fd)
+        base.shut(conn.sock, conn.parser, refusal)
+        conn.out = bytearray()
 
     def flush(fd: int, conn: Conn, now: float) -> None:
+        # The replies in `out` are counted before the send() that may finish them, as
+        # base.serve_connection does (a SIGTERM landing after it must not lose them), and taken back
+        # if it did not. One thread: no lock needed.
+        owed = conn.owed
+        app.served += owed
         try:
             sent = conn.sock.send(conn.out)
         except BlockingIOError:
+            app.served -= owed
             return
         except OSError:
+            app.served -= owed
             close(fd)
             return
         del conn.out[:sent]
         if conn.out:
+            app.served -= owed
             return
+        conn.owed = 0
         if conn.closing:
             close(fd)
         elif conn.parser.idle:  # all answered and read: from now on it is an idle keep-alive
             conn.deadline = now + limits.keepalive_timeout
 
     def queue(conn: Conn, data: bytes, keep: bool) -> None:
-        """A response is ready: buffer it, count it, and close after it unless kept alive."""
+        """A response is ready: buffer it, and close after it unless kept alive."""
         conn.out += data
-        app.served += 1  # one thread: no lock needed
+        conn.owed += 1
         conn.closing = not keep
 
     def handle(conn: Conn, now: float) -> None:
@@ -96,6 +110,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 conn.closing = True
                 break
             if request is None:
+                conn.out += parser.interim()  # 100 Continue, if the request being read asked for it
                 break
             data, keep, delay = app.respond(request)
             if delay:
@@ -178,11 +193,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
                 next_sweep = now + SWEEP_INTERVAL_S
                 for fd, conn in list(conns.items()):
                     if now >= conn.deadline and not conn.waiting:
-                        if not conn.parser.idle and not conn.out:
-                            base.refuse(conn.sock, 408, "request not received in time")
-                            conns.pop(fd)
-                        else:
-                            close(fd)
+                        close(fd, base.expiry(conn.parser, bool(conn.out)))
     except base.Shutdown:
         sock.close()
         for fd in list(conns):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import run_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO / "runner" / "locustfile.py"
@@ -286,16 +287,8 @@ def test_a_10ms_gevent_timer_beside_a_saturated_engine_fires_on_time(tmp_path):
 
 
 def _sweep(tmp_path: Path, *overrides: str) -> list[dict]:
-    sweep = tmp_path / "sweep"
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "-m", "load=smoke", *overrides, f"hydra.sweep.dir={sweep}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/result.json"))]
+    sweep = run_sweep(tmp_path / "sweep", *overrides)
+    return [json.loads(p.read_text()) for p in sorted(sweep.path.glob("*/result.json"))]
 
 
 @pytest.mark.slow

@@ -70,12 +70,17 @@ class Reader:
             raise ConnectionError(f"connection closed while reading {what}; got {bytes(self.buf[:200])!r}")
         self.buf += data
 
-    def read(self, *, head_only: bool = False) -> Response:
-        """The next response; `head_only` for the answer to HEAD (Content-Length but no body)."""
+    def read_head(self) -> bytes:
+        """The next response head as sent, blank line included: all there is of an interim (1xx) one."""
         while (end := self.buf.find(b"\r\n\r\n")) < 0:
             self._fill("a response head")
-        head = bytes(self.buf[:end])
+        head = bytes(self.buf[: end + 4])
         del self.buf[: end + 4]
+        return head
+
+    def read(self, *, head_only: bool = False) -> Response:
+        """The next response; `head_only` for the answer to HEAD (Content-Length but no body)."""
+        head = self.read_head()[:-4]
         status_line, *field_lines = head.split(b"\r\n")
         match = _STATUS_LINE.fullmatch(status_line)
         assert match, f"bad status line {status_line!r}"

@@ -76,8 +76,9 @@ GOOD = [
     b"GET /x?y=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
-    b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-    b"\r\nGET /after-crlf HTTP/1.1\r\n\r\n",
+    b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"\r\nGET /after-crlf HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX-Forwarded-Host: b\r\nHost: a\r\n\r\n",
 ]
 BAD = [
     b"GET / HTTP/1.1\r\nX-Bad : 1\r\n\r\n",
@@ -104,24 +105,34 @@ def test_random_streams_same_outcome_on_every_path(seed: int) -> None:
 # Heads at the edges of what the fast path's regex accepts; each must fare the same on every path.
 EDGES = [
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",  # wrk's request
-    b"GET / HTTP/1.1\r\nX-Trim: \t a b \t\r\nX-Empty:\r\nX-Blank: \t \r\nX-Obs: caf\xc3\xa9\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX-Trim: \t a b \t\r\nX-Empty:\r\nX-Blank: \t \r\nX-Obs: caf\xc3\xa9\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: \t[::1]:80 \t\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost:\r\n\r\n",  # empty: allowed
+    b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",  # invalid: 400
+    b"GET / HTTP/1.1\r\nHost: a\r\nX: host: b\r\n\r\n",  # "host:" twice, once in a value
+    b"GET / HTTP/1.1\r\nXhost: a\r\n\r\n",  # no Host: 400
+    b"GET / HTTP/1.1\r\n\r\n",  # no Host: 400
+    b"GET / HTTP/1.0\r\n\r\n",  # none needed
+    b"GET / HTTP/1.1\r\nX: host:\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",  # duplicate Host: 400
     b"GET / HTTP/1.1\r\nX-Host: a\r\nHost: b\r\n\r\n",
     b"GET / HTTP/1.1\r\nHOST: a\r\nhost: b\r\n\r\n",
-    b"GET / HTTP/1.1\r\nX: connection, content-length\r\n\r\n",  # framing words in a value
-    b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX: connection, content-length\r\n\r\n",  # framing words in a value
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
     b"GET / HTTP/1.0\r\n\r\n",
     b"GET / HTTP/1.7\r\n\r\n",
     b"GET / HTTP/0.9\r\n\r\n",
-    b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-    b"GET / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab",
+    b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab",
+    b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nab",
     b"GET / HTTP/1.1\r\nContent-Length: +2\r\n\r\nab",
     b"GET / HTTP/1.1\r\nContent-Type: a\r\nContent-Type: b\r\n\r\n",
     b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
     b"CONNECT / HTTP/1.1\r\n\r\n",  # CONNECT needs authority-form: 400
     b"CONNECTX / HTTP/1.1\r\n\r\n",
-    b"OPTIONS * HTTP/1.1\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n",  # 501
     b"get / HTTP/1.1\r\n\r\n",
     b"GET /\x80 HTTP/1.1\r\n\r\n",
     b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",
@@ -220,7 +231,7 @@ def test_errors_are_not_memoized_and_the_memo_is_bounded() -> None:
     parse_fast([BAD[0]], memo=True)
     assert BAD[0] not in http._MEMOS.get(Limits(), {})
     for i in range(http.MEMO_ENTRIES + 10):
-        parse_fast([b"GET /%d HTTP/1.1\r\n\r\n" % i], memo=True)
+        parse_fast([b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i], memo=True)
     assert 0 < len(http._MEMOS[Limits()]) <= http.MEMO_ENTRIES
 
 
@@ -234,7 +245,7 @@ def respond_all(workload: str, messages: list[bytes]) -> list[bytes]:
 
 def test_cached_response_is_what_build_response_makes(monkeypatch) -> None:
     monkeypatch.setattr("time.time", lambda: 1_000_000_000.5)  # one Date for the expected and the served
-    get, head, close = GOOD[0], GOOD[2], b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
+    get, head, close = GOOD[0], GOOD[2], b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
     hello = b"Hello, World!\n"
     expected = {
         get: build_response(200, hello),
@@ -258,6 +269,6 @@ def test_cached_response_gets_a_new_date_each_second(monkeypatch) -> None:
 
 
 def test_echo_is_never_answered_from_the_cache() -> None:
-    a, b = b"GET /a HTTP/1.1\r\n\r\n", b"GET /b HTTP/1.1\r\n\r\n"
+    a, b = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n"
     answers = respond_all("echo", [a, b, a])
     assert [x.endswith(m) for x, m in zip(answers, [a, b, a], strict=True)] == [True] * 3

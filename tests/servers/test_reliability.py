@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 import pytest
-from rawhttp import Reader, connect, is_closed, parse_all, read_to_close, request
+from rawhttp import Reader, connect, is_closed, parse_all, read_to_close, request, reset
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -142,6 +142,122 @@ def test_truncated_body_then_eof_is_not_handled(model: str, start_server, record
     assert next_ok
     assert (code, served) == (0, 2)
     assert "Traceback" not in server.stderr
+
+
+def test_reply_to_a_reset_connection_is_not_counted(model: str, start_server, record) -> None:
+    # SERVED counts replies handed to the socket: a client that reset its connection while its reply
+    # waited (the io workload) is not counted, in any model
+    server = start_server(model, "--workload", "io", "--workload-param", "io_ms=200")
+    socks = open_connections(server, RESET_CLIENTS)
+    for sock in socks:
+        sock.sendall(request("GET", "/slow"))
+    time.sleep(0.1)  # read, and waiting for their replies
+    for sock in socks:
+        reset(sock)
+    time.sleep(0.5)  # the replies fall due (single: one after another)
+    next_ok = get_ok(server)
+    code, served = server.stop()
+    record("reset-before-reply", model, f"SERVED {served} (the one request after them); next request {next_ok}")
+    assert next_ok
+    assert (code, served) == (0, 1)
+
+
+RESET_CLIENTS = 8
+CHUNKED_HEAD = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def largest_rss(server: Server) -> int:
+    """The resident memory of the largest process of the server (a pool has several)."""
+    procs = [psutil.Process(server.pid)]
+    procs += procs[0].children(recursive=True)
+    sizes = []
+    for proc in procs:
+        try:
+            sizes.append(proc.memory_info().rss)
+        except psutil.NoSuchProcess:
+            pass
+    return max(sizes)
+
+
+@pytest.mark.slow
+def test_chunk_extension_stream_is_cut_off(model: str, start_server, record) -> None:
+    # one-byte chunks behind 1,000-byte extensions: the parser used to keep every chunk line until
+    # the last chunk (340 MB for 315 MB sent); framing now counts against 8 x max_body
+    server = start_server(model)
+    block = (b"1;" + b"e" * 1000 + b"\r\nx\r\n") * 1000  # 1 MB of wire, 1,000 bytes of body
+    peak, stop = [largest_rss(server)], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], largest_rss(server))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    sent = 0
+    try:
+        with connect(server.host, server.port) as sock:
+            try:
+                sock.sendall(CHUNKED_HEAD)
+                while sent < 200_000_000 and not select.select([sock], [], [], 0)[0]:
+                    sock.sendall(block)
+                    sent += len(block)
+            except OSError:
+                pass  # closed under us: its answer is still there to read
+            responses = parse_all(read_to_close(sock, 3.0))
+    finally:
+        stop.set()
+        sampler.join()
+    statuses = [r.status for r in responses]
+    record(
+        "chunk-ext-stream",
+        model,
+        f"{statuses or 'closed'} after {sent / 1e6:.0f} MB sent; largest process {peak[0] / 2**20:.0f} MB RSS",
+    )
+    assert statuses == [413]
+    assert peak[0] < 50 * 2**20
+    assert get_ok(server)
+
+
+TINY_CHUNKS = 1_048_560  # the body just under max_body (1 MiB), 6.3 MB on the wire
+
+
+@pytest.mark.slow
+def test_many_tiny_chunks(model: str, start_server, record) -> None:
+    # decoded in time linear in the input, and the other clients of an event loop served meanwhile
+    # (numbers and the < 1 s bound for epoll: benchmarks/http_edges.py; here generous bounds)
+    server = start_server(model)
+    upload = CHUNKED_HEAD + b"1\r\nx\r\n" * TINY_CHUNKS + b"0\r\n\r\n"
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def other_client() -> None:
+        with connect(server.host, server.port, timeout=10.0) as sock:
+            reader = Reader(sock)
+            while not done.is_set():
+                started = time.perf_counter()
+                sock.sendall(request("GET", "/other"))
+                assert reader.read().status == 200
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.005)
+
+    other = threading.Thread(target=other_client) if model != "single" else None  # single: one at a time
+    with connect(server.host, server.port, timeout=30.0) as sock:
+        if other is not None:
+            other.start()
+            time.sleep(0.1)
+        started = time.perf_counter()
+        sock.sendall(upload)
+        response = Reader(sock).read()
+        elapsed = time.perf_counter() - started
+    done.set()
+    if other is not None:
+        other.join()
+    p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) >= 2 else float("nan")
+    others = "n/a (one connection at a time)" if other is None else f"other client p99 {p99 * 1000:.0f} ms"
+    record("tiny-chunks", model, f"{response.status} in {elapsed:.2f} s; {others}")
+    assert response.status == 200
+    assert elapsed < 10.0
+    assert other is None or (len(latencies) >= 2 and p99 < 1.0)
 
 
 # -- slow clients ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
@@ -54,7 +54,7 @@ def test_get_hello(server: Server) -> None:
     assert response.getheader("Connection") == "keep-alive"
     date = response.getheader("Date", "")
     assert date.endswith(" GMT")
-    assert abs((parsedate_to_datetime(date) - datetime.now(timezone.utc)).total_seconds()) < 5
+    assert abs((parsedate_to_datetime(date) - datetime.now(UTC)).total_seconds()) < 5
 
 
 def test_keepalive_reuses_one_connection(server: Server) -> None:
