@@ -40,7 +40,7 @@ def main() -> None:
     ]  # fmt: skip
     print("$", " ".join(cmd[1:]), file=sys.stderr)
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL)
-    if done.returncode not in (0, 3):  # 3: some run was not ok -- data, in the table below (runner/exits.py)
+    if done.returncode not in (0, 3):  # 3: some run was not ok -- data, in the table below (runner/run/exits.py)
         sys.exit(f"the sweep failed (exit {done.returncode})")
     rows = []
     for path in sorted(out.glob("*/result.json")):

@@ -2,8 +2,8 @@
 (`loop`, `fast`, `http`) beside `wrk -t1 -c100` as the reference.
 
 Per server (--servers, default epoll): the server is started once, as the runner starts it
-(runner/server.py), hello workload, pinned to the first core; each generator in turn runs on the
-second core against it -- Locust exactly as the runner runs it (runner/load.py's command line, its
+(runner/run/server.py), hello workload, pinned to the first core; each generator in turn runs on the
+second core against it -- Locust exactly as the runner runs it (runner/run/load.py's command line, its
 steady window read from the per-phase files), wrk as benchmarks/raw_speed.py runs it. Rounds
 interleave in a rotated order, so a shared machine's drift spreads over all generators, and the
 ratios (x FastHttpUser, x wrk) are medians of each round's own ratio: the two ran seconds apart.
@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from raw_speed import Started, run_wrk, tree_cpu_s  # noqa: E402
 
-from runner import load, procs  # noqa: E402
-from runner.resources import Sampler, summarize  # noqa: E402
+from runner.run import load, procs  # noqa: E402
+from runner.run.resources import Sampler, summarize  # noqa: E402
 
 GENERATORS = ("loop", "fast", "http", "wrk")
 LABELS = {"loop": "loop (one engine per process)", "fast": "fast (FastHttpUser)", "http": "http (HttpUser)",

@@ -3,7 +3,7 @@
 Locust costs more per request than most of our servers do (see generator_ceiling.py), so this
 drives them with wrk instead: every project server (each conf/server/*.yaml without a command, so a
 new model joins by its file alone), uvicorn (1 worker, uvloop + httptools) and nginx (1 worker), each
-started exactly as the runner starts it (runner/server.py), hello workload, each config's own
+started exactly as the runner starts it (runner/run/server.py), hello workload, each config's own
 keep-alive setting (on for all but `single`, which serves one connection at a time). The server
 runs on one core and wrk on another (`wrk -t1 -c100 -d5s --latency`); rounds interleave (every server
 once, then again, in a rotated order) so that a shared machine's drift spreads over all of them.
@@ -49,10 +49,11 @@ import pandas as pd
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from runner import procs  # noqa: E402
-from runner import server as server_mod  # noqa: E402
-from runner.config import CONF_DIR, available_choices, check, own_servers  # noqa: E402
-from runner.provenance import collect  # noqa: E402
+from runner.config import CONF_DIR, available_choices, own_servers  # noqa: E402
+from runner.run import procs  # noqa: E402
+from runner.run import server as server_mod  # noqa: E402
+from runner.run.provenance import collect  # noqa: E402
+from runner.run.sweep import check  # noqa: E402
 from servers.base import raise_nofile_limit  # noqa: E402
 
 HOST = "127.0.0.1"

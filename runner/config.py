@@ -2,9 +2,11 @@
 
 Two layers: OmegaConf checks types and unknown keys as Hydra composes the YAML onto the
 dataclasses below (registered in Hydra's ConfigStore as `base_config`), and `check()` checks
-ranges and meaning (users > 0, a parseable run_time, a loopback target). `validate_argv()` runs
-both over every point of a sweep *before* the first job starts, so `server=single,bogus` is
-refused with exit 2 instead of failing after `single` has run.
+ranges and meaning (users > 0, a parseable run_time, a loopback target). The orchestrator adds
+the checks that need its parts (a server's program and options, a remote target, distributed
+workers) and runs them all over every point of a sweep before the first job starts
+(runner/run/sweep.py), so `server=single,bogus` is refused with exit 2 instead of failing after
+`single` has run. Shared by every program, so it imports none of them.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import difflib
 import ipaddress
 import math
 import re
-import shlex
-import sys
 import typing
 from dataclasses import dataclass, field, is_dataclass
 from enum import Enum
@@ -25,6 +25,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+ARRIVALS = ("constant", "poisson")  # load.arrival: even gaps, or exponential ones (runner/locust/arrivals.py)
 
 
 class UserClass(Enum):
@@ -53,7 +56,7 @@ class ServerConfig:
     # model-specific flags, passed as `--key value` (true: `--key`; false/null: left out), e.g.
     # prefork's workers; the module's --help lists what it takes
     options: dict[str, Any] = field(default_factory=dict)
-    # a server already running elsewhere (conf/server/remote.yaml, runner/remote.py): nothing is
+    # a server already running elsewhere (conf/server/remote.yaml, runner/run/remote.py): nothing is
     # started, readiness is a TCP connect; needs run.allow_remote=true unless it is loopback
     target_host: str | None = None
     target_port: int | None = None
@@ -90,12 +93,12 @@ class LoadConfig:
     warmup_s: float = 0.0  # after the last user started, before the steady window the report ranks
     processes: int = 1  # locust --processes: generator processes (-1: one per core)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)  # a step search instead of fixed users
-    # an open model (runner/arrivals.py): requests/s at intended send times on a pool of at most `users`
+    # an open model (runner/locust/arrivals.py): requests/s at intended send times on a pool of at most `users`
     # connections, latency corrected for coordinated omission; null: the closed loop (each user sends its next
     # request when its response came). The `loop` user only; split evenly over load.processes.
     arrival_rate: float | None = None
     arrival: str = "constant"  # constant (evenly spaced) | poisson (exponential gaps)
-    # distributed Locust (runner/distributed.py): a master and `workers` local worker processes
+    # distributed Locust (runner/run/distributed.py): a master and `workers` local worker processes
     mode: str = "local"  # local | distributed
     workers: int = 2  # local workers the runner starts (distributed mode)
     expect_workers: int | None = None  # all workers, local + remote, the run waits for; null: `workers`
@@ -116,7 +119,7 @@ class WorkloadConfig:
 
 @dataclass
 class ValidityConfig:
-    """Thresholds of the report's flags (runner/validity.py says what each means)."""
+    """Thresholds of the report's flags (runner/run/validity.py says what each means)."""
 
     cpu_bound: float = 0.9  # generator-bound: Locust at >= this share of its cores, the server below it
     max_error_ratio: float = 0.01  # errors: failed / requests above this
@@ -128,7 +131,7 @@ class ValidityConfig:
     count_tolerance: float = 0.005  # count-mismatch: |SERVED - Locust's total| / total above this
     unstable_spread: float = 0.1  # unstable: (max - min) / median of repeats at or above this
     # contended: other processes used more than this % of the server's or Locust's cores over the window
-    # (runner/resources.py others_pct). Measured on 2 cores, select, load=smoke load.run_time=4s, pinned,
+    # (runner/run/resources.py others_pct). Measured on 2 cores, select, load=smoke load.run_time=4s, pinned,
     # three times each in a quiet moment (background 0-1% per core): alone, 0% on both cores; a busy
     # loop pinned to the server's core, 75-77% there; two runs at once, 41-43% on Locust's core (each
     # Locust wants all of it and gets half; RPS halved, 7,085 -> 3,500) and 6-7% on the server's. On a
@@ -203,113 +206,6 @@ def own_servers() -> list[str]:
     return sorted(name for name, cfg in configs.items() if cfg.get("command") is None and "target_host" not in cfg)
 
 
-# What an external server's command and files may contain; runner/server.py fills them in.
-PLACEHOLDERS = {
-    "port": "the free port the runner picked (required)",
-    "host": "the address to listen on (run.host)",
-    "address": "host:port, [host]:port for IPv6",
-    "run_dir": "the run's directory (for config, pid and log files)",
-    "python": "the runner's own Python (sys.executable)",
-    "backlog": "server.backlog",
-    "keepalive_s": "seconds an idle keep-alive connection is kept open; 0 when server.keepalive=false",
-}
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
-_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # it names run directories too
-
-
-def placeholders(text: str) -> set[str]:
-    return set(_PLACEHOLDER.findall(text))
-
-
-def _check_server(cfg: DictConfig | Config) -> list[str]:
-    server = cfg.server
-    if server.command is not None and not server.command.strip():  # conf/server/external.yaml: "", to be given
-        return [
-            "server.command: an external server needs a command template with {port}, e.g. "
-            "'server.command=\"python -m http.server {port} --bind {host}\"' (to sweep every other server: "
-            "server='glob(*,exclude=[external,remote])')"
-        ]
-    errors = []
-    from servers.workload import WORKLOADS
-
-    for name in server.workloads or []:
-        if name not in WORKLOADS:
-            errors.append(f"server.workloads: unknown workload {name!r}; valid choices: {', '.join(WORKLOADS)}")
-    if server.workloads is not None and cfg.workload.name not in server.workloads:
-        errors.append(
-            f"workload={cfg.workload.name}: server {server.name} can do only {', '.join(server.workloads)} "
-            "(server.workloads)"
-        )
-    if server.target_host is not None:  # a remote target: runner/remote.py checks it
-        return errors
-    if server.command is None:
-        ours = own_servers()
-        if server.name not in ours:
-            errors.append(
-                f"server.name: unknown server {server.name!r}; valid choices: {', '.join(ours)} "
-                "(or give server.command to run any other)"
-            )
-        if server.files:
-            errors.append("server.files: only an external server (one with server.command) takes files")
-        if server.name in ours:
-            errors += _check_options(server.name, server.options)
-        return errors
-    if not _LABEL.fullmatch(server.name):
-        errors.append(
-            f"server.name: {server.name!r} labels the external server in reports and directory names: "
-            "use letters, digits, '_', '.' and '-'"
-        )
-    try:
-        program = shlex.split(server.command)[0].replace("{python}", sys.executable)
-    except ValueError as exc:
-        errors.append(f"server.command: cannot split {server.command!r} into arguments: {exc}")
-    else:
-        from runner.server import find_program, no_program
-
-        if not placeholders(program) and find_program(program) is None:  # "{run_dir}/x": written by server.files
-            errors.append(f"server.command: {no_program(program)}")
-    texts = {"server.command": server.command, **{f"server.files.{k}": v for k, v in server.files.items()}}
-    for key, text in texts.items():
-        unknown = sorted(placeholders(text) - PLACEHOLDERS.keys())
-        if unknown:
-            errors.append(
-                f"{key}: unknown placeholder {', '.join('{' + u + '}' for u in unknown)}; "
-                f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
-            )
-    if not any({"port", "address"} & placeholders(text) for text in texts.values()):
-        errors.append(
-            f"server.command: {server.command!r} has no {{port}}: the runner picks the port and must tell the "
-            "server (in the command or in one of server.files)"
-        )
-    for filename in server.files:
-        if not _LABEL.fullmatch(str(filename)):
-            errors.append(f"server.files: {filename!r} must be a plain file name (it is written in the run directory)")
-    return errors
-
-
-def _check_options(name: str, options: dict[str, Any]) -> list[str]:
-    """A model's server.options, parsed by the model's own command line (servers/base.py
-    make_parser): an unknown option or a bad value is refused in its words, before anything starts."""
-    import importlib
-
-    from runner.server import option_flags
-    from servers import base
-
-    parser = base.make_parser(name, getattr(importlib.import_module(f"servers.{name}"), "options", None))
-
-    def refuse(message: str) -> typing.NoReturn:
-        raise ValueError(message)
-
-    parser.error = refuse  # type: ignore[method-assign]  # argparse would print and exit
-    try:
-        parser.parse_args(option_flags(options))
-    except ValueError as exc:
-        ours = {"host", "port", "workload", "workload_param", "keepalive", "backlog", "grace", "help"}
-        takes = sorted(a.dest for a in parser._actions if a.dest not in ours)  # set by the runner, not options
-        return [f"server.options: servers.{name} says {exc}; it takes {', '.join(takes)}"]
-    return []
-
-
 def _check_workload_params(cfg: DictConfig | Config) -> list[str]:
     """Every parameter of our workloads is an amount (cpu_us, io_ms, size_bytes, iterations): a
     number >= 0 (a negative size ran, and was marked ok)."""
@@ -327,7 +223,6 @@ def _check_workload_params(cfg: DictConfig | Config) -> list[str]:
 def check(cfg: DictConfig | Config) -> list[str]:
     """Range and meaning checks the type system cannot express; one message per problem."""
     errors = unknown_keys(cfg) if isinstance(cfg, DictConfig) else []
-    errors += _check_server(cfg)
 
     def positive(key: str, value: float) -> None:
         if value <= 0:
@@ -378,9 +273,7 @@ def check(cfg: DictConfig | Config) -> list[str]:
             f"run.host: {cfg.run.host!r} is not a loopback address; load goes to 127.0.0.1/::1 only "
             "unless run.allow_remote=true says you own the target"
         )
-    from runner import distributed, remote
-
-    return errors + distributed.check(cfg) + remote.check(cfg)
+    return errors
 
 
 def _check_run_time(load: Any, run_time: float) -> list[str]:
@@ -402,8 +295,6 @@ def _check_run_time(load: Any, run_time: float) -> list[str]:
 
 def _check_arrival(load: Any) -> list[str]:
     """An open model runs on the loop user's engine, on connections it holds for the whole run."""
-    from runner.arrivals import ARRIVALS
-
     errors = []
     if load.arrival not in ARRIVALS:
         errors.append(f"load.arrival: one of {', '.join(ARRIVALS)}, got {load.arrival!r}")
@@ -473,7 +364,7 @@ def _check_capacity(load: Any) -> list[str]:
 OPEN_DICTS = ("server.options", "server.files", "workload.params")
 
 
-def _schema_field(key: str) -> tuple[type | None, list[str]]:
+def schema_field(key: str) -> tuple[type | None, list[str]]:
     """(the schema's type of a dotted key, or None if it has none; the keys its parent has)."""
     node: Any = Config
     parts = key.split(".")
@@ -487,7 +378,7 @@ def _schema_field(key: str) -> tuple[type | None, list[str]]:
     return node, []
 
 
-def _valid_values(kind: Any) -> str:
+def valid_values(kind: Any) -> str:
     if isinstance(kind, type) and issubclass(kind, Enum):
         return "one of " + ", ".join(m.name for m in kind)
     names = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
@@ -497,7 +388,7 @@ def _valid_values(kind: Any) -> str:
     return str(kind)
 
 
-def _no_such_key(key: str, siblings: list[str]) -> str:
+def no_such_key(key: str, siblings: list[str]) -> str:
     parent, _, name = key.rpartition(".")
     close = difflib.get_close_matches(name, siblings, n=1)
     hint = f"did you mean {parent + '.' if parent else ''}{close[0]}? " if close else ""
@@ -512,108 +403,13 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
     def walk(node: Any, prefix: str) -> None:
         for key in node:
             name = f"{prefix}{key}"
-            kind, siblings = _schema_field(name)
+            kind, siblings = schema_field(name)
             if kind is None:
-                errors.append(_no_such_key(name, siblings))
+                errors.append(no_such_key(name, siblings))
             elif name not in OPEN_DICTS and isinstance(node[key], DictConfig):
                 walk(node[key], f"{name}.")
 
     walk(cfg, "")
-    return errors
-
-
-def _format_hydra_error(exc: Exception) -> str:
-    """Hydra's composition errors in the runner's words: the key, why, and what it takes."""
-    from hydra.errors import MissingConfigException
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
-
-    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
-        group, _, choice = str(exc.missing_cfg_file).rpartition("/")
-        if group:
-            return f"{group}={choice}: no such option; valid choices: {', '.join(available_choices(group))}"
-    cause = exc.__cause__
-    key = getattr(cause, "full_key", None)
-    if key and isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-        kind, siblings = _schema_field(key)
-        if kind is None:
-            return _no_such_key(key, siblings)
-        return f"{key}: not set in this config; to add it, +{key}=... (checked like the others)"
-    if key and isinstance(cause, ValidationError):
-        return f"{key}: {getattr(cause, 'value', None)!r} is not {_valid_values(_schema_field(key)[0])}"
-    return " ".join(str(exc).split())
-
-
-def expand_repeats(argv: list[str]) -> list[str]:
-    """`run.repeats=N` -> a multirun whose first (slowest-varying) dimension is run.repeat=0..N-1,
-    so repeats interleave: every cell once, then every cell again, which spreads slow drift of a
-    shared machine over all cells instead of loading it onto one."""
-    out, repeats = [], None
-    for arg in argv:
-        if arg.startswith("run.repeats="):
-            repeats = arg.split("=", 1)[1]
-        else:
-            out.append(arg)
-    if repeats is None:
-        return argv
-    fixed = [a for a in out if a.lstrip("+").startswith("run.repeat=")]
-    if fixed:  # a report's Reproduce line names its repetition: with run.repeats=N it would run once, silently
-        raise ValueError(
-            f"run.repeats={repeats} and {fixed[0]}: run.repeat picks one repetition (a report's Reproduce line "
-            f"names it), run.repeats=N runs N of them; drop {fixed[0]}"
-        )
-    if not repeats.isdigit() or int(repeats) < 1:
-        raise ValueError(f"run.repeats: must be a positive integer, got {repeats!r}")
-    flags, overrides = [], []
-    for i, arg in enumerate(out):  # a flag's value (`--cfg job`) stays with it
-        is_value = i > 0 and out[i - 1] in _VALUE_FLAGS and not arg.startswith("-")
-        (flags if arg.startswith("-") or is_value else overrides).append(arg)
-    if not {"-m", "--multirun"} & set(flags):
-        flags.append("-m")
-    return flags + [f"run.repeat=range(0,{int(repeats)})"] + overrides
-
-
-# Hydra's command-line flags that take a value (hydra/_internal/utils.py get_args_parser)
-_VALUE_FLAGS = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd",
-                "--config-dir", "--info", "--experimental-rerun"}  # fmt: skip
-
-
-class _GroupOptions:
-    """The one part of Hydra's ConfigLoader that expanding `server=glob(*,exclude=[external,remote])` needs."""
-
-    @staticmethod
-    def get_group_options(group: str, *args: Any, **kwargs: Any) -> list[str]:
-        return available_choices(group)
-
-
-def validate_argv(argv: list[str]) -> list[str]:
-    """Compose and check every sweep point that `argv` (Hydra command-line overrides) describes."""
-    from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = [a for a in argv if not a.startswith("-") and not a.lstrip("~+").startswith("hydra.")]
-    try:
-        parsed = OverridesParser.create(config_loader=_GroupOptions()).parse_overrides(overrides)  # type: ignore[arg-type]
-    except Exception as exc:  # hydra's OverrideParseException and friends
-        braces = [a for a in overrides if "{" in a and "=" in a and a.partition("=")[2][:1] not in "'\"[{"]
-        hint = [f"{a.partition('=')[0]}: Hydra reads braces as its own syntax; quote the value for it: "
-                f"'{a.partition('=')[0]}=\"{a.partition('=')[2]}\"'" for a in braces]  # fmt: skip
-        return hint or [_format_hydra_error(exc)]
-    points = [p for batch in BasicSweeper.split_arguments(parsed, None) for p in batch]
-    errors: list[str] = []
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for point in points:
-            try:
-                cfg = compose(config_name="config", overrides=list(point))
-            except Exception as exc:
-                problems = [_format_hydra_error(exc)]
-            else:
-                problems = check(cfg)
-            prefix = f"[{' '.join(point)}] " if len(points) > 1 else ""
-            errors += [prefix + p for p in problems if prefix + p not in errors]
-    GlobalHydra.instance().clear()
     return errors
 
 

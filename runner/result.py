@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from runner import latency
+
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 OUTCOMES = (
@@ -69,10 +71,11 @@ class Metrics:
     reconnects: int | None = None  # whole run, `loop` users: connections opened after each user's first
     users_reached: int | None = None  # users running when the run time ended (all Locust processes)
     # users' time in their request loop over the window / its length: the users Little's law sees
-    # (runner/locustfile.py); None when unknown (no phase files, or a user logged no cycle in it)
+    # (runner/locust/locustfile.py); None when unknown (no phase files, or a user logged no cycle in it)
     loop_users: float | None = None
     # an open model (load.arrival_rate; None in a closed loop): avg_ms and the percentiles above are corrected (from
-    # each request's intended send time); these are over the same window (runner/arrivals.py says what each means)
+    # each request's intended send time); these are over the same window (runner/locust/arrivals.py says what
+    # each means)
     intended_rps: float | None = None  # requests whose intended send time came, per second: the rate asked for
     sent_rps: float | None = None  # requests sent per second: the rate achieved
     late: int | None = None  # sent more than arrivals.LATE_S after their intended time
@@ -92,14 +95,14 @@ class RunResult:
     load: dict[str, Any] = field(default_factory=dict)
     workload: dict[str, Any] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
-    resources: dict[str, Any] = field(default_factory=dict)  # "server", "locust": runner/resources.py
-    flags: list[str] = field(default_factory=list)  # runner/validity.py
+    resources: dict[str, Any] = field(default_factory=dict)  # "server", "locust": runner/run/resources.py
+    flags: list[str] = field(default_factory=list)  # runner/run/validity.py
     # load=capacity only (else None): {"steps": [{"users", "start", "end", "requests", "rps", "goodput",
     # "failure_ratio", "p50_ms", "p95_ms", "p99_ms", "locust_cpu_pct", "locust_wait_pct", "server_cpu_pct",
     # "verdict"}],
     # "max_rps", "users_at_max", "stop_reason", "stop_detail"}; runner/capacity.py says what each means
     capacity: dict[str, Any] | None = None
-    # distributed Locust (runner/distributed.py): expected, joined, lost, and per worker its
+    # distributed Locust (runner/run/distributed.py): expected, joined, lost, and per worker its
     # host, pid, state, requests and share; empty for a local run
     workers: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -121,6 +124,64 @@ class RunResult:
         data = dict(data)
         data["metrics"] = Metrics(**data.get("metrics") or {})
         return cls(**data)
+
+
+# --- Locust's numbers -> Metrics -------------------------------------------------------------
+
+
+def percentile(histogram: dict[float, int], count: int, fraction: float) -> float:
+    """Locust's own percentile (stats.calculate_response_time_percentile) over its histogram of
+    response times rounded to about two significant digits: the same number its report shows."""
+    wanted = int(count * fraction)
+    seen = 0
+    for value in sorted(histogram, reverse=True):
+        seen += histogram[value]
+        if count - seen <= wanted:
+            return value
+    return 0.0
+
+
+def aggregate(entries: list[dict], elapsed: float | None, hdr: list[str] | None = None) -> Metrics:
+    """Sum locust-serialized StatsEntry dicts (locust.json's or our phase files'): exact counts
+    and sums, merged histograms; `elapsed` is the window the rates are over. `hdr`: the same
+    requests' encoded HDR histograms (runner/latency.py), whose percentiles then replace Locust's."""
+    requests = sum(int(e["num_requests"]) for e in entries)
+    failures = sum(int(e["num_failures"]) for e in entries)
+    histogram: dict[float, int] = {}
+    for entry in entries:
+        for value, n in entry["response_times"].items():
+            histogram[float(value)] = histogram.get(float(value), 0) + int(n)
+    timed = [e for e in entries if e["num_requests"]]
+    answered = requests > 0 and bool(histogram)
+    rate = (lambda n: n / elapsed) if elapsed else (lambda n: None)
+    fine = latency.merged(hdr) if hdr and answered else None
+    if fine is not None and fine.get_total_count() != sum(histogram.values()):
+        fine = None  # not the same requests: Locust's own, as for a run without HDR files (locust.json)
+
+    def quantile(fraction: float) -> float:
+        if fine is not None:
+            return latency.percentile_ms(fine, fraction)
+        return percentile(histogram, sum(histogram.values()), fraction)
+
+    return Metrics(
+        requests=requests,
+        failures=failures,
+        failure_ratio=failures / requests if requests else None,
+        rps=rate(requests),
+        goodput=rate(requests - failures),
+        failures_per_s=rate(failures),
+        avg_ms=sum(float(e["total_response_time"]) for e in timed) / sum(histogram.values()) if answered else None,
+        min_ms=min(float(e["min_response_time"]) for e in timed if e["min_response_time"] is not None)
+        if answered
+        else None,
+        median_ms=quantile(0.50) if answered else None,
+        p95_ms=quantile(0.95) if answered else None,
+        p99_ms=quantile(0.99) if answered else None,
+        max_ms=max(float(e["max_response_time"]) for e in timed) if answered else None,
+        total_requests=requests,
+        total_failures=failures,
+        window_s=elapsed,
+    )
 
 
 def write_atomic(target: Path, write: Callable[[IO[str]], object]) -> Path:

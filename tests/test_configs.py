@@ -11,16 +11,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from runner.config import (
-    CONF_DIR,
-    available_choices,
-    check,
-    expand_repeats,
-    own_servers,
-    parse_duration,
-    validate_argv,
-)
-from runner.server import find_program
+from runner.config import CONF_DIR, available_choices, own_servers, parse_duration
+from runner.run.server import find_program
+from runner.run.sweep import check, expand_repeats, validate_argv
 
 GROUPS = ["server", "load", "workload"]
 
@@ -327,7 +320,7 @@ def test_arrival_rates_sweep_like_any_key():
 
 
 def test_an_arrival_rate_is_split_over_locust_processes(compose_cfg, tmp_path):
-    from runner.load import locust_argv
+    from runner.run.load import locust_argv
 
     argv = locust_argv(compose_cfg("load.arrival_rate=150", "load.processes=2", "load.users=10"), "::1", 1, tmp_path)
     assert argv[argv.index("--arrival-rate") + 1] == "75" and argv[argv.index("--arrival") + 1] == "constant"

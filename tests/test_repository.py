@@ -116,7 +116,7 @@ def test_the_rules_catch_what_they_are_for(relative: str, line: str) -> None:
         ("tests/servers/corpus.py", 'CORPUS = Path(__file__).resolve().parents[1] / "data" / "http-corpus"'),
         ("runner/config.py", 'CONF_DIR = Path(__file__).resolve().parent.parent / "conf"'),
         ("docs/design.md", "the commands are in [the README](../README.md)"),
-        ("runner/resources.py", "read /proc/{pid}/status; #!/usr/bin/env bash; tail /tmp/ci-apt.log"),
+        ("runner/run/resources.py", "read /proc/{pid}/status; #!/usr/bin/env bash; tail /tmp/ci-apt.log"),
         ("README.md", "hydra.sweep.dir=/shared/stressbench/sweep1 and GET /next, https://example.org/home/x"),
         ("servers/http.py", "a/../b is normalised; ..; x/.. and a/b/../c"),
     ],

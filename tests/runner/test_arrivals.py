@@ -1,4 +1,4 @@
-"""The open model's schedule (runner/arrivals.py) over simulated time: no sockets, no clock, no locust.
+"""The open model's schedule (runner/locust/arrivals.py) over simulated time: no sockets, no clock, no locust.
 
 A simulated server answers each request `service` seconds after it is sent on one of `pool`
 connections; time advances in 1 ms steps (well under arrivals.LATE_S, so the steps make no late
@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from runner.arrivals import LATE_S, OpenLoop
+from runner.locust.arrivals import LATE_S, OpenLoop
 
 STEP = 0.001
 
@@ -146,10 +146,12 @@ def test_a_request_counts_in_the_epoch_it_was_due_in_however_late_it_was_sent():
 
 
 def test_the_runner_sums_the_steady_schedule_over_processes_beside_both_latencies(tmp_path):
-    """Two Locust processes' phase files (as runner/locustfile.py writes them) -> result.json's open-model numbers."""
+    """Two Locust processes' phase files (as runner/locust/locustfile.py writes them) -> result.json's open-model
+    numbers."""
     import json
 
-    from runner import latency, load
+    from runner import latency
+    from runner.run import load
 
     def phase_file(pid: int, corrected_ms: list[float], raw_ms: list[float], counts: dict) -> None:
         hdr, raw = latency.Recorder(), latency.Recorder()

@@ -15,10 +15,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from runner import capacity
-from runner.config import CONF_DIR, CapacityConfig, check
-from runner.load import locust_argv
+from runner.config import CONF_DIR, CapacityConfig
+from runner.report import capacity as capacity_report
+from runner.report.runs import Run, to_frame
 from runner.result import Metrics, RunResult
-from runner.runs import Run, to_frame
+from runner.run import capacity as capacity_record
+from runner.run.load import locust_argv
+from runner.run.sweep import check
 
 PLAN = CapacityConfig(enabled=True, start_users=10, step_users=20, step_s=4, ramp_s=1, max_users=70,
                       max_failure_ratio=0.01, max_p99_ms=500, min_growth=0.05, generator_cpu_pct=90)  # fmt: skip
@@ -174,7 +177,7 @@ def test_collect_records_the_block_and_makes_the_best_steps_window_the_run_metri
         r["verdict"] = v
     _write_step_file(tmp_path, raw, "knee")
     result = RunResult(outcome="ok", load={"users": 200}, metrics=Metrics(total_requests=3000, total_failures=5))
-    capacity.collect(result, tmp_path, PLAN)
+    capacity_record.collect(result, tmp_path, PLAN)
     block = result.capacity
     assert [s["verdict"] for s in block["steps"]] == ["ok", "ok", "knee"]
     assert (block["max_rps"], block["users_at_max"], block["stop_reason"]) == (300.0, 30, "knee")
@@ -190,11 +193,11 @@ def test_collect_says_when_the_live_decision_disagrees_or_no_file_was_left(tmp_p
             "verdict": "ok"}]  # fmt: skip
     _write_step_file(tmp_path, raw, "max-users")
     result = RunResult(outcome="ok")
-    capacity.collect(result, tmp_path, PLAN)
+    capacity_record.collect(result, tmp_path, PLAN)
     assert result.capacity["stop_reason"] == "incomplete"
     assert "the live search decided differently: max-users" in result.capacity["stop_detail"]
     empty = RunResult(outcome="ok")
-    capacity.collect(empty, tmp_path / "nowhere", PLAN)
+    capacity_record.collect(empty, tmp_path / "nowhere", PLAN)
     assert empty.capacity["steps"] == [] and empty.capacity["stop_reason"] == "no-steps"
 
 
@@ -233,7 +236,7 @@ def test_capacity_section_ranks_by_max_rps_and_lists_each_runs_steps():
         result.capacity = capacity.decide(steps, PLAN)
         return name, result
 
-    text = capacity.capacity_section(
+    text = capacity_report.capacity_section(
         [
             searched("single", [step(10, 95.2, p99=120), step(30, 96.1, p99=330)]),
             searched("select", [step(10, 950), step(30, 2800), step(50, 3900, cpu=97)]),
@@ -266,13 +269,13 @@ def _runs() -> list[Run]:
 
 
 def test_curves_are_one_row_per_server_and_users_with_medians_of_repeats():
-    table = capacity.curve_table(to_frame(_runs()))
+    table = capacity_report.curve_table(to_frame(_runs()))
     rows = table[["series", "users", "n", "rps", "p99_ms"]].values.tolist()
     assert rows == [["select", 10, 1, 950.0, 15.0], ["select", 50, 1, 3900.0, 30.0],
                     ["single", 10, 1, 95.0, 120.0], ["single", 50, 2, 95.0, 570.0]]  # fmt: skip
-    text = capacity.curves_section(to_frame(_runs()))
+    text = capacity_report.curves_section(to_frame(_runs()))
     assert "## RPS and p99 vs users" in text and "### single" in text
-    assert capacity.curves_section(to_frame(_runs()[:1])) == ""  # one user count: no curve
+    assert capacity_report.curves_section(to_frame(_runs()[:1])) == ""  # one user count: no curve
 
 
 # --- end to end (slow): a real search, and the fixed-users run the shape must leave alone -------
@@ -280,7 +283,7 @@ def test_curves_are_one_row_per_server_and_users_with_medians_of_repeats():
 
 @pytest.mark.slow
 def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
-    from runner.experiment import run_experiment
+    from runner.run.experiment import run_experiment
 
     overrides = ["server=select", "load=capacity", "workload=io", "load.capacity.start_users=5",
                  "load.capacity.step_users=5", "load.capacity.max_users=15", "load.capacity.step_s=2"]  # fmt: skip
@@ -309,7 +312,7 @@ def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
 
 @pytest.mark.slow
 def test_a_fixed_users_run_is_untouched_by_the_shape(tmp_path):
-    from runner.experiment import run_experiment
+    from runner.run.experiment import run_experiment
 
     result = run_experiment(_compose("server=select", "load=smoke"), tmp_path)
     assert result.outcome == "ok", result.detail

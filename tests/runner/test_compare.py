@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.compare import compare, welch
+from runner.report.compare import compare, welch
+from runner.report.runs import load_runs
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
-from runner.runs import load_runs
 
 REPO = Path(__file__).resolve().parents[2]
 

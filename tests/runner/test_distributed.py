@@ -1,4 +1,4 @@
-"""Distributed Locust (runner/distributed.py) for real: a master and local workers against a real
+"""Distributed Locust (runner/run/distributed.py) for real: a master and local workers against a real
 server on loopback; a worker SIGKILLed by pid mid-run; fewer workers than expected; the checks."""
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from runner import config as config_mod
-from runner import distributed, procs, workers_report
 from runner.config import CONF_DIR
-from runner.experiment import run_experiment
+from runner.report import workers as workers_report
+from runner.run import distributed, procs, sweep
+from runner.run.experiment import run_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,7 +124,7 @@ def test_too_few_workers_is_an_outcome_not_a_hang(tmp_path, capfd):
     assert result.detail == "1 of 2 workers joined in 2 s", result.detail
     assert result.workers["joined"] == 1 and result.workers["expected"] == 2
     printed = capfd.readouterr().err
-    assert "--worker --master-host 127.0.0.1 --master-port" in printed and "runner/locust_workers.py" in printed
+    assert "--worker --master-host 127.0.0.1 --master-port" in printed and "runner/locust/workers.py" in printed
     assert not _ours()
 
 
@@ -140,17 +140,17 @@ def test_too_few_workers_is_an_outcome_not_a_hang(tmp_path, capfd):
     ],
 )
 def test_bad_distributed_settings_are_refused_before_anything_starts(overrides, message):
-    errors = config_mod.validate_argv(["load=distributed", *overrides])
+    errors = sweep.validate_argv(["load=distributed", *overrides])
     assert any(message in e for e in errors), errors
 
 
 def test_remote_workers_need_the_explicit_switch_and_get_the_exact_command():
-    assert not config_mod.validate_argv(
+    assert not sweep.validate_argv(
         ["load=distributed", "load.master_bind_host=0.0.0.0", "load.allow_remote_workers=true", "load.expect_workers=3"]
     )
     cfg = _compose("load=distributed", "load.master_bind_host=10.1.2.3", "load.allow_remote_workers=true")
     command = distributed.remote_command(cfg, 5557)
-    assert command.startswith("python -m locust -f runner/locustfile.py,runner/locust_workers.py --worker")
+    assert command.startswith("python -m locust -f runner/locust/locustfile.py,runner/locust/workers.py --worker")
     assert "--master-host 10.1.2.3 --master-port 5557" in command and "--phases-prefix" not in command
 
 

@@ -21,10 +21,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from runner import procs
-from runner import server as server_mod
 from runner.config import CONF_DIR
-from runner.experiment import run_experiment
+from runner.run import procs
+from runner.run import server as server_mod
+from runner.run.experiment import run_experiment
 
 HAVE_UVICORN = all(importlib.util.find_spec(m) for m in ("uvicorn", "uvloop", "httptools"))
 HAVE_NGINX = shutil.which("nginx") or shutil.which("nginx", path=os.pathsep.join(server_mod.SBIN))
@@ -107,7 +107,7 @@ DEAF_TO_SIGTERM = 'sh -c \'trap "" TERM; exec "$0" -m http.server "$1" --bind "$
 
 def test_a_server_that_ignores_sigterm_is_killed_and_the_run_says_so(tmp_path):
     """Before, the kill after the grace showed only as exit_code -9 on an `ok` run."""
-    from runner.report import write_report
+    from runner.report.document import write_report
 
     job = tmp_path / "0_deaf_hello_r0"
     job.mkdir()
@@ -235,7 +235,7 @@ def test_a_program_that_is_not_installed_failed_to_start_saying_so(tmp_path):
 
 def test_the_report_says_why_a_server_failed_to_start_when_there_is_no_server_log(tmp_path):
     """Before, the report said "see the run's server.log", which a program that does not exist never wrote."""
-    from runner.report import write_report
+    from runner.report.document import write_report
 
     job = tmp_path / "0_mine_hello_r0"
     job.mkdir()

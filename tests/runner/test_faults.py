@@ -28,10 +28,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from runner import experiment, load, procs
 from runner.config import CONF_DIR
-from runner.experiment import run_experiment
 from runner.result import RESULT_FILE, RunResult, read_result, write_result
+from runner.run import experiment, load, procs
+from runner.run.experiment import run_experiment
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -765,7 +765,7 @@ def test_a_failure_mid_write_keeps_the_previous_result(tmp_path, monkeypatch):
 def test_results_and_the_report_get_the_mode_every_other_file_gets(tmp_path, umask):
     """mkstemp made result.json, report.md and results.csv 0600: colleagues on a shared file system
     could read every file of a sweep but those."""
-    from runner.report import write_report
+    from runner.report.document import write_report
 
     job = tmp_path / "0_select_hello_r0"
     job.mkdir()

@@ -1,4 +1,4 @@
-"""The `loop` user (runner/loop_engine.py) for real: Locust in a subprocess against a raw-socket
+"""The `loop` user (runner/locust/engine.py) for real: Locust in a subprocess against a raw-socket
 server of the test's own that answers in odd ways (chunked, close-delimited, HTTP/1.0, resets, hangs,
 garbage), against our servers, and beside a 10 ms gevent timer that must still fire on time."""
 
@@ -20,7 +20,7 @@ import pytest
 from conftest import run_sweep
 
 REPO = Path(__file__).resolve().parents[2]
-LOCUSTFILE = REPO / "runner" / "locustfile.py"
+LOCUSTFILE = REPO / "runner" / "locust" / "locustfile.py"
 BODY = b"Hello, World!\n"
 CHUNKED = b"5\r\nHello\r\n9\r\n, World!\n\r\n0\r\n\r\n"  # BODY in two chunks
 

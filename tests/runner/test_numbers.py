@@ -16,10 +16,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from runner import experiment, resources, tenancy
 from runner.config import CONF_DIR, ValidityConfig
-from runner.experiment import run_experiment
 from runner.result import read_result
+from runner.run import experiment, resources, tenancy
+from runner.run.experiment import run_experiment
 
 
 def _compose(*overrides: str):

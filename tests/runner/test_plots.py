@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from runner import plots
-from runner.load import PROGRESS_FILE
-from runner.report import to_cells, write_report
+from runner.report import plots
+from runner.report.document import to_cells, write_report
+from runner.report.runs import load_runs, to_frame
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
-from runner.runs import load_runs, to_frame
+from runner.run.load import PROGRESS_FILE
 
 PNG = b"\x89PNG\r\n\x1a\n"
 pytestmark = pytest.mark.slow  # the session's sweeps run real servers and Locust

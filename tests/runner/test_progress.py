@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.progress import Line, format_line, read_last
+from runner.run.progress import Line, format_line, read_last
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ def test_on_a_terminal_a_real_run_shows_a_live_line_then_erases_it(tmp_path: Pat
 
 
 def test_the_sweep_size_counts_command_line_and_experiment_sweeps() -> None:
-    from runner.__main__ import sweep_size
+    from runner.run.cli import sweep_size
 
     assert sweep_size(["server=select", "load=smoke"]) == 1  # not a multirun
     assert sweep_size(["-m", "server=single,thread,process,select", "run.repeat=0,1", "load=smoke"]) == 8

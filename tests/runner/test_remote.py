@@ -1,4 +1,4 @@
-"""Remote targets (runner/remote.py): a server the runner did not start, here a real one the test
+"""Remote targets (runner/run/remote.py): a server the runner did not start, here a real one the test
 starts on loopback and owns; the runner must load it, leave it running, and say what it knows."""
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from runner import config as config_mod
-from runner import procs
 from runner.config import CONF_DIR
-from runner.experiment import run_experiment
+from runner.run import procs, sweep
+from runner.run.experiment import run_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,9 +77,9 @@ def test_an_unreachable_target_is_recorded_and_locust_never_starts(tmp_path):
 
 
 def test_a_non_loopback_target_needs_the_explicit_switch():
-    errors = config_mod.validate_argv(["server=remote", "server.target_host=10.0.0.7", "server.target_port=80"])
+    errors = sweep.validate_argv(["server=remote", "server.target_host=10.0.0.7", "server.target_port=80"])
     assert any("server.target_host: '10.0.0.7' is not a loopback address" in e for e in errors), errors
     allowed = ["server=remote", "server.target_host=10.0.0.7", "server.target_port=80", "run.allow_remote=true"]
-    assert config_mod.validate_argv(allowed) == []
-    errors = config_mod.validate_argv(["server=remote", "server.target_port=0"])
+    assert sweep.validate_argv(allowed) == []
+    errors = sweep.validate_argv(["server=remote", "server.target_port=0"])
     assert any("server.target_port: must be 1..65535" in e for e in errors), errors

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runner import stats
-from runner.report import CELLS_FILE, render, to_cells, write_report
+from runner.report import stats
+from runner.report.document import CELLS_FILE, render, to_cells, write_report
+from runner.report.runs import COLUMNS, Run, load_runs, to_frame
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
-from runner.runs import COLUMNS, Run, load_runs, to_frame
 
 PROVENANCE = {
     "git_commit": "0123abc",
@@ -672,7 +672,7 @@ def test_cli_refuses_a_missing_directory_with_exit_2(tmp_path: Path) -> None:
 
 
 def test_when_every_run_is_generator_bound_the_summary_compares_what_a_request_cost() -> None:
-    from runner.report import _summary
+    from runner.report.document import _summary
 
     def run(server: str, per_cpu_s: float | None, flags: tuple[str, ...] = ("generator-bound",)) -> Run:
         return Run(server=server, outcome="ok", rps=3900.0, requests_per_cpu_s=per_cpu_s, flags=flags, run=server)

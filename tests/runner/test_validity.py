@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from runner.config import Config, LoadConfig, ServerConfig, WorkloadConfig
 from runner.result import Metrics, RunResult
-from runner.validity import LEGEND, run_flags
+from runner.run.validity import LEGEND, run_flags
 
 
 def _cfg(**load):
@@ -126,7 +126,7 @@ def test_an_open_model_that_could_not_keep_its_schedule_says_whose_fault(metrics
 
 
 def test_the_runs_line_says_whether_an_open_model_kept_its_rate():
-    from runner.experiment import summary
+    from runner.run.experiment import summary
 
     line = summary(_open(sent_rps=76.3, intended_rps=150.1, late=261, rps=88.9, avg_ms=1083.5))
     assert "88.9 req/s, avg 1083.5 ms (corrected), sent 76.3/s of 150.1/s due, 261 late, 0 dropped" in line

@@ -1,10 +1,10 @@
-"""The loop user's HTTP/1.1 framing (runner/wire.py), byte by byte: no sockets, no locust."""
+"""The loop user's HTTP/1.1 framing (runner/locust/wire.py), byte by byte: no sockets, no locust."""
 
 from __future__ import annotations
 
 import pytest
 
-from runner import wire
+from runner.locust import wire
 
 HELLO = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello, World!\n"
 

@@ -24,10 +24,9 @@ from typing import Any
 
 from runner import capacity, latency
 from runner.config import Config, parse_duration
-from runner.result import Metrics
+from runner.locust import LOCUSTFILE, PROGRESS_PLUGIN
+from runner.result import Metrics, aggregate
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-PROGRESS_PLUGIN = Path(__file__).with_name("locust_progress.py")  # live numbers, one JSON line a second
 PROGRESS_FILE = "locust_progress.jsonl"
 LOCUST_LOG = "locust.log"
 CSV_PREFIX = "locust"
@@ -61,7 +60,7 @@ def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
 
 
 def locustfile_args(cfg: Config, job_dir: Path) -> list[str]:
-    """The options runner/locustfile.py adds to Locust's command line, and where it writes its
+    """The options runner/locust/locustfile.py adds to Locust's command line, and where it writes its
     per-phase file: for the runner's Locust and for a local distributed worker alike."""
     load = cfg.load
     return [
@@ -123,61 +122,6 @@ def deadline_s(cfg: Config) -> float:
     return run_time_s(cfg) + ramp + load.warmup_s + load.stop_timeout_s + cfg.run.deadline_slack_s + wait
 
 
-def percentile(histogram: dict[float, int], count: int, fraction: float) -> float:
-    """Locust's own percentile (stats.calculate_response_time_percentile) over its histogram of
-    response times rounded to about two significant digits: the same number its report shows."""
-    wanted = int(count * fraction)
-    seen = 0
-    for value in sorted(histogram, reverse=True):
-        seen += histogram[value]
-        if count - seen <= wanted:
-            return value
-    return 0.0
-
-
-def aggregate(entries: list[dict], elapsed: float | None, hdr: list[str] | None = None) -> Metrics:
-    """Sum locust-serialized StatsEntry dicts (locust.json's or our phase files'): exact counts
-    and sums, merged histograms; `elapsed` is the window the rates are over. `hdr`: the same
-    requests' encoded HDR histograms (runner/latency.py), whose percentiles then replace Locust's."""
-    requests = sum(int(e["num_requests"]) for e in entries)
-    failures = sum(int(e["num_failures"]) for e in entries)
-    histogram: dict[float, int] = {}
-    for entry in entries:
-        for value, n in entry["response_times"].items():
-            histogram[float(value)] = histogram.get(float(value), 0) + int(n)
-    timed = [e for e in entries if e["num_requests"]]
-    answered = requests > 0 and bool(histogram)
-    rate = (lambda n: n / elapsed) if elapsed else (lambda n: None)
-    fine = latency.merged(hdr) if hdr and answered else None
-    if fine is not None and fine.get_total_count() != sum(histogram.values()):
-        fine = None  # not the same requests: Locust's own, as for a run without HDR files (locust.json)
-
-    def quantile(fraction: float) -> float:
-        if fine is not None:
-            return latency.percentile_ms(fine, fraction)
-        return percentile(histogram, sum(histogram.values()), fraction)
-
-    return Metrics(
-        requests=requests,
-        failures=failures,
-        failure_ratio=failures / requests if requests else None,
-        rps=rate(requests),
-        goodput=rate(requests - failures),
-        failures_per_s=rate(failures),
-        avg_ms=sum(float(e["total_response_time"]) for e in timed) / sum(histogram.values()) if answered else None,
-        min_ms=min(float(e["min_response_time"]) for e in timed if e["min_response_time"] is not None)
-        if answered
-        else None,
-        median_ms=quantile(0.50) if answered else None,
-        p95_ms=quantile(0.95) if answered else None,
-        p99_ms=quantile(0.99) if answered else None,
-        max_ms=max(float(e["max_response_time"]) for e in timed) if answered else None,
-        total_requests=requests,
-        total_failures=failures,
-        window_s=elapsed,
-    )
-
-
 def _phase_files(job_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(job_dir.glob(f"{PHASES_PREFIX}_*.json"))]
 
@@ -234,7 +178,7 @@ def _from_phases(job_dir: Path) -> Metrics | None:
 
 
 def _open_model(metrics: Metrics, files: list[dict]) -> None:
-    """The steady window's schedule (runner/arrivals.py), summed over the processes, and its uncorrected
+    """The steady window's schedule (runner/locust/arrivals.py), summed over the processes, and its uncorrected
     latencies beside the corrected ones the metrics already hold."""
     counts = {key: sum(int(f["arrivals"]["steady"][key]) for f in files) for key in files[0]["arrivals"]["steady"]}
     metrics.late, metrics.queued, metrics.dropped = counts["late"], counts["queued"], counts["dropped"]

@@ -6,7 +6,7 @@ requests they would have sent are never timed (coordinated omission; wrk2's READ
 has an intended send time, and its corrected latency runs from that time, as in wrk2 (-R); the
 uncorrected one runs from the actual send (wrk2's --u_latency).
 
-Strategy: `OpenLoop` is pure -- no sockets, no clock of its own: the caller (runner/loop_engine.py,
+Strategy: `OpenLoop` is pure -- no sockets, no clock of its own: the caller (runner/locust/engine.py,
 or a test over simulated time) passes `now` in and gets back the intended times to send now, at
 most one per free connection. Arrivals are `constant` (k / rate from the start: no drift builds up
 from rounding) or `poisson` (exponential gaps, a seeded random.Random). A request whose time came
@@ -29,7 +29,7 @@ few ms for its slice -- and at or below the service time of the slowest workload
 10 ms), so a late request has waited about one request's worth. Late sends are split by cause: a
 request that waited in the queue for a connection (`queued`: the server, or load.users connections,
 did not keep up) or one that had a free connection and was still late (`generator_late`: the
-generator itself fell behind its schedule -- runner/validity.py's `generator-bound`).
+generator itself fell behind its schedule -- runner/run/validity.py's `generator-bound`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ import random
 from collections import deque
 from dataclasses import asdict, dataclass
 
-ARRIVALS = ("constant", "poisson")
+from runner.config import ARRIVALS
+
 LATE_S = 0.010  # see the module docstring
 
 

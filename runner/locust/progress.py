@@ -7,11 +7,11 @@ window that ends 2 s before the last request and spans up to 10 s (0 during a ru
 percentiles are cumulative since the start (without `--csv-full-history`), and the file is flushed
 only every few seconds. Here the interval numbers are differences of two snapshots of Locust's own
 totals (counts and response-time histogram), so they cover exactly the last interval. The runner
-shows the last line live (runner/progress.py) and the report plots the series (runner/plots.py).
+shows the last line live (runner/run/progress.py) and the report plots the series (runner/report/plots.py).
 
-Loaded as a second locustfile (`-f runner/locustfile.py,runner/locust_progress.py`): Locust merges
+Loaded as a second locustfile (`-f runner/locust/locustfile.py,runner/locust/progress.py`): Locust merges
 the files' users and listeners, and this one defines no user, so none is duplicated. It stays apart
-from runner/locustfile.py so the users can change without touching it. With `--processes`, only the
+from runner/locust/locustfile.py so the users can change without touching it. With `--processes`, only the
 master writes, and its totals advance when workers report (every 3 s), so the series is coarser.
 """
 

@@ -15,7 +15,7 @@ Run-queue wait: the time the tree's threads were runnable but waited for a CPU (
 of /proc/<pid>/task/<tid>/schedstat, in ns), sampled with the CPU. Summed as deltas per thread, so a
 thread or a child that exits keeps what it waited.
 
-Contention (the `contended` flag, runner/validity.py) is not read from that wait: it cannot tell
+Contention (the `contended` flag, runner/run/validity.py) is not read from that wait: it cannot tell
 another tenant from the tree's own threads queueing for its one pinned core (measured, quiet
 machine otherwise the same: the process server's 20 children waited 213% of the window, Locust with
 --processes 2 126%, select 13%). It is read as the CPU time *others* used on the cores a tree ran on:
@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass, field
 
 import psutil
+
+from runner import schedstat
 
 INTERVAL_S = 0.5
 PSS_EVERY = 4  # passes: PSS every 2 s
@@ -85,16 +87,6 @@ class Series:
         self.wait_s.append((self.wait_s[-1] if self.wait_s else 0.0) + grown)
 
 
-def read_wait_s(path: str) -> float | None:
-    """Seconds a thread has waited for a CPU, from a schedstat file (/proc/<pid>/task/<tid>/schedstat,
-    /proc/thread-self/schedstat); None where the kernel has none."""
-    try:
-        with open(path) as f:
-            return int(f.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _waits(pids: list[int]) -> dict[int, float]:
     waited = {}
     for pid in pids:
@@ -103,7 +95,7 @@ def _waits(pids: list[int]) -> dict[int, float]:
         except OSError:
             continue
         for tid in tids:
-            if (wait := read_wait_s(f"/proc/{pid}/task/{tid}/schedstat")) is not None:
+            if (wait := schedstat.wait_s(f"/proc/{pid}/task/{tid}/schedstat")) is not None:
                 waited[int(tid)] = wait
     return waited
 

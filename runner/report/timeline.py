@@ -2,7 +2,7 @@
 `_stats_history.csv`.
 
 The two differ in what "p99" means, and the figure says which it shows:
-- `locust_progress.jsonl` (runner/locust_progress.py): each line covers the last second only, so its
+- `locust_progress.jsonl` (runner/locust/progress.py): each line covers the last second only, so its
   RPS and p99 are that second's ("interval").
 - `locust_stats_history.csv` (Locust 2.47, without `--csv-full-history`): a row per second whose
   percentiles are cumulative since the start of the run, and whose "Requests/s" is an average over a
@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.load import CSV_PREFIX, PROGRESS_FILE
+from runner.run.load import CSV_PREFIX, PROGRESS_FILE
 
 
 @dataclass

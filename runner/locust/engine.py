@@ -4,9 +4,9 @@ Why: a user with its own client (FastHttpUser) costs the generator a greenlet sw
 request plus the client's own machinery -- 3-4k requests/s on a core here, less than most servers
 make. This engine holds every user's connection as a non-blocking socket in one epoll set and
 moves their bytes in a plain loop: connect, send the request, read and frame the response
-(runner/wire.py), log it, send the next -- no greenlet switch per request. Each Locust user stands
+(runner/locust/wire.py), log it, send the next -- no greenlet switch per request. Each Locust user stands
 for one connection in a closed loop, so users, spawn rate, shapes and distributed workers keep
-their meaning (runner/locustfile.py's `loop` user registers and unregisters its connection).
+their meaning (runner/locust/locustfile.py's `loop` user registers and unregisters its connection).
 
 Cooperation with gevent: Locust monkey-patches `socket` and removes `select.epoll`, so the engine
 takes the originals (gevent.monkey.get_original). It runs as one greenlet that handles at most
@@ -18,7 +18,7 @@ loop that yielded with gevent.sleep(0) instead starved gevent's timers (a 10 ms 
 
 Scheduling: every send goes through `_schedule`. Closed loop (the default): a connection sends its
 next request at once, or after think time on the engine's timer heap. Open model (load.arrival_rate,
-runner/arrivals.py): requests arrive on their own clock, and `_schedule` only returns the connection
+runner/locust/arrivals.py): requests arrive on their own clock, and `_schedule` only returns the connection
 to a pool of free ones (at most one per user: load.users connections, each opened on its first send);
 every turn of the loop hands the requests due by now to free connections, and those that found none
 wait in the schedule's queue. A request's latency then runs from its intended send time (corrected
@@ -51,8 +51,8 @@ import gevent
 from gevent.event import Event
 from gevent.monkey import get_original
 
-from runner import wire
-from runner.arrivals import OpenLoop
+from runner.locust import wire
+from runner.locust.arrivals import OpenLoop
 
 _socket = get_original("socket", "socket")
 _epoll = get_original("select", "epoll")

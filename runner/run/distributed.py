@@ -16,7 +16,7 @@ What the runner does:
   `loadgen_failed` with partial numbers. Locust alone would carry on with fewer workers: its
   master marks a silent worker "missing" after 3 missed 1 s heartbeats and lets the run finish
   with the others, which is not the load that was asked for. A remote worker that goes missing is
-  found the same way afterwards, in the master's ledger (runner/locust_workers.py);
+  found the same way afterwards, in the master's ledger (runner/locust/workers.py);
 - records in result.json (`workers`) how many joined and each one's requests and share.
 
 Safety: the master's port takes unauthenticated ZeroMQ connections. Anyone who reaches it can join
@@ -36,11 +36,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import load, procs
 from runner.config import Config, is_loopback
-from runner.resources import Series
+from runner.locust import LOCUSTFILE, PROGRESS_PLUGIN, WORKERS_PLUGIN
+from runner.run import load, procs
+from runner.run.resources import Series
 
-PLUGIN = Path(__file__).with_name("locust_workers.py")
 LEDGER = "locust_workers.json"
 MASTER_LOG = load.LOCUST_LOG  # the master's log is the run's locust.log, as in local mode
 WORKER_LOG = "locust_worker_{}.log"
@@ -81,12 +81,12 @@ def expect(cfg: Config) -> int:
 
 def _files() -> str:
     """A worker's locustfiles: the users and the workers plugin."""
-    return f"{load.LOCUSTFILE},{PLUGIN}"
+    return f"{LOCUSTFILE},{WORKERS_PLUGIN}"
 
 
 def master_argv(cfg: Config, host: str, port: int, job_dir: Path, bind_port: int) -> list[str]:
     argv = load.locust_argv(cfg, host, port, job_dir)
-    argv[argv.index("-f") + 1] = f"{_files()},{load.PROGRESS_PLUGIN}"  # live numbers: the master's only
+    argv[argv.index("-f") + 1] = f"{_files()},{PROGRESS_PLUGIN}"  # live numbers: the master's only
     master = [
         "--master", "--master-bind-host", cfg.load.master_bind_host, "--master-bind-port", str(bind_port),
         "--expect-workers", str(expect(cfg)),
@@ -109,7 +109,7 @@ def worker_argv(cfg: Config, master_host: str, bind_port: int, job_dir: Path | N
 
 
 def _relative_files() -> str:
-    root = load.LOCUSTFILE.parent.parent
+    root = LOCUSTFILE.parents[2]  # the checkout: the command runs from a checkout of the same commit
     return ",".join(str(Path(f).relative_to(root)) for f in _files().split(","))
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.config import Config, is_loopback
-from runner.server import SERVER_LOG, ServerFailedToStart
+from runner.run.server import SERVER_LOG, ServerFailedToStart
 
 CONNECT_TIMEOUT_S = 1.0
 

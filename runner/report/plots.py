@@ -1,7 +1,7 @@
 """The report's figures: PNG files beside report.md, drawn with matplotlib's Agg backend (no display).
 
 Strategy:
-- One function per figure, each taking the report's frames (runner/runs.py, runner/report.to_cells)
+- One function per figure, each taking the report's frames (runner/report/runs.py, runner/report.to_cells)
   and returning a Figure, or None when it has nothing to show (no capacity search, one users value).
   `draw_all` runs them one by one: a figure that fails is skipped with a line saying why, never
   costing the report (docs/design.md: the report never crashes on a partial run).
@@ -29,8 +29,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from runner.runs import Run  # noqa: E402
-from runner.timeline import read_timeline  # noqa: E402
+from runner.report.runs import Run  # noqa: E402
+from runner.report.timeline import read_timeline  # noqa: E402
 
 _KNOWN = ("single", "thread", "process", "select", "epoll", "asyncio", "pool", "prefork")
 _PALETTE = [plt.get_cmap("tab10")(i) for i in range(10)]

@@ -2,7 +2,7 @@
 
 Users: every user sends one request (the workload's method, path and body) in a closed loop.
 `loop` (the default) is one connection whose I/O one engine per process performs for every user
-(runner/loop_engine.py): no greenlet switch and no HTTP client object per request, so one core
+(runner/locust/engine.py): no greenlet switch and no HTTP client object per request, so one core
 makes 10x FastHttpUser's requests.
 `fast` (FastHttpUser, geventhttpclient) and `http` (HttpUser, requests) are Locust's own clients.
 All keep their connection alive; a server that closes after each response makes them reconnect. A
@@ -19,11 +19,11 @@ Each phase also has an HDR histogram of response times in microseconds (runner/l
 own rounds to whole milliseconds), for every user class, and the file says how often the `loop`
 engine reconnected.
 Open model (--arrival-rate, the `loop` user only): the response times logged are the corrected ones
-(from each request's intended send time, runner/arrivals.py), so Locust's numbers and the HDR
+(from each request's intended send time, runner/locust/arrivals.py), so Locust's numbers and the HDR
 histogram above are corrected; each phase gets a second HDR histogram of the uncorrected ones (from
 the actual send: a failure's travels in the request event's context, a success's in the batch) and
 the schedule's counts over the phase (`arrivals`: intended, sent, late, queued, generator_late,
-dropped) of the requests whose intended time fell in it (runner/arrivals.py's epochs), however late
+dropped) of the requests whose intended time fell in it (runner/locust/arrivals.py's epochs), however late
 the engine sent them: Locust's stop runs inspect.stack() before test_stopping, which kept the
 engine's loop from running for ~60 ms (measured here), and counting by the time a request was
 handled cut the steady window's achieved rate by 2% at 500/s. For the same reason test_stopping
@@ -31,7 +31,7 @@ sends what is due (Engine.catch_up) before the users drain, or it would never be
 Beside each phase's entry: `loop_s`, the users' time in their request loop -- per user, from one
 request's end to the next one's, summed -- and `loopers`, how many users logged one (a user is its
 greenlet, or the request context's "user"); and `users`, how many users this process ran when the
-run time ended. Little's law is checked against these (runner/validity.py): a user's cycle is the
+run time ended. Little's law is checked against these (runner/run/validity.py): a user's cycle is the
 request, its think time, and the generator's own time between requests, timed here with one clock
 whatever the resolution of Locust's response times.
 
@@ -58,8 +58,9 @@ from gevent.monkey import get_original
 from locust import FastHttpUser, HttpUser, LoadTestShape, User, between, constant, events, task
 from locust.stats import RequestStats, StatsEntry, bucket_response_time
 
-from runner import arrivals, latency, wire
-from runner.loop_engine import Engine
+from runner import latency
+from runner.locust import arrivals, wire
+from runner.locust.engine import Engine
 
 PHASES = ("ramp", "warmup", "steady", "stopping")
 
@@ -130,9 +131,9 @@ class _Search:
     """The live capacity search: which step runs, its measured window, the steps so far."""
 
     def __init__(self, plan_json: str, spawn_rate: float, path: str) -> None:
-        from runner import capacity, resources  # only in capacity mode: the fixed-users run does not pay for it
+        from runner import capacity, schedstat  # only in capacity mode: the fixed-users run does not pay for it
 
-        self.capacity, self.resources = capacity, resources
+        self.capacity, self.schedstat = capacity, schedstat
         self.plan = capacity.plan_from(json.loads(plan_json))
         self.schedule = capacity.users_schedule(self.plan)
         self.spawn_rate, self.path = spawn_rate, path
@@ -150,7 +151,7 @@ class _Search:
     def _cpu(self) -> tuple[float, float | None]:
         """(CPU seconds used, seconds spent runnable but waiting for a CPU -- main thread, Linux only)."""
         t = self.process.cpu_times()
-        return t.user + t.system, self.resources.read_wait_s("/proc/thread-self/schedstat")
+        return t.user + t.system, self.schedstat.wait_s("/proc/thread-self/schedstat")
 
     def tick(self) -> tuple[int, float] | None:
         if self.done:

@@ -10,7 +10,7 @@ report. Two exceptions:
   OutputDirUnusable before anything starts, so no run ever leaves a half-written result, and no
   run reads a file it did not write (an earlier run's READY line, its Locust phase files);
 - a result.json that cannot be written (disk full) raises exits.SweepStopped: the sweep stops;
-- Ctrl-C (and SIGTERM, SIGHUP: runner/procs.py): the run is recorded `interrupted`, then the
+- Ctrl-C (and SIGTERM, SIGHUP: runner/run/procs.py): the run is recorded `interrupted`, then the
   interrupt goes on up so that no further run starts. One during the teardown is held until the
   teardown is done and the result written (main thread only: Python delivers signals nowhere else).
 """
@@ -26,14 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner import capacity, distributed, escapes, load, procs, progress, remote
-from runner import server as server_mod
 from runner.config import Config, parse_duration, to_container
-from runner.exits import EXIT_OUTPUT_LOST, SweepStopped
-from runner.provenance import collect
-from runner.resources import Sampler, Series, others_pct, summarize
 from runner.result import RESULT_FILE, RunResult, write_result
-from runner.validity import run_flags
+from runner.run import capacity, distributed, escapes, load, procs, progress, remote
+from runner.run import server as server_mod
+from runner.run.exits import EXIT_OUTPUT_LOST, SweepStopped
+from runner.run.provenance import collect
+from runner.run.resources import Sampler, Series, others_pct, summarize
+from runner.run.validity import run_flags
 from servers.base import raise_nofile_limit
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
         # raised here so that the server and Locust inherit it (the original run hit EMFILE)
         result.provenance = {**collect(), "nofile_limit_children": raise_nofile_limit()}
         try:
-            if remote.is_remote(cfg):  # runner/remote.py: already running elsewhere, not ours to start or stop
+            if remote.is_remote(cfg):  # runner/run/remote.py: already running elsewhere, not ours to start or stop
                 (extra, provenance), server = remote.record(cfg), remote.start(cfg, job_dir)
                 result.server.update(extra)
                 result.provenance.update(provenance)
@@ -153,7 +153,7 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
             return result
         result.server.update(command=shlex.join(server.argv), port=server.port)
         argv = load.locust_argv(cfg, server.host, server.port, job_dir)
-        if gen is not None:  # a master and workers (runner/distributed.py)
+        if gen is not None:  # a master and workers (runner/run/distributed.py)
             distributed.start(cfg, server.host, server.port, job_dir, load_cpus, gen)
             locust, argv = gen.master, gen.master.args
         result.load["command"] = shlex.join(argv)
@@ -220,7 +220,7 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
 
 def _note_stop(result: RunResult, server: server_mod.RunningServer, grace: float) -> None:
     """What stopping the server took, in the result and its detail (the run may still be ok): SIGKILL
-    after the grace; processes that had left its group (runner/escapes.py); someone else on its port."""
+    after the grace; processes that had left its group (runner/run/escapes.py); someone else on its port."""
     result.server["killed_at_stop"] = server.killed
     notes = []
     if server.killed:

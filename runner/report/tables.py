@@ -2,10 +2,10 @@
 
 Strategy:
 - Rows are ranked only against rows run under the same conditions (the frame's `group`, see
-  runner/runs.py): one sub-table per group, in order of first appearance.
+  runner/report/runs.py): one sub-table per group, in order of first appearance.
 - Two shapes. No cell with two complete runs (finished, not partial, with numbers): a ranking row is
   a run. Otherwise a ranking row is a cell: the medians of its complete runs, n, Student t's 95%
-  interval of the mean (runner/stats.py), overlapping intervals share a rank ("2="), and a third
+  interval of the mean (runner/report/stats.py), overlapping intervals share a rank ("2="), and a third
   table lists every run, failed ones included. Nothing is dropped.
 - Everything here is pure and deterministic (fixed formats and tie-breaks), so the report built from
   it is tested against an exact string.
@@ -19,10 +19,10 @@ from typing import Any
 
 import pandas as pd
 
-from runner import stats
+from runner.report import stats
+from runner.report.runs import DTYPES, IDENTITY, NUMBERS, natural_key
 from runner.result import OUTCOMES
-from runner.runs import DTYPES, IDENTITY, NUMBERS, natural_key
-from runner.validity import LEGEND as FLAG_LEGEND
+from runner.run.validity import LEGEND as FLAG_LEGEND
 
 MISSING = "—"
 _OUTCOME_ORDER = (*OUTCOMES, "incomplete", "corrupt")

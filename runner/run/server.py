@@ -13,7 +13,7 @@ on this machine can take it before the server binds it), fill in the command's p
 its server.files into the run directory, and wait until the port accepts a TCP connection *and* a
 process of its group is the one listening (a port another program grabbed in between is not
 "ready"). It runs in its own process group and is torn down exactly like ours, and then whatever
-it started outside that group (it daemonized: runner/escapes.py) is stopped too; it reports no
+it started outside that group (it daemonized: runner/run/escapes.py) is stopped too; it reports no
 SERVED count, so its `served` is None (unknown, and so never compared).
 """
 
@@ -30,13 +30,15 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from runner import escapes, procs
-from runner.config import Config
+from runner.config import Config, own_servers
+from runner.run import escapes, procs
 from servers import workload
 from servers.http import Limits
 from servers.reference.asgi import KEEPALIVE_ENV, PARAMS_ENV, WORKLOAD_ENV
@@ -58,7 +60,7 @@ class RunningServer:
     log: Path
     external: bool = False  # started from server.command: no READY line, no SERVED count
     killed: bool = False  # set by stop(): it outlived the grace after SIGTERM and was SIGKILLed
-    token: str = ""  # external: runner/escapes.py's mark on every process the command started
+    token: str = ""  # external: runner/run/escapes.py's mark on every process the command started
     since: float = 0.0  # external: when the command was started (epoch s)
     escaped: list[dict] = field(default_factory=list)  # set by stop(): what had left the group, stopped
     strangers: list[dict] = field(default_factory=list)  # set by stop(): on its port after, not ours: left alone
@@ -302,3 +304,111 @@ def pin_tree(pid: int, cpus: set[int]) -> None:
             p.cpu_affinity(sorted(cpus))
     except (psutil.Error, OSError):
         pass
+
+
+# --- checks before anything starts (runner/run/sweep.py runs them over every sweep point) ---------
+
+
+# What an external server's command and files may contain; runner/run/server.py fills them in.
+PLACEHOLDERS = {
+    "port": "the free port the runner picked (required)",
+    "host": "the address to listen on (run.host)",
+    "address": "host:port, [host]:port for IPv6",
+    "run_dir": "the run's directory (for config, pid and log files)",
+    "python": "the runner's own Python (sys.executable)",
+    "backlog": "server.backlog",
+    "keepalive_s": "seconds an idle keep-alive connection is kept open; 0 when server.keepalive=false",
+}
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # it names run directories too
+
+
+def placeholders(text: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(text))
+
+
+def check(cfg: Config) -> list[str]:
+    """The server section's own checks: its workloads, a model's options, an external command."""
+    server = cfg.server
+    if server.command is not None and not server.command.strip():  # conf/server/external.yaml: "", to be given
+        return [
+            "server.command: an external server needs a command template with {port}, e.g. "
+            "'server.command=\"python -m http.server {port} --bind {host}\"' (to sweep every other server: "
+            "server='glob(*,exclude=[external,remote])')"
+        ]
+    errors = []
+    from servers.workload import WORKLOADS
+
+    for name in server.workloads or []:
+        if name not in WORKLOADS:
+            errors.append(f"server.workloads: unknown workload {name!r}; valid choices: {', '.join(WORKLOADS)}")
+    if server.workloads is not None and cfg.workload.name not in server.workloads:
+        errors.append(
+            f"workload={cfg.workload.name}: server {server.name} can do only {', '.join(server.workloads)} "
+            "(server.workloads)"
+        )
+    if server.target_host is not None:  # a remote target: runner/run/remote.py checks it
+        return errors
+    if server.command is None:
+        ours = own_servers()
+        if server.name not in ours:
+            errors.append(
+                f"server.name: unknown server {server.name!r}; valid choices: {', '.join(ours)} "
+                "(or give server.command to run any other)"
+            )
+        if server.files:
+            errors.append("server.files: only an external server (one with server.command) takes files")
+        if server.name in ours:
+            errors += _check_options(server.name, server.options)
+        return errors
+    if not LABEL.fullmatch(server.name):
+        errors.append(
+            f"server.name: {server.name!r} labels the external server in reports and directory names: "
+            "use letters, digits, '_', '.' and '-'"
+        )
+    try:
+        program = shlex.split(server.command)[0].replace("{python}", sys.executable)
+    except ValueError as exc:
+        errors.append(f"server.command: cannot split {server.command!r} into arguments: {exc}")
+    else:
+        if not placeholders(program) and find_program(program) is None:  # "{run_dir}/x": written by server.files
+            errors.append(f"server.command: {no_program(program)}")
+    texts = {"server.command": server.command, **{f"server.files.{k}": v for k, v in server.files.items()}}
+    for key, text in texts.items():
+        unknown = sorted(placeholders(text) - PLACEHOLDERS.keys())
+        if unknown:
+            errors.append(
+                f"{key}: unknown placeholder {', '.join('{' + u + '}' for u in unknown)}; "
+                f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+            )
+    if not any({"port", "address"} & placeholders(text) for text in texts.values()):
+        errors.append(
+            f"server.command: {server.command!r} has no {{port}}: the runner picks the port and must tell the "
+            "server (in the command or in one of server.files)"
+        )
+    for filename in server.files:
+        if not LABEL.fullmatch(str(filename)):
+            errors.append(f"server.files: {filename!r} must be a plain file name (it is written in the run directory)")
+    return errors
+
+
+def _check_options(name: str, options: dict[str, Any]) -> list[str]:
+    """A model's server.options, parsed by the model's own command line (servers/base.py
+    make_parser): an unknown option or a bad value is refused in its words, before anything starts."""
+    import importlib
+
+    from servers import base
+
+    parser = base.make_parser(name, getattr(importlib.import_module(f"servers.{name}"), "options", None))
+
+    def refuse(message: str) -> typing.NoReturn:
+        raise ValueError(message)
+
+    parser.error = refuse  # type: ignore[method-assign]  # argparse would print and exit
+    try:
+        parser.parse_args(option_flags(options))
+    except ValueError as exc:
+        ours = {"host", "port", "workload", "workload_param", "keepalive", "backlog", "grace", "help"}
+        takes = sorted(a.dest for a in parser._actions if a.dest not in ours)  # set by the runner, not options
+        return [f"server.options: servers.{name} says {exc}; it takes {', '.join(takes)}"]
+    return []

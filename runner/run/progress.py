@@ -1,14 +1,14 @@
 """One live line per job while a sweep runs: `job 3/8  select  4/10 s (6 s left)  3822 req/s  0 failures`.
 
 Why: Locust runs with `--only-summary` into its own log file, so without this a sweep is silent for
-minutes. The numbers come from the JSON line runner/locust_progress.py appends every second (the
+minutes. The numbers come from the JSON line runner/locust/progress.py appends every second (the
 last second's RPS, failures so far). On a terminal the line is rewritten in place (carriage return,
 erase to the end of line) and erased when the job ends, so the job's one-line summary from
-runner/experiment.py takes its place. Anywhere else (CI, a file, a pipe) it prints nothing: that
+runner/run/experiment.py takes its place. Anywhere else (CI, a file, a pipe) it prints nothing: that
 summary already says how each job ended, and a log of carriage returns helps no one.
 
 The job's place in the sweep: Hydra tells a job its index (`hydra.job.num`) but not the sweep's
-size, so runner/__main__.py counts the sweep points before it starts and passes the count down in
+size, so runner/run/cli.py counts the sweep points before it starts and passes the count down in
 the environment (JOBS_ENV).
 """
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-JOBS_ENV = "STRESSBENCH_JOBS"  # how many jobs the sweep has, set by runner/__main__.py
+JOBS_ENV = "STRESSBENCH_JOBS"  # how many jobs the sweep has, set by runner/run/cli.py
 REFRESH_S = 0.5
 STALE_S = 3.0  # a progress line older than this says nothing about "now"
 _ERASE = "\033[K"

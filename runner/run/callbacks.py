@@ -16,11 +16,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from runner.exits import EXIT_REFUSED, SweepStopped
-from runner.experiment import RunDirTaken, check_fresh
+from runner.run.exits import EXIT_REFUSED, SweepStopped
+from runner.run.experiment import RunDirTaken, check_fresh
 
 log = logging.getLogger(__name__)
-sweep_dir: Path | None = None  # the sweep under way, for the runner's exit status (runner/exits.py)
+sweep_dir: Path | None = None  # the sweep under way, for the runner's exit status (runner/run/exits.py)
 
 
 class ReportCallback(Callback):
@@ -33,7 +33,7 @@ class ReportCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from runner.report import write_report  # pandas and matplotlib: not for `python -m runner --help`
+        from runner.report.document import write_report  # pandas and matplotlib: not for `python -m runner --help`
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
@@ -46,7 +46,7 @@ class ReportCallback(Callback):
 
 def _refuse_taken(key: str, path: Path) -> None:
     """Before Hydra writes into `path` (its .hydra/ would overwrite an old run's): as resolved, which
-    runner/__main__.py cannot see (an experiment's own directory, ${now:...} within the same second)."""
+    runner/run/cli.py cannot see (an experiment's own directory, ${now:...} within the same second)."""
     try:
         check_fresh(path)
     except RunDirTaken as exc:

@@ -1,6 +1,6 @@
 """The client's side of HTTP/1.1 on the wire, without the wire: request bytes in, response framing
 out. No sockets and no locust here, so pytest checks the framing byte by byte (tests/runner/test_wire.py)
-and the load engine (runner/loop_engine.py) only moves bytes.
+and the load engine (runner/locust/engine.py) only moves bytes.
 
 Strategy: a client sends one request on a connection and waits for its whole response (no
 pipelining), so a reader frames exactly one response at a time. `Reader.feed(data)` returns the

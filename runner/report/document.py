@@ -2,9 +2,9 @@
 runs were repeated, `cells.csv` (one row per cell); CLI: `python -m runner.report DIR [--baseline OLD]`.
 
 Strategy:
-- Each part has its room: runner/runs.py loads job directories into one flat frame (never raising,
-  never inventing a number: unknown is shown as "—"); runner/tables.py aggregates cells and renders the
-  rankings; runner/plots.py draws the figures; runner/compare.py compares with a baseline sweep.
+- Each part has its room: runner/report/runs.py loads job directories into one flat frame (never raising,
+  never inventing a number: unknown is shown as "—"); runner/report/tables.py aggregates cells and renders the
+  rankings; runner/report/plots.py draws the figures; runner/report/compare.py compares with a baseline sweep.
 - This module puts report.md together: the figures first (a reader sees the result before any table),
   then the summary, the rankings, the legends of the columns and flags, what the numbers cover, notes on
   every outcome that is not ok, and how to reproduce each run.
@@ -15,7 +15,6 @@ Strategy:
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -23,11 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from runner import capacity, compare, plots
 from runner.config import ValidityConfig
-from runner.result import write_atomic
-from runner.runs import as_float, describe, load_runs, lookup, to_frame
-from runner.tables import (
+from runner.report import capacity, compare, plots
+from runner.report.runs import as_float, describe, load_runs, lookup, to_frame
+from runner.report.tables import (
     cell_text,
     count_outcomes,
     is_complete,
@@ -39,8 +37,9 @@ from runner.tables import (
     split_flags,
     to_cells,
 )
-from runner.validity import LEGEND as FLAG_LEGEND
-from runner.workers_report import section as workers_section
+from runner.report.workers import section as workers_section
+from runner.result import write_atomic
+from runner.run.validity import LEGEND as FLAG_LEGEND
 
 REPORT_FILE, CSV_FILE, CELLS_FILE = "report.md", "results.csv", "cells.csv"
 _MEANING = {
@@ -135,7 +134,7 @@ def render(
     extra: str = "",  # sections placed after the tables: runner/capacity.py's Capacity and curves
     reasons: dict[str, str] | None = None,  # run -> its result's detail, told under Notes (_REASONS)
 ) -> str:
-    """The report as markdown: figures (markdown from runner/plots.py, first, so a reader sees the result
+    """The report as markdown: figures (markdown from runner/report/plots.py, first, so a reader sees the result
     before any table), summary, rankings, legends, notes on every non-ok outcome, how to reproduce.
     `validity` holds the flag thresholds (config run.validity); missing ones take ValidityConfig's defaults."""
     if frame.empty:
@@ -384,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--noise-ratio", type=float, default=compare.NOISE_RATIO,
         help="without repeats, a change counts only if larger/smaller exceeds this (default %(default)g: measured, "
-        "see runner/compare.py)",
+        "see runner/report/compare.py)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     for directory in (args.directory, args.baseline):
@@ -396,6 +395,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}\n\n{text}", end="")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,7 @@ Strategy:
 - Per row: the change in median RPS, median p99 and, when a capacity search ran, median maximum
   sustainable RPS, each marked significant or not:
   - with two or more complete runs on both sides, Welch's t-test at 95% (unequal variances; Student t
-    quantiles from runner/stats.py), on the runs' values;
+    quantiles from runner/report/stats.py), on the runs' values;
   - otherwise there is no interval ("no interval: single runs"), and a change counts only when the
     larger value is more than NOISE_RATIO times the smaller (`--noise-ratio`). Measured here (2 cores
     shared with four other jobs, load=smoke, the four servers, 2 runs each in three sweeps): the two
@@ -34,9 +34,9 @@ from typing import Any
 
 import pandas as pd
 
-from runner import stats
+from runner.report import stats
+from runner.report.runs import Run, load_runs, to_frame
 from runner.result import write_atomic
-from runner.runs import Run, load_runs, to_frame
 
 COMPARISON_FILE = "comparison.md"
 NOISE_RATIO = 3.0  # larger / smaller; see the module docstring for the measurement behind it

@@ -1,0 +1,153 @@
+"""The house rules that a reader of the code can check by eye, checked by machine.
+
+- Rooms: runner/ holds three programs (run: the orchestrator; locust: code inside Locust's
+  processes; report: the reporter) and the contracts they share (runner/*.py). Code inside Locust
+  imports no other program's room, and the shared contracts import no room, so data flows one way:
+  config -> run -> record -> report.
+- No import circle among the project's modules (function-level imports count: they run too).
+- No function longer than 80 lines outside the tests: a longer one is several steps that want names.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("runner", "servers")
+MAX_FUNCTION_LINES = 80
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the project's packages, by dotted name."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            if "reference" in path.relative_to(REPO).parts:  # third-party servers' launchers, not our code
+                continue
+            parts = path.relative_to(REPO).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The project modules `name` imports, wherever in the file (outside `if TYPE_CHECKING:`)."""
+    tree = ast.parse(path.read_text())
+    skip = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([base] if base else []))
+            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    return {name: imports(name, path, set(found)) for name, path in found.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circle(graph):
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def room(module: str) -> str:
+    """run, locust or report for a module in runner/'s subpackages, contracts for runner/*.py, else its package."""
+    parts = module.split(".")
+    if parts[0] != "runner":
+        return parts[0]
+    if module == "runner.__main__":
+        return "run"  # `python -m runner`: the orchestrator's entry point
+    return parts[1] if len(parts) > 2 or parts[1:] in (["run"], ["locust"], ["report"]) else "contracts"
+
+
+@pytest.mark.parametrize(
+    "inside, never",
+    [
+        ("locust", {"run", "report"}),  # Locust's processes get their options on the command line
+        ("contracts", {"run", "locust", "report"}),  # a contract belongs to no program
+        ("servers", {"run", "locust", "report", "contracts"}),  # a server under test knows nothing of the runner
+    ],
+)
+def test_rooms_import_only_what_they_may(graph, inside, never):
+    crossing = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if room(module) == inside
+        for target in targets
+        if room(target) in never and target.split(".")[0] == "runner"
+    )
+    assert crossing == []
+
+
+def test_no_function_longer_than_80_lines():
+    long = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []
