@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import result as record
-from runner.capacity import STEPS_FILE, decide, plan_from, step_numbers
+from runner.capacity import STEPS_FILE, best_step, decide_any, plan_from, rate_step_numbers, step_numbers
 from runner.run.resources import summarize
 
 
@@ -24,26 +24,20 @@ def collect(result: Any, job_dir: Path, section: Any, server_series: Any = None)
     try:
         data = json.loads((Path(job_dir) / STEPS_FILE).read_text())
         raw = list(data["steps"])
-        steps = [
-            step_numbers(
-                s["entry"], s["start"], s["end"], s["users"], s.get("locust_cpu_pct"), s.get("locust_wait_pct")
-            )
-            for s in raw
-        ]
+        steps = [_numbers(s, plan) for s in raw]
     except (OSError, ValueError, TypeError, KeyError):
-        result.capacity = decide([], plan)
+        result.capacity = decide_any([], plan)
         result.capacity["stop_detail"] = f"Locust left no readable {STEPS_FILE}"
         return
     for step in steps:
         if server_series is not None:
             step["server_cpu_pct"] = summarize(server_series, step["start"], step["end"], 1)["cpu_pct"]
-    block = decide(steps, plan)
+    block = decide_any(steps, plan)
     live = [s.get("verdict") for s in raw[: len(block["steps"])]], data.get("stop_reason")
     if live != ([s["verdict"] for s in block["steps"]], block["stop_reason"]):
         block["stop_detail"] += f" (the live search decided differently: {live[1]}, verdicts {live[0]})"
     result.capacity = block
-    chosen = next((s for s in block["steps"] if s["users"] == block["users_at_max"]), None)
-    chosen = chosen or (block["steps"][-1] if block["steps"] else None)
+    chosen = best_step(block) or (block["steps"][-1] if block["steps"] else None)
     if chosen is None:
         return
     entry = raw[block["steps"].index(chosen)]["entry"]
@@ -54,3 +48,15 @@ def collect(result: Any, job_dir: Path, section: Any, server_series: Any = None)
     metrics.partial = totals.partial
     result.metrics = metrics
     result.load["users"] = chosen["users"]  # the users the run-level numbers were measured at
+
+
+def _numbers(raw: dict, plan: Any) -> dict:
+    """A step's numbers recomputed from the raw window Locust wrote (the same functions Locust used live)."""
+    cpu, wait = raw.get("locust_cpu_pct"), raw.get("locust_wait_pct")
+    if plan.by != "rate":
+        return step_numbers(raw["entry"], raw["start"], raw["end"], raw["users"], cpu, wait)
+    numbers = rate_step_numbers(
+        raw["entry"], raw["start"], raw["end"], raw["rate"], raw["users"], raw["counts"], cpu, wait
+    )
+    numbers["drain_s"] = raw.get("drain_s")
+    return numbers
