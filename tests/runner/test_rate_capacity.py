@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from runner import capacity
 from runner.config import CapacityConfig
 from runner.locust.arrivals import OpenLoop
+from runner.report import capacity as capacity_report
+from runner.report.document import write_report
+from runner.result import Metrics, RunResult, write_result
 
 TICK = 0.001
 PLAN = CapacityConfig(enabled=True, by="rate", step_s=4, ramp_s=1, max_p99_ms=500, start_rate=50, rate_growth=2,
@@ -139,7 +143,7 @@ def rate_step(rate: float = 100.0, **kw) -> dict:
     step = {"rate": rate, "users": 200, "requests": 300, "rps": rate, "goodput": rate, "failure_ratio": 0.0,
             "p50_ms": 12.0, "p99_ms": 20.0, "p99_uncorrected_ms": 18.0, "intended": 300, "sent": 300, "late": 0,
             "dropped": 0, "generator_late": 0, "late_ratio": 0.0, "locust_cpu_pct": 20.0,
-            "locust_wait_pct": 0.0}  # fmt: skip
+            "locust_wait_pct": 0.0, "sent_rate": rate, "drain_s": 0.1, "server_cpu_pct": 30.0}  # fmt: skip
     return {**step, **kw}
 
 
@@ -231,3 +235,77 @@ def test_a_real_rate_search_finds_single_under_io_near_100_per_s(tmp_path):
     assert "decided differently" not in block["stop_detail"]  # the live search and the record agree
     assert result.metrics.window == "capacity-step"
     assert json.loads((tmp_path / "result.json").read_text())["capacity"] == json.loads(json.dumps(block))
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+def searched(name: str, steps: list[dict]) -> tuple[str, RunResult]:
+    config = {"load": {"users": 200, "capacity": {**PLAN.__dict__}}, "workload": {"name": "io"}}
+    result = RunResult(outcome="ok", server={"name": name}, config=config, load={"users": 200})
+    result.capacity = capacity.decide_rate(steps, PLAN)
+    return name, result
+
+
+SEARCHES = [
+    ("single", [rate_step(50), rate_step(100, requests=285, rps=95.0, p99_ms=220.0), rate_step(75), rate_step(87.5),
+                rate_step(93.75), rate_step(96.875, requests=285, rps=95.0, p99_ms=115.0)]),
+    ("select", [rate_step(50 * 2**k, p99_ms=2.0 * (k + 1)) for k in range(7)]
+               + [rate_step(6400, locust_cpu_pct=97.0, p99_ms=30.0)]),
+    ("broken", [rate_step(50 / 2**k, failure_ratio=0.5) for k in range(6)]),
+]  # fmt: skip
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "rate_capacity_section.md"  # the section as written
+
+
+def test_the_rate_section_ranks_servers_by_max_sustainable_rate_and_lists_each_searchs_steps():
+    text = capacity_report.rate_capacity_section([searched(name, steps) for name, steps in SEARCHES])
+    assert text.startswith("## Capacity by rate\n")
+    assert "an open model on a pool of 200 connections, from 50 requests/s x2 a step" in text
+    assert text == GOLDEN.read_text()  # every number and word: read the file to review a change
+    ranking = [[c.strip() for c in line.split("|")[1:9]] for line in text.split("### ")[0].splitlines()[6:9]]
+    assert ranking == [
+        ["1", "select", "select", "≥ 6400", "6400.0", "6400 – —", "8", "generator-bound"],
+        ["2", "single", "single", "93.75", "93.8", "93.75 – 96.875", "6", "boundary"],
+        ["—", "broken", "broken", "—", "—", "— – 1.5625", "6", "no-sustainable-rate"],
+    ]
+    assert "**boundary**: the bisection narrowed" in text and "**no-sustainable-rate**" in text
+    single = text.split("### single (single): steps by rate\n")[1].split("###")[0]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in single.splitlines() if line.startswith("|")][2:]
+    assert rows[1][:4] == ["2", "100", "100.0", "95.0"]  # step, offered, sent, answered
+    assert [row[-1] for row in rows] == ["ok", "slo-throughput", "ok", "ok", "ok", "slo-throughput"]
+    assert capacity_report.rate_capacity_section([]) == ""
+
+
+def test_the_hockey_stick_is_drawn_with_every_server_and_the_report_has_the_section(tmp_path):
+    for name, steps in SEARCHES:
+        _, result = searched(name, steps)
+        result.metrics = Metrics(requests=900, failures=0, rps=90.0, avg_ms=5.0, median_ms=4.0, p99_ms=9.0)
+        (tmp_path / name).mkdir()
+        write_result(result, tmp_path / name)
+    report = write_report(tmp_path).read_text()
+    assert "![Capacity by rate: corrected p99 against offered rate](capacity-rate.png)" in report
+    assert "## Capacity by rate" in report and "## Capacity\n" not in report  # no search by users here
+    data = (tmp_path / "capacity-rate.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+
+
+def test_a_rate_sweep_has_its_curves_section_and_figure(tmp_path):
+    for server, capacity_rps in (("single", 95.0), ("select", 5000.0)):
+        for rate in (50.0, 150.0):
+            p99 = 12.0 if rate < capacity_rps else 1500.0
+            config = {"server": {"name": server}, "load": {"users": 100, "arrival_rate": rate},
+                      "workload": {"name": "io"}}  # fmt: skip
+            metrics = Metrics(requests=int(8 * min(rate, capacity_rps)), failures=0, rps=min(rate, capacity_rps),
+                              avg_ms=5.0, median_ms=4.0, p99_ms=p99, uncorrected_p99_ms=p99 / 2, intended_rps=rate,
+                              sent_rps=rate, late=0, dropped=0)  # fmt: skip
+            job = tmp_path / f"{server}_{rate:g}"
+            job.mkdir()
+            write_result(RunResult(outcome="ok", config=config, server={"name": server}, load={"users": 100},
+                                   metrics=metrics), job)  # fmt: skip
+    report = write_report(tmp_path).read_text()
+    section = report.split("## Corrected p99 and achieved rate vs offered rate\n")[1].split("\n## ")[0]
+    single = section.split("### single\n")[1].split("###")[0]
+    rows = [[c.strip() for c in line.split("|")[1:8]] for line in single.splitlines() if line.startswith("|")][2:]
+    assert rows == [["50", "1", "50.0", "50.0", "4", "12", "6"], ["150", "1", "150.0", "95.0", "4", "1500", "750"]]
+    assert "![Corrected p99 and achieved rate vs offered rate](rates.png)" in report
+    assert "## RPS and p99 vs users" not in report  # one users value: no users curve
