@@ -35,7 +35,9 @@ p99, from each request's intended send time); "slo-throughput" (the server answe
 1 - max_late_ratio of the requests due in the window, less ANSWER_SLACK: it fell behind -- a queue
 growing in the server's backlog, which a short step's p99 would show only seconds later: single
 under io answered 94/s at 100/s offered with a p99 of 262 ms over a 3 s window, measured here);
-"slo-late" (late + dropped above max_late_ratio: fewer than 99% sent on time, every connection busy);
+"slo-late" (`late_ratio`: late for want of a free connection, plus dropped, above max_late_ratio --
+fewer than 99% sent on time because every connection was busy; the generator's own lateness is
+"generator-late"'s, as in runner/run/validity.py's behind-schedule);
 "generator-bound" (the SLO held with Locust at its CPU limit: sustained, and the search ends
 there); else "ok". The maximum sustainable rate is the best "ok" or "generator-bound" step's offered
 rate; Max RPS beside it is what the server answered per second in that step.
@@ -211,14 +213,15 @@ def rate_step_numbers(
     from runner import latency
 
     numbers = step_numbers(entry, start, end, users, cpu_pct, wait_pct)
+    late, generator_late = int(counts.get("late", 0)), int(counts.get("generator_late", 0))
     raw = latency.merged([entry["hdr_uncorrected"]]) if entry.get("hdr_uncorrected") else None
     span, due = end - start, int(counts.get("intended", 0))
     numbers.update(
         rate=rate, sent_rate=counts.get("sent", 0) / span if span > 0 else None,
         p99_uncorrected_ms=latency.percentile_ms(raw, 0.99) if raw is not None and raw.get_total_count() else None,
-        intended=due, sent=int(counts.get("sent", 0)), late=int(counts.get("late", 0)),
-        dropped=int(counts.get("dropped", 0)), generator_late=int(counts.get("generator_late", 0)),
-        late_ratio=(int(counts.get("late", 0)) + int(counts.get("dropped", 0))) / due if due else None, drain_s=None,
+        intended=due, sent=int(counts.get("sent", 0)), late=late, dropped=int(counts.get("dropped", 0)),
+        generator_late=generator_late,
+        late_ratio=(late - generator_late + int(counts.get("dropped", 0))) / due if due else None, drain_s=None,
     )  # fmt: skip
     return {key: numbers.get(key) for key in RATE_STEP_KEYS}
 

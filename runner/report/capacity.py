@@ -227,11 +227,13 @@ def rate_capacity_section(results: list[tuple[str, Any]]) -> str:
         f"{plan.max_late_ratio:.0%} of the requests went out late with a connection free (Locust fell behind: a "
         "failure for the bisection, and a lower bound); **slo-p99** corrected p99 above the SLO; **slo-throughput** "
         f"the server answered fewer than {1 - plan.max_late_ratio:.0%} of the requests due in the window (it fell "
-        "behind); **slo-late** late + dropped above the SLO (every connection busy); **generator-bound** the SLO held "
+        "behind); **slo-late** late for want of a free connection, plus dropped, above the SLO; "
+        "**generator-bound** the SLO held "
         f"with Locust on its core or waiting for it >= {plan.generator_cpu_pct:g}% (the search ends: a lower bound); "
         "**ok** met the SLO. Max rate is the best step that met the SLO; ≥ marks a lower bound. Offered/s: the "
         "rate the step asked for; Sent/s: sent in the window; RPS: answered in it; p99 is corrected, Uncorr. p99 "
-        "from the actual send; Late+dropped %: of the requests due; Drain s: after the step, unmeasured.\n"
+        "from the actual send; Late+dropped %: sent late for want of a connection, or dropped, of those due; "
+        "Drain s: after the step, unmeasured.\n"
     )
     return "\n".join(text)
 

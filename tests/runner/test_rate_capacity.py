@@ -309,3 +309,18 @@ def test_a_rate_sweep_has_its_curves_section_and_figure(tmp_path):
     assert rows == [["50", "1", "50.0", "50.0", "4", "12", "6"], ["150", "1", "150.0", "95.0", "4", "1500", "750"]]
     assert "![Corrected p99 and achieved rate vs offered rate](rates.png)" in report
     assert "## RPS and p99 vs users" not in report  # one users value: no users curve
+
+
+def test_a_steps_late_ratio_is_the_servers_share_and_its_uncorrected_p99_comes_from_its_own_histogram():
+    from runner import latency
+    from tests.runner.test_capacity import _entry
+
+    entry, raw = _entry((10.0,) * 300), latency.Recorder()
+    for _ in range(300):
+        raw.record(4.0)
+    entry["hdr_uncorrected"] = raw.encode()
+    counts = {"intended": 300, "sent": 297, "late": 9, "queued": 6, "generator_late": 3, "dropped": 3}
+    step = capacity.rate_step_numbers(entry, 10.0, 13.0, 100.0, 200, counts, 20.0, 1.0)
+    assert list(step) == list(capacity.RATE_STEP_KEYS)
+    assert step["late_ratio"] == pytest.approx((9 - 3 + 3) / 300)  # late for want of a connection, plus dropped
+    assert (step["sent_rate"], step["rps"], step["p99_uncorrected_ms"]) == (99.0, 100.0, pytest.approx(4.0, rel=0.01))
