@@ -29,6 +29,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from runner.capacity import LOWER_BOUND  # noqa: E402
 from runner.report.runs import Run  # noqa: E402
 from runner.report.timeline import read_timeline  # noqa: E402
 
@@ -397,7 +398,8 @@ def _capacity_rate(root: Path, runs: list[Run], palette: dict) -> Figure | None:
                        key=lambda s: s["rate"])  # fmt: skip
         colour = palette.get(run.server, "grey")
         best, stop = _num(run.capacity.get("max_rate")), run.capacity.get("stop_reason") or "?"
-        label = f"{run.server}: max {best:,.4g}/s (stop: {stop})" if best is not None else \
+        bound = "≥ " if stop in LOWER_BOUND else ""
+        label = f"{run.server}: max {bound}{best:,.4g}/s (stop: {stop})" if best is not None else \
             f"{run.server}: no sustainable rate (stop: {stop})"  # fmt: skip
         rates = [float(s["rate"]) for s in steps]
         low, top = min([low, *rates]), max([top, *rates])
