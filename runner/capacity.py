@@ -28,14 +28,14 @@ step that fails steps down instead. Each step is judged alone (`rate_verdict`), 
 visit rates in any order -- which is why every step ends with a drain (the locustfile: no new
 request until those in flight are answered or time out, unmeasured): the next step starts from an
 empty server, not from the queue a failed step left. A step's verdict, in this order:
-"slo-failures"; "generator-late" (more than max_late_ratio of the requests due were late although a
+"slo-failures"; "generator-late" (more than max_late_ratio of the requests due, plus SLACK, were late although a
 connection was free: the schedule slipped in Locust, so the step's latencies are Locust's -- a
 failure for the bisection, but the stop reason makes the result a lower bound); "slo-p99" (corrected
 p99, from each request's intended send time); "slo-throughput" (the server answered fewer than
-1 - max_late_ratio of the requests due in the window, less ANSWER_SLACK: it fell behind -- a queue
+1 - max_late_ratio of the requests due in the window, less SLACK: it fell behind -- a queue
 growing in the server's backlog, which a short step's p99 would show only seconds later: single
 under io answered 94/s at 100/s offered with a p99 of 262 ms over a 3 s window, measured here);
-"slo-late" (`late_ratio`: late for want of a free connection, plus dropped, above max_late_ratio --
+"slo-late" (`late_ratio`: late for want of a free connection, plus dropped, above max_late_ratio and SLACK --
 fewer than 99% sent on time because every connection was busy; the generator's own lateness is
 "generator-late"'s, as in runner/run/validity.py's behind-schedule);
 "generator-bound" (the SLO held with Locust at its CPU limit: sustained, and the search ends
@@ -78,9 +78,11 @@ STOP_REASONS = {
 }
 RATE_SUSTAINED = ("ok", "generator-bound")
 RATE_FAILED = ("slo-failures", "generator-late", "slo-p99", "slo-throughput", "slo-late")  # the bisection's upper side
-# requests: a step's answers may fall short of its requests due by this many beyond max_late_ratio -- the window's
-# edges (one due just before it answered in it, one due at its end answered after) move the count by about one
-ANSWER_SLACK = 2
+# requests: a step's counts (answered, late) may miss max_late_ratio of its requests due by this many more -- the
+# window's edges (one due just before it answered in it, one due at its end answered after) move the answers by about
+# one, and one descheduling of Locust on a shared core makes a request or two late at any rate: at 50/s that was 2 of
+# 150 (1.3%), and the search stepped select down to 12/s (measured here, load average 38 on 2 cores)
+SLACK = 2
 
 RATE_STEP_KEYS = ("rate", "users", "start", "end", "requests", "rps", "goodput", "sent_rate", "failure_ratio", "p50_ms",
                   "p99_ms", "p99_uncorrected_ms", "intended", "sent", "late", "dropped", "generator_late",
@@ -237,19 +239,20 @@ def rate_verdict(step: dict, plan: CapacityConfig) -> tuple[str, str]:
             "slo-failures",
             f"{step['failure_ratio']:.1%} of requests failed {at} (SLO: {plan.max_failure_ratio:.1%})",
         )
-    if due and step["generator_late"] / due > plan.max_late_ratio:
+    allowed = due * plan.max_late_ratio + SLACK
+    if due and step["generator_late"] > allowed:
         return "generator-late", (
             f"{step['generator_late'] / due:.1%} of the requests due {at} went out late with a connection free: "
             "Locust fell behind its schedule"
         )
     if step["p99_ms"] is not None and step["p99_ms"] > plan.max_p99_ms:
         return "slo-p99", f"corrected p99 was {step['p99_ms']:g} ms {at} (SLO: at most {plan.max_p99_ms:g} ms)"
-    if due and step["requests"] < due * (1 - plan.max_late_ratio) - ANSWER_SLACK:
+    if due and step["requests"] < due - allowed:
         return "slo-throughput", (
             f"the server answered {step['requests']} of the {due} requests due {at} ({step['rps']:.1f}/s): it fell "
-            f"behind (SLO: at least {1 - plan.max_late_ratio:.0%}, less {ANSWER_SLACK})"
+            f"behind (SLO: at least {1 - plan.max_late_ratio:.0%}, less {SLACK})"
         )
-    if step.get("late_ratio") is not None and step["late_ratio"] > plan.max_late_ratio:
+    if due and step.get("late_ratio") is not None and step["late_ratio"] * due > allowed:
         return "slo-late", (
             f"{step['late_ratio']:.1%} of the requests due {at} were late or dropped (SLO: at most "
             f"{plan.max_late_ratio:.1%}; every one of load.users connections was busy)"
