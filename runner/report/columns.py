@@ -75,6 +75,12 @@ def _users(run: Run) -> int | None:
     return None if run.capacity else as_int(run.known("load.users"))
 
 
+def _window(run: Run) -> str | None:
+    """metrics.window; "capacity-search" for a capacity search's steady window, which spans its steps."""
+    window = run.metrics.window if isinstance(run.metrics.window, str) else None
+    return "capacity-search" if window == "steady" and run.capacity else window
+
+
 def _cpus(section: str) -> Callable[[Run], str | None]:
     """A section's `cpus` as "0" or "1-3"; "any" when it was not pinned (None); None when not recorded."""
 
@@ -191,7 +197,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("partial", lambda run: run.metrics.partial is True, "bool", "state"),
     Column("flags", _flags, kind="state", header="Flags",
            legend="reasons to doubt the row, explained under Flags; empty when there are none."),
-    Column("window", lambda run: w if isinstance(w := run.metrics.window, str) else None, kind="state"),
+    Column("window", _window, kind="state"),  # what the numbers cover: runner/report/document.py's _WINDOWS
     Column("server_cpus", _cpus("server"), kind="state"),  # "0", "1-3"; "any": not pinned; None: not recorded
     Column("locust_cpus", _cpus("load"), kind="state"),
     Column("cell", None),  # hash of the config but for run.repeat

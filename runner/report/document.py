@@ -76,7 +76,10 @@ _WINDOWS = {  # metrics.window -> what the numbers cover
     "steady": "the steady window, from when every user had started plus the warm-up (`load.warmup_s`) until the "
     "run time ended: ramp-up is excluded",
     "whole-run": "the whole run, ramp-up included (the steady window was unavailable)",
-    "capacity-step": "a capacity search's best step (load=capacity), after that step's ramp (see Capacity)",
+    "capacity-search": "a capacity search's whole search (load=capacity), every step from when the first one's users "
+    "had started (see Capacity for each step's numbers)",
+    "capacity-step": "a capacity search's best step (load=capacity), after that step's ramp (see Capacity): results "
+    "of an older runner",
     None: "not recorded (results of an older runner: ramp-up is likely included)",
 }
 

@@ -109,9 +109,9 @@ def ranking_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 def _columns(frame: pd.DataFrame, kind: str) -> list[TableColumn]:
     """The columns of a table of `kind`: "runs" (a ranking of runs), "cells" (a ranking of cells) or
     "all" (every run of a sweep with repeats): the registry's, in its order, the run's directory first."""
-    hidden = set(same_for_every_run(frame))
-    if frame["arrival_rate"].isna().all():  # closed loops only: no Rate/s column, no open-model columns
-        hidden |= {"arrival_rate"} | {c.name for c in COLUMNS if c.open_model}
+    hidden = set(same_for_every_run(frame)) | {c.name for c in VARYING if frame[c.name].isna().all()}  # unknown
+    if frame["arrival_rate"].isna().all():  # closed loops only: no open-model columns
+        hidden |= {c.name for c in COLUMNS if c.open_model}
     if kind != "all":  # a sub-heading states what is the same within its group; keep-alive may be the server's
         groups = [rows for _, rows in ranking_groups(frame)]
         hidden |= {

@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 
 from runner.report import stats
-from runner.report.document import CELLS_FILE, render, to_cells, write_report
+from runner.report.columns import COLUMNS as REGISTRY
 from runner.report.columns import CSV as COLUMNS
+from runner.report.columns import legend_lines
 from runner.report.columns import values as row_values
+from runner.report.document import CELLS_FILE, render, to_cells, write_report
 from runner.report.record import Run, load_runs
 from runner.report.runs import to_frame
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
@@ -214,6 +216,11 @@ def sub_headings(markdown: str, heading: str) -> list[str]:
     return [line[4:] for line in section.splitlines() if line.startswith("### ")]
 
 
+def values(runs: list[Run]) -> list[dict]:
+    """Each run's row as the column registry reads it from its record."""
+    return [row_values(run) for run in runs]
+
+
 def test_render_matches_golden_markdown(sweep: Path) -> None:
     frame = to_frame(load_runs(sweep))
     assert render(frame, "Stress test report: sweep", PROVENANCE) == EXPECTED
@@ -335,6 +342,53 @@ def test_a_run_without_a_readable_hydra_config_shows_question_marks(tmp_path: Pa
     [row] = values(load_runs(tmp_path))
     assert [row[c] for c in ("outcome", "server", "workload", "users", "run")] == ["corrupt", "?", "?", None, "lonely"]
     assert "| corrupt " in render(to_frame(load_runs(tmp_path)), "t", {})
+
+
+# Run "0" of FIXTURE as the column registry (runner/report/columns.py) reads it from its record: one line per
+# column, so a new column is its registry entry plus its line here. None: runner/report/runs.py fills it.
+ROW_0 = {
+    "server": "select", "workload": "hello", "keepalive": True, "users": 100, "spawn_rate": 100.0,
+    "arrival_rate": None, "settings": None, "repeat": None,
+    "requests": 152340, "failures": 0, "fail_pct": 0.0, "rps": 12695.0, "goodput": 12695.0, "avg_ms": 7.62,
+    "p50_ms": 0.734, "p95_ms": 13.0, "p99_ms": 19.0,
+    "uncorrected_p99_ms": None, "intended_rps": None, "sent_rps": None, "late": None, "dropped": None,
+    "max_ms": 45.1, "total_requests": 160012, "served": 160012,
+    "server_cpu_pct": 61.2, "locust_cpu_pct": 97.3, "peak_memory_mb": 21.4, "requests_per_cpu_s": 20743.6,
+    "locust_us_per_request": 76.64,
+    "outcome": "ok", "partial": False, "flags": "generator-bound", "window": "steady", "server_cpus": "0",
+    "locust_cpus": "1-3",
+    "cell": None, "group": None, "run": "0", "rerun": "python -m runner server=select",
+}  # fmt: skip
+
+
+def test_each_column_reads_its_value_from_the_record(sweep: Path) -> None:
+    assert values(load_runs(sweep))[0] == ROW_0
+    assert list(ROW_0) == list(COLUMNS)  # results.csv's columns, in its order
+
+
+def test_the_registry_names_each_column_once_and_explains_each_shown_one() -> None:
+    names = [c.name for c in REGISTRY]
+    assert len(names) == len(set(names))
+    explained = {c.name for c in REGISTRY if c.legend}
+    assert {c.legend_with for c in REGISTRY if c.legend_with} <= explained
+    shown = {c.name for c in REGISTRY if c.header}
+    assert {c.name for c in REGISTRY if c.header and not (c.legend or c.legend_with)} == {"server"}
+    assert [" ".join(c.header for c in columns) for columns, _ in legend_lines(shown)][:3] == [
+        "Run", "Workload", "Keep-alive"]  # fmt: skip
+
+
+@pytest.mark.parametrize("version", [99, None, "2"])
+def test_a_result_of_an_unknown_schema_is_said_not_misread(sweep: Path, version: Any) -> None:
+    path = sweep / "0" / RESULT_FILE
+    data = json.loads(path.read_text())
+    data["schema_version"] = version
+    path.write_text(json.dumps(data))
+    run = load_runs(sweep)[0]
+    assert (run.outcome, run.result, values([run])[0]["rps"]) == ("unknown_schema", None, None)
+    assert f"schema_version {version!r}, and this runner reads 1 to 2" in run.detail
+    report = write_report(sweep).read_text()
+    assert "- **unknown_schema** (select): the run's `result.json` has a `schema_version`" in report
+    assert f"  - `0`: {path}: schema_version {version!r}" in report  # its reason, under Notes
 
 
 def test_results_csv_round_trips_with_one_row_per_run(sweep: Path) -> None:
@@ -669,11 +723,6 @@ def test_cli_refuses_a_missing_directory_with_exit_2(tmp_path: Path) -> None:
     done = run_cli(str(tmp_path / "nope"))
     assert done.returncode == 2
     assert "no such directory" in done.stderr
-
-
-def values(runs: list[Run]) -> list[dict]:
-    """Each run's row as the column registry reads it from its record."""
-    return [row_values(run) for run in runs]
 
 
 def test_when_every_run_is_generator_bound_the_summary_compares_what_a_request_cost(made: Any) -> None:
