@@ -44,7 +44,7 @@ class Column:
     name: str  # in the frame, results.csv and cells.csv
     value: Callable[[Run], Any] | None  # from the record; None: filled by runner/report/runs.py (or a cell's)
     dtype: str = "object"  # the frame's: "Int64", "Float64", "boolean", "bool", "object"
-    kind: str = "place"  # "identity" | "number" | "state" | "place" (see the module docstring)
+    kind: str = "place"  # "identity" | "number" | "state" | "place" | "cell" (see the module docstring)
     header: str = ""  # in the tables; "" for a column only in results.csv
     fmt: str = "{}"  # "{}" is text (left-aligned); anything else a number (right-aligned)
     legend: str = ""  # its line in the Columns legend
@@ -108,29 +108,6 @@ def _flags(run: Run) -> str:
     return ",".join(flag for flag in flags if isinstance(flag, str))
 
 
-_RATE = (
-    "load.arrival_rate, an open model: requests arrived at this rate whatever the server did, on a pool of at most "
-    "Users connections (the default, none, is the closed loop: each user sends its next request when its response "
-    "came). Its latencies (Avg ms and the percentiles, which rank it) are corrected: from each request's intended "
-    "send time, so a request that waited for a connection or for a stalled server counts its wait."
-)
-_PERCENTILES = (
-    "percentiles of an HDR histogram of every response time in microseconds, to 3 significant digits (Locust's own "
-    "histogram, rounded to whole milliseconds below 100 ms, only for a run without one)."
-)
-_LOCUST_US = (
-    "CPU microseconds Locust used per request in the same window: what a request costs the generator. With 1e6 / "
-    "(Locust us/req) below the server's Req/CPU-s, one core of Locust cannot keep up with one of the server."
-)
-_LATE = (
-    "requests sent more than 10 ms after their intended time, and requests never sent because they waited longer "
-    "than load.request_timeout_s for a free connection (counted, not logged as failures)."
-)
-_PSS = (
-    "the server's largest memory during the run, children included, as PSS (a page shared by N processes counts 1/N "
-    "in each)."
-)
-
 # fmt: off
 COLUMNS: tuple[Column, ...] = (
     Column("server", lambda run: run.server, kind="identity", header="Server"),
@@ -144,7 +121,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("spawn_rate", lambda run: as_float(run.known("load.spawn_rate")), "Float64", "identity", "Spawn rate",
            "{:g}", varying=True, legend="users Locust started per second until all were running."),
     Column("arrival_rate", lambda run: as_float(run.known("load.arrival_rate")), "Float64", "identity", "Rate/s",
-           "{:g}", varying=True, legend=_RATE),
+           "{:g}", varying=True,
+           legend="load.arrival_rate, an open model: requests arrived at this rate whatever the server did, on a "
+           "pool of at most Users connections (the default, none, is the closed loop: each user sends its next "
+           "request when its response came). Its latencies (Avg ms and the percentiles, which rank it) are "
+           "corrected: from each request's intended send time, so a request that waited for a connection or for a "
+           "stalled server counts its wait."),
     Column("settings", None, kind="identity", header="Settings",
            legend="config keys without a column of their own in which this row differs from others."),
     Column("repeat", lambda run: as_int(run.known("run.repeat")), "Int64", header="Repeat", fmt="{:.0f}",
@@ -164,7 +146,9 @@ COLUMNS: tuple[Column, ...] = (
            legend="successful requests per second: RPS without the failures."),
     Column("avg_ms", _metric("avg_ms"), "Float64", "number", "Avg ms", "{:.1f}", interval=True,
            legend="mean response time (exact)."),
-    Column("p50_ms", _metric("median_ms"), "Float64", "number", "p50 ms", "{:g}", legend=_PERCENTILES),
+    Column("p50_ms", _metric("median_ms"), "Float64", "number", "p50 ms", "{:g}",
+           legend="percentiles of an HDR histogram of every response time in microseconds, to 3 significant digits "
+           "(Locust's own histogram, rounded to whole milliseconds below 100 ms, only for a run without one)."),
     Column("p95_ms", _metric("p95_ms"), "Float64", "number", "p95 ms", "{:g}", legend_with="p50_ms"),
     Column("p99_ms", _metric("p99_ms"), "Float64", "number", "p99 ms", "{:g}", legend_with="p50_ms"),
     Column("uncorrected_p99_ms", _metric("uncorrected_p99_ms"), "Float64", "number", "Uncorr. p99 ms", "{:g}",
@@ -174,7 +158,9 @@ COLUMNS: tuple[Column, ...] = (
            legend="requests per second that came due and that were sent, over the measured window."),
     Column("sent_rps", _metric("sent_rps"), "Float64", "number", "Sent/s", "{:.1f}", open_model=True,
            legend_with="intended_rps"),
-    Column("late", _metric("late", as_int), "Int64", "number", "Late", "{:.0f}", open_model=True, legend=_LATE),
+    Column("late", _metric("late", as_int), "Int64", "number", "Late", "{:.0f}", open_model=True,
+           legend="requests sent more than 10 ms after their intended time, and requests never sent because they "
+           "waited longer than load.request_timeout_s for a free connection (counted, not logged as failures)."),
     Column("dropped", _metric("dropped", as_int), "Int64", "number", "Dropped", "{:.0f}", open_model=True,
            legend_with="late"),
     Column("max_ms", _metric("max_ms"), "Float64", "number"),
@@ -186,12 +172,16 @@ COLUMNS: tuple[Column, ...] = (
     Column("locust_cpu_pct", _used("locust", "cpu_pct"), "Float64", "number", "Locust CPU %", "{:.0f}",
            legend_with="server_cpu_pct"),
     Column("peak_memory_mb", _used("server", "peak_memory_mb"), "Float64", "number", "Peak mem MB", "{:.1f}",
-           legend=_PSS),
+           legend="the server's largest memory during the run, children included, as PSS (a page shared by N "
+           "processes counts 1/N in each)."),
     Column("requests_per_cpu_s", _used("server", "requests_per_cpu_s"), "Float64", "number", "Req/CPU-s", "{:.0f}",
            legend="requests per CPU-second the server used in the measured window: what a request costs it, "
            "however hard it was pushed."),
     Column("locust_us_per_request", _used("locust", "cpu_us_per_request"), "Float64", "number", "Locust us/req",
-           "{:.1f}", legend=_LOCUST_US),
+           "{:.1f}",
+           legend="CPU microseconds Locust used per request in the same window: what a request costs the generator. "
+           "With 1e6 / (Locust us/req) below the server's Req/CPU-s, one core of Locust cannot keep up with one of "
+           "the server."),
     Column("outcome", lambda run: run.outcome, kind="state", header="Outcome",
            legend='how the run ended; "(partial)" marks numbers from a run that did not end cleanly.'),
     Column("partial", lambda run: run.metrics.partial is True, "bool", "state"),

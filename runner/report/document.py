@@ -2,9 +2,11 @@
 runs were repeated, `cells.csv` (one row per cell); CLI: `python -m runner.report DIR [--baseline OLD]`.
 
 Strategy:
-- Each part has its room: runner/report/runs.py loads job directories into one flat frame (never raising,
-  never inventing a number: unknown is shown as "—"); runner/report/tables.py aggregates cells and renders the
-  rankings; runner/report/plots.py draws the figures; runner/report/compare.py compares with a baseline sweep.
+- Each part has its room: runner/report/record.py loads each job directory once (never raising, never
+  inventing a number: unknown is shown as "—"); runner/report/columns.py says what each column is, and
+  runner/report/runs.py lays the records out as one flat frame; runner/report/tables.py aggregates cells and
+  renders the rankings; runner/report/plots.py draws the figures; runner/report/compare.py compares with a
+  baseline sweep. Every section reads the loaded records, never result.json again.
 - This module puts report.md together: the figures first (a reader sees the result before any table),
   then the summary, the rankings, the legends of the columns and flags, what the numbers cover, notes on
   every outcome that is not ok, and how to reproduce each run.
