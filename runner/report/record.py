@@ -96,7 +96,7 @@ def load_run(job: Path, root: Path) -> Run:
     except UnknownSchema as exc:
         run.outcome, run.detail = "unknown_schema", str(exc)
         return run
-    except Exception as exc:  # noqa: BLE001 (any bad file must cost one row, never the sweep its report)
+    except Exception as exc:  # any bad file must cost one row, never the sweep its report
         run.outcome, run.detail = "corrupt", str(exc)
         return run
     run.result, run.outcome = result, result.outcome
