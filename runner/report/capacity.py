@@ -1,51 +1,46 @@
-"""The report's Capacity and "RPS and p99 vs users" sections (the search itself: runner/capacity.py)."""
+"""The report's Capacity and "RPS and p99 vs users" sections (the search itself: runner/capacity.py).
+
+The Capacity section's numbers are the capacity block's (result.json's `capacity`, read once with the
+run: runner/report/record.py), never the run's own `metrics`, which cover the whole run."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from pathlib import Path
 from typing import Any
 
 from runner.capacity import LOWER_BOUND, STOP_REASONS, plan_from
+from runner.report.record import Run, lookup
 
 MISSING = "—"
 
 
-def report_sections(frame: Any, root: Path) -> str:
-    """The Capacity and "RPS and p99 vs users" sections for a report of the runs in `frame`
-    (runs.to_frame's) under `root`; "" when the sweep has neither."""
-    from runner.result import RESULT_FILE, read_result
-
-    results = {}
-    for run in frame["run"]:
-        try:
-            results[run] = read_result(Path(root) / run / RESULT_FILE)
-        except (OSError, ValueError, TypeError):
-            continue
-    searched = {run: r for run, r in results.items() if isinstance(getattr(r, "capacity", None), dict)}
-    sweep = frame[~frame["run"].isin(list(searched))]
-    parts = [capacity_section(list(searched.items())), curves_section(sweep)]
+def report_sections(frame: Any, runs: list[Run]) -> str:
+    """The Capacity and "RPS and p99 vs users" sections for a report of `runs` (`frame`: their
+    runs.to_frame); "" when the sweep has neither."""
+    searched = [run for run in runs if run.capacity]
+    sweep = frame[~frame["run"].isin([run.run for run in searched])]
+    parts = [capacity_section(searched), curves_section(sweep)]
     return "\n".join(part for part in parts if part)
 
 
-def capacity_section(results: list[tuple[str, Any]]) -> str:
-    """Servers ranked by maximum sustainable RPS, then each run's steps. `results`: (run dir, RunResult)."""
-    if not results:
+def capacity_section(runs: list[Run]) -> str:
+    """Servers ranked by maximum sustainable RPS, then each run's steps, from each run's capacity block."""
+    if not runs:
         return ""
 
-    def key(item: tuple[str, Any]) -> tuple:
-        best = item[1].capacity.get("max_rps")
-        return (best is None, -(best or 0), item[0])
+    def key(run: Run) -> tuple:
+        best = run.capacity.get("max_rps")
+        return (best is None, -(best or 0), run.run)
 
-    ranked = sorted(results, key=key)
+    ranked = sorted(runs, key=key)
     rows = []
-    for place, (run, r) in enumerate(ranked, 1):
+    for place, r in enumerate(ranked, 1):
         block = r.capacity
-        rows.append([str(place) if block.get("max_rps") is not None else MISSING, _name(r), run,
+        rows.append([str(place) if block.get("max_rps") is not None else MISSING, r.server, r.run,
                      _max_rps(block), _fmt(block.get("users_at_max"), "{:.0f}"),
                      block.get("stop_reason") or MISSING, block.get("stop_detail") or ""])  # fmt: skip
-    plan = plan_from(((ranked[0][1].config or {}).get("load") or {}).get("capacity") or {})
+    plan = plan_from(lookup(ranked[0].config, "load.capacity") or {})
     text = [
         "## Capacity\n",
         f"The most requests/s each server sustained within the SLO (at most {plan.max_failure_ratio:.1%} failed, "
@@ -55,11 +50,11 @@ def capacity_section(results: list[tuple[str, Any]]) -> str:
         _table(["Rank", "Server", "Run", "Max RPS", "Users at max", "Stopped by", "Why"], rows, "rllrrll"),
         "",
         "Stopped by: " + "; ".join(f"**{k}**: {v}" for k, v in STOP_REASONS.items()
-                                   if any(r.capacity.get("stop_reason") == k for _, r in ranked)) + ".",
+                                   if any(r.capacity.get("stop_reason") == k for r in ranked)) + ".",
         "",
     ]  # fmt: skip
-    for run, r in ranked:
-        text.append(f"### {_name(r)} ({run}): steps\n")
+    for r in ranked:
+        text.append(f"### {r.server} ({r.run}): steps\n")
         steps = [
             [_fmt(_fail_pct(s) if k == "fail_pct" else s.get(k), f) for k, f in _STEP_COLUMNS]
             + [s.get("verdict") or MISSING]
@@ -141,10 +136,6 @@ def _max_rps(block: dict) -> str:
 def _fail_pct(step: dict) -> float | None:
     ratio = step.get("failure_ratio")
     return None if ratio is None else 100 * ratio
-
-
-def _name(result: Any) -> str:
-    return str((result.server or {}).get("name") or "?")
 
 
 def _fmt(value: Any, fmt: str) -> str:
