@@ -91,7 +91,7 @@ class LoadConfig:
     wait_max_s: float = 0.0
     request_timeout_s: float = 5.0  # shorter than the run, or a hung server records nothing
     stop_timeout_s: float = 1.0  # let in-flight requests finish when the run time is up
-    warmup_s: float = 0.0  # after the last user started, before the steady window the report ranks
+    warmup_s: float = 1.0  # after the last user started, before the steady window the report ranks
     processes: int = 1  # locust --processes: generator processes (-1: one per core)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)  # a step search instead of fixed users
     # an open model (runner/locust/arrivals.py): requests/s at intended send times on a pool of at most `users`
