@@ -24,8 +24,10 @@ from typing import NoReturn
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.stressbench_sweeper.checked_sweeper import CheckedSweeper
 from runner import config as config_mod
@@ -83,7 +85,7 @@ def main() -> None:
         print(stop, file=sys.stderr)
         _report_so_far()
         sys.exit(stop.code)
-    except Exception as exc:
+    except (HydraException, OmegaConfBaseException) as exc:
         if callbacks.composed:  # HYDRA_FULL_ERROR was the user's own: a job's error, Hydra's traceback
             raise
         _refuse(sweep.Refused([sweep.explain(exc, [a for a in argv if not a.startswith("-")])]))
