@@ -16,6 +16,7 @@ of the runs on disk (Hydra skips on_multirun_end) and exits 128 + the signal: 13
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -92,7 +93,17 @@ def main() -> None:
     code, line = exits.verdict(_sweep_dir or callbacks.sweep_dir or _run_dir)  # runner/run/exits.py: 0 or 3
     if line:
         print(line, file=sys.stderr)
-    sys.exit(code)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown of pandas, matplotlib and Hydra's modules (0.3-0.7 s
+    measured, all of it after the last line): every run and the report are on disk and every child
+    is stopped; only the logs and the console are left to flush."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _refuse(refused: sweep.Refused) -> NoReturn:
