@@ -2,8 +2,9 @@
 
 Thin on purpose: Hydra composes the config; our sweeper (a sweep) or the run callback (a single run)
 checks it and the output directory, exit 2 before anything starts (runner/run/sweep.py); then each
-job calls run_experiment. The exit status says
-whether every run ended `ok` (runner/run/exits.py lists the codes), and so does the last console line.
+job calls run_experiment. A composition error comes up here (callbacks.explain_composition) to be
+said in the runner's words, exit 2 too. The exit status says whether every run ended `ok`
+(runner/run/exits.py lists the codes), and so does the last console line.
 
 Ctrl-C, SIGTERM, SIGHUP: Hydra has no interrupt handling of its own. KeyboardInterrupt (SIGTERM and
 SIGHUP raise one too: runner/run/procs.py) goes up through it (it catches Exception only) from wherever
