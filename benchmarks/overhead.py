@@ -7,6 +7,9 @@ Two numbers, from one sweep's directory and its wall time:
   ramp-up, the run, stopping both and writing the record.
 - fixed: the sweep's wall time minus the sum of its jobs' wall times: starting Python and Hydra,
   checking every sweep point, composing, and writing the report at the end.
+Beside them, the runner's own CPU time (its process alone, not its children: read from /proc while
+it runs), which a busy machine's waiting does not inflate: the runs' supervision is in it, the same
+for every tree, and so is every CPU-bound part of the fixed cost.
 
 Given several source trees (`--trees old,new`, each a checkout), the sweeps run interleaved, in a
 rotated order, so that a shared machine's drift spreads over all of them; each tree's code is the
@@ -34,16 +37,32 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SWEEP = ["server=single,thread,process,select"]
 
 
-def sweep(tree: Path, overrides: list[str], into: Path) -> float:
-    """Run one sweep of `tree`'s code into `into`; its wall time in seconds."""
+def sweep(tree: Path, overrides: list[str], into: Path) -> tuple[float, float]:
+    """Run one sweep of `tree`'s code into `into`: (its wall time, the runner process's own CPU time), seconds."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     argv = [sys.executable, "-m", "runner", "-m", *overrides, f"hydra.sweep.dir={into}"]
     began = time.monotonic()
-    done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
-    wall = time.monotonic() - began
-    if done.returncode not in (0, 3):  # 3: some run was not ok -- still a sweep whose costs count
-        raise SystemExit(f"{tree}: the sweep exited {done.returncode}:\n{done.stderr[-2000:]}")
-    return wall
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(argv, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        cpu = 0.0
+        while proc.poll() is None:
+            cpu = _own_cpu_s(proc.pid) or cpu
+            time.sleep(0.02)
+        wall = time.monotonic() - began
+        log.seek(0)
+        output = log.read()
+    if proc.returncode not in (0, 3):  # 3: some run was not ok -- still a sweep whose costs count
+        raise SystemExit(f"{tree}: the sweep exited {proc.returncode}:\n{output[-2000:]}")
+    return wall, cpu
+
+
+def _own_cpu_s(pid: int) -> float | None:
+    """utime + stime of `pid` itself (/proc/PID/stat fields 14 and 15), None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def job_spans(directory: Path) -> list[tuple[float, float]]:
@@ -64,27 +83,35 @@ def main() -> None:
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
     overrides = args.overrides or DEFAULT_SWEEP
-    rows, per_tree = [], {t: {"job": [], "fixed": []} for t in trees}
+    rows, per_tree = [], {t: {"job": [], "fixed": [], "cpu": []} for t in trees}
     with tempfile.TemporaryDirectory(prefix="overhead-") as scratch:
         for round_ in range(args.rounds):
             for tree in trees[round_ % len(trees) :] + trees[: round_ % len(trees)]:
                 into = Path(scratch) / f"{tree.name}-{round_}"
-                wall = sweep(tree, overrides, into)
+                wall, cpu = sweep(tree, overrides, into)
                 spans = job_spans(into)
                 extra = [span - run for span, run in spans]
                 fixed = wall - sum(span for span, _ in spans)
                 per_tree[tree]["job"] += extra
                 per_tree[tree]["fixed"].append(fixed)
+                per_tree[tree]["cpu"].append(cpu)
                 rows.append([str(tree), round_, f"{wall:.2f}", len(spans), f"{sum(r for _, r in spans):g}",
-                             f"{statistics.median(extra):.2f}", f"{fixed:.2f}"])  # fmt: skip
+                             f"{statistics.median(extra):.2f}", f"{fixed:.2f}", f"{cpu:.2f}"])  # fmt: skip
     print(f"sweep: python -m runner -m {' '.join(overrides)}\n")
-    headers = ["tree", "round", "wall s", "jobs", "run time s", "job - run time s (median)", "fixed s"]
+    headers = ["tree", "round", "wall s", "jobs", "run time s", "job - run time s (median)", "fixed s", "runner CPU s"]
     print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
-    summary = [[str(t), f"{statistics.median(v['job']):.2f}", f"{statistics.median(v['fixed']):.2f}"]
+    summary = [[str(t), f"{statistics.median(v['job']):.2f}", f"{statistics.median(v['fixed']):.2f}",
+                f"{min(v['fixed']):.2f}-{max(v['fixed']):.2f}", f"{statistics.median(v['cpu']):.2f}"]
                for t, v in per_tree.items()]  # fmt: skip
     print()
-    print(tabulate(summary, headers=["tree", "job - run time s (median of all jobs)", "fixed s (median of rounds)"],
-                   tablefmt="github", disable_numparse=True))  # fmt: skip
+    headers = [
+        "tree",
+        "job - run time s (median of all jobs)",
+        "fixed s (median)",
+        "fixed s (min-max)",
+        "runner CPU s (median)",
+    ]
+    print(tabulate(summary, headers=headers, tablefmt="github", disable_numparse=True))
 
 
 if __name__ == "__main__":
