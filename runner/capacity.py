@@ -333,12 +333,6 @@ def decide_any(steps: list[dict], plan: CapacityConfig) -> dict:
     return decide_rate(steps, plan) if plan.by == "rate" else decide(steps, plan)
 
 
-def best_step(block: dict) -> dict | None:
-    """The step the maximum sustainable numbers were measured at (None when no step met the SLO)."""
-    key, value = ("rate", block.get("max_rate")) if block.get("by") == "rate" else ("users", block.get("users_at_max"))
-    return next((s for s in block.get("steps") or [] if value is not None and s.get(key) == value), None)
-
-
 def write_steps(path: Path, steps: list[dict], block: dict) -> None:
     """Locust's step file: the raw steps (StatsEntry per window) and the live decision; atomic."""
     data = {

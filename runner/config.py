@@ -12,6 +12,7 @@ workers) and runs them all over every point of a sweep before the first job star
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import math
 import re
@@ -100,7 +101,7 @@ class LoadConfig:
     wait_max_s: float = 0.0
     request_timeout_s: float = 5.0  # shorter than the run, or a hung server records nothing
     stop_timeout_s: float = 1.0  # let in-flight requests finish when the run time is up
-    warmup_s: float = 0.0  # after the last user started, before the steady window the report ranks
+    warmup_s: float = 1.0  # after the last user started, before the steady window the report ranks
     processes: int = 1  # locust --processes: generator processes (-1: one per core)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)  # a step search instead of fixed users
     # an open model (runner/locust/arrivals.py): requests/s at intended send times on a pool of at most `users`
@@ -210,10 +211,15 @@ def available_choices(group: str) -> list[str]:
 def own_servers() -> list[str]:
     """The server configs that run one of our modules (no `command`, no remote `target_host`): the
     project's own servers."""
+    return list(_own_servers())
+
+
+@functools.cache  # read once per process: every point of a sweep asks
+def _own_servers() -> tuple[str, ...]:
     import yaml
 
     configs = {p.stem: yaml.safe_load(p.read_text()) or {} for p in (CONF_DIR / "server").glob("*.yaml")}
-    return sorted(name for name, cfg in configs.items() if cfg.get("command") is None and "target_host" not in cfg)
+    return tuple(sorted(n for n, cfg in configs.items() if cfg.get("command") is None and "target_host" not in cfg))
 
 
 def _check_workload_params(cfg: DictConfig | Config) -> list[str]:
@@ -414,11 +420,16 @@ def schema_field(key: str) -> tuple[type | None, list[str]]:
     for i, part in enumerate(parts):
         if ".".join(parts[:i]) in OPEN_DICTS or not is_dataclass(node):
             return Any, []  # type: ignore[return-value]
-        hints = typing.get_type_hints(node)
+        hints = _type_hints(node)
         if part not in hints:
             return None, list(hints)
         node = hints[part]
     return node, []
+
+
+@functools.cache  # every key of every sweep point asks
+def _type_hints(node: type) -> dict[str, Any]:
+    return typing.get_type_hints(node)
 
 
 def valid_values(kind: Any) -> str:
@@ -445,6 +456,8 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
 
     def walk(node: Any, prefix: str) -> None:
         for key in node:
+            if not prefix and key == "hydra":  # Hydra's own node, in the config its sweeper and callbacks see
+                continue
             name = f"{prefix}{key}"
             kind, siblings = schema_field(name)
             if kind is None:

@@ -1,7 +1,12 @@
 """RunResult: the one record of a run, written last and atomically as `result.json`.
 
 A reader (the reporter, a person, a later version of this tool) can rely on:
-- `schema_version` says which fields exist; bump it when a field changes meaning.
+- `schema_version` says which fields exist and what they mean; bump it when a field changes meaning.
+  `read_result` reads versions 1 to SCHEMA_VERSION and refuses any other (UnknownSchema) rather than
+  misread it. Version 2: a capacity search (load=capacity) no longer rewrites `metrics` and
+  `load.users` with its best step's; they are what was measured over the run, like any run's, and the
+  search's own numbers are only in `capacity` (in version 1, `metrics.window` "capacity-step" marked
+  the best step's numbers, at `load.users`).
 - `outcome` is one of OUTCOMES; `ok` means the run finished and no request failed.
 - `metrics` holds Locust's aggregated numbers; a field is None when it is unknown (never 0 as a
   stand-in), and `partial` is true when the numbers come from an interrupted or truncated run.
@@ -9,7 +14,7 @@ A reader (the reporter, a person, a later version of this tool) can rely on:
   and with the mode any other file gets (0644 under the usual umask): colleagues can read it.
 
 Example (abridged):
-    {"schema_version": 1, "outcome": "ok", "detail": "",
+    {"schema_version": 2, "outcome": "ok", "detail": "",
      "server": {"name": "select", "keepalive": true, "served": 123456, "exit_code": 0, ...},
      "load": {"users": 100, "spawn_rate": 100.0, "run_time_s": 10.0, "user_class": "loop", ...},
      "workload": {"name": "hello"},
@@ -33,7 +38,7 @@ from typing import IO, Any
 
 from runner import latency
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESULT_FILE = "result.json"
 OUTCOMES = (
     "ok",
@@ -63,7 +68,7 @@ class Metrics:
     p95_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
-    window: str | None = None  # "steady" | "whole-run" | "capacity-step" (load=capacity: the best step's window)
+    window: str | None = None  # "steady" | "whole-run" (schema 1 also "capacity-step": see the module docstring)
     window_s: float | None = None  # length of the window the rates are over
     total_requests: int | None = None  # whole run, ramp-up and wind-down included: compare with SERVED
     total_failures: int | None = None
@@ -225,10 +230,21 @@ def write_result(result: RunResult, directory: Path) -> Path:
     return write_atomic(Path(directory) / RESULT_FILE, dump)
 
 
+class UnknownSchema(ValueError):
+    """A result.json whose schema_version this code does not know (a newer runner's, or none)."""
+
+
 def read_result(path: Path) -> RunResult:
-    """Load a result.json; raises ValueError (or OSError) when it is corrupt or unreadable."""
+    """Load a result.json; raises UnknownSchema for a schema_version other than 1 to SCHEMA_VERSION,
+    ValueError (or OSError) when it is corrupt or unreadable."""
     try:
         data = json.loads(Path(path).read_text())
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if not (isinstance(version, int) and 1 <= version <= SCHEMA_VERSION):
+            raise UnknownSchema(
+                f"{path}: schema_version {version!r}, and this runner reads 1 to {SCHEMA_VERSION}: "
+                "written by a newer runner (or not by this tool), so its numbers are not read"
+            )
         return RunResult.from_dict(data)
     except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
         raise ValueError(f"{path}: not a valid result ({exc})") from exc

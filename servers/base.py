@@ -39,6 +39,8 @@ from servers.workload import WORKLOADS, Reply, Workload, make
 # accept() failures that say "out of a resource": back off instead of spinning (EMFILE busy-loop).
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 ACCEPT_BACKOFF_S = 0.1
+BACKLOG = 1024  # the listen backlog; 5 (the original) turns bursts into 1 s SYN retries
+GRACE_S = 5.0  # after SIGTERM: stop accepting, finish what is in flight for at most this, then exit
 
 
 class Shutdown(BaseException):
@@ -59,7 +61,7 @@ class App:
     workload: Workload
     limits: Limits
     keepalive: bool = True
-    grace: float = 5.0
+    grace: float = GRACE_S
     options: argparse.Namespace = field(default_factory=argparse.Namespace)  # the whole command line
     served: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -108,8 +110,8 @@ def make_parser(model: str, options: Options | None = None) -> argparse.Argument
         "--workload-param", action="append", default=[], metavar="KEY=VALUE", help="e.g. io_ms=10, cpu_us=100"
     )
     parser.add_argument("--no-keepalive", dest="keepalive", action="store_false", help="close after every response")
-    parser.add_argument("--backlog", type=int, default=1024, help="listen backlog (5 causes 1 s SYN retries)")
-    parser.add_argument("--grace", type=float, default=5.0, help="seconds to wind down after SIGTERM")
+    parser.add_argument("--backlog", type=int, default=BACKLOG, help="listen backlog (5 causes 1 s SYN retries)")
+    parser.add_argument("--grace", type=float, default=GRACE_S, help="seconds to wind down after SIGTERM")
     for f in fields(Limits):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     if options is not None:

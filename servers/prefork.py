@@ -159,7 +159,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
     reuse_port = getattr(app.options, "reuse_port", False)
     if reuse_port:  # the socket run() bound is worker 0's; the others bind the same port
         host, port = sock.getsockname()[:2]
-        backlog = getattr(app.options, "backlog", 1024)
+        backlog = getattr(app.options, "backlog", base.BACKLOG)
         listeners = [sock] + [base.listen(host, port, backlog, reuse_port=True) for _ in range(count - 1)]
     else:
         listeners = [sock] * count

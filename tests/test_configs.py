@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -335,3 +336,49 @@ def test_an_arrival_rate_is_split_over_locust_processes(compose_cfg, tmp_path):
     argv = locust_argv(compose_cfg("load.arrival_rate=150", "load.processes=2", "load.users=10"), "::1", 1, tmp_path)
     assert argv[argv.index("--arrival-rate") + 1] == "75" and argv[argv.index("--arrival") + 1] == "constant"
     assert "--arrival-rate" not in locust_argv(compose_cfg(), "::1", 1, tmp_path)  # the closed loop
+
+
+def test_a_sweep_point_is_composed_once_and_launched_as_it_was_checked():
+    """The sweeper composes and checks every point; the launcher then gets that very config, not a
+    second composition (Hydra's basic sweeper composed each point twice, the runner twice more)."""
+    from hydra.types import RunMode
+
+    from runner.run.sweep import ComposedOnce, plan
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = ComposedOnce(GlobalHydra.instance().config_loader())
+        master = loader.load_configuration("config", ["server=select,thread", "load=smoke"], RunMode.MULTIRUN)
+        points, errors = plan(loader, master)
+        assert errors == [] and points == [["server=select", "load=smoke"], ["server=thread", "load=smoke"]]
+        checked = loader.ready[("server=thread", "load=smoke")]
+        assert loader.load_sweep_config(master, points[1]) is checked
+        assert loader.load_sweep_config(master, points[1]) is not checked  # asked again: composed again
+        assert loader.load_sweep_config(master, points[1]).server.name == "thread"
+    GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_a_config_file_names_only_what_differs_from_the_schema(group):
+    """One home per default: the schema (runner/config.py). A file that restated one would keep the
+    old value when the schema's changes; load configs inherit load/default and change what they must."""
+    import dataclasses
+
+    import yaml
+
+    from runner.config import Config
+
+    schema = {f.name: f.default for f in dataclasses.fields(typing.get_type_hints(Config)[group])}
+    restated = []
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        text = yaml.safe_load(path.read_text()) or {}
+        restated += [f"{path.name}: {key}: {value}" for key, value in text.items()
+                     if schema.get(key, dataclasses.MISSING) is not dataclasses.MISSING
+                     and value == _plain(schema[key])]  # fmt: skip
+        if group == "load" and path.stem != "default":
+            assert "default" in text.get("defaults", []), f"{path.name} does not inherit load/default"
+    assert restated == []
+
+
+def _plain(value):
+    return value.value if hasattr(value, "value") else value

@@ -39,7 +39,7 @@ import random
 from collections import deque
 from dataclasses import asdict, dataclass
 
-from runner.config import ARRIVALS
+from runner.config import ARRIVALS, LoadConfig
 
 LATE_S = 0.010  # see the module docstring
 
@@ -72,7 +72,7 @@ class OpenLoop:
         kind: str = "constant",
         *,
         late_s: float = LATE_S,
-        drop_after_s: float = 5.0,
+        drop_after_s: float = LoadConfig.request_timeout_s,
         rng: random.Random | None = None,
     ) -> None:
         if not rate > 0:

@@ -60,6 +60,7 @@ from locust import FastHttpUser, HttpUser, LoadTestShape, User, between, constan
 from locust.stats import RequestStats, StatsEntry, bucket_response_time
 
 from runner import latency
+from runner.config import LoadConfig, WorkloadConfig
 from runner.locust import arrivals, wire
 from runner.locust.engine import SWEEP_S, Engine
 
@@ -292,17 +293,19 @@ class CapacitySearch(LoadTestShape):
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
-    parser.add_argument("--path", default="/", help="URL path every user requests")
-    parser.add_argument("--method", default="GET", help="the request's method")
-    parser.add_argument("--body", default="", help="the request's body")
-    parser.add_argument("--wait-min", type=float, default=0.0, help="think time lower bound, s")
-    parser.add_argument("--wait-max", type=float, default=0.0, help="think time upper bound, s")
-    parser.add_argument("--request-timeout", type=float, default=5.0, help="per-request timeout, s")
-    parser.add_argument("--warmup", type=float, default=0.0, help="s after spawning before the steady window")
+    # The runner always passes these (runner/run/load.py); the schema's defaults are only what a remote
+    # worker holds until its master's options arrive (it is started without them)
+    parser.add_argument("--path", default=WorkloadConfig.path, help="URL path every user requests")
+    parser.add_argument("--method", default=WorkloadConfig.method, help="the request's method")
+    parser.add_argument("--body", default=WorkloadConfig.body, help="the request's body")
+    parser.add_argument("--wait-min", type=float, default=LoadConfig.wait_min_s, help="think time lower bound, s")
+    parser.add_argument("--wait-max", type=float, default=LoadConfig.wait_max_s, help="think time upper bound, s")
+    parser.add_argument("--request-timeout", type=float, default=LoadConfig.request_timeout_s, help="per request, s")
+    parser.add_argument("--warmup", type=float, default=LoadConfig.warmup_s, help="s after spawning, then measured")
     parser.add_argument("--phases-prefix", default="", help="write per-phase stats to <prefix>_<pid>.json")
     parser.add_argument("--capacity", default="", help="a capacity search: load.capacity as JSON (runner/capacity.py)")
     parser.add_argument("--arrival-rate", type=float, default=0.0, help="this process's requests/s (0: closed loop)")
-    parser.add_argument("--arrival", default="constant", choices=arrivals.ARRIVALS, help="how requests arrive")
+    parser.add_argument("--arrival", default=LoadConfig.arrival, choices=arrivals.ARRIVALS, help="how requests arrive")
     parser.add_argument("--capacity-file", default="locust_capacity.json", help="where the search writes its steps")
 
 
@@ -370,8 +373,8 @@ def _quitting(environment, **_kwargs) -> None:
 
 
 class fast(FastHttpUser):  # noqa: N801 -- the class name is the config value (load.user_class)
-    path, method, body = "/", "GET", None
-    timeout = 5.0
+    path, method, body = WorkloadConfig.path, WorkloadConfig.method, None  # _configure sets all four
+    timeout = LoadConfig.request_timeout_s
     wait_time = between(0, 0)
 
     @task
@@ -380,8 +383,8 @@ class fast(FastHttpUser):  # noqa: N801 -- the class name is the config value (l
 
 
 class http(HttpUser):  # noqa: N801
-    path, method, body = "/", "GET", None
-    timeout = 5.0
+    path, method, body = WorkloadConfig.path, WorkloadConfig.method, None  # _configure sets all four
+    timeout = LoadConfig.request_timeout_s
     wait_time = between(0, 0)
 
     @task

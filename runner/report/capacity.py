@@ -5,35 +5,29 @@
   then each search's steps in the order measured (stepping up, then bisecting).
 - "RPS and p99 vs users" (a load.users sweep) and its rate twin, "Corrected p99 and achieved rate vs
   offered rate" (a load.arrival_rate sweep): one row per (series, x) from `curve_table`.
+The capacity sections' numbers are the capacity block's (result.json's `capacity`, read once with the
+run: runner/report/record.py), never the run's own `metrics`, which cover the whole run.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from pathlib import Path
 from typing import Any
 
 from runner.capacity import LOWER_BOUND, STOP_REASONS, plan_from
+from runner.report.record import Run, lookup
 
 MISSING = "—"
 
 
-def report_sections(frame: Any, root: Path) -> str:
-    """The Capacity and "RPS and p99 vs users" sections for a report of the runs in `frame`
-    (runs.to_frame's) under `root`; "" when the sweep has neither."""
-    from runner.result import RESULT_FILE, read_result
-
-    results = {}
-    for run in frame["run"]:
-        try:
-            results[run] = read_result(Path(root) / run / RESULT_FILE)
-        except (OSError, ValueError, TypeError):
-            continue
-    searched = {run: r for run, r in results.items() if isinstance(getattr(r, "capacity", None), dict)}
-    by_rate = [(run, r) for run, r in searched.items() if r.capacity.get("by") == "rate"]
-    by_users = [(run, r) for run, r in searched.items() if r.capacity.get("by") != "rate"]
-    sweep = frame[~frame["run"].isin(list(searched))]
+def report_sections(frame: Any, runs: list[Run]) -> str:
+    """The capacity sections and the sweep curves for a report of `runs` (`frame`: their runs.to_frame);
+    "" when the sweep has none of them."""
+    searched = [run for run in runs if run.capacity]
+    by_rate = [run for run in searched if run.capacity.get("by") == "rate"]
+    by_users = [run for run in searched if run.capacity.get("by") != "rate"]
+    sweep = frame[~frame["run"].isin([run.run for run in searched])]
     parts = [
         capacity_section(by_users),
         rate_capacity_section(by_rate),
@@ -43,23 +37,18 @@ def report_sections(frame: Any, root: Path) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def capacity_section(results: list[tuple[str, Any]]) -> str:
-    """Servers ranked by maximum sustainable RPS, then each run's steps. `results`: (run dir, RunResult)."""
-    if not results:
+def capacity_section(runs: list[Run]) -> str:
+    """Servers ranked by maximum sustainable RPS, then each run's steps, from each run's capacity block."""
+    if not runs:
         return ""
-
-    def key(item: tuple[str, Any]) -> tuple:
-        best = item[1].capacity.get("max_rps")
-        return (best is None, -(best or 0), item[0])
-
-    ranked = sorted(results, key=key)
+    ranked = _ranked(runs, "max_rps")
     rows = []
-    for place, (run, r) in enumerate(ranked, 1):
+    for place, r in enumerate(ranked, 1):
         block = r.capacity
-        rows.append([str(place) if block.get("max_rps") is not None else MISSING, _name(r), run,
+        rows.append([str(place) if block.get("max_rps") is not None else MISSING, r.server, r.run,
                      _bounded(block, "max_rps", "{:.1f}"), _fmt(block.get("users_at_max"), "{:.0f}"),
                      block.get("stop_reason") or MISSING, block.get("stop_detail") or ""])  # fmt: skip
-    plan = plan_from(((ranked[0][1].config or {}).get("load") or {}).get("capacity") or {})
+    plan = plan_from(lookup(ranked[0].config, "load.capacity") or {})
     text = [
         "## Capacity\n",
         f"The most requests/s each server sustained within the SLO (at most {plan.max_failure_ratio:.1%} failed, "
@@ -69,11 +58,11 @@ def capacity_section(results: list[tuple[str, Any]]) -> str:
         _table(["Rank", "Server", "Run", "Max RPS", "Users at max", "Stopped by", "Why"], rows, "rllrrll"),
         "",
         "Stopped by: " + "; ".join(f"**{k}**: {v}" for k, v in STOP_REASONS.items()
-                                   if any(r.capacity.get("stop_reason") == k for _, r in ranked)) + ".",
+                                   if any(r.capacity.get("stop_reason") == k for r in ranked)) + ".",
         "",
     ]  # fmt: skip
-    for run, r in ranked:
-        text.append(f"### {_name(r)} ({run}): steps\n")
+    for r in ranked:
+        text.append(f"### {r.server} ({r.run}): steps\n")
         steps = [
             [_fmt(_fail_pct(s) if k == "fail_pct" else s.get(k), f) for k, f in _STEP_COLUMNS]
             + [s.get("verdict") or MISSING]
@@ -176,31 +165,25 @@ def rate_curves_section(frame: Any) -> str:
     return "\n".join(text)
 
 
-def rate_capacity_section(results: list[tuple[str, Any]]) -> str:
+def rate_capacity_section(runs: list[Run]) -> str:
     """Servers ranked by the highest offered rate they sustained (load.capacity.by=rate), then each search's
-    steps in the order measured. `results`: (run dir, RunResult)."""
-    if not results:
+    steps in the order measured, from each run's capacity block."""
+    if not runs:
         return ""
-
-    def key(item: tuple[str, Any]) -> tuple:
-        best = item[1].capacity.get("max_rate")
-        return (best is None, -(best or 0), item[0])
-
-    ranked = sorted(results, key=key)
+    ranked = _ranked(runs, "max_rate")
     rows = []
-    for place, (run, r) in enumerate(ranked, 1):
+    for place, r in enumerate(ranked, 1):
         block = r.capacity
         low, high = (list(block.get("bracket") or []) + [None, None])[:2]
-        rows.append([str(place) if block.get("max_rate") is not None else MISSING, _name(r), run,
+        rows.append([str(place) if block.get("max_rate") is not None else MISSING, r.server, r.run,
                      _bounded(block, "max_rate", "{:g}"), _fmt(block.get("max_rps"), "{:.1f}"),
                      f"{_fmt(low, '{:g}')} – {_fmt(high, '{:g}')}", str(len(block.get("steps") or [])),
                      block.get("stop_reason") or MISSING, block.get("stop_detail") or ""])  # fmt: skip
-    load = (ranked[0][1].config or {}).get("load") or {}
-    plan = plan_from(load.get("capacity") or {})
+    plan, pool = plan_from(lookup(ranked[0].config, "load.capacity") or {}), lookup(ranked[0].config, "load.users")
     text = [
         "## Capacity by rate\n",
         f"The highest arrival rate each server sustained (load=capacity, load.capacity.by=rate): an open model on a "
-        f"pool of {load.get('users', '?')} connections, from {plan.start_rate:g} requests/s x{plan.rate_growth:g} a "
+        f"pool of {pool} connections, from {plan.start_rate:g} requests/s x{plan.rate_growth:g} a "
         f"step while the SLO held (up to {plan.max_rate:g}/s), then bisection between the last good and the first "
         f"failed rate until they were within {plan.rate_precision:.0%}, at most {plan.max_steps} steps. "
         f"{plan.step_s:g} s a step, measured after its first {plan.ramp_s:g} s; after each step the arrivals stop "
@@ -212,11 +195,11 @@ def rate_capacity_section(results: list[tuple[str, Any]]) -> str:
                "rllrrrrll"),
         "",
         "Stopped by: " + "; ".join(f"**{k}**: {v}" for k, v in STOP_REASONS.items()
-                                   if any(r.capacity.get("stop_reason") == k for _, r in ranked)) + ".",
+                                   if any(r.capacity.get("stop_reason") == k for r in ranked)) + ".",
         "",
     ]  # fmt: skip
-    for run, r in ranked:
-        text.append(f"### {_name(r)} ({run}): steps by rate\n")
+    for r in ranked:
+        text.append(f"### {r.server} ({r.run}): steps by rate\n")
         steps = [[str(i)] + [_fmt(_rate_value(s, k), f) for k, f in _RATE_COLUMNS] + [s.get("verdict") or MISSING]
                  for i, s in enumerate(r.capacity.get("steps") or [], 1)]  # fmt: skip
         headers = ["Step", *(h for h, _, _ in _RATE_STEP_HEADERS), "Verdict"]
@@ -266,8 +249,9 @@ def _fail_pct(step: dict) -> float | None:
     return None if ratio is None else 100 * ratio
 
 
-def _name(result: Any) -> str:
-    return str((result.server or {}).get("name") or "?")
+def _ranked(runs: list[Run], key: str) -> list[Run]:
+    """Runs by their capacity block's `key`, highest first; those without one last."""
+    return sorted(runs, key=lambda run: (run.capacity.get(key) is None, -(run.capacity.get(key) or 0), run.run))
 
 
 def _fmt(value: Any, fmt: str) -> str:

@@ -35,7 +35,8 @@ from typing import Any
 import pandas as pd
 
 from runner.report import stats
-from runner.report.runs import Run, load_runs, to_frame
+from runner.report.record import Run, load_runs
+from runner.report.runs import to_frame
 from runner.result import write_atomic
 
 COMPARISON_FILE = "comparison.md"
@@ -50,12 +51,13 @@ class Side:
     n: int
 
 
-def conditions(run: Run) -> str:
-    """The row a run belongs to, as canonical JSON of its config (or identity) without repeat or thresholds."""
+def conditions(run: Run, row: dict[str, Any]) -> str:
+    """The row a run belongs to, as canonical JSON of its config (or identity: `row`, its frame row) without
+    repeat or thresholds."""
     flat = _flatten(run.config)
     if not flat:
-        flat = {"server.name": run.server, "workload.name": run.workload, "server.keepalive": run.keepalive,
-                "load.users": run.users, "load.spawn_rate": run.spawn_rate}  # fmt: skip
+        flat = {"server.name": row["server"], "workload.name": row["workload"], "server.keepalive": row["keepalive"],
+                "load.users": row["users"], "load.spawn_rate": row["spawn_rate"]}  # fmt: skip
     kept = {k: v for k, v in flat.items() if not any(k == i or (i.endswith(".") and k.startswith(i)) for i in _IGNORED)}
     return json.dumps(kept, sort_keys=True, default=str)
 
@@ -71,19 +73,20 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def _sides(runs: list[Run]) -> tuple[dict[str, Side], dict[str, str]]:
     """Row key -> its complete runs' values; row key -> its label (server, and conditions in words)."""
-    frame = to_frame(runs)
+    rows = to_frame(runs).astype(object).to_dict("records")
     sides: dict[str, Side] = {}
     labels: dict[str, str] = {}
-    for run, group in zip(runs, frame["group"].fillna(""), strict=True):
-        key = conditions(run)
-        labels.setdefault(key, f"{run.server}" + (f" ({group})" if group else ""))
+    for run, row in zip(runs, rows, strict=True):
+        key = conditions(run, row)
+        group = "" if pd.isna(row["group"]) else row["group"]
+        labels.setdefault(key, f"{row['server']}" + (f" ({group})" if group else ""))
         side = sides.setdefault(key, Side({m: [] for _, m, _ in _METRICS}, 0))
-        if run.partial or run.rps is None or run.outcome not in ("ok", "completed_with_errors"):
+        if row["partial"] or pd.isna(row["rps"]) or run.outcome not in ("ok", "completed_with_errors"):
             continue
         side.n += 1
         for _, metric, _ in _METRICS:
-            value = _capacity(run) if metric == "capacity" else getattr(run, metric)
-            if value is not None and math.isfinite(value):
+            value = _capacity(run) if metric == "capacity" else row[metric]
+            if not pd.isna(value) and math.isfinite(value):
                 side.values[metric].append(float(value))
     return sides, labels
 

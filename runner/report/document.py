@@ -2,9 +2,11 @@
 runs were repeated, `cells.csv` (one row per cell); CLI: `python -m runner.report DIR [--baseline OLD]`.
 
 Strategy:
-- Each part has its room: runner/report/runs.py loads job directories into one flat frame (never raising,
-  never inventing a number: unknown is shown as "—"); runner/report/tables.py aggregates cells and renders the
-  rankings; runner/report/plots.py draws the figures; runner/report/compare.py compares with a baseline sweep.
+- Each part has its room: runner/report/record.py loads each job directory once (never raising, never
+  inventing a number: unknown is shown as "—"); runner/report/columns.py says what each column is, and
+  runner/report/runs.py lays the records out as one flat frame; runner/report/tables.py aggregates cells and
+  renders the rankings; runner/report/plots.py draws the figures; runner/report/compare.py compares with a
+  baseline sweep. Every section reads the loaded records, never result.json again.
 - This module puts report.md together: the figures first (a reader sees the result before any table),
   then the summary, the rankings, the legends of the columns and flags, what the numbers cover, notes on
   every outcome that is not ok, and how to reproduce each run.
@@ -24,8 +26,12 @@ import pandas as pd
 
 from runner.config import ValidityConfig
 from runner.report import capacity, compare, plots
-from runner.report.runs import as_float, describe, load_runs, lookup, to_frame
+from runner.report.columns import BY_NAME, as_float, legend_lines
+from runner.report.record import load_runs, lookup
+from runner.report.runs import describe, to_frame
 from runner.report.tables import (
+    CI,
+    INTERVALS,
     cell_text,
     count_outcomes,
     is_complete,
@@ -53,8 +59,10 @@ _MEANING = {
     "incomplete": "the job directory has no `result.json`: the run was killed before it finished, or is still running.",
     "corrupt": "the run's `result.json` exists but cannot be read (truncated or not valid JSON); "
     "its numbers are unknown.",
+    "unknown_schema": "the run's `result.json` has a `schema_version` this report does not know (written by a newer "
+    "runner): rather than misread it, its numbers are not shown; report it with that runner.",
 }
-_REASONS = ("server_failed_to_start",)  # outcomes whose Notes quote each run's detail
+_REASONS = ("server_failed_to_start", "unknown_schema")  # outcomes whose Notes quote each run's detail
 # Known provenance keys, shown in this order with these labels; any other keys follow, sorted.
 _PROVENANCE_LABELS = {
     "cpu_model": "CPU",
@@ -70,51 +78,17 @@ _WINDOWS = {  # metrics.window -> what the numbers cover
     "steady": "the steady window, from when every user had started plus the warm-up (`load.warmup_s`) until the "
     "run time ended: ramp-up is excluded",
     "whole-run": "the whole run, ramp-up included (the steady window was unavailable)",
-    "capacity-step": "a capacity search's best step (load=capacity), after that step's ramp (see Capacity)",
+    "capacity-search": "a capacity search's whole search (load=capacity), every step from when the first one's users "
+    "had started (see Capacity for each step's numbers)",
+    "capacity-step": "a capacity search's best step (load=capacity), after that step's ramp (see Capacity): results "
+    "of an older runner",
     None: "not recorded (results of an older runner: ramp-up is likely included)",
 }
 
-# Column legend: "headers: text" per line; a line is shown when a table has one of its headers.
-_COLUMN_LEGEND = """\
-Rank: {rank}
-Run: the run's directory, beside this report.
-Workload: what the server did per request.
-Keep-alive: whether the server kept connections open between requests.
-Users: Locust's simulated users.
-Spawn rate: users Locust started per second until all were running.
-Rate/s: load.arrival_rate, an open model: requests arrived at this rate whatever the server did, on a pool of \
-at most Users connections (the default, none, is the closed loop: each user sends its next request when its \
-response came). Its latencies (Avg ms and the percentiles, which rank it) are corrected: from each request's \
-intended send time, so a request that waited for a connection or for a stalled server counts its wait.
-Settings: config keys without a column of their own in which this row differs from others.
-Repeat: the run's `run.repeat`: which repetition of its cell it is.
-n: the cell's complete runs (finished, not partial, with numbers); every number in the row is their median.
-Requests, Failures, Fail %: Locust's counts over the measured window (see Measurement); Fail % is failures per \
-100 requests.
-RPS: requests per second as Locust counts them, failed requests included, so fast failures inflate it.
-RPS [95% CI], Avg ms [95% CI]: the median of the cell's complete runs, then in brackets the 95% confidence \
-interval of their mean (Student t; none when n is 1).
-Goodput: successful requests per second: RPS without the failures.
-Avg ms: mean response time (exact).
-p50 ms, p95 ms, p99 ms: percentiles of an HDR histogram of every response time in microseconds, to 3 \
-significant digits (Locust's own histogram, rounded to whole milliseconds below 100 ms, only for a run without one).
-Uncorr. p99 ms: an open model's p99 from each request's actual send, as a closed loop would time it; far below \
-p99 ms when requests waited (coordinated omission).
-Intended/s, Sent/s: requests per second that came due and that were sent, over the measured window.
-Late, Dropped: requests sent more than 10 ms after their intended time, and requests never sent because they \
-waited longer than load.request_timeout_s for a free connection (counted, not logged as failures).
-Server CPU %, Locust CPU %: CPU time each process tree (children included) used over the measured window; \
-100 = one core busy.
-Peak mem MB: the server's largest memory during the run, children included, as PSS (a page shared by N \
-processes counts 1/N in each).
-Req/CPU-s: requests per CPU-second the server used in the measured window: what a request costs it, however \
-hard it was pushed.
-Locust us/req: CPU microseconds Locust used per request in the same window: what a request costs the generator. \
-With 1e6 / (Locust us/req) below the server's Req/CPU-s, one core of Locust cannot keep up with one of the server.
-Outcome: how the run ended; "(partial)" marks numbers from a run that did not end cleanly.{outcome}
-Flags: reasons to doubt the row, explained under Flags; empty when there are none.
-—: unknown. A missing number is never shown as 0.
-"""
+_CI_LEGEND = (
+    "the median of the cell's complete runs, then in brackets the 95% confidence interval of their mean (Student t; "
+    "none when n is 1)."
+)
 _RANK = {
     False: 'place by the table\'s metric. "—" means not ranked: the run has no number for it, or only partial '
     "numbers. Unranked rows come last.",
@@ -143,14 +117,14 @@ def render(
     cells = to_cells(frame, thresholds["unstable_spread"])
     repeated = bool((cells["n"] > 1).any())
     tables = ranking_tables(frame, cells) if repeated else ranking_tables(frame)
-    headers = {header for _, columns, _ in tables for header, _, _ in columns}
+    shown = {name for _, columns, _ in tables for _, name, _ in columns}
     parts = [
         f"# {title}\n",
         figures,
         _summary(frame, cells if repeated else None, provenance or {}),
         *[f"## {heading}\n\n{table}\n" for heading, _, table in tables],
         extra,
-        _column_legend(headers, repeated, grouped=len(ranking_groups(frame)) > 1),
+        _column_legend(shown, repeated, grouped=len(ranking_groups(frame)) > 1),
         _flags_legend(frame, cells, thresholds),
         f"## Measurement\n\n{_window(frame)}\n{_pinning(frame)}\n",
         _notes(frame, reasons or {}),
@@ -165,7 +139,7 @@ def write_report(directory: Path | str) -> Path:
     root = Path(directory)
     runs = load_runs(root)
     frame = to_frame(runs)
-    provenance = next((run.provenance for run in runs if run.provenance), {})
+    provenance = next((p for run in runs if (p := run.section("provenance"))), {})
     validity = next((v for run in runs if isinstance(v := lookup(run.config, "run.validity"), dict)), None)
     write_atomic(root / CSV_FILE, lambda f: f.write(frame.to_csv(index=False)))
     cells = to_cells(frame, _thresholds(validity)["unstable_spread"])
@@ -173,7 +147,7 @@ def write_report(directory: Path | str) -> Path:
         write_atomic(root / CELLS_FILE, lambda f: f.write(cells.to_csv(index=False)))
     figures, skipped = plots.draw_all(root, frame, cells, runs) if runs else ([], [])
     title = f"Stress test report: {root.resolve().name}"
-    sections = "\n".join(filter(None, [capacity.report_sections(frame, root), workers_section(root)]))
+    sections = "\n".join(filter(None, [capacity.report_sections(frame, runs), workers_section(runs)]))
     reasons = {run.run: " ".join(run.detail.split()) for run in runs if run.outcome in _REASONS and run.detail}
     report = render(frame, title, provenance, validity, plots.markdown(figures, skipped), sections, reasons)
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
@@ -245,21 +219,24 @@ def _reasons(frame: pd.DataFrame, outcome: str, reasons: dict[str, str]) -> str:
     return "".join(f"\n  - `{run}`: {reasons[run]}" for run in runs if run in reasons)
 
 
-def _column_legend(headers: set[str], repeated: bool, grouped: bool = False) -> str:
-    outcome = " For a cell, how many of its runs ended which way." if repeated else ""
+def _column_legend(shown: set[str], repeated: bool, grouped: bool = False) -> str:
+    """A line per shown column (runner/report/columns.py's legends), after the Rank's; a cell's intervals and
+    outcome explained when the tables rank cells."""
     rank = _RANK[repeated]
     if grouped:
         rank += (
             " Each sub-table is ranked on its own: its rows ran under the conditions its sub-heading names, and only "
             "the server differs."
         )
-    lines = []
-    for line in _COLUMN_LEGEND.format(rank=rank, outcome=outcome).splitlines():
-        names, text = line.split(": ", 1)
-        shown = [name for name in names.split(", ") if name in headers | {"Rank", "—"}]
-        if shown:
-            lines.append(f"- {', '.join(f'**{name}**' for name in shown)}: {text}")
-    return "## Columns\n\n" + "\n".join(lines) + "\n"
+    lines = [(["Rank"], rank)]
+    for columns, text in legend_lines(shown):
+        if repeated and columns[0].name == "outcome":
+            text += " For a cell, how many of its runs ended which way."
+        lines.append(([c.header for c in columns], text))
+        if repeated and columns[0].name == INTERVALS[0]:  # the cells' intervals, after the first one's line
+            lines.append(([BY_NAME[name].header + CI for name in INTERVALS], _CI_LEGEND))
+    lines.append((["—"], "unknown. A missing number is never shown as 0."))
+    return "## Columns\n\n" + "\n".join(f"- {', '.join(f'**{h}**' for h in hs)}: {text}" for hs, text in lines) + "\n"
 
 
 def _who(rows: Iterable[dict]) -> str:
@@ -394,4 +371,3 @@ def main(argv: list[str] | None = None) -> int:
         path, text = compare.write_comparison(args.directory, args.baseline, args.noise_ratio)
         print(f"{path}\n\n{text}", end="")
     return 0
-

@@ -30,7 +30,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from runner.capacity import LOWER_BOUND  # noqa: E402
-from runner.report.runs import Run  # noqa: E402
+from runner.report.record import Run  # noqa: E402
 from runner.report.timeline import read_timeline  # noqa: E402
 
 _KNOWN = ("single", "thread", "process", "select", "epoll", "asyncio", "pool", "prefork")

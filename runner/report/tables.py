@@ -20,50 +20,21 @@ from typing import Any
 import pandas as pd
 
 from runner.report import stats
-from runner.report.runs import DTYPES, IDENTITY, NUMBERS, natural_key
+from runner.report.columns import COLUMNS, DTYPES, IDENTITY, MISSING, NUMBERS, SHOWN_ORDER
+from runner.report.record import natural_key
 from runner.result import OUTCOMES
 from runner.run.validity import LEGEND as FLAG_LEGEND
 
-MISSING = "—"
-_OUTCOME_ORDER = (*OUTCOMES, "incomplete", "corrupt")
-_INTERVALS = ("rps_low", "rps_high", "rps_spread", "avg_ms_low", "avg_ms_high")
-CELL_COLUMNS = ("cell", "group", *IDENTITY, "runs", "n", *_INTERVALS, *NUMBERS, "outcome", "flags")
+_OUTCOME_ORDER = (*OUTCOMES, "incomplete", "corrupt", "unknown_schema")
+INTERVALS = tuple(c.name for c in COLUMNS if c.interval)  # "rps" first: a cell's spread is of its RPS
+_BOUNDS = ("rps_low", "rps_high", "rps_spread", *(f"{n}_{end}" for n in INTERVALS[1:] for end in ("low", "high")))
+CELL_COLUMNS = ("cell", "group", *IDENTITY, "runs", "n", *_BOUNDS, *NUMBERS, "outcome", "flags")
 # a cell's numbers are medians: 37 and 38 failures make 37.5
 _CELL_DTYPES = {name: DTYPES[name] for name in IDENTITY if name in DTYPES} | {"n": "Int64"}
-_CELL_DTYPES |= {name: "Float64" for name in (*_INTERVALS, *NUMBERS)}
-# Table columns: header, frame column, format. "{}" columns are text (left-aligned), the rest numbers.
-VARYING = (  # shown only when they differ between runs; stated once above the tables otherwise
-    ("Workload", "workload", "{}"),
-    ("Keep-alive", "keepalive", "{}"),
-    ("Users", "users", "{:.0f}"),
-    ("Spawn rate", "spawn_rate", "{:g}"),
-    ("Rate/s", "arrival_rate", "{:g}"),
-)
-_MEASURED = (
-    ("Requests", "requests", "{:.0f}"),
-    ("Failures", "failures", "{:.0f}"),
-    ("Fail %", "fail_pct", "{:.2f}"),
-    ("RPS", "rps", "{:.1f}"),
-    ("Goodput", "goodput", "{:.1f}"),
-    ("Avg ms", "avg_ms", "{:.1f}"),
-    ("p50 ms", "p50_ms", "{:g}"),
-    ("p95 ms", "p95_ms", "{:g}"),
-    ("p99 ms", "p99_ms", "{:g}"),
-    ("Uncorr. p99 ms", "uncorrected_p99_ms", "{:g}"),
-    ("Intended/s", "intended_rps", "{:.1f}"),
-    ("Sent/s", "sent_rps", "{:.1f}"),
-    ("Late", "late", "{:.0f}"),
-    ("Dropped", "dropped", "{:.0f}"),
-    ("Server CPU %", "server_cpu_pct", "{:.0f}"),
-    ("Locust CPU %", "locust_cpu_pct", "{:.0f}"),
-    ("Peak mem MB", "peak_memory_mb", "{:.1f}"),
-    ("Req/CPU-s", "requests_per_cpu_s", "{:.0f}"),
-    ("Locust us/req", "locust_us_per_request", "{:.1f}"),
-    ("Outcome", "outcome", "{}"),
-    ("Flags", "flags", "{}"),
-)
-_OPEN = ("uncorrected_p99_ms", "intended_rps", "sent_rps", "late", "dropped")  # shown when a run had an arrival rate
-_CI = " [95% CI]"  # the header suffix of a median shown with its interval
+_CELL_DTYPES |= {name: "Float64" for name in (*_BOUNDS, *NUMBERS)}
+VARYING = tuple(c for c in COLUMNS if c.varying)  # shown only when they differ between runs; said once otherwise
+CI = " [95% CI]"  # the header suffix of a median shown with its interval
+TableColumn = tuple[str, str, str]  # header, frame column, format
 
 
 def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
@@ -78,7 +49,7 @@ def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
         for name in NUMBERS:
             values = [float(r[name]) for r in complete if not is_missing(r[name])]
             row[name] = stats.median(values) if values else None
-        for name in ("rps", "avg_ms"):
+        for name in INTERVALS:
             row[f"{name}_low"], row[f"{name}_high"] = stats.mean_interval([r[name] for r in complete]) or (None, None)
         row["rps_spread"] = stats.spread([r["rps"] for r in complete])
         flags = {flag for r in complete for flag in split_flags(r["flags"])}
@@ -122,7 +93,7 @@ def _repeat(row: dict) -> int:
 
 def same_for_every_run(frame: pd.DataFrame) -> dict[str, Any]:
     """The identity columns with one known value in every row: stated once instead of as a column."""
-    return {column: frame[column].iloc[0] for _, column, _ in VARYING if _one_value(frame[column].tolist())}
+    return {c.name: frame[c.name].iloc[0] for c in VARYING if _one_value(frame[c.name].tolist())}
 
 
 def _one_value(values: list[Any]) -> bool:
@@ -135,25 +106,22 @@ def ranking_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(str(label), rows) for label, rows in frame.groupby(frame["group"].fillna(""), sort=False)]
 
 
-def _columns(frame: pd.DataFrame, kind: str) -> list[tuple[str, str, str]]:
+def _columns(frame: pd.DataFrame, kind: str) -> list[TableColumn]:
     """The columns of a table of `kind`: "runs" (a ranking of runs), "cells" (a ranking of cells) or
-    "all" (every run of a sweep with repeats)."""
-    hidden = set(same_for_every_run(frame))
-    closed = frame["arrival_rate"].isna().all()  # closed loops only: no Rate/s column, no open-model columns
-    if closed:
-        hidden.add("arrival_rate")
+    "all" (every run of a sweep with repeats): the registry's, in its order, the run's directory first."""
+    hidden = set(same_for_every_run(frame)) | {c.name for c in VARYING if frame[c.name].isna().all()}  # unknown
+    if frame["arrival_rate"].isna().all():  # closed loops only: no open-model columns
+        hidden |= {c.name for c in COLUMNS if c.open_model}
     if kind != "all":  # a sub-heading states what is the same within its group; keep-alive may be the server's
         groups = [rows for _, rows in ranking_groups(frame)]
-        hidden |= {c for _, c, _ in VARYING if c != "keepalive" and all(_one_value(g[c].tolist()) for g in groups)}
-    columns = [("Run", "run", "{}")] if kind == "all" else []
-    columns += [("Server", "server", "{}")] + [c for c in VARYING if c[1] not in hidden]
-    if frame["settings"].fillna("").astype(str).str.len().gt(0).any():
-        columns.append(("Settings", "settings", "{}"))
-    columns += [("Repeat", "repeat", "{:.0f}")] if kind == "all" else []
-    columns += [("n", "n", "{:.0f}")] if kind == "cells" else []
-    with_ci = ("rps", "avg_ms") if kind == "cells" else ()
-    measured = [m for m in _MEASURED if not (closed and m[1] in _OPEN)]
-    return columns + [(h + _CI if c in with_ci else h, c, fmt) for h, c, fmt in measured]
+        hidden |= {
+            c.name for c in VARYING if c.name != "keepalive" and all(_one_value(g[c.name].tolist()) for g in groups)
+        }
+    if not frame["settings"].fillna("").astype(str).str.len().gt(0).any():
+        hidden.add("settings")
+    only = {"run": "all", "repeat": "all", "n": "cells"}  # columns of one kind of table
+    shown = [c for c in SHOWN_ORDER if c.header and c.name not in hidden and only.get(c.name, kind) == kind]
+    return [(c.header + CI if kind == "cells" and c.interval else c.header, c.name, c.fmt) for c in shown]
 
 
 def _ranked_order(frame: pd.DataFrame, metric: str, descending: bool) -> list[dict]:
@@ -193,7 +161,7 @@ def _interval(row: dict, metric: str) -> stats.Interval:
     return (value, value) if is_missing(low) or is_missing(high) else (float(low), float(high))
 
 
-def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]], ranks: list[str] | None = None) -> str:
+def markdown_table(rows: list[dict], columns: list[TableColumn], ranks: list[str] | None = None) -> str:
     lead = [] if ranks is None else ["Rank"]
     body = [([ranks[i]] if lead else []) + [_show(row, c, fmt) for _, c, fmt in columns] for i, row in enumerate(rows)]
     headers = lead + [header for header, _, _ in columns]

@@ -1,9 +1,9 @@
 """A capacity search's record: Locust's step file -> result.json's `capacity` block.
 
 The rule is runner/capacity.py's `decide`, applied again here to numbers recomputed from the raw
-step windows Locust wrote. The run-level `metrics` are then those of the best step's window (or,
-when no step met the SLO, of the step that ended the search), so the sweep's ordinary tables stay
-meaningful for capacity runs; each step's server CPU comes from the Sampler's series.
+step windows Locust wrote; each step's server CPU comes from the Sampler's series. The block keeps
+the search's numbers to itself: the run's `metrics` and `load.users` stay what was measured over the
+whole run, as for any run (runner/result.py, schema 2), and the report takes the search's from here.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner import result as record
-from runner.capacity import STEPS_FILE, best_step, decide_any, plan_from, rate_step_numbers, step_numbers
+from runner.capacity import STEPS_FILE, decide_any, plan_from, rate_step_numbers, step_numbers
 from runner.run.resources import summarize
 
 
 def collect(result: Any, job_dir: Path, section: Any, server_series: Any = None) -> None:
-    """Set `result.capacity` from Locust's step file and make `result.metrics` the best step's window
-    (see the module docstring); server CPU per step from the Sampler's `server_series`."""
+    """Set `result.capacity` from Locust's step file; server CPU per step from the Sampler's `server_series`."""
     plan = plan_from(section)
     try:
         data = json.loads((Path(job_dir) / STEPS_FILE).read_text())
@@ -37,17 +35,6 @@ def collect(result: Any, job_dir: Path, section: Any, server_series: Any = None)
     if live != ([s["verdict"] for s in block["steps"]], block["stop_reason"]):
         block["stop_detail"] += f" (the live search decided differently: {live[1]}, verdicts {live[0]})"
     result.capacity = block
-    chosen = best_step(block) or (block["steps"][-1] if block["steps"] else None)
-    if chosen is None:
-        return
-    entry = raw[block["steps"].index(chosen)]["entry"]
-    totals = result.metrics
-    metrics = record.aggregate([entry], chosen["end"] - chosen["start"])
-    metrics.window, metrics.window_bounds = "capacity-step", [chosen["start"], chosen["end"]]
-    metrics.total_requests, metrics.total_failures = totals.total_requests, totals.total_failures
-    metrics.partial = totals.partial
-    result.metrics = metrics
-    result.load["users"] = chosen["users"]  # the users the run-level numbers were measured at
 
 
 def _numbers(raw: dict, plan: Any) -> dict:

@@ -36,7 +36,7 @@ def verdict(directory: Path | None) -> tuple[int, str]:
     """(exit status, the closing line) for the runs under `directory`, a sweep or one run."""
     if directory is None or not Path(directory).is_dir():
         return 0, ""
-    from runner.report.runs import load_runs  # pandas: only once the runs are done
+    from runner.report.record import load_runs  # only once the runs are done
 
     runs = load_runs(directory)
     bad = Counter(run.outcome for run in runs if run.outcome != "ok")

@@ -197,14 +197,14 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
                 _collect_metrics(result, job_dir, partial)
             if gen is not None and locust is not None:
                 _collect_workers(result, gen, job_dir, cfg, sampler)
-            if locust is not None and cfg.load.capacity.enabled:  # run-level numbers become the best step's
+            if locust is not None and cfg.load.capacity.enabled:
                 capacity.collect(result, job_dir, cfg.load.capacity, sampler.series["server"] if sampler else None)
             if sampler is not None:
                 processes = len(gen.workers) if gen else cfg.load.processes
                 _collect_resources(result, sampler, server_cpus, load_cpus, processes)
             if server is not None and not remote.is_remote(cfg):  # after the outcome's own detail is set
                 _note_stop(result, server, cfg.server.grace_s)
-            result.flags = run_flags(result, _measured_at(cfg, result))
+            result.flags = run_flags(result, cfg)
             result.duration_s = round(time.monotonic() - started, 3)
             try:
                 write_result(result, job_dir)
@@ -234,15 +234,6 @@ def _note_stop(result: RunResult, server: server_mod.RunningServer, grace: float
             "this run's mark (it cleared its environment, or is not ours): left alone"
         )
     result.detail = "; ".join(filter(None, [result.detail, *notes]))
-
-
-def _measured_at(cfg: Config, result: RunResult) -> Config:
-    """The config the run-level numbers were measured under: a capacity run's are one step's, at its users."""
-    if not cfg.load.capacity.enabled or result.load.get("users") == cfg.load.users:
-        return cfg
-    from omegaconf import OmegaConf
-
-    return OmegaConf.merge(cfg, {"load": {"users": result.load["users"]}})  # type: ignore[return-value]
 
 
 def _collect_metrics(result: RunResult, job_dir: Path, partial: bool) -> None:

@@ -1,20 +1,39 @@
-"""Every point of a sweep composed and checked before the first job starts.
+"""Every point of a sweep composed and checked once, before the first job starts.
 
-`python -m runner -m server=single,bogus` must be refused with exit 2 before `single` runs, so the
-command line is expanded into its points here (Hydra's own override grammar), each point composed
-with Hydra's Compose API and checked: the schema's checks (runner/config.py) plus those that need
-the orchestrator's parts (a server's program and options, a remote target, distributed workers).
+`python -m runner -m server=single,bogus` must be refused with exit 2 before `single` runs. Hydra
+hands the sweep to our sweeper (hydra_plugins/stressbench_sweeper, selected in conf/config.yaml),
+which calls `plan`: the command line and an experiment's `hydra.sweeper.params` expanded into points
+as Hydra's basic sweeper expands them (comma lists, range(), glob(), shuffle(); a later key wins),
+each point composed by Hydra's config loader and checked: the schema's checks (runner/config.py)
+plus those that need the orchestrator's parts (a server's program and options, a remote target,
+distributed workers). The launcher then takes each point's config from `ComposedOnce` instead of
+composing it again. A single run is checked by the run callback (runner/run/callbacks.py) on the
+config Hydra composed for it. Either way `refused` lists every problem, and nothing has started.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import sys
 from typing import Any
 
+from hydra.core.config_loader import ConfigLoader
 from omegaconf import DictConfig
 
 from runner import config
 from runner.config import CONF_DIR, available_choices, no_such_key, schema_field, valid_values
-from runner.run import distributed, remote, server
+from runner.run import distributed, progress, remote, server, tenancy
+from runner.run.exits import EXIT_REFUSED, SweepStopped
+from runner.run.experiment import OutputDirUnusable, check_fresh, check_output_dir
+
+
+class Refused(SweepStopped):
+    """The configuration or the output directory was refused: nothing was started, so nothing to report."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("configuration refused, nothing was started:\n" + "\n".join(f"  {e}" for e in errors),
+                         EXIT_REFUSED)  # fmt: skip
 
 
 def check(cfg: DictConfig | config.Config) -> list[str]:
@@ -22,11 +41,26 @@ def check(cfg: DictConfig | config.Config) -> list[str]:
     return server.check(cfg) + config.check(cfg) + distributed.check(cfg) + remote.check(cfg)
 
 
-def _format_hydra_error(exc: Exception) -> str:
+def output_errors(key: str, path: str) -> list[str]:
+    """Where a run or sweep writes, as Hydra resolved it: a directory we can write in, holding no earlier run."""
+    try:
+        check_output_dir(path)
+        check_fresh(path)  # Hydra's .hydra/ would overwrite an old run's; an old sweep's jobs would join the report
+    except OutputDirUnusable as exc:
+        return [f"{key}: {exc}"]
+    return []
+
+
+def explain(exc: Exception, overrides: list[str]) -> str:
     """Hydra's composition errors in the runner's words: the key, why, and what it takes."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+    if isinstance(exc, OverrideParseException):
+        braces = [a for a in overrides if "{" in a and "=" in a and a.partition("=")[2][:1] not in "'\"[{"]
+        if braces:
+            key, _, value = braces[0].partition("=")
+            return f"{key}: Hydra reads braces as its own syntax; quote the value for it: '{key}=\"{value}\"'"
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, choice = str(exc.missing_cfg_file).rpartition("/")
         if group:
@@ -41,6 +75,93 @@ def _format_hydra_error(exc: Exception) -> str:
     if key and isinstance(cause, ValidationError):
         return f"{key}: {getattr(cause, 'value', None)!r} is not {valid_values(schema_field(key)[0])}"
     return " ".join(str(exc).split())
+
+
+class ComposedOnce(ConfigLoader):
+    """Hydra's config loader, but a point's config composed (and checked) by `plan` is handed to the
+    launcher as it asks for it, not composed a second time."""
+
+    def __init__(self, loader: ConfigLoader) -> None:
+        self.loader = loader
+        self.ready: dict[tuple[str, ...], DictConfig] = {}
+
+    def compose(self, master: DictConfig, point: list[str]) -> DictConfig:
+        self.ready[tuple(point)] = cfg = self.loader.load_sweep_config(master, point)
+        return cfg
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        cfg = self.ready.pop(tuple(sweep_overrides), None)
+        return cfg if cfg is not None else self.loader.load_sweep_config(master_config, sweep_overrides)
+
+    def load_configuration(self, *args: Any, **kwargs: Any) -> DictConfig:
+        return self.loader.load_configuration(*args, **kwargs)
+
+    def get_search_path(self) -> Any:
+        return self.loader.get_search_path()
+
+    def get_sources(self) -> Any:
+        return self.loader.get_sources()
+
+    def list_groups(self, parent_name: str) -> list[str]:
+        return self.loader.list_groups(parent_name)
+
+    def get_group_options(self, *args: Any, **kwargs: Any) -> list[str]:
+        return self.loader.get_group_options(*args, **kwargs)
+
+    def compute_defaults_list(self, *args: Any, **kwargs: Any) -> Any:
+        return self.loader.compute_defaults_list(*args, **kwargs)
+
+
+def points(loader: ConfigLoader, master: DictConfig) -> list[list[str]]:
+    """The sweep's points, as Hydra's basic sweeper makes them: `hydra.sweeper.params` (an
+    experiment's), then the command line's overrides; a later key replaces an earlier one in its
+    place; the cartesian product of every key's values, the first key varying slowest."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = master.hydra.sweeper.get("params")
+    arguments = [f"{key}={value}" for key, value in (params or {}).items()] + list(master.hydra.overrides.task)
+    values: dict[str, list[str]] = {}
+    for override in OverridesParser.create(config_loader=loader).parse_overrides(arguments):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            values[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            values[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ValueError(f"{override.input_line}: a sweep takes lists, range(), glob(), shuffle(); not intervals")
+    return [list(point) for point in itertools.product(*values.values())]
+
+
+def plan(loader: ComposedOnce, master: DictConfig) -> tuple[list[list[str]], list[str]]:
+    """(the sweep's points, every problem found composing and checking each of them and the sweep directory)."""
+    from hydra.errors import HydraException
+
+    try:
+        found = points(loader, master)
+    except (HydraException, ValueError) as exc:  # an override Hydra cannot parse, an interval sweep
+        return [], [explain(exc, list(master.hydra.overrides.task))]
+    errors = output_errors("hydra.sweep.dir", master.hydra.sweep.dir)
+    for point in found:
+        try:
+            problems = check(loader.compose(master, point))
+        except Exception as exc:  # Hydra's composition errors (MissingConfigException, omegaconf's)
+            problems = [explain(exc, point)]
+        prefix = f"[{' '.join(point)}] " if len(found) > 1 else ""
+        errors += [prefix + p for p in problems if prefix + p not in errors]
+    return found, errors
+
+
+_lock: int | None = None  # this runner's share of the machine, held for its life (runner/run/tenancy.py)
+
+
+def begin(jobs: int) -> None:
+    """Everything checked: say how many jobs the progress line counts, and take this runner's share
+    of the machine (a warning if another sweep holds one)."""
+    global _lock
+    os.environ[progress.JOBS_ENV] = str(jobs)
+    _lock, warning = tenancy.hold()
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
 
 
 def expand_repeats(argv: list[str]) -> list[str]:
@@ -72,46 +193,31 @@ def expand_repeats(argv: list[str]) -> list[str]:
     return flags + [f"run.repeat=range(0,{int(repeats)})"] + overrides
 
 
-# Hydra's command-line flags that take a value (hydra/_internal/utils.py get_args_parser)
+# Hydra's command-line flags that take a value (`python -m runner --help` lists them)
 _VALUE_FLAGS = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd",
                 "--config-dir", "--info", "--experimental-rerun"}  # fmt: skip
 
 
-class _GroupOptions:
-    """The one part of Hydra's ConfigLoader that expanding `server=glob(*,exclude=[external,remote])` needs."""
+def dry_run(argv: list[str]) -> tuple[list[list[str]], list[str]]:
+    """(the points of the sweep that `argv` describes, every problem with it), found as `python -m
+    runner -m argv` finds them (the same master composition, `plan` and checks), without running it."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
 
-    @staticmethod
-    def get_group_options(group: str, *args: Any, **kwargs: Any) -> list[str]:
-        return available_choices(group)
+    overrides = [a for a in argv if not a.startswith("-")]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            loader = ComposedOnce(GlobalHydra.instance().config_loader())
+            try:
+                master = loader.load_configuration("config", overrides, RunMode.MULTIRUN)
+            except Exception as exc:
+                return [], [explain(exc, overrides)]
+            return plan(loader, master)
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def validate_argv(argv: list[str]) -> list[str]:
-    """Compose and check every sweep point that `argv` (Hydra command-line overrides) describes."""
-    from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = [a for a in argv if not a.startswith("-") and not a.lstrip("~+").startswith("hydra.")]
-    try:
-        parsed = OverridesParser.create(config_loader=_GroupOptions()).parse_overrides(overrides)  # type: ignore[arg-type]
-    except Exception as exc:  # hydra's OverrideParseException and friends
-        braces = [a for a in overrides if "{" in a and "=" in a and a.partition("=")[2][:1] not in "'\"[{"]
-        hint = [f"{a.partition('=')[0]}: Hydra reads braces as its own syntax; quote the value for it: "
-                f"'{a.partition('=')[0]}=\"{a.partition('=')[2]}\"'" for a in braces]  # fmt: skip
-        return hint or [_format_hydra_error(exc)]
-    points = [p for batch in BasicSweeper.split_arguments(parsed, None) for p in batch]
-    errors: list[str] = []
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for point in points:
-            try:
-                cfg = compose(config_name="config", overrides=list(point))
-            except Exception as exc:
-                problems = [_format_hydra_error(exc)]
-            else:
-                problems = check(cfg)
-            prefix = f"[{' '.join(point)}] " if len(points) > 1 else ""
-            errors += [prefix + p for p in problems if prefix + p not in errors]
-    GlobalHydra.instance().clear()
-    return errors
+    return dry_run(argv)[1]

@@ -58,8 +58,8 @@ def run_flags(result: RunResult, cfg: Config) -> list[str]:
     users = m.users_reached or cfg.load.users
     if m.users_reached is not None and m.users_reached < cfg.load.users and result.capacity is None:
         flags.append("users-not-reached")
-    open_model = cfg.load.arrival_rate is not None or (cfg.load.capacity.enabled and cfg.load.capacity.by == "rate")
-    if not open_model and _littles_law_broken(m, cfg, users):  # open: users are a pool, not loops
+    closed = cfg.load.arrival_rate is None and result.capacity is None  # open: a pool; a search: users rose
+    if closed and _littles_law_broken(m, cfg, users):
         flags.append("littles-law")
     served = result.server.get("served")
     if served is not None and m.total_requests:

@@ -17,8 +17,10 @@ from hydra.core.global_hydra import GlobalHydra
 from runner import capacity
 from runner.config import CONF_DIR, CapacityConfig
 from runner.report import capacity as capacity_report
-from runner.report.runs import Run, to_frame
-from runner.result import Metrics, RunResult
+from runner.report.document import write_report
+from runner.report.record import Run
+from runner.report.runs import to_frame
+from runner.result import Metrics, RunResult, write_result
 from runner.run import capacity as capacity_record
 from runner.run.load import locust_argv
 from runner.run.sweep import check
@@ -134,7 +136,8 @@ def _entry(times_ms: tuple[float, ...], failures: int = 0) -> dict:
 
 @functools.cache
 def _serialized(times_ms: tuple[float, ...], failures: int) -> str:
-    return json.dumps(_in_locust(f"""
+    return json.dumps(
+        _in_locust(f"""
 import json
 from locust.stats import RequestStats, StatsEntry
 entry = StatsEntry(RequestStats(), "step", "ALL")
@@ -143,7 +146,8 @@ for i, t in enumerate({list(times_ms)!r}):
     if i < {failures}:
         entry.log_error(RuntimeError("boom"))
 print(json.dumps(entry.serialize(), default=list))
-"""))
+""")
+    )
 
 
 def test_step_numbers_match_locusts_own_percentiles_and_rates():
@@ -166,7 +170,7 @@ def _write_step_file(job: Path, raw: list[dict], live_reason: str) -> None:
     (job / capacity.STEPS_FILE).write_text(json.dumps({"steps": raw, "stop_reason": live_reason}))
 
 
-def test_collect_records_the_block_and_makes_the_best_steps_window_the_run_metrics(tmp_path):
+def test_collect_records_the_block_and_leaves_the_runs_own_metrics_as_measured(tmp_path):
     # 10 users: 300 requests in 3 s; 30 users: 900; 50 users: 880, 5 of them failed (RPS fell: the knee)
     raw = [
         {"users": 10, "start": 10.0, "end": 13.0, "entry": _entry((12.0,) * 300), "locust_cpu_pct": 20.0},
@@ -176,15 +180,14 @@ def test_collect_records_the_block_and_makes_the_best_steps_window_the_run_metri
     for r, v in zip(raw, ["ok", "ok", "knee"], strict=True):
         r["verdict"] = v
     _write_step_file(tmp_path, raw, "knee")
-    result = RunResult(outcome="ok", load={"users": 200}, metrics=Metrics(total_requests=3000, total_failures=5))
+    measured = Metrics(requests=2080, rps=231.1, window="steady", total_requests=3000, total_failures=5)
+    result = RunResult(outcome="ok", load={"users": 200}, metrics=measured)
     capacity_record.collect(result, tmp_path, PLAN)
     block = result.capacity
     assert [s["verdict"] for s in block["steps"]] == ["ok", "ok", "knee"]
     assert (block["max_rps"], block["users_at_max"], block["stop_reason"]) == (300.0, 30, "knee")
     assert "decided differently" not in block["stop_detail"]
-    m = result.metrics
-    assert (m.requests, m.rps, m.window, m.window_bounds) == (900, 300.0, "capacity-step", [14.0, 17.0])
-    assert (m.total_requests, m.total_failures, result.load["users"]) == (3000, 5, 30)
+    assert (result.metrics, result.load["users"]) == (measured, 200)  # the search's numbers are the block's only
     assert block["steps"][2]["failure_ratio"] == 5 / 880
 
 
@@ -231,10 +234,10 @@ def test_a_bad_capacity_plan_is_refused(override, expected):
 
 
 def test_capacity_section_ranks_by_max_rps_and_lists_each_runs_steps():
-    def searched(name: str, steps: list[dict]) -> tuple[str, RunResult]:
+    def searched(name: str, steps: list[dict]) -> Run:
         result = RunResult(outcome="ok", server={"name": name}, config={"load": {"capacity": vars(PLAN)}})
         result.capacity = capacity.decide(steps, PLAN)
-        return name, result
+        return Run(run=name, outcome="ok", result=result)
 
     text = capacity_report.capacity_section(
         [
@@ -253,9 +256,23 @@ def test_capacity_section_ranks_by_max_rps_and_lists_each_runs_steps():
     assert text.count("### ") == 3 and "| knee " in text
 
 
-def _runs() -> list[Run]:
+def test_a_capacity_runs_rows_show_its_own_numbers_and_the_capacity_section_the_blocks(tmp_path):
+    block = capacity.decide([step(10, 950), step(30, 2800)], PLAN)
+    result = RunResult(outcome="ok", server={"name": "select"}, load={"users": 200}, workload={"name": "io"},
+                       metrics=Metrics(requests=9000, failures=0, rps=1500.0, avg_ms=9.0, window="steady"),
+                       config={"load": {"users": 200, "capacity": vars(PLAN)}}, capacity=block)  # fmt: skip
+    write_result(result, tmp_path)
+    report = write_report(tmp_path).read_text()
+    table_1 = report.split("## Table 1.")[1].split("##")[0]
+    assert "| 1500.0 |" in table_1 and "2800" not in table_1  # the run's own, measured over the search
+    assert "| Users " not in table_1 and "200 users" not in report  # its users rose: no one count
+    assert "|    2800.0 |" in report.split("## Capacity")[1]  # the block's
+    assert "- Window: numbers cover a capacity search's whole search (load=capacity)" in report
+
+
+def _runs(made) -> list[Run]:
     return [
-        Run(server=server, workload="io", users=users, rps=rps, p99_ms=p99, outcome="ok", run=f"{i}")
+        made(server=server, workload="io", users=users, rps=rps, p99_ms=p99, outcome="ok", run=f"{i}")
         for i, (server, users, rps, p99) in enumerate(
             [
                 ("select", 10, 950.0, 15.0),
@@ -268,14 +285,14 @@ def _runs() -> list[Run]:
     ]
 
 
-def test_curves_are_one_row_per_server_and_users_with_medians_of_repeats():
-    table = capacity_report.curve_table(to_frame(_runs()))
+def test_curves_are_one_row_per_server_and_users_with_medians_of_repeats(made):
+    table = capacity_report.curve_table(to_frame(_runs(made)))
     rows = table[["series", "users", "n", "rps", "p99_ms"]].values.tolist()
     assert rows == [["select", 10, 1, 950.0, 15.0], ["select", 50, 1, 3900.0, 30.0],
                     ["single", 10, 1, 95.0, 120.0], ["single", 50, 2, 95.0, 570.0]]  # fmt: skip
-    text = capacity_report.curves_section(to_frame(_runs()))
+    text = capacity_report.curves_section(to_frame(_runs(made)))
     assert "## RPS and p99 vs users" in text and "### single" in text
-    assert capacity_report.curves_section(to_frame(_runs()[:1])) == ""  # one user count: no curve
+    assert capacity_report.curves_section(to_frame(_runs(made)[:1])) == ""  # one user count: no curve
 
 
 # --- end to end (slow): a real search, and the fixed-users run the shape must leave alone -------
@@ -287,7 +304,8 @@ def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
 
     overrides = ["server=select", "load=capacity", "workload=io", "load.capacity.start_users=5",
                  "load.capacity.step_users=5", "load.capacity.max_users=15", "load.capacity.step_s=2"]  # fmt: skip
-    result = run_experiment(_compose(*overrides), tmp_path)
+    cfg = _compose(*overrides)
+    result = run_experiment(cfg, tmp_path)
     block = result.capacity
     assert result.outcome == "ok", result.detail
     assert 1 <= len(block["steps"]) <= 3
@@ -303,9 +321,8 @@ def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
     assert sum(s["requests"] for s in block["steps"]) <= result.metrics.total_requests <= result.server["served"]
     sustained = [s for s in block["steps"] if s["verdict"] in capacity.SUSTAINED]
     assert block["max_rps"] == max(s["rps"] for s in sustained)
-    best = next(s for s in block["steps"] if s["rps"] == block["max_rps"])
-    assert (result.metrics.window, result.metrics.requests) == ("capacity-step", best["requests"])
-    assert result.load["users"] == block["users_at_max"]
+    assert result.metrics.window == "steady" and result.metrics.requests >= sum(s["requests"] for s in block["steps"])
+    assert result.load["users"] == cfg.load.users  # the config's: the steps say which users each ran
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk["capacity"] == json.loads(json.dumps(block))
 

@@ -21,6 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from runner.config import CONF_DIR
 from runner.report import workers as workers_report
+from runner.report.record import load_runs
 from runner.run import distributed, procs, sweep
 from runner.run.experiment import run_experiment
 
@@ -73,7 +74,7 @@ def test_a_master_and_two_local_workers_count_what_the_server_served(tmp_path):
     assert result.metrics.window == "steady" and not result.metrics.partial
     assert "--master" in result.load["command"] and result.load["exit_code"] == 0
     assert result.resources["locust"]["cpu_s_window"] > 0  # master + workers
-    assert "| . | 2 of 2 | 0 |" in workers_report.section(tmp_path)  # the report's section
+    assert "| . | 2 of 2 | 0 |" in workers_report.section(load_runs(tmp_path))  # the report's section
     assert not _ours()
     assert _port_closed(result.server["port"]) and _port_closed(workers["master_port"])
 
@@ -108,7 +109,7 @@ def test_a_worker_killed_mid_run_is_an_outcome_with_partial_numbers(tmp_path):
     assert dead and dead[0]["state"] == "died" and dead[0]["exit_code"] == -9
     assert dead[0]["requests"] > 0 and dead[0]["counted_by"] == "master"  # its reports before it died
     assert result.workers["lost"] == 1 and result.workers["joined"] == 2
-    assert "(died)" in workers_report.section(tmp_path)
+    assert "(died)" in workers_report.section(load_runs(tmp_path))
     assert not _ours()
 
 

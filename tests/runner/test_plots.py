@@ -12,7 +12,8 @@ import pytest
 
 from runner.report import plots
 from runner.report.document import to_cells, write_report
-from runner.report.runs import load_runs, to_frame
+from runner.report.record import load_runs
+from runner.report.runs import to_frame
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
 from runner.run.load import PROGRESS_FILE
 

@@ -73,7 +73,12 @@ def test_on_a_terminal_a_real_run_shows_a_live_line_then_erases_it(tmp_path: Pat
 
 
 def test_the_sweep_size_counts_command_line_and_experiment_sweeps() -> None:
-    from runner.run.cli import sweep_size
+    from runner.run.sweep import dry_run
+
+    def sweep_size(argv: list[str]) -> int:
+        points, errors = dry_run(argv)
+        assert errors == []
+        return len(points)
 
     assert sweep_size(["server=select", "load=smoke"]) == 1  # not a multirun
     assert sweep_size(["-m", "server=single,thread,process,select", "run.repeat=0,1", "load=smoke"]) == 8

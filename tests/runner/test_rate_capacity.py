@@ -20,6 +20,7 @@ from runner.config import CapacityConfig
 from runner.locust.arrivals import OpenLoop
 from runner.report import capacity as capacity_report
 from runner.report.document import write_report
+from runner.report.record import Run
 from runner.result import Metrics, RunResult, write_result
 
 TICK = 0.001
@@ -241,11 +242,11 @@ def test_a_real_rate_search_finds_single_under_io_near_100_per_s(tmp_path):
 # --- the report -----------------------------------------------------------------------------------
 
 
-def searched(name: str, steps: list[dict]) -> tuple[str, RunResult]:
+def searched(name: str, steps: list[dict]) -> Run:
     config = {"load": {"users": 200, "capacity": {**PLAN.__dict__}}, "workload": {"name": "io"}}
     result = RunResult(outcome="ok", server={"name": name}, config=config, load={"users": 200})
     result.capacity = capacity.decide_rate(steps, PLAN)
-    return name, result
+    return Run(run=name, outcome="ok", result=result)
 
 
 SEARCHES = [
@@ -279,7 +280,7 @@ def test_the_rate_section_ranks_servers_by_max_sustainable_rate_and_lists_each_s
 
 def test_the_hockey_stick_is_drawn_with_every_server_and_the_report_has_the_section(tmp_path):
     for name, steps in SEARCHES:
-        _, result = searched(name, steps)
+        result = searched(name, steps).result
         result.metrics = Metrics(requests=900, failures=0, rps=90.0, avg_ms=5.0, median_ms=4.0, p99_ms=9.0)
         (tmp_path / name).mkdir()
         write_result(result, tmp_path / name)

@@ -6,13 +6,19 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from runner.report import stats
+from runner.report.columns import COLUMNS as REGISTRY
+from runner.report.columns import CSV as COLUMNS
+from runner.report.columns import legend_lines
+from runner.report.columns import values as row_values
 from runner.report.document import CELLS_FILE, render, to_cells, write_report
-from runner.report.runs import COLUMNS, Run, load_runs, to_frame
+from runner.report.record import Run, load_runs
+from runner.report.runs import to_frame
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
 
 PROVENANCE = {
@@ -210,6 +216,11 @@ def sub_headings(markdown: str, heading: str) -> list[str]:
     return [line[4:] for line in section.splitlines() if line.startswith("### ")]
 
 
+def values(runs: list[Run]) -> list[dict]:
+    """Each run's row as the column registry reads it from its record."""
+    return [row_values(run) for run in runs]
+
+
 def test_render_matches_golden_markdown(sweep: Path) -> None:
     frame = to_frame(load_runs(sweep))
     assert render(frame, "Stress test report: sweep", PROVENANCE) == EXPECTED
@@ -224,13 +235,13 @@ def test_write_report_writes_the_same_markdown(sweep: Path) -> None:
     assert not (sweep / CELLS_FILE).exists()  # no repeats, no cells
 
 
-def test_rankings_order_each_table_by_its_metric_and_put_unranked_rows_last() -> None:
+def test_rankings_order_each_table_by_its_metric_and_put_unranked_rows_last(made: Any) -> None:
     runs = [
-        Run(server="slow", outcome="ok", rps=500.0, avg_ms=40.0, run="0"),
-        Run(server="fast", outcome="ok", rps=9000.0, avg_ms=9.0, run="1"),
-        Run(server="lean", outcome="completed_with_errors", rps=7000.0, avg_ms=2.0, run="2"),
-        Run(server="dead", outcome="server_failed_to_start", run="3"),
-        Run(server="crashy", outcome="server_crashed", rps=99999.0, avg_ms=0.1, partial=True, run="4"),
+        made(server="slow", outcome="ok", rps=500.0, avg_ms=40.0, run="0"),
+        made(server="fast", outcome="ok", rps=9000.0, avg_ms=9.0, run="1"),
+        made(server="lean", outcome="completed_with_errors", rps=7000.0, avg_ms=2.0, run="2"),
+        made(server="dead", outcome="server_failed_to_start", run="3"),
+        made(server="crashy", outcome="server_crashed", rps=99999.0, avg_ms=0.1, partial=True, run="4"),
     ]
     markdown = render(to_frame(runs), "t", {})
     by_rps = table_rows(markdown, "Ranked by requests per second")
@@ -252,12 +263,12 @@ def test_rankings_order_each_table_by_its_metric_and_put_unranked_rows_last() ->
     assert "All runs" not in markdown  # one run per cell: the rankings already list every run
 
 
-def test_runs_under_different_conditions_are_ranked_in_separate_sub_tables() -> None:
+def test_runs_under_different_conditions_are_ranked_in_separate_sub_tables(made: Any) -> None:
     runs = [
-        Run(server="select", workload="hello", outcome="ok", rps=9000.0, avg_ms=2.0, run="0"),
-        Run(server="thread", workload="hello", outcome="ok", rps=8000.0, avg_ms=3.0, run="1"),
-        Run(server="select", workload="cpu", outcome="ok", rps=500.0, avg_ms=40.0, run="2"),
-        Run(server="thread", workload="cpu", outcome="ok", rps=700.0, avg_ms=30.0, run="3"),
+        made(server="select", workload="hello", outcome="ok", rps=9000.0, avg_ms=2.0, run="0"),
+        made(server="thread", workload="hello", outcome="ok", rps=8000.0, avg_ms=3.0, run="1"),
+        made(server="select", workload="cpu", outcome="ok", rps=500.0, avg_ms=40.0, run="2"),
+        made(server="thread", workload="cpu", outcome="ok", rps=700.0, avg_ms=30.0, run="3"),
     ]
     markdown = render(to_frame(runs), "t", {})
     for heading in ("Table 1. Ranked by requests per second", "Table 2. Ranked by average response time"):
@@ -274,13 +285,13 @@ def test_runs_under_different_conditions_are_ranked_in_separate_sub_tables() -> 
     assert "Each sub-table is ranked on its own" in markdown
 
 
-def test_keepalive_splits_groups_only_when_a_command_sets_it() -> None:
+def test_keepalive_splits_groups_only_when_a_command_sets_it(made: Any) -> None:
     runs = [
-        Run(server="select", keepalive=True, outcome="ok", rps=9000.0, avg_ms=2.0, run="0"),
-        Run(server="single", keepalive=False, outcome="ok", rps=2000.0, avg_ms=9.0, run="1"),  # its default
+        made(server="select", keepalive=True, outcome="ok", rps=9000.0, avg_ms=2.0, run="0"),
+        made(server="single", keepalive=False, outcome="ok", rps=2000.0, avg_ms=9.0, run="1"),  # its default
     ]
     assert "###" not in render(to_frame(runs), "t", {})
-    runs.append(Run(server="select", keepalive=False, outcome="ok", rps=3000.0, avg_ms=8.0, run="2",
+    runs.append(made(server="select", keepalive=False, outcome="ok", rps=3000.0, avg_ms=8.0, run="2",
                     rerun="python -m runner server=select server.keepalive=false"))  # fmt: skip
     markdown = render(to_frame(runs), "t", {})
     assert sub_headings(markdown, "Table 1.") == ["keep-alive yes", "keep-alive no"]
@@ -302,15 +313,11 @@ def test_corrupt_and_incomplete_runs_are_rows_named_from_the_hydra_config(sweep:
 
     runs = {run.run: run for run in load_runs(sweep)}
     assert sorted(runs) == ["0", "1", "2", "3", "4", "5"]
-    assert (runs["4"].outcome, runs["4"].server, runs["4"].workload, runs["4"].users) == (
-        "corrupt",
-        "epoll",
-        "hello",
-        100,
-    )
-    assert runs["4"].rps is None and runs["4"].requests is None
-    assert (runs["5"].outcome, runs["5"].server, runs["5"].keepalive) == ("incomplete", "asyncio", False)
-    assert runs["5"].spawn_rate == 100.0
+    rows = {row["run"]: row for row in values(load_runs(sweep))}
+    assert [rows["4"][c] for c in ("outcome", "server", "workload", "users")] == ["corrupt", "epoll", "hello", 100]
+    assert rows["4"]["rps"] is None and rows["4"]["requests"] is None
+    assert [rows["5"][c] for c in ("outcome", "server", "keepalive")] == ["incomplete", "asyncio", False]
+    assert rows["5"]["spawn_rate"] == 100.0
     assert runs["5"].rerun == "python -m runner server=asyncio server.keepalive=false"  # from Hydra's overrides
 
     report = write_report(sweep).read_text()
@@ -332,9 +339,56 @@ def test_a_run_without_a_readable_hydra_config_shows_question_marks(tmp_path: Pa
     (job / ".hydra" / "config.yaml").write_text("server: [unclosed\n")
     (job / RESULT_FILE).write_text("{not json")
 
-    [run] = load_runs(tmp_path)
-    assert (run.outcome, run.server, run.workload, run.users, run.run) == ("corrupt", "?", "?", None, "lonely")
-    assert "| corrupt " in render(to_frame([run]), "t", {})
+    [row] = values(load_runs(tmp_path))
+    assert [row[c] for c in ("outcome", "server", "workload", "users", "run")] == ["corrupt", "?", "?", None, "lonely"]
+    assert "| corrupt " in render(to_frame(load_runs(tmp_path)), "t", {})
+
+
+# Run "0" of FIXTURE as the column registry (runner/report/columns.py) reads it from its record: one line per
+# column, so a new column is its registry entry plus its line here. None: runner/report/runs.py fills it.
+ROW_0 = {
+    "server": "select", "workload": "hello", "keepalive": True, "users": 100, "spawn_rate": 100.0,
+    "arrival_rate": None, "settings": None, "repeat": None,
+    "requests": 152340, "failures": 0, "fail_pct": 0.0, "rps": 12695.0, "goodput": 12695.0, "avg_ms": 7.62,
+    "p50_ms": 0.734, "p95_ms": 13.0, "p99_ms": 19.0,
+    "uncorrected_p99_ms": None, "intended_rps": None, "sent_rps": None, "late": None, "dropped": None,
+    "max_ms": 45.1, "total_requests": 160012, "served": 160012,
+    "server_cpu_pct": 61.2, "locust_cpu_pct": 97.3, "peak_memory_mb": 21.4, "requests_per_cpu_s": 20743.6,
+    "locust_us_per_request": 76.64,
+    "outcome": "ok", "partial": False, "flags": "generator-bound", "window": "steady", "server_cpus": "0",
+    "locust_cpus": "1-3",
+    "cell": None, "group": None, "run": "0", "rerun": "python -m runner server=select",
+}  # fmt: skip
+
+
+def test_each_column_reads_its_value_from_the_record(sweep: Path) -> None:
+    assert values(load_runs(sweep))[0] == ROW_0
+    assert list(ROW_0) == list(COLUMNS)  # results.csv's columns, in its order
+
+
+def test_the_registry_names_each_column_once_and_explains_each_shown_one() -> None:
+    names = [c.name for c in REGISTRY]
+    assert len(names) == len(set(names))
+    explained = {c.name for c in REGISTRY if c.legend}
+    assert {c.legend_with for c in REGISTRY if c.legend_with} <= explained
+    shown = {c.name for c in REGISTRY if c.header}
+    assert {c.name for c in REGISTRY if c.header and not (c.legend or c.legend_with)} == {"server"}
+    assert [" ".join(c.header for c in columns) for columns, _ in legend_lines(shown)][:3] == [
+        "Run", "Workload", "Keep-alive"]  # fmt: skip
+
+
+@pytest.mark.parametrize("version", [99, None, "2"])
+def test_a_result_of_an_unknown_schema_is_said_not_misread(sweep: Path, version: Any) -> None:
+    path = sweep / "0" / RESULT_FILE
+    data = json.loads(path.read_text())
+    data["schema_version"] = version
+    path.write_text(json.dumps(data))
+    run = load_runs(sweep)[0]
+    assert (run.outcome, run.result, values([run])[0]["rps"]) == ("unknown_schema", None, None)
+    assert f"schema_version {version!r}, and this runner reads 1 to 2" in run.detail
+    report = write_report(sweep).read_text()
+    assert "- **unknown_schema** (select): the run's `result.json` has a `schema_version`" in report
+    assert f"  - `0`: {path}: schema_version {version!r}" in report  # its reason, under Notes
 
 
 def test_results_csv_round_trips_with_one_row_per_run(sweep: Path) -> None:
@@ -360,7 +414,7 @@ def test_results_csv_round_trips_with_one_row_per_run(sweep: Path) -> None:
     assert frame["cell"].nunique() == 4 and frame["cell"].str.len().eq(8).all()
 
 
-def test_provenance_keys_render_in_a_stable_order_whatever_their_values() -> None:
+def test_provenance_keys_render_in_a_stable_order_whatever_their_values(made: Any) -> None:
     provenance = {
         **PROVENANCE,
         "nofile_limit": [1024, 4096],
@@ -369,7 +423,7 @@ def test_provenance_keys_render_in_a_stable_order_whatever_their_values() -> Non
         "hostname": "bench1",
         "locust": None,
     }
-    markdown = render(to_frame([Run(server="select", outcome="ok", rps=1.0, avg_ms=1.0)]), "t", provenance)
+    markdown = render(to_frame([made(server="select", outcome="ok", rps=1.0, avg_ms=1.0)]), "t", provenance)
     assert markdown.splitlines()[3] == (
         "Machine: CPU: Test CPU @ 3.0GHz; cores: 4; kernel: 6.1.0; Python: 3.11.9; Locust: —; Hydra: 1.3.2; "
         "git commit: 0123abc; uncommitted changes: yes; hostname: bench1; nofile_limit: [1024, 4096]."
@@ -412,11 +466,11 @@ def test_tied_ranks_do_not_chain_through_a_row_that_overlaps_both_neighbours() -
     assert stats.tied_ranks([(10.0, 12.0), (11.0, 13.0), (12.5, 14.0), (13.5, 15.0)]) == ["1=", "1=", "3=", "3="]
 
 
-def test_a_cell_takes_medians_of_its_complete_runs_even_between_two_counts() -> None:
+def test_a_cell_takes_medians_of_its_complete_runs_even_between_two_counts(made: Any) -> None:
     runs = [
-        Run(server="s", outcome="completed_with_errors", requests=1000, failures=37, rps=100.0, avg_ms=1.0, run="0"),
-        Run(server="s", outcome="completed_with_errors", requests=1000, failures=38, rps=110.0, avg_ms=2.0, run="1"),
-        Run(server="s", outcome="server_crashed", requests=10, failures=9, rps=5.0, avg_ms=9.0, partial=True, run="2"),
+        made(server="s", outcome="completed_with_errors", requests=1000, failures=37, rps=100.0, avg_ms=1.0, run="0"),
+        made(server="s", outcome="completed_with_errors", requests=1000, failures=38, rps=110.0, avg_ms=2.0, run="1"),
+        made(server="s", outcome="server_crashed", requests=10, failures=9, rps=5.0, avg_ms=9.0, partial=True, run="2"),
     ]
     [cell] = to_cells(to_frame(runs), unstable_spread=0.1).to_dict("records")
     assert (cell["n"], cell["runs"], cell["failures"], cell["rps"], cell["avg_ms"]) == (2, "0 1 2", 37.5, 105.0, 1.5)
@@ -601,15 +655,15 @@ def test_results_from_before_resources_and_flags_still_render(tmp_path: Path) ->
         "duration_s": 11.0,
     }  # fmt: skip
     (job / RESULT_FILE).write_text(json.dumps(old))
-    [run] = load_runs(tmp_path)
-    assert (run.outcome, run.rps, run.goodput, run.server_cpu_pct, run.flags, run.window) == (
+    [row] = values(load_runs(tmp_path))
+    assert [row[c] for c in ("outcome", "rps", "goodput", "server_cpu_pct", "flags", "window")] == [
         "ok",
         100.0,
         None,
         None,
-        (),
+        "",
         None,
-    )
+    ]
     report = write_report(tmp_path).read_text()
     [row] = table_rows(report, "Ranked by requests per second")
     assert (row["Rank"], row["RPS"], row["Goodput"], row["Server CPU %"], row["Flags"]) == ("1", "100.0", "—", "—", "")
@@ -635,10 +689,10 @@ def test_columns_that_differ_only_elsewhere_in_the_config_get_a_settings_column(
     assert "Same for every run: workload hello, keep-alive yes, 100 users, spawn rate 100/s." in report
 
 
-def test_pinning_line_names_the_runs_when_it_differs() -> None:
+def test_pinning_line_names_the_runs_when_it_differs(made: Any) -> None:
     runs = [
-        Run(server="select", outcome="ok", rps=1.0, avg_ms=1.0, server_cpus="0", locust_cpus="1", run="0"),
-        Run(server="thread", outcome="ok", rps=1.0, avg_ms=1.0, server_cpus="any", locust_cpus="any", run="1"),
+        made(server="select", outcome="ok", rps=1.0, avg_ms=1.0, server_cpus="0", locust_cpus="1", run="0"),
+        made(server="thread", outcome="ok", rps=1.0, avg_ms=1.0, server_cpus="any", locust_cpus="any", run="1"),
     ]
     markdown = render(to_frame(runs), "t", {})
     assert (
@@ -671,11 +725,11 @@ def test_cli_refuses_a_missing_directory_with_exit_2(tmp_path: Path) -> None:
     assert "no such directory" in done.stderr
 
 
-def test_when_every_run_is_generator_bound_the_summary_compares_what_a_request_cost() -> None:
+def test_when_every_run_is_generator_bound_the_summary_compares_what_a_request_cost(made: Any) -> None:
     from runner.report.document import _summary
 
     def run(server: str, per_cpu_s: float | None, flags: tuple[str, ...] = ("generator-bound",)) -> Run:
-        return Run(server=server, outcome="ok", rps=3900.0, requests_per_cpu_s=per_cpu_s, flags=flags, run=server)
+        return made(server=server, outcome="ok", rps=3900.0, requests_per_cpu_s=per_cpu_s, flags=flags, run=server)
 
     runs = [run("select", 20012.0), run("epoll", 30828.0), run("thread", None)]
     text = _summary(to_frame(runs), None, {})
@@ -685,11 +739,11 @@ def test_when_every_run_is_generator_bound_the_summary_compares_what_a_request_c
     assert "Req/CPU-s, higher is cheaper" not in _summary(to_frame(runs), None, {})  # not all: the tables say it
 
 
-def test_open_model_runs_rank_by_corrected_latency_per_rate_and_show_the_schedule() -> None:
+def test_open_model_runs_rank_by_corrected_latency_per_rate_and_show_the_schedule(made: Any) -> None:
     def run(server: str, rate: float, avg: float, p99: float, raw_p99: float, late: int, where: str) -> Run:
         numbers = {"rps": rate, "avg_ms": avg, "p99_ms": p99, "uncorrected_p99_ms": raw_p99, "intended_rps": rate}
         numbers |= {"sent_rps": rate, "late": late, "dropped": 0}
-        return Run(server=server, workload="io", arrival_rate=rate, outcome="ok", run=where, **numbers)
+        return made(server=server, workload="io", arrival_rate=rate, outcome="ok", run=where, **numbers)
 
     runs = [
         run("single", 50.0, 11.0, 20.0, 19.0, 0, "0"),
@@ -710,5 +764,5 @@ def test_open_model_runs_rank_by_corrected_latency_per_rate_and_show_the_schedul
     )
     assert rows[3]["Intended/s"] == rows[3]["Sent/s"] == "150.0" and "Rate/s" not in rows[0]  # the sub-heading says it
     assert "**Uncorr. p99 ms**" in markdown and "**Late**, **Dropped**" in markdown
-    closed = render(to_frame([Run(server="select", outcome="ok", rps=9000.0, avg_ms=2.0, run="0")]), "t", {})
+    closed = render(to_frame([made(server="select", outcome="ok", rps=9000.0, avg_ms=2.0, run="0")]), "t", {})
     assert "Rate/s" not in closed and "Uncorr." not in closed and "Late" not in closed  # a closed loop: as before
