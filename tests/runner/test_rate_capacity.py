@@ -235,7 +235,7 @@ def test_a_real_rate_search_finds_single_under_io_near_100_per_s(tmp_path):
         assert s["drain_s"] is not None and s["drain_s"] < 5
         assert s["p99_ms"] >= s["p99_uncorrected_ms"] - 1  # corrected runs from the intended time: never less
     assert "decided differently" not in block["stop_detail"]  # the live search and the record agree
-    assert result.metrics.window == "capacity-step"
+    assert result.outcome in ("ok", "completed_with_errors"), result.detail  # an overloaded step may time out
     assert json.loads((tmp_path / "result.json").read_text())["capacity"] == json.loads(json.dumps(block))
 
 
