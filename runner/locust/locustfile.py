@@ -42,6 +42,11 @@ runner/capacity.py decides whether to go on, and the steps go to `--capacity-fil
 to check. Locust uses any LoadTestShape it finds in a locustfile, so without --capacity the init
 listener removes the shape from the environment before the run starts, and the fixed-users run
 (--users, --run-time) goes on as if it were not here.
+By rate (the plan's "by": "rate", with --arrival-rate: the engine is an open model): the shape opens
+the whole pool (--users connections) at once and one greenlet runs the steps (_RateSearch): the
+engine's rate set live (Engine.retune), the window measured as above plus its uncorrected times and
+the schedule's counts, then a drain -- no arrivals until nothing is in flight, unmeasured -- so that
+the next step, whichever rate the bisection picks, starts from an empty server.
 """
 
 from __future__ import annotations
