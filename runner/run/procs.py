@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+READY_POLL_S = 0.02  # how often a starting server is looked at (a file read or a connect): each job waits half of it
 
 
 class Stopped(KeyboardInterrupt):
@@ -167,7 +168,7 @@ def wait_for_line(path: Path, prefix: str, proc: subprocess.Popen, timeout: floa
             return line
         if proc.poll() is not None:
             return find_line(path, prefix)
-        time.sleep(0.02)
+        time.sleep(READY_POLL_S)
     return None
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from runner.config import Config, is_loopback
 from runner.result import RunResult
-from runner.run.server import READY_POLL_S, SERVER_LOG, ServerFailedToStart
+from runner.run.procs import READY_POLL_S
+from runner.run.server import SERVER_LOG, ServerFailedToStart
 
 CONNECT_TIMEOUT_S = 1.0
 

@@ -208,7 +208,6 @@ def _note_stop(result: RunResult, server: RunningServer, grace: float) -> None:
 # -- external servers (server.command) ------------------------------------------------------------
 
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # nginx lives here, often off a user's PATH
-READY_POLL_S = 0.05
 
 
 def free_port(host: str) -> int:
@@ -337,7 +336,7 @@ def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float)
             hint = " (it must stay in the foreground, not daemonize)" if proc.returncode == 0 else ""
             return f"external server exited with status {proc.returncode} before listening on port {port}{hint}"
         if not _accepts(host, port):
-            time.sleep(READY_POLL_S)
+            time.sleep(procs.READY_POLL_S)
             continue
         if _group_listens(proc.pid, port) is False:
             return f"port {port} answered, but no process of the server listens on it (another program took it)"
