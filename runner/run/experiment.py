@@ -45,7 +45,7 @@ from runner.run.validity import run_flags
 from servers.base import raise_nofile_limit
 
 log = logging.getLogger(__name__)
-POLL_S = 0.1  # how quickly a crashed server or a finished Locust is noticed
+POLL_S = 0.1  # how often the live line and the deadline are looked at; an exit wakes the run at once (procs.Exits)
 LOCUST_STOP_GRACE_S = 10.0  # Locust writes its final CSV/HTML/JSON on SIGTERM; give it time
 MIN_FREE_BYTES = 50 * 2**20  # a smoke run writes well under 1 MB, a long one a few MB of CSV/HTML/logs
 
