@@ -5,14 +5,14 @@ fast server answers. Locust's own master/worker mode spreads the users over proc
 machine or others: the master only coordinates (and aggregates what the workers report), the
 workers make the requests.
 
-What the runner does:
-- starts `load.workers` local workers, each in its own process group and on the load cores, and
-  the master, bound to `load.master_bind_host:port` (loopback and a free port by default), which
+What the runner does (DistributedLocust, the Generator of runner/run/experiment.py):
+- starts the master and `load.workers` local workers, each in its own process group and on the load
+  cores; the master is bound to `load.master_bind_host:port` (loopback and a free port by default), which
   waits for `load.expect_workers` (local + remote) for at most `load.expect_workers_timeout_s`
   (Locust's --expect-workers-max-wait: it gives up and exits; we record "2 of 3 workers joined");
 - prints the exact command to start each remote worker;
-- watches the local workers itself while the run lasts: a worker killed mid-run is noticed within
-  POLL_S, the master is stopped (so it writes its statistics) and the run is recorded
+- watches the local workers itself while the run lasts: a worker killed mid-run is noticed at once
+  (procs.Exits), the master is stopped (so it writes its statistics) and the run is recorded
   `loadgen_failed` with partial numbers. Locust alone would carry on with fewer workers: its
   master marks a silent worker "missing" after 3 missed 1 s heartbeats and lets the run finish
   with the others, which is not the load that was asked for. A remote worker that goes missing is
@@ -29,15 +29,15 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from runner.config import Config, is_loopback
 from runner.locust import LOCUSTFILE, PROGRESS_PLUGIN, WORKERS_PLUGIN
+from runner.result import RunResult
 from runner.run import load, procs
 from runner.run.resources import Series
 
@@ -85,15 +85,14 @@ def _files() -> str:
 
 
 def master_argv(cfg: Config, host: str, port: int, job_dir: Path, bind_port: int) -> list[str]:
-    argv = load.locust_argv(cfg, host, port, job_dir)
-    argv[argv.index("-f") + 1] = f"{_files()},{PROGRESS_PLUGIN}"  # live numbers: the master's only
     master = [
         "--master", "--master-bind-host", cfg.load.master_bind_host, "--master-bind-port", str(bind_port),
         "--expect-workers", str(expect(cfg)),
         "--expect-workers-max-wait", f"{cfg.load.expect_workers_timeout_s:g}",
         "--workers-ledger", str(job_dir / LEDGER),
     ]  # fmt: skip
-    return argv[:-1] + master + argv[-1:]  # the user class stays last
+    # live numbers: the master's only
+    return load.locust_argv(cfg, host, port, job_dir, files=f"{_files()},{PROGRESS_PLUGIN}", role=master)
 
 
 def worker_argv(cfg: Config, master_host: str, bind_port: int, job_dir: Path | None) -> list[str]:
@@ -135,19 +134,41 @@ def _free_port(host: str) -> int:
         return DEFAULT_MASTER_PORT
 
 
-@dataclass
-class Generator:
-    """The processes of a distributed load generator; `master` stands where a local Locust would."""
+class DistributedLocust(load.Locust):
+    """A master and `load.workers` local workers (the Generator of runner/run/experiment.py): `proc`
+    is the master, which the run waits for as it waits for a local Locust; a local worker that dies
+    while it runs is `lost()`."""
 
-    master: subprocess.Popen | None = None
-    workers: list[subprocess.Popen] = field(default_factory=list)
-    bind_port: int = 0
-    expected: int = 0
-    worker_codes: dict[int, int | None] = field(default_factory=dict)  # pid -> exit code, after stop()
-    died: dict[int, int] = field(default_factory=dict)  # pid -> exit code of a worker that died before stop()
+    def __init__(self, cfg: Config, job_dir: Path, cpus: set[int] | None) -> None:
+        super().__init__(cfg, job_dir, cpus)
+        self.workers: list[subprocess.Popen] = []
+        self.bind_port = 0
+        self.expected = expect(cfg)
+        self.worker_codes: dict[int, int | None] = {}  # pid -> exit code, after stop()
+        self.died: dict[int, int] = {}  # pid -> exit code of a worker that died before stop()
+
+    @property
+    def processes(self) -> int:
+        return len(self.workers)
+
+    def start(self, host: str, port: int) -> None:
+        """The master, then the local workers (they retry until it listens); the command for remote ones."""
+        cfg, job_dir = self.cfg, self.job_dir
+        self.bind_port = cfg.load.master_bind_port or _free_port(cfg.load.master_bind_host)
+        connect = "127.0.0.1" if cfg.load.master_bind_host in ("0.0.0.0", "*") else cfg.load.master_bind_host
+        connect = "::1" if connect == "::" else connect
+        self.argv = master_argv(cfg, host, port, job_dir, self.bind_port)
+        with procs.interrupts_held():  # each handle is kept before an interrupt goes up to stop() it
+            self.proc = procs.spawn(self.argv, job_dir / MASTER_LOG, cpus=self.cpus)
+        for i in range(cfg.load.workers):
+            with procs.interrupts_held():
+                argv = worker_argv(cfg, connect, self.bind_port, job_dir)
+                self.workers.append(procs.spawn(argv, job_dir / WORKER_LOG.format(i), cpus=self.cpus))
+        if self.expected > cfg.load.workers:
+            _print_remote_command(cfg, host, self.bind_port, self.expected - cfg.load.workers)
 
     def pids(self) -> dict[str, int]:
-        return {f"worker_{i}": w.pid for i, w in enumerate(self.workers)}
+        return {**super().pids(), **{f"worker_{i}": w.pid for i, w in enumerate(self.workers)}}
 
     def lost(self) -> str | None:
         """A sentence if a local worker exited on its own while the master still runs, else None.
@@ -159,44 +180,50 @@ class Generator:
                 return f"local worker {i} (pid {worker.pid}) {how} during the run"
         return None
 
-    def stop(self, grace: float) -> int | None:
+    def stop(self, grace: float) -> None:
         """The master first (it tells the workers to quit and writes the statistics), then whatever
-        worker is left; returns the master's exit code."""
+        worker is left."""
         for worker in self.workers:
             if worker.poll() not in (None, 0):
                 self.died[worker.pid] = worker.returncode
-        code = procs.terminate(self.master, grace, signal.SIGTERM) if self.master is not None else None
+        super().stop(grace)
         for worker in self.workers:
             self.worker_codes[worker.pid] = procs.terminate(worker, grace)
-        return code
+
+    def collect(self, result: RunResult, partial: bool, sampler: Any) -> None:
+        """The master's numbers, then result.workers; the whole-run numbers when some worker left no
+        phase file (a remote one); loadgen_failed when workers were missing or lost; the generator's
+        CPU = master + workers."""
+        super().collect(result, partial, sampler)
+        if self.proc is None:
+            return
+        job_dir = self.job_dir
+        result.workers = workers_record(self, job_dir)
+        if len(list(job_dir.glob(f"{load.PHASES_PREFIX}_*.json"))) < result.workers["joined"]:
+            metrics = load.read_stats(job_dir, phases=False)
+            if metrics is not None:
+                metrics.partial = metrics.partial or result.metrics.partial
+                result.metrics = metrics
+        why = verdict(result.workers, self.cfg.load.expect_workers_timeout_s)
+        short = GAVE_UP in procs.tail(job_dir / MASTER_LOG, 4000)  # the cause of "wrote no statistics"
+        if why and (result.outcome in ("ok", "completed_with_errors") or short and result.outcome == "loadgen_failed"):
+            result.outcome, result.detail, result.metrics.partial = "loadgen_failed", why, True
+        if sampler is not None and self.workers:
+            sampler.series["locust"] = merged_series([sampler.series[name] for name in self.pids()])
 
 
-def start(cfg: Config, host: str, port: int, job_dir: Path, cpus: set[int] | None, gen: Generator) -> None:
-    """Start the local workers and the master into `gen` (the caller's, so that its `finally` can
-    stop whatever was started even if this is interrupted half-way)."""
-    bind_port = cfg.load.master_bind_port or _free_port(cfg.load.master_bind_host)
-    gen.bind_port, gen.expected = bind_port, expect(cfg)
-    connect = "127.0.0.1" if cfg.load.master_bind_host in ("0.0.0.0", "*") else cfg.load.master_bind_host
-    connect = "::1" if connect == "::" else connect
-    with procs.interrupts_held():
-        gen.master = procs.spawn(master_argv(cfg, host, port, job_dir, bind_port), job_dir / MASTER_LOG, cpus=cpus)
-    for i in range(cfg.load.workers):  # they retry until the master listens
-        with procs.interrupts_held():
-            argv = worker_argv(cfg, connect, bind_port, job_dir)
-            gen.workers.append(procs.spawn(argv, job_dir / WORKER_LOG.format(i), cpus=cpus))
-    if gen.expected > cfg.load.workers:
-        command = remote_command(cfg, bind_port)
-        note = (
-            f"\n  note: the target is {host}, a loopback address: a worker on another machine would load its own"
-            if is_loopback(host)
-            else ""
-        )
-        print(
-            f"waiting up to {cfg.load.expect_workers_timeout_s:g} s for {gen.expected - cfg.load.workers} remote "
-            f"worker(s); on each machine, from a checkout of the same commit, run:\n  {command}{note}",
-            file=sys.stderr,
-            flush=True,
-        )
+def _print_remote_command(cfg: Config, host: str, bind_port: int, remote: int) -> None:
+    note = (
+        f"\n  note: the target is {host}, a loopback address: a worker on another machine would load its own"
+        if is_loopback(host)
+        else ""
+    )
+    print(
+        f"waiting up to {cfg.load.expect_workers_timeout_s:g} s for {remote} remote worker(s); on each machine, "
+        f"from a checkout of the same commit, run:\n  {remote_command(cfg, bind_port)}{note}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def merged_series(series: list[Series]) -> Series:
@@ -235,7 +262,7 @@ def _phase_totals(job_dir: Path) -> dict[int, tuple[int, int]]:
     return totals
 
 
-def workers_record(gen: Generator, job_dir: Path) -> dict:
+def workers_record(gen: DistributedLocust, job_dir: Path) -> dict:
     """result.json's `workers`: who joined, each one's requests and share of the total. A local
     worker's count comes from its own phase file when it left one (exact), else from the master's
     ledger (the sum of its reports: exact after a clean quit, up to its last report if it died)."""

@@ -1,4 +1,11 @@
-"""One run: start the server -> wait until ready -> run Locust -> collect -> stop -> result.json.
+"""One run, as its steps: resolve the target and the generator -> start the target and wait until it
+is ready -> start the generator -> supervise -> stop the generator, then the target -> collect ->
+write result.json.
+
+The steps never ask what kind of target or generator they hold: a Target (ours or an external
+command: server.LocalTarget; one already running elsewhere: remote.RemoteTarget) and a Generator
+(one Locust process or several: load.Locust; a master and workers: distributed.DistributedLocust)
+each start, say whether they are still there, stop, and put what they know into the result.
 
 Whatever happens, a run ends with a result.json that says what happened (the outcome) and keeps
 what was measured, and with nothing of it left running: Locust is stopped before the server (so
@@ -21,14 +28,15 @@ import datetime as dt
 import logging
 import os
 import shlex
-import signal
 import tempfile
 import time
 from pathlib import Path
+from subprocess import Popen
+from typing import Protocol
 
 from runner.config import Config, parse_duration, to_container
 from runner.result import RESULT_FILE, RunResult, write_result
-from runner.run import capacity, distributed, escapes, load, procs, progress, remote
+from runner.run import capacity, distributed, load, procs, progress, remote
 from runner.run import server as server_mod
 from runner.run.exits import EXIT_OUTPUT_LOST, SweepStopped
 from runner.run.provenance import collect
@@ -37,7 +45,7 @@ from runner.run.validity import run_flags
 from servers.base import raise_nofile_limit
 
 log = logging.getLogger(__name__)
-POLL_S = 0.1  # how quickly a crashed server or a finished Locust is noticed
+POLL_S = 0.1  # how often the live line and the deadline are looked at; an exit wakes the run at once (procs.Exits)
 LOCUST_STOP_GRACE_S = 10.0  # Locust writes its final CSV/HTML/JSON on SIGTERM; give it time
 MIN_FREE_BYTES = 50 * 2**20  # a smoke run writes well under 1 MB, a long one a few MB of CSV/HTML/logs
 
@@ -94,24 +102,42 @@ def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
     return {cpus[0]}, set(cpus[1:])
 
 
-def _supervise(locust, server, deadline: float, gen=None, tick=lambda: None) -> tuple[str, int | str | None]:
-    """Wait for Locust to finish; returns ("locust_exited" | "server_crashed" | "timeout", code),
-    or ("worker_lost", why) when a distributed run's local worker died. `tick` is called every poll
-    (the live progress line)."""
-    end = time.monotonic() + deadline
-    while True:
-        tick()
-        code = locust.poll()
-        if code is not None:
-            return "locust_exited", code
-        code = server.proc.poll()
-        if code is not None:
-            return "server_crashed", code
-        if gen is not None and (why := gen.lost()):
-            return "worker_lost", why
-        if time.monotonic() > end:
-            return "timeout", None
-        time.sleep(POLL_S)
+class Target(Protocol):
+    """What a run loads: ours or an external command (server.LocalTarget), or a remote one (remote.RemoteTarget)."""
+
+    host: str
+    port: int | None
+    log: Path
+
+    def start(self) -> None: ...  # started (or found) and ready, else server.ServerFailedToStart
+    def pids(self) -> dict[str, int]: ...  # process trees to sample and watch, by name
+    def exited(self) -> int | None: ...  # its exit code once it is gone (a crash), else None
+    def stop(self) -> None: ...
+    def collect(self, result: RunResult) -> None: ...  # into result.server, after the outcome is known
+
+
+class Generator(Protocol):
+    """What makes the load: one Locust process or several (load.Locust), or a master and workers
+    (distributed.DistributedLocust)."""
+
+    proc: Popen | None  # what the run waits for; None until started
+    processes: int
+
+    def start(self, host: str, port: int) -> None: ...
+    def pids(self) -> dict[str, int]: ...
+    def exited(self) -> int | None: ...  # its exit code once it has finished, else None
+    def lost(self) -> str | None: ...  # why part of it is gone while it runs, else None
+    def stop(self, grace: float) -> None: ...
+    def collect(self, result: RunResult, partial: bool, sampler: Sampler | None) -> None: ...
+
+
+def resolve(cfg: Config, job_dir: Path, cpus: tuple[set[int] | None, set[int] | None]) -> tuple[Target, Generator]:
+    """The target and the generator this config asks for (`cpus`: the server's and Locust's, cpu_split)."""
+    target = (
+        remote.RemoteTarget(cfg, job_dir) if remote.is_remote(cfg) else server_mod.LocalTarget(cfg, job_dir, cpus[0])
+    )
+    kind = distributed.DistributedLocust if cfg.load.mode == "distributed" else load.Locust
+    return target, kind(cfg, job_dir, cpus[1])
 
 
 def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = None) -> RunResult:
@@ -120,156 +146,125 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
     check_output_dir(job_dir)
     check_fresh(job_dir, RUN_FILES)  # Hydra wrote .hydra/ and its log here already
     started = time.monotonic()
-    server_cpus, load_cpus = cpu_split(cfg.run.pin)
-    config = to_container(cfg)
-    result = RunResult(
-        outcome="ok",
-        config=config,
-        rerun=shlex.join(["python", "-m", "runner", *(overrides or [])]),
-        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        workload=dict(config["workload"]),
-        server={**config["server"], "cpus": sorted(server_cpus) if server_cpus else None},
-        load={
-            **config["load"],
-            "run_time_s": parse_duration(cfg.load.run_time),
-            "cpus": sorted(load_cpus) if load_cpus else None,
-        },
-    )
-    server = locust = sampler = None
-    gen = distributed.Generator() if cfg.load.mode == "distributed" else None
-    partial = False
+    cpus = cpu_split(cfg.run.pin)
+    result = _new_result(cfg, overrides, cpus)
+    target, generator = resolve(cfg, job_dir, cpus)
+    sampler, partial = None, False
     try:
         # raised here so that the server and Locust inherit it (the original run hit EMFILE)
         result.provenance = {**collect(), "nofile_limit_children": raise_nofile_limit()}
         try:
-            if remote.is_remote(cfg):  # runner/run/remote.py: already running elsewhere, not ours to start or stop
-                (extra, provenance), server = remote.record(cfg), remote.start(cfg, job_dir)
-                result.server.update(extra)
-                result.provenance.update(provenance)
-            else:
-                server = server_mod.start(cfg, job_dir, server_cpus)
+            target.start()
         except server_mod.ServerFailedToStart as exc:
             result.outcome, result.detail = "server_failed_to_start", str(exc)
             return result
-        result.server.update(command=shlex.join(server.argv), port=server.port)
-        argv = load.locust_argv(cfg, server.host, server.port, job_dir)
-        if gen is not None:  # a master and workers (runner/run/distributed.py)
-            distributed.start(cfg, server.host, server.port, job_dir, load_cpus, gen)
-            locust, argv = gen.master, gen.master.args
-        result.load["command"] = shlex.join(argv)
-        with procs.interrupts_held():  # held until `locust` is set, so the finally can stop it
-            locust = locust or procs.spawn(argv, job_dir / load.LOCUST_LOG, cpus=load_cpus)
-        ours = {"server": server.proc.pid} if server.proc.pid else {}
+        generator.start(target.host, target.port)
         line = progress.Line(cfg.server.name, load.run_time_s(cfg), job_dir / load.PROGRESS_FILE)
-        with Sampler(**ours, locust=locust.pid, **(gen.pids() if gen else {})) as sampler, line:
+        with Sampler(**target.pids(), **generator.pids()) as sampler, line:
             sampler.series.setdefault("server", Series())  # a remote target is not sampled
-            event, code = _supervise(locust, server, load.deadline_s(cfg), gen, line.tick)
-        if event == "worker_lost":
-            result.outcome, partial, result.detail = "loadgen_failed", True, f"{code}; the run was stopped"
-        elif event == "server_crashed":
-            result.outcome, partial = "server_crashed", True
-            result.detail = f"server exited with status {code} during the run; log tail: {procs.tail(server.log, 600)}"
-        elif event == "timeout":
-            result.outcome, partial = "timeout", True
-            result.detail = f"locust did not finish within {load.deadline_s(cfg):g} s and was stopped"
-        else:
-            result.load["exit_code"] = code
-            if server.proc.poll() is not None:
-                result.outcome, partial = "server_crashed", True
-                result.detail = f"server exited with status {server.proc.returncode} before locust finished"
-            elif code not in (0, 1):
-                result.outcome, partial = "loadgen_failed", True  # whatever it left was not finalised
-                tail = procs.tail(job_dir / load.LOCUST_LOG, 600) or "(empty)"
-                result.detail = f"locust exited with status {code}; log tail: {tail}"
+            event, code = supervise(target, generator, load.deadline_s(cfg), line.tick)
+        partial = _judge(result, event, code, target, cfg, job_dir)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM/SIGHUP (procs.Stopped)
         result.outcome, partial = "interrupted", True
         result.detail = f"interrupted by {procs.stopped_by(interrupt)}"
         raise
     finally:
         with procs.interrupts_held():  # a (second) Ctrl-C now would leave processes and no result.json
-            if gen is not None:
-                result.load.setdefault("exit_code", gen.stop(LOCUST_STOP_GRACE_S))
-            elif locust is not None:
-                result.load.setdefault("exit_code", procs.terminate(locust, LOCUST_STOP_GRACE_S, signal.SIGTERM))
-            if server is not None and not remote.is_remote(cfg):
-                result.server["exit_code"], result.server["served"] = server_mod.stop(server, cfg.server.grace_s)
-            if locust is not None:
-                _collect_metrics(result, job_dir, partial)
-            if gen is not None and locust is not None:
-                _collect_workers(result, gen, job_dir, cfg, sampler)
-            if locust is not None and cfg.load.capacity.enabled:
-                capacity.collect(result, job_dir, cfg.load.capacity, sampler.series["server"] if sampler else None)
-            if sampler is not None:
-                processes = len(gen.workers) if gen else cfg.load.processes
-                _collect_resources(result, sampler, server_cpus, load_cpus, processes)
-            if server is not None and not remote.is_remote(cfg):  # after the outcome's own detail is set
-                _note_stop(result, server, cfg.server.grace_s)
-            result.flags = run_flags(result, cfg)
-            result.duration_s = round(time.monotonic() - started, 3)
-            try:
-                write_result(result, job_dir)
-            except OSError as exc:  # disk full, read-only: no later run could be recorded either
-                raise SweepStopped(
-                    f"{summary(result)}; but its result.json could not be written in {job_dir}: {exc.strerror}. "
-                    "Stopped: no further run starts",
-                    EXIT_OUTPUT_LOST,
-                ) from exc
-            log.info(summary(result))
+            generator.stop(LOCUST_STOP_GRACE_S)  # first: it writes its final numbers while the server still answers
+            target.stop()
+            _collect(result, cfg, job_dir, (target, generator), sampler, partial, cpus)
+            _write(result, job_dir, cfg, started)
     return result
 
 
-def _note_stop(result: RunResult, server: server_mod.RunningServer, grace: float) -> None:
-    """What stopping the server took, in the result and its detail (the run may still be ok): SIGKILL
-    after the grace; processes that had left its group (runner/run/escapes.py); someone else on its port."""
-    result.server["killed_at_stop"] = server.killed
-    notes = []
-    if server.killed:
-        notes.append(f"the server ignored SIGTERM for server.grace_s={grace:g} s and was killed (SIGKILL)")
-    if server.external:
-        result.server["escaped"], result.server["strangers"] = server.escaped, server.strangers
-        notes.append(escapes.sentence(server.escaped, server.port))
-    for other in server.strangers:
-        notes.append(
-            f"pid {other['pid']} (`{other['command'][:80]}`) still listens on port {server.port}; it does not carry "
-            "this run's mark (it cleared its environment, or is not ours): left alone"
-        )
-    result.detail = "; ".join(filter(None, [result.detail, *notes]))
+def _new_result(cfg: Config, overrides: list[str] | None, cpus: tuple[set[int] | None, set[int] | None]) -> RunResult:
+    """The record as it stands before anything starts: what was asked for, on which cores."""
+    config = to_container(cfg)
+    return RunResult(
+        outcome="ok",
+        config=config,
+        rerun=shlex.join(["python", "-m", "runner", *(overrides or [])]),
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        workload=dict(config["workload"]),
+        server={**config["server"], "cpus": sorted(cpus[0]) if cpus[0] else None},
+        load={
+            **config["load"],
+            "run_time_s": parse_duration(cfg.load.run_time),
+            "cpus": sorted(cpus[1]) if cpus[1] else None,
+        },
+    )
 
 
-def _collect_metrics(result: RunResult, job_dir: Path, partial: bool) -> None:
-    metrics = load.read_stats(job_dir)
-    if metrics is None:
-        result.metrics.partial = True
-        if result.outcome in ("ok", "completed_with_errors"):
-            result.outcome = "loadgen_failed"
-            result.detail = f"locust wrote no statistics; log tail: {procs.tail(job_dir / load.LOCUST_LOG, 600)}"
-        return
-    metrics.partial = metrics.partial or partial
-    result.metrics = metrics
-    if result.outcome == "ok" and metrics.failures:
-        result.outcome = "completed_with_errors"
-        result.detail = f"{metrics.failures} of {metrics.requests} requests failed; " + load.top_failure(job_dir)
-    elif result.outcome == "ok" and result.load.get("exit_code") == 1:
-        result.outcome = "loadgen_failed"
-        result.detail = f"locust reported an error but no failed request; see {load.LOCUST_LOG}"
+def supervise(target: Target, generator: Generator, deadline: float, tick=lambda: None) -> tuple[str, int | str | None]:
+    """Wait for the generator to finish; returns ("locust_exited" | "server_crashed" | "timeout", code),
+    or ("worker_lost", why) when part of the generator died. Wakes the moment a watched process exits
+    (procs.Exits), and at least every POLL_S to call `tick` (the live progress line) and look at the clock."""
+    end = time.monotonic() + deadline
+    with procs.Exits([*target.pids().values(), *generator.pids().values()]) as exits:
+        while True:
+            tick()
+            if (code := generator.exited()) is not None:
+                return "locust_exited", code
+            if (code := target.exited()) is not None:
+                return "server_crashed", code
+            if why := generator.lost():
+                return "worker_lost", why
+            if time.monotonic() > end:
+                return "timeout", None
+            exits.wait(POLL_S)
 
 
-def _collect_workers(result: RunResult, gen: distributed.Generator, job_dir: Path, cfg: Config, sampler) -> None:
-    """result.workers; the whole-run numbers when some worker left no phase file (a remote one);
-    loadgen_failed when workers were missing or lost; the generator's CPU = master + workers."""
-    result.workers = distributed.workers_record(gen, job_dir)
-    if len(list(job_dir.glob(f"{load.PHASES_PREFIX}_*.json"))) < result.workers["joined"]:
-        metrics = load.read_stats(job_dir, phases=False)
-        if metrics is not None:
-            metrics.partial = metrics.partial or result.metrics.partial
-            result.metrics = metrics
-    why = distributed.verdict(result.workers, cfg.load.expect_workers_timeout_s)
-    short = distributed.GAVE_UP in procs.tail(job_dir / load.LOCUST_LOG, 4000)  # the cause of "wrote no statistics"
-    if why and (result.outcome in ("ok", "completed_with_errors") or short and result.outcome == "loadgen_failed"):
-        result.outcome, result.detail, result.metrics.partial = "loadgen_failed", why, True
-    if sampler is not None and gen.workers:
-        parts = [sampler.series["locust"], *(sampler.series[name] for name in gen.pids())]
-        sampler.series["locust"] = distributed.merged_series(parts)
+def _judge(result: RunResult, event: str, code: int | str | None, target: Target, cfg: Config, job_dir: Path) -> bool:
+    """The outcome of how the run ended; True when its numbers are partial (the run was cut short)."""
+    if event == "worker_lost":
+        result.outcome, result.detail = "loadgen_failed", f"{code}; the run was stopped"
+    elif event == "server_crashed":
+        result.outcome = "server_crashed"
+        result.detail = f"server exited with status {code} during the run; log tail: {procs.tail(target.log, 600)}"
+    elif event == "timeout":
+        result.outcome = "timeout"
+        result.detail = f"locust did not finish within {load.deadline_s(cfg):g} s and was stopped"
+    elif (crashed := target.exited()) is not None:
+        result.outcome = "server_crashed"
+        result.detail = f"server exited with status {crashed} before locust finished"
+    elif code not in (0, 1):
+        result.outcome = "loadgen_failed"  # whatever it left was not finalised
+        tail = procs.tail(job_dir / load.LOCUST_LOG, 600) or "(empty)"
+        result.detail = f"locust exited with status {code}; log tail: {tail}"
+    else:
+        return False
+    return True
+
+
+def _collect(
+    result: RunResult, cfg: Config, job_dir: Path, parts: tuple[Target, Generator], sampler: Sampler | None,
+    partial: bool, cpus: tuple[set[int] | None, set[int] | None],
+) -> None:  # fmt: skip
+    """Everything measured into `result`, in order: Locust's numbers (and a capacity search's block
+    beside them), both trees' costs, then the target's own account."""
+    target, generator = parts
+    if generator.proc is not None:
+        generator.collect(result, partial, sampler)
+        if cfg.load.capacity.enabled:
+            capacity.collect(result, job_dir, cfg.load.capacity, sampler.series["server"] if sampler else None)
+    if sampler is not None:
+        _collect_resources(result, sampler, *cpus, generator.processes)
+    target.collect(result)
+
+
+def _write(result: RunResult, job_dir: Path, cfg: Config, started: float) -> None:
+    """Flags, duration and result.json; SweepStopped if it cannot be written."""
+    result.flags = run_flags(result, cfg)
+    result.duration_s = round(time.monotonic() - started, 3)
+    try:
+        write_result(result, job_dir)
+    except OSError as exc:  # disk full, read-only: no later run could be recorded either
+        raise SweepStopped(
+            f"{summary(result)}; but its result.json could not be written in {job_dir}: {exc.strerror}. "
+            "Stopped: no further run starts",
+            EXIT_OUTPUT_LOST,
+        ) from exc
+    log.info(summary(result))
 
 
 def _collect_resources(result: RunResult, sampler: Sampler, server_cpus, load_cpus, processes: int) -> None:

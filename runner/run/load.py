@@ -1,4 +1,5 @@
-"""Run Locust headless as a subprocess and read back what it measured.
+"""Run Locust headless as a subprocess and read back what it measured (Locust: the Generator of
+runner/run/experiment.py for one Locust process, or several with load.processes).
 
 Locust is a separate process (its own gevent world, its own core when pinned) that writes its
 statistics to files in the run directory: `locust.json` (raw per-endpoint counts and response-time
@@ -17,15 +18,20 @@ import csv
 import io
 import json
 import os
+import shlex
+import signal
 import socket
+import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from runner import capacity, latency
 from runner.config import Config, parse_duration
 from runner.locust import LOCUSTFILE, PROGRESS_PLUGIN
-from runner.result import Metrics, aggregate
+from runner.result import Metrics, RunResult, aggregate
+from runner.run import procs
 
 PROGRESS_FILE = "locust_progress.jsonl"
 LOCUST_LOG = "locust.log"
@@ -33,14 +39,19 @@ CSV_PREFIX = "locust"
 PHASES_PREFIX = "locust_phases"
 
 
-def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
+def locust_argv(
+    cfg: Config, host: str, port: int, job_dir: Path, files: str = f"{LOCUSTFILE},{PROGRESS_PLUGIN}",
+    role: Sequence[str] = (),
+) -> list[str]:  # fmt: skip
+    """Locust's command line: `files` its locustfiles, `role` the options of a distributed master
+    (runner/run/distributed.py); the user class comes last."""
     load = cfg.load
     url_host = f"[{host}]" if ":" in host else host
     run_time = run_time_s(cfg)
     user_class = load.user_class.value if hasattr(load.user_class, "value") else str(load.user_class)
     return [
         sys.executable, "-m", "locust",
-        "-f", f"{LOCUSTFILE},{PROGRESS_PLUGIN}",
+        "-f", files,
         "--progress-file", str(job_dir / PROGRESS_FILE),
         "--headless", "--only-summary",
         "--host", f"http://{url_host}:{port}",
@@ -55,6 +66,7 @@ def locust_argv(cfg: Config, host: str, port: int, job_dir: Path) -> list[str]:
         *locustfile_args(cfg, job_dir),
         *(_processes_args(load.processes) if load.processes != 1 else []),
         *(_capacity_args(cfg, job_dir) if load.capacity.enabled else []),
+        *role,
         user_class,
     ]  # fmt: skip
 
@@ -286,3 +298,65 @@ def top_failure(job_dir: Path) -> str:
         return "no failure details"
     worst = max(rows, key=lambda r: int(r["Occurrences"]))
     return f"most common ({worst['Occurrences']}x): {worst.get('Error', '?')[:300]}"
+
+
+# --- the generator of a local run ----------------------------------------------------------------
+
+
+class Locust:
+    """One Locust process (with load.processes > 1 it forks its own workers, all in its process group):
+    the Generator of runner/run/experiment.py -- start, exited, lost, stop, collect."""
+
+    def __init__(self, cfg: Config, job_dir: Path, cpus: set[int] | None) -> None:
+        self.cfg, self.job_dir, self.cpus = cfg, Path(job_dir), cpus
+        self.proc: subprocess.Popen | None = None  # the process the run waits for (a master's, distributed)
+        self.argv: list[str] = []
+        self.exit_code: int | None = None
+
+    @property
+    def processes(self) -> int:
+        """How many Locust processes make the requests (-1: one per core), for its share of the cores."""
+        return self.cfg.load.processes
+
+    def start(self, host: str, port: int) -> None:
+        self.argv = locust_argv(self.cfg, host, port, self.job_dir)
+        with procs.interrupts_held():  # held until `proc` is set, so that stop() finds it
+            self.proc = procs.spawn(self.argv, self.job_dir / LOCUST_LOG, cpus=self.cpus)
+
+    def pids(self) -> dict[str, int]:
+        """The process trees to sample and watch, by name."""
+        return {"locust": self.proc.pid} if self.proc else {}
+
+    def exited(self) -> int | None:
+        """Locust's exit code once it has finished, else None."""
+        return self.proc.poll() if self.proc else None
+
+    def lost(self) -> str | None:
+        """Why the generator is no longer what was asked for while it runs; one process cannot be half lost."""
+        return None
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM (Locust then writes its final numbers), the grace, SIGKILL to the group."""
+        if self.proc is not None:
+            self.exit_code = procs.terminate(self.proc, grace, signal.SIGTERM)
+
+    def collect(self, result: RunResult, partial: bool, sampler: Any) -> None:
+        """result.load's exit code and result.metrics: what Locust measured, and the outcome it implies."""
+        if self.proc is None:
+            return
+        result.load["command"], result.load["exit_code"] = shlex.join(self.argv), self.exit_code
+        metrics = read_stats(self.job_dir)
+        if metrics is None:
+            result.metrics.partial = True
+            if result.outcome in ("ok", "completed_with_errors"):
+                result.outcome = "loadgen_failed"
+                result.detail = f"locust wrote no statistics; log tail: {procs.tail(self.job_dir / LOCUST_LOG, 600)}"
+            return
+        metrics.partial = metrics.partial or partial
+        result.metrics = metrics
+        if result.outcome == "ok" and metrics.failures:
+            result.outcome = "completed_with_errors"
+            result.detail = f"{metrics.failures} of {metrics.requests} requests failed; " + top_failure(self.job_dir)
+        elif result.outcome == "ok" and self.exit_code == 1:
+            result.outcome = "loadgen_failed"
+            result.detail = f"locust reported an error but no failed request; see {LOCUST_LOG}"

@@ -2,7 +2,8 @@
 
     python -m runner server=remote server.target_host=10.0.0.7 server.target_port=8080 run.allow_remote=true
 
-Nothing is started and nothing is stopped: readiness is a TCP connect within
+RemoteTarget stands where a server this run starts would (runner/run/experiment.py's Target), but
+nothing is started and nothing is stopped: readiness is a TCP connect within
 server.ready_timeout_s, the server's CPU and memory are not sampled (it is not ours to watch), and
 its count of answered requests is unknown (`served` null), so the count check against Locust's
 total is skipped (validity.py skips a null count). The result says so: `server.remote` true,
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.config import Config, is_loopback
+from runner.result import RunResult
+from runner.run.procs import READY_POLL_S
 from runner.run.server import SERVER_LOG, ServerFailedToStart
 
 CONNECT_TIMEOUT_S = 1.0
@@ -47,25 +49,6 @@ def check(cfg: Config) -> list[str]:
     return errors
 
 
-class _NotOurs:
-    """Stands where a server's Popen would: never exits as far as we can see, has no pid."""
-
-    pid = None
-    returncode = None
-
-    def poll(self) -> None:
-        return None
-
-
-@dataclass
-class RemoteTarget:
-    host: str
-    port: int
-    log: Path
-    argv: list[str] = field(default_factory=list)
-    proc: _NotOurs = field(default_factory=_NotOurs)
-
-
 def _connects(host: str, port: int) -> str | None:
     """None if a TCP connection opens, else why not."""
     try:
@@ -75,26 +58,39 @@ def _connects(host: str, port: int) -> str | None:
         return str(exc)
 
 
-def start(cfg: Config, job_dir: Path) -> RemoteTarget:
-    """Wait until the target accepts a TCP connection; ServerFailedToStart if it never does."""
-    host, port = cfg.server.target_host, int(cfg.server.target_port)
-    log = job_dir / SERVER_LOG
-    began = time.monotonic()
-    deadline = began + cfg.server.ready_timeout_s
-    while (why := _connects(host, port)) is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    with open(log, "a") as f:
-        f.write(f"remote target {host}:{port}, not started by the runner: ")
-        f.write(f"connected after {time.monotonic() - began:.2f} s\n" if why is None else f"unreachable: {why}\n")
-    if why is not None:
-        raise ServerFailedToStart(
-            f"remote target {host}:{port} did not accept a connection within {cfg.server.ready_timeout_s:g} s: {why}"
-        )
-    return RemoteTarget(host, port, log)
+class RemoteTarget:
+    """The Target of runner/run/experiment.py for a server already running elsewhere: started means
+    reachable, it is never ours to stop, and no process of it is here to watch or sample."""
 
+    def __init__(self, cfg: Config, job_dir: Path) -> None:
+        self.cfg, self.log = cfg, Path(job_dir) / SERVER_LOG
+        self.host, self.port = cfg.server.target_host, int(cfg.server.target_port)
 
-def record(cfg: Config) -> tuple[dict, dict]:
-    """(what result.server gets, what result.provenance gets) for a remote target."""
-    whose = {"remote": True, "started_by_runner": False}
-    server = {**whose, "served": None, "exit_code": None, "cpus": None}
-    return server, {"target": {"host": cfg.server.target_host, "port": cfg.server.target_port, **whose}}
+    def start(self) -> None:
+        """Wait until the target accepts a TCP connection; ServerFailedToStart if it never does."""
+        host, port, timeout = self.host, self.port, self.cfg.server.ready_timeout_s
+        began = time.monotonic()
+        while (why := _connects(host, port)) is not None and time.monotonic() < began + timeout:
+            time.sleep(READY_POLL_S)
+        with open(self.log, "a") as f:
+            f.write(f"remote target {host}:{port}, not started by the runner: ")
+            f.write(f"connected after {time.monotonic() - began:.2f} s\n" if why is None else f"unreachable: {why}\n")
+        if why is not None:
+            raise ServerFailedToStart(
+                f"remote target {host}:{port} did not accept a connection within {timeout:g} s: {why}"
+            )
+
+    def pids(self) -> dict[str, int]:
+        return {}
+
+    def exited(self) -> None:
+        return None  # as far as we can see: a target that stops answering shows in Locust's failures
+
+    def stop(self) -> None:
+        pass
+
+    def collect(self, result: RunResult) -> None:
+        """What result.server and result.provenance say of a remote target, whether it was reached or not."""
+        whose = {"remote": True, "started_by_runner": False}
+        result.server.update(whose, served=None, exit_code=None, cpus=None, command="", port=self.port)
+        result.provenance["target"] = {"host": self.host, "port": self.port, **whose}

@@ -1,4 +1,5 @@
-"""Launch a server under test, wait until it is ready, and tear it down.
+"""Launch a server under test, wait until it is ready, and tear it down (LocalTarget: the Target of
+runner/run/experiment.py for every server this run starts, ours or external).
 
 Our servers follow the contract in servers/base.py: they print `READY <host> <port>` once bound
 (we pass --port 0 so the kernel picks a free port and two runs never collide, unless server.port
@@ -38,6 +39,7 @@ from typing import Any
 import psutil
 
 from runner.config import Config, own_servers
+from runner.result import RunResult
 from runner.run import escapes, procs
 from servers import workload
 from servers.http import Limits
@@ -139,10 +141,73 @@ def stop(server: RunningServer, grace: float) -> tuple[int | None, int | None]:
     return code, int(match.group(1)) if match else None
 
 
+class LocalTarget:
+    """A server this run starts (ours, or an external command), watches and stops with its group: the
+    Target of runner/run/experiment.py -- start, exited, stop, collect."""
+
+    def __init__(self, cfg: Config, job_dir: Path, cpus: set[int] | None) -> None:
+        self.cfg, self.job_dir, self.cpus = cfg, Path(job_dir), cpus
+        self.server: RunningServer | None = None
+        self.stopped: tuple[int | None, int | None] = (None, None)  # exit code, requests served
+
+    def start(self) -> None:
+        """Start it and wait until it is ready; ServerFailedToStart (after tearing it down) if it never is."""
+        self.server = start(self.cfg, self.job_dir, self.cpus)
+
+    @property
+    def host(self) -> str:
+        return self.server.host if self.server else self.cfg.run.host
+
+    @property
+    def port(self) -> int | None:
+        return self.server.port if self.server else None
+
+    @property
+    def log(self) -> Path:
+        return self.job_dir / SERVER_LOG
+
+    def pids(self) -> dict[str, int]:
+        """The process tree to sample and watch."""
+        return {"server": self.server.proc.pid} if self.server else {}
+
+    def exited(self) -> int | None:
+        """Its exit code if it is gone (it crashed: only the runner stops it), else None."""
+        return self.server.proc.poll() if self.server else None
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.stopped = stop(self.server, self.cfg.server.grace_s)
+
+    def collect(self, result: RunResult) -> None:
+        """Its command, port, exit code and count, and what stopping it took (after the outcome's own detail)."""
+        if self.server is None:
+            return
+        result.server.update(command=shlex.join(self.server.argv), port=self.server.port)
+        result.server["exit_code"], result.server["served"] = self.stopped
+        _note_stop(result, self.server, self.cfg.server.grace_s)
+
+
+def _note_stop(result: RunResult, server: RunningServer, grace: float) -> None:
+    """What stopping the server took, in the result and its detail (the run may still be ok): SIGKILL
+    after the grace; processes that had left its group (runner/run/escapes.py); someone else on its port."""
+    result.server["killed_at_stop"] = server.killed
+    notes = []
+    if server.killed:
+        notes.append(f"the server ignored SIGTERM for server.grace_s={grace:g} s and was killed (SIGKILL)")
+    if server.external:
+        result.server["escaped"], result.server["strangers"] = server.escaped, server.strangers
+        notes.append(escapes.sentence(server.escaped, server.port))
+    for other in server.strangers:
+        notes.append(
+            f"pid {other['pid']} (`{other['command'][:80]}`) still listens on port {server.port}; it does not carry "
+            "this run's mark (it cleared its environment, or is not ours): left alone"
+        )
+    result.detail = "; ".join(filter(None, [result.detail, *notes]))
+
+
 # -- external servers (server.command) ------------------------------------------------------------
 
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # nginx lives here, often off a user's PATH
-READY_POLL_S = 0.05
 
 
 def free_port(host: str) -> int:
@@ -271,7 +336,7 @@ def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float)
             hint = " (it must stay in the foreground, not daemonize)" if proc.returncode == 0 else ""
             return f"external server exited with status {proc.returncode} before listening on port {port}{hint}"
         if not _accepts(host, port):
-            time.sleep(READY_POLL_S)
+            time.sleep(procs.READY_POLL_S)
             continue
         if _group_listens(proc.pid, port) is False:
             return f"port {port} answered, but no process of the server listens on it (another program took it)"

@@ -247,6 +247,23 @@ def test_a_server_killed_mid_run_is_noticed_and_locust_still_writes_its_stats(tm
     _assert_nothing_left(run.seen, result.server["port"])
 
 
+def test_a_run_wakes_when_a_watched_process_exits_not_at_its_next_look(tmp_path):
+    """procs.Exits: the exit itself wakes the supervisor (no look every POLL_S to wait for), and an
+    exited process wakes it once, not at every later wait (a pidfd stays readable)."""
+    quick = procs.spawn([sys.executable, "-c", "pass"], tmp_path / "quick.log")
+    slow = procs.spawn(["sleep", "60"], tmp_path / "slow.log")
+    try:
+        with procs.Exits([quick.pid, slow.pid]) as exits:
+            started = time.monotonic()
+            exits.wait(120)
+            assert time.monotonic() - started < 60 and quick.poll() == 0  # woken by `quick`, not the timeout
+            started = time.monotonic()
+            exits.wait(0.3)
+            assert time.monotonic() - started >= 0.25 and slow.poll() is None  # `quick` woke it once only
+    finally:
+        procs.terminate(slow, 1)
+
+
 # --- 2 and 7. Locust is killed: no invented numbers ----------------------------------------------
 
 
