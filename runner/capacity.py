@@ -19,6 +19,28 @@ in `stop_detail`. The report's sections are runner/report/capacity.py.
 - Maximum sustainable RPS: the best step that met the SLO ("ok", "knee" or "generator-bound").
   When the search stopped at "generator-bound" or "max-users" it is a lower bound, not the server's
   capacity: the stop reason says so and the report prints it as "≥ N".
+
+By rate (load.capacity.by=rate): the open model (runner/locust/arrivals.py) on a pool of load.users
+connections, its rate set live between steps. `next_rate` is the whole search: start_rate, then x
+rate_growth while every step is "ok" (up to max_rate); after the first failure, the midpoint of the
+best "ok" rate and the lowest failed rate above it, until they are within rate_precision; a first
+step that fails steps down instead. Each step is judged alone (`rate_verdict`), so bisection may
+visit rates in any order -- which is why every step ends with a drain (the locustfile: no new
+request until those in flight are answered or time out, unmeasured): the next step starts from an
+empty server, not from the queue a failed step left. A step's verdict, in this order:
+"slo-failures"; "generator-late" (more than max_late_ratio of the requests due, plus SLACK, were late although a
+connection was free: the schedule slipped in Locust, so the step's latencies are Locust's -- a
+failure for the bisection, but the stop reason makes the result a lower bound); "slo-p99" (corrected
+p99, from each request's intended send time); "slo-throughput" (the server answered fewer than
+1 - max_late_ratio of the requests due in the window, less SLACK: it fell behind -- a queue
+growing in the server's backlog, which a short step's p99 would show only seconds later: single
+under io answered 94/s at 100/s offered with a p99 of 262 ms over a 3 s window, measured here);
+"slo-late" (`late_ratio`: late for want of a free connection, plus dropped, above max_late_ratio and SLACK --
+fewer than 99% sent on time because every connection was busy; the generator's own lateness is
+"generator-late"'s, as in runner/run/validity.py's behind-schedule);
+"generator-bound" (the SLO held with Locust at its CPU limit: sustained, and the search ends
+there); else "ok". The maximum sustainable rate is the best "ok" or "generator-bound" step's offered
+rate; Max RPS beside it is what the server answered per second in that step.
 Locust's process imports this module, so it imports nothing heavy.
 """
 
@@ -36,7 +58,8 @@ from runner.config import CapacityConfig
 
 STEPS_FILE = "locust_capacity.json"
 SUSTAINED = ("ok", "knee", "generator-bound")  # verdicts of steps that met the SLO
-LOWER_BOUND = ("generator-bound", "max-users")  # stop reasons after which the server could take more
+LOWER_BOUND = ("generator-bound", "max-users", "generator-late", "max-rate")  # the server could take more
+MIN_RATE = 1.0  # requests/s: a rate search stepping down from a failed start_rate stops below this
 STOP_REASONS = {
     "slo-failures": "a step failed more requests than the SLO allows",
     "slo-p99": "a step's p99 exceeded the SLO",
@@ -46,7 +69,25 @@ STOP_REASONS = {
     "max-users": "every step met the SLO up to load.capacity.max_users: the capacity is higher",
     "incomplete": "Locust stopped before the search decided (a crash, a timeout or Ctrl-C)",
     "no-steps": "no step was measured",
+    "boundary": "the bisection narrowed the last good and the first failed rate to load.capacity.rate_precision",
+    "generator-late": "Locust's schedule slipped (late with a connection free) just above the last good rate: the "
+    "server's boundary is at least that",
+    "max-rate": "every step met the SLO up to load.capacity.max_rate: the capacity is higher",
+    "max-steps": "load.capacity.max_steps ran out before the bisection narrowed the boundary to its precision",
+    "no-sustainable-rate": f"every rate down to {MIN_RATE:g} request/s failed the SLO",
 }
+RATE_SUSTAINED = ("ok", "generator-bound")
+RATE_FAILED = ("slo-failures", "generator-late", "slo-p99", "slo-throughput", "slo-late")  # the bisection's upper side
+# requests: a step's counts (answered, late) may miss max_late_ratio of its requests due by this many more -- the
+# window's edges (one due just before it answered in it, one due at its end answered after) move the answers by about
+# one, and one descheduling of Locust on a shared core makes a request or two late at any rate: at 50/s that was 2 of
+# 150 (1.3%), and the search stepped select down to 12/s (measured here, load average 38 on 2 cores)
+SLACK = 2
+
+RATE_STEP_KEYS = ("rate", "users", "start", "end", "requests", "rps", "goodput", "sent_rate", "failure_ratio", "p50_ms",
+                  "p99_ms", "p99_uncorrected_ms", "intended", "sent", "late", "dropped", "generator_late",
+                  "late_ratio", "drain_s", "locust_cpu_pct", "locust_wait_pct", "server_cpu_pct",
+                  "verdict")  # fmt: skip
 STEP_KEYS = ("users", "start", "end", "requests", "rps", "goodput", "failure_ratio", "p50_ms", "p95_ms", "p99_ms",
              "locust_cpu_pct", "locust_wait_pct", "server_cpu_pct", "verdict")  # fmt: skip
 
@@ -71,8 +112,11 @@ def users_schedule(plan: CapacityConfig) -> list[int]:
     return list(range(int(plan.start_users), int(plan.max_users) + 1, int(plan.step_users)))
 
 
-def schedule_s(plan: CapacityConfig) -> float:
-    """The longest the search can take: every step, each rounded up to Locust's one-second shape tick."""
+def schedule_s(plan: CapacityConfig, drain_s: float = 0.0) -> float:
+    """The longest the search can take: every step, each rounded up to Locust's one-second shape tick
+    (by rate: max_steps steps, each followed by a drain of at most `drain_s`, the request timeout)."""
+    if plan.by == "rate":
+        return plan.max_steps * (math.ceil(plan.step_s) + math.ceil(drain_s) + 1) + 1
     return len(users_schedule(plan)) * (math.ceil(plan.step_s) + 1) + 1
 
 
@@ -144,12 +188,149 @@ def decide(steps: list[dict], plan: CapacityConfig) -> dict:
     sustained = [s for s in judged if s["verdict"] in SUSTAINED and s["rps"] is not None]
     best = max(sustained, key=lambda s: s["rps"], default=None)
     return {
+        "by": "users",
         "steps": judged,
         "max_rps": best["rps"] if best else None,
         "users_at_max": best["users"] if best else None,
         "stop_reason": reason,
         "stop_detail": detail,
     }
+
+
+# --- by rate ------------------------------------------------------------------------------------
+
+
+def rate_step_numbers(
+    entry: dict,
+    start: float,
+    end: float,
+    rate: float,
+    users: int,
+    counts: dict,
+    cpu_pct: float | None,
+    wait_pct: float | None,
+) -> dict:
+    """A rate step's numbers from its window's StatsEntry (with "hdr" and "hdr_uncorrected"), the
+    schedule's counts over the window (runner/locust/arrivals.py's Counts), and Locust's CPU."""
+    from runner import latency
+
+    numbers = step_numbers(entry, start, end, users, cpu_pct, wait_pct)
+    late, generator_late = int(counts.get("late", 0)), int(counts.get("generator_late", 0))
+    raw = latency.merged([entry["hdr_uncorrected"]]) if entry.get("hdr_uncorrected") else None
+    span, due = end - start, int(counts.get("intended", 0))
+    numbers.update(
+        rate=rate, sent_rate=counts.get("sent", 0) / span if span > 0 else None,
+        p99_uncorrected_ms=latency.percentile_ms(raw, 0.99) if raw is not None and raw.get_total_count() else None,
+        intended=due, sent=int(counts.get("sent", 0)), late=late, dropped=int(counts.get("dropped", 0)),
+        generator_late=generator_late,
+        late_ratio=(late - generator_late + int(counts.get("dropped", 0))) / due if due else None, drain_s=None,
+    )  # fmt: skip
+    return {key: numbers.get(key) for key in RATE_STEP_KEYS}
+
+
+def rate_verdict(step: dict, plan: CapacityConfig) -> tuple[str, str]:
+    """(verdict, the reason in words) of one rate step; the order is the module docstring's."""
+    rate, due = step["rate"], step.get("intended") or 0
+    at = f"at {rate:g} requests/s"
+    if not step["requests"]:
+        return "slo-failures", f"no request was answered {at}"
+    if step["failure_ratio"] > plan.max_failure_ratio:
+        return (
+            "slo-failures",
+            f"{step['failure_ratio']:.1%} of requests failed {at} (SLO: {plan.max_failure_ratio:.1%})",
+        )
+    allowed = due * plan.max_late_ratio + SLACK
+    if due and step["generator_late"] > allowed:
+        return "generator-late", (
+            f"{step['generator_late'] / due:.1%} of the requests due {at} went out late with a connection free: "
+            "Locust fell behind its schedule"
+        )
+    if step["p99_ms"] is not None and step["p99_ms"] > plan.max_p99_ms:
+        return "slo-p99", f"corrected p99 was {step['p99_ms']:g} ms {at} (SLO: at most {plan.max_p99_ms:g} ms)"
+    if due and step["requests"] < due - allowed:
+        return "slo-throughput", (
+            f"the server answered {step['requests']} of the {due} requests due {at} ({step['rps']:.1f}/s): it fell "
+            f"behind (SLO: at least {1 - plan.max_late_ratio:.0%}, less {SLACK})"
+        )
+    if due and step.get("late_ratio") is not None and step["late_ratio"] * due > allowed:
+        return "slo-late", (
+            f"{step['late_ratio']:.1%} of the requests due {at} were late or dropped (SLO: at most "
+            f"{plan.max_late_ratio:.1%}; every one of load.users connections was busy)"
+        )
+    cpu, wait = step["locust_cpu_pct"], step.get("locust_wait_pct") or 0.0
+    if cpu is not None and cpu + wait >= plan.generator_cpu_pct:
+        return "generator-bound", (
+            f"the SLO held {at} with Locust on its core {cpu:.0f}% and waiting for it {wait:.0f}% (limit "
+            f"{plan.generator_cpu_pct:g}% together): the server can take more than Locust could send"
+        )
+    return "ok", ""
+
+
+def _bracket(judged: list[dict]) -> tuple[dict | None, dict | None]:
+    """(the best sustained step, the lowest failed step above it): the interval the boundary is in."""
+    good = max((s for s in judged if s["verdict"] in RATE_SUSTAINED), key=lambda s: s["rate"], default=None)
+    above = [s for s in judged if s["verdict"] in RATE_FAILED and (good is None or s["rate"] > good["rate"])]
+    return good, min(above, key=lambda s: s["rate"], default=None)
+
+
+def next_rate(judged: list[dict], plan: CapacityConfig) -> float | None:
+    """The next step's rate given the judged steps so far, or None: the search is over."""
+    if not judged:
+        return float(plan.start_rate)
+    if len(judged) >= plan.max_steps or any(s["verdict"] == "generator-bound" for s in judged):
+        return None
+    good, bad = _bracket(judged)
+    if bad is None:  # every step met the SLO: step up
+        return None if good["rate"] >= plan.max_rate else min(good["rate"] * plan.rate_growth, plan.max_rate)
+    if good is None:  # even the lowest failed: step down
+        lower = bad["rate"] / plan.rate_growth
+        return lower if lower >= MIN_RATE else None
+    if (bad["rate"] - good["rate"]) / good["rate"] <= plan.rate_precision:
+        return None
+    return (good["rate"] + bad["rate"]) / 2
+
+
+def decide_rate(steps: list[dict], plan: CapacityConfig) -> dict:
+    """result.json's `capacity` block of a rate search from its measured steps, in order."""
+    judged = []
+    for step in steps:
+        v, _ = rate_verdict(step, plan)
+        judged.append({**step, "verdict": v})
+    good, bad = _bracket(judged)
+    if not judged:
+        reason, detail = "no-steps", "Locust measured no step"
+    elif next_rate(judged, plan) is not None:
+        reason = "incomplete"
+        detail = f"Locust stopped after {len(judged)} steps, before the search decided"
+    elif any(s["verdict"] == "generator-bound" for s in judged):
+        reason, detail = (
+            "generator-bound",
+            rate_verdict(next(s for s in judged if s["verdict"] == "generator-bound"), plan)[1],
+        )
+    elif bad is None:
+        reason, detail = "max-rate", f"every step met the SLO up to {good['rate']:g} requests/s (max_rate)"
+    elif good is None:
+        reason = "no-sustainable-rate" if bad["rate"] / plan.rate_growth < MIN_RATE else "max-steps"
+        detail = f"no rate met the SLO, down to {bad['rate']:g} requests/s: {rate_verdict(bad, plan)[1]}"
+    else:
+        narrowed = (bad["rate"] - good["rate"]) / good["rate"] <= plan.rate_precision
+        reason = ("generator-late" if bad["verdict"] == "generator-late" else "boundary") if narrowed else "max-steps"
+        detail = f"between {good['rate']:g} (met the SLO) and {bad['rate']:g} requests/s: {rate_verdict(bad, plan)[1]}"
+    return {
+        "by": "rate",
+        "steps": judged,
+        "max_rate": good["rate"] if good else None,
+        "max_rps": good["rps"] if good else None,
+        "users_at_max": good["users"] if good else None,
+        "bracket": [good["rate"] if good else None, bad["rate"] if bad else None],
+        "stop_reason": reason,
+        "stop_detail": detail,
+    }
+
+
+def decide_any(steps: list[dict], plan: CapacityConfig) -> dict:
+    """The block of either search, by plan.by."""
+    return decide_rate(steps, plan) if plan.by == "rate" else decide(steps, plan)
 
 
 def write_steps(path: Path, steps: list[dict], block: dict) -> None:

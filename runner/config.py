@@ -29,6 +29,7 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 ARRIVALS = ("constant", "poisson")  # load.arrival: even gaps, or exponential ones (runner/locust/arrivals.py)
+SEARCHES = ("users", "rate")  # load.capacity.by: raise users (a closed loop) or the arrival rate (an open model)
 
 
 class UserClass(Enum):
@@ -65,10 +66,11 @@ class ServerConfig:
 
 @dataclass
 class CapacityConfig:
-    """load=capacity: raise users in steps and find the most requests/s a server sustains within
-    the service-level objective (runner/capacity.py decides; conf/load/capacity.yaml explains)."""
+    """load=capacity: raise users (or the arrival rate) in steps and find the most requests/s a server
+    sustains within the service-level objective (runner/capacity.py decides; conf/load/capacity.yaml explains)."""
 
     enabled: bool = False  # false: a fixed number of users (load.users) for load.run_time
+    by: str = "users"  # users: closed-loop users in steps; rate: an open model's rate, load.users its connection pool
     start_users: int = 10  # users of the first step
     step_users: int = 20  # users added per step
     step_s: float = 4.0  # each step's length (Locust's shape ticks once a second: rounded up to ticks)
@@ -78,6 +80,14 @@ class CapacityConfig:
     max_p99_ms: float = 500.0  # SLO: a step's p99 above this breaches it
     min_growth: float = 0.05  # knee: RPS grew less than this fraction over the previous step
     generator_cpu_pct: float = 90.0  # Locust on its core or waiting for it >= this % of a step: generator-bound
+    # by=rate: start_rate, x rate_growth per step while the SLO holds (up to max_rate), then bisect between the last
+    # good and the first bad rate until they are within rate_precision of each other; at most max_steps steps
+    start_rate: float = 50.0  # requests/s of the first step
+    rate_growth: float = 2.0  # each step's rate over the previous one's, until one fails
+    max_rate: float = 51200.0  # the search ends here ("max-rate") if nothing else stopped it
+    rate_precision: float = 0.05  # bisect until (first bad - last good) / last good is at most this
+    max_steps: int = 20  # steps in all (stepping up, then bisecting): bounds the run
+    max_late_ratio: float = 0.01  # SLO: (late + dropped) / requests due above this: fewer than 99% sent on time
 
 
 @dataclass
@@ -309,14 +319,17 @@ def _check_arrival(load: Any) -> list[str]:
         return errors
     if not rate > 0:  # NaN too
         return errors + [f"load.arrival_rate: requests/s, must be > 0 (or null: the closed loop), got {rate}"]
-    user_class = load.user_class.value if isinstance(load.user_class, Enum) else str(load.user_class)
+    user_class = _user_class(load)
     if user_class != "loop":
         errors.append(
             f"load.arrival_rate: an open model needs load.user_class=loop (its engine times every send), got "
             f"{user_class}"
         )
     if load.capacity.enabled:
-        errors.append("load.arrival_rate: a capacity search steps users, not a rate; set one or the other")
+        errors.append(
+            "load.arrival_rate: a capacity search sets the load itself (by=users: users; by=rate: the rate, from "
+            "load.capacity.start_rate); set one or the other"
+        )
     if load.mode != "local":
         errors.append(
             f"load.arrival_rate: a local Locust only (its processes split the rate), got load.mode={load.mode}"
@@ -352,6 +365,10 @@ def _check_capacity(load: Any) -> list[str]:
         errors.append(f"load.capacity.max_failure_ratio: must be in [0, 1], got {c.max_failure_ratio}")
     if c.min_growth < 0:
         errors.append(f"load.capacity.min_growth: must be >= 0, got {c.min_growth}")
+    if c.by not in SEARCHES:
+        errors.append(f"load.capacity.by: one of {', '.join(SEARCHES)}, got {c.by!r}")
+    elif c.by == "rate":
+        errors += _check_rate_search(load)
     if load.processes != 1:
         errors.append(
             f"load.processes: a capacity search runs one Locust process (its live step decision reads that "
@@ -362,6 +379,32 @@ def _check_capacity(load: Any) -> list[str]:
             f"load.mode: a capacity search runs one local Locust process (its live step decision reads that "
             f"process's own numbers), got {load.mode}"
         )
+    return errors
+
+
+def _user_class(load: Any) -> str:
+    return load.user_class.value if isinstance(load.user_class, Enum) else str(load.user_class)
+
+
+def _check_rate_search(load: Any) -> list[str]:
+    """by=rate runs the open model's engine (the loop user, no think time) on a pool of load.users connections."""
+    c = load.capacity
+    errors = [
+        f"load.capacity.{key}: must be > 0, got {getattr(c, key)}"
+        for key in ("start_rate", "rate_precision", "max_steps")
+        if not getattr(c, key) > 0
+    ]
+    if not c.rate_growth > 1:
+        errors.append(f"load.capacity.rate_growth: must be > 1, got {c.rate_growth}")
+    if not c.max_rate >= c.start_rate:
+        errors.append(f"load.capacity.max_rate: must be >= start_rate ({c.start_rate:g}), got {c.max_rate}")
+    if not 0 <= c.max_late_ratio <= 1:
+        errors.append(f"load.capacity.max_late_ratio: must be in [0, 1], got {c.max_late_ratio}")
+    user_class = _user_class(load)
+    if user_class != "loop":
+        errors.append(f"load.capacity.by=rate: an open model needs load.user_class=loop, got {user_class}")
+    if load.wait_max_s > 0:
+        errors.append("load.capacity.by=rate: an open model has no think time; set load.wait_max_s=0")
     return errors
 
 

@@ -303,7 +303,13 @@ def test_run_repeats_keeps_a_flags_value_with_it():
         (["load.arrival_rate=0"], "load.arrival_rate: requests/s, must be > 0 (or null: the closed loop), got 0"),
         (["load.arrival_rate=-5"], "load.arrival_rate: requests/s, must be > 0"),
         (["load.arrival_rate=50", "load.user_class=fast"], "an open model needs load.user_class=loop"),
-        (["load.arrival_rate=50", "load=capacity"], "load.arrival_rate: a capacity search steps users, not a rate"),
+        (["load.arrival_rate=50", "load=capacity"], "load.arrival_rate: a capacity search sets the load itself"),
+        (["load.arrival_rate=50", "load=capacity", "load.capacity.by=rate"], "a capacity search sets the load itself"),
+        (["load=capacity", "load.capacity.by=rate", "load.user_class=fast"], "by=rate: an open model needs"),
+        (["load=capacity", "load.capacity.by=rate", "load.wait_max_s=1"], "by=rate: an open model has no think time"),
+        (["load=capacity", "load.capacity.by=bytes"], "load.capacity.by: one of users, rate, got 'bytes'"),
+        (["load=capacity", "load.capacity.by=rate", "load.capacity.rate_growth=1"], "rate_growth: must be > 1"),
+        (["load=capacity", "load.capacity.by=rate", "load.capacity.max_rate=10"], "max_rate: must be >= start_rate"),
         (["load.arrival_rate=50", "load=distributed"], "load.arrival_rate: a local Locust only"),
         (["load.arrival_rate=50", "load.wait_max_s=1"], "an open model has no think time"),
         (["load.arrival_rate=50", "load.processes=4", "load.users=2"], "load.users: the open model's connection pool"),
@@ -318,6 +324,10 @@ def test_an_arrival_rate_is_refused_where_an_open_model_cannot_run(overrides, ex
 
 def test_arrival_rates_sweep_like_any_key():
     assert validate_argv(["-m", "server=single,select", "load.arrival_rate=50,150", "load.arrival=poisson"]) == []
+
+
+def test_a_capacity_search_by_rate_is_accepted():
+    assert validate_argv(["-m", "server=single,select", "load=capacity", "load.capacity.by=rate", "workload=io"]) == []
 
 
 def test_an_arrival_rate_is_split_over_locust_processes(compose_cfg, tmp_path):

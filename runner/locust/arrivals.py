@@ -58,6 +58,10 @@ class Counts:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def since(self, before: Counts) -> dict[str, int]:
+        """What happened between `before` (a copy of these counts, dataclasses.replace) and now."""
+        return {key: value - getattr(before, key) for key, value in asdict(self).items()}
+
 
 class OpenLoop:
     """Intended send times at `rate` per second and the queue of those not sent yet."""
@@ -88,8 +92,13 @@ class OpenLoop:
         self._k = 0  # arrivals so far (constant: the next is start + k / rate)
         self.next_at = float("inf")  # the next intended time; inf until started
 
-    def start(self, now: float) -> None:
-        """Begin the schedule at `now` (the first request is due at once); again after stop()."""
+    def start(self, now: float, rate: float | None = None) -> None:
+        """Begin the schedule at `now` (the first request is due at once); again after stop(), or at a new
+        `rate` (a rate search's next step) -- constant arrivals then count k / rate from now."""
+        if rate is not None:
+            if not rate > 0:
+                raise ValueError(f"arrival rate must be > 0, got {rate}")
+            self.rate = rate
         self._start, self._k, self.next_at = now, 0, now
 
     def stop(self) -> None:

@@ -158,6 +158,20 @@ class Engine:
         if self.arrivals is not None:
             self._dispatch(time.perf_counter())
 
+    def retune(self, rate: float | None) -> None:
+        """Open model: arrivals at `rate` requests/s from now on; None: none, and what is queued is dropped
+        (counted) -- a rate search's step and its drain (runner/locust/locustfile.py)."""
+        now = time.perf_counter()
+        self.arrivals.arrive(now)  # what came due so far belongs to the rate before
+        if rate is None:
+            self.arrivals.stop()
+        else:
+            self.arrivals.start(now, rate)
+
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered, failed or timed out."""
+        return sum(1 for conn in self.conns if conn.started)
+
     def drain(self, conn: Conn) -> None:
         """Send nothing new on conn; its `idle` event is set once no request is in flight."""
         conn.draining = True

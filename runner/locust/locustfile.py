@@ -42,10 +42,16 @@ runner/capacity.py decides whether to go on, and the steps go to `--capacity-fil
 to check. Locust uses any LoadTestShape it finds in a locustfile, so without --capacity the init
 listener removes the shape from the environment before the run starts, and the fixed-users run
 (--users, --run-time) goes on as if it were not here.
+By rate (the plan's "by": "rate", with --arrival-rate: the engine is an open model): the shape opens
+the whole pool (--users connections) at once and one greenlet runs the steps (_RateSearch): the
+engine's rate set live (Engine.retune), the window measured as above plus its uncorrected times and
+the schedule's counts, then a drain -- no arrivals until nothing is in flight, unmeasured -- so that
+the next step, whichever rate the bisection picks, starts from an empty server.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -61,7 +67,7 @@ from locust.stats import RequestStats, StatsEntry, bucket_response_time
 from runner import latency
 from runner.config import LoadConfig, WorkloadConfig
 from runner.locust import arrivals, wire
-from runner.locust.engine import Engine
+from runner.locust.engine import SWEEP_S, Engine
 
 PHASES = ("ramp", "warmup", "steady", "stopping")
 
@@ -146,6 +152,7 @@ class _Search:
         self.began = 0.0  # when it began (time.time())
         self.window: StatsEntry | None = None  # open from ramp_s into the step until it ends
         self.latencies = latency.Recorder()  # the window's response times, microseconds
+        self.uncorrected = latency.Recorder()  # an open model's: from the actual send
         self.opened, self.cpu0 = 0.0, (0.0, None)
         self.done = False
 
@@ -176,6 +183,7 @@ class _Search:
         if index == self.index and not self.done:
             self.window = StatsEntry(self.stats, f"step{index}", "ALL")
             self.latencies.reset()
+            self.uncorrected.reset()
             self.opened, self.cpu0 = time.time(), self._cpu()
 
     def _close(self, now: float) -> None:
@@ -198,12 +206,82 @@ class _Search:
         self.done = block["stop_reason"] != "incomplete"
         self.capacity.write_steps(self.path, self.steps, block)
 
-    def log(self, response_time, response_length, exception) -> None:
+    def log(self, response_time, response_length, exception, uncorrected_ms=None) -> None:
         if self.window is not None:
             self.window.log(response_time, response_length or 0)
             self.latencies.record(response_time)
+            if uncorrected_ms is not None:
+                self.uncorrected.record(uncorrected_ms)
             if exception is not None:
                 self.window.log_error(exception)
+
+
+class _RateSearch(_Search):
+    """The live capacity search by rate: the pool of load.users connections opens at once, then one greenlet
+    runs the steps -- set the engine's rate, wait ramp_s, measure until step_s, stop the arrivals and drain
+    (no new request until those in flight end, or time out: unmeasured), judge, and ask runner/capacity.py's
+    next_rate for the next step's rate, until it says the search is over."""
+
+    def __init__(self, plan_json: str, pool: int, timeout_s: float, path: str) -> None:
+        super().__init__(plan_json, float(pool), path)
+        self.pool, self.timeout_s = pool, timeout_s
+        self.greenlet: gevent.Greenlet | None = None
+
+    def tick(self) -> tuple[int, float] | None:
+        if self.done:
+            return None
+        if self.greenlet is None:
+            self.greenlet = gevent.spawn(self._run)
+        return self.pool, float(self.pool)  # every connection of the pool in the first second
+
+    def _run(self) -> None:
+        try:
+            engine = self._engine()
+            rate = self.capacity.next_rate([], self.plan)
+            while rate is not None and engine is not None:
+                self.index += 1
+                self._step(engine, rate)
+                block = self.capacity.decide_rate(self.judged, self.plan)
+                for recorded, judged in zip(self.steps, block["steps"], strict=True):
+                    recorded["verdict"] = judged["verdict"]
+                self.capacity.write_steps(self.path, self.steps, block)
+                rate = self.capacity.next_rate(block["steps"], self.plan)
+        finally:
+            self.done = True
+
+    def _engine(self) -> Engine | None:
+        """The engine, once the whole pool has registered (the users' on_start), within 10 s."""
+        for _ in range(200):
+            if _engine is not None and _engine.arrivals is not None and len(_engine.conns) >= self.pool:
+                return _engine
+            gevent.sleep(0.05)
+        return _engine if _engine is not None and _engine.arrivals is not None else None
+
+    def _step(self, engine: Engine, rate: float) -> None:
+        engine.retune(rate)
+        gevent.sleep(self.plan.ramp_s)
+        engine.arrivals.arrive(time.perf_counter())  # what came due in the ramp is the ramp's
+        counts0 = dataclasses.replace(engine.arrivals.counts)
+        self._open(self.index)
+        gevent.sleep(self.plan.step_s - self.plan.ramp_s)
+        engine.retune(None)  # the drain: what is still queued is dropped, counted in this step
+        window, self.window, now = self.window, None, time.time()
+        (cpu0, wait0), (cpu1, wait1), span = self.cpu0, self._cpu(), now - self.opened
+        cpu = 100.0 * (cpu1 - cpu0) / span if span > 0 else None
+        wait = 100.0 * (wait1 - wait0) / span if span > 0 and wait0 is not None and wait1 is not None else None
+        counts = engine.arrivals.counts.since(counts0)
+        entry = window.serialize()
+        entry["hdr"], entry["hdr_uncorrected"] = self.latencies.encode(), self.uncorrected.encode()
+        numbers = self.capacity.rate_step_numbers(entry, self.opened, now, rate, self.pool, counts, cpu, wait)
+        began = time.perf_counter()
+        deadline = began + self.timeout_s + 2 * SWEEP_S  # a request in flight times out by then
+        while engine.in_flight() and time.perf_counter() < deadline:
+            gevent.sleep(0.02)
+        numbers["drain_s"] = time.perf_counter() - began
+        self.steps.append({"rate": rate, "users": self.pool, "start": self.opened, "end": now, "entry": entry,
+                           "counts": counts, "locust_cpu_pct": cpu, "locust_wait_pct": wait,
+                           "drain_s": numbers["drain_s"]})  # fmt: skip
+        self.judged.append(numbers)
 
 
 _search: _Search | None = None
@@ -249,7 +327,9 @@ def _configure(environment, **_kwargs) -> None:
     fast.network_timeout = fast.connection_timeout = options.request_timeout
     _phases.warmup = options.warmup
     global _search
-    if options.capacity:
+    if options.capacity and json.loads(options.capacity).get("by") == "rate":
+        _search = _RateSearch(options.capacity, options.num_users or 1, options.request_timeout, options.capacity_file)
+    elif options.capacity:
         _search = _Search(options.capacity, options.spawn_rate or 1.0, options.capacity_file)
     else:
         environment.shape_class = None  # a fixed-users run: Locust would otherwise run the shape
@@ -269,7 +349,7 @@ def _record(response_time, response_length, exception, context=None, **_kwargs) 
     if exception is not None:
         entry.log_error(exception)
     if _search is not None:
-        _search.log(response_time, response_length, exception)
+        _search.log(response_time, response_length, exception, context.get("uncorrected_ms"))
 
 
 @events.spawning_complete.add_listener
@@ -394,9 +474,12 @@ def _log_successes(
         for ms in times:
             record(ms)
     if raw is not None:
-        record = _phases.uncorrected[phase].record
-        for ms in raw:
-            record(ms)
+        for recorder in (
+            (_phases.uncorrected[phase], _search.uncorrected) if searching else (_phases.uncorrected[phase],)
+        ):
+            record = recorder.record
+            for ms in raw:
+                record(ms)
 
 
 class loop(User):  # noqa: N801

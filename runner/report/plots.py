@@ -29,6 +29,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from runner.capacity import LOWER_BOUND  # noqa: E402
 from runner.report.record import Run  # noqa: E402
 from runner.report.timeline import read_timeline  # noqa: E402
 
@@ -41,7 +42,11 @@ _VERDICTS = {  # capacity step verdict -> marker, words
     "slo-failures": ("X", "SLO breached: failures"),
     "slo-p99": ("^", "SLO breached: p99"),
     "generator-bound": ("s", "generator-bound: Locust was the limit"),
+    "slo-throughput": ("v", "SLO breached: the server fell behind"),
+    "slo-late": ("P", "SLO breached: sent late (every connection busy)"),
+    "generator-late": ("h", "generator-late: Locust's schedule slipped"),
 }
+_HOLLOW = ("generator-bound", "generator-late")  # steps that measured Locust: drawn hollow
 DPI = 100
 
 
@@ -73,6 +78,8 @@ def draw_all(root: Path, frame: pd.DataFrame, cells: pd.DataFrame, runs: list[Ru
         ("timeline.png", lambda: _timeline(root, frame, palette)),
         ("users.png", lambda: _users(root, cells, palette)),
         ("capacity.png", lambda: _capacity(root, runs, palette)),
+        ("capacity-rate.png", lambda: _capacity_rate(root, runs, palette)),
+        ("rates.png", lambda: _rates(root, frame, palette)),
     ]
     for name, _ in drawers:  # a figure from an earlier report of this directory would no longer match it
         (root / name).unlink(missing_ok=True)
@@ -320,7 +327,7 @@ def _users(root: Path, cells: pd.DataFrame, palette: dict) -> Figure | None:
 
 
 def _capacity(root: Path, runs: list[Run], palette: dict) -> Figure | None:
-    searches = [r for r in runs if isinstance(r.capacity.get("steps"), list) and r.capacity["steps"]]
+    searches = _searches(runs, "users")
     if not searches:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5))
@@ -337,14 +344,9 @@ def _capacity(root: Path, runs: list[Run], palette: dict) -> Figure | None:
         left.plot(users, [_num(s.get("rps")) for s in steps], color=colour, lw=1.5, label=label)
         right.plot(users, [_num(s.get("p99_ms")) for s in steps], color=colour, lw=1.5)
         for step, x in zip(steps, users, strict=True):
-            verdict = str(step.get("verdict"))
-            marker = _VERDICTS.get(verdict, ("o", ""))[0]
-            seen_verdicts.add(verdict)
-            face = "white" if verdict == "generator-bound" else colour
-            for ax, key in ((left, "rps"), (right, "p99_ms")):
-                if _num(step.get(key)) is not None:
-                    ax.scatter(x, step[key], marker=marker, s=70, color=colour, facecolor=face, edgecolor="black",
-                               hatch="///" if verdict == "generator-bound" else None, zorder=3)  # fmt: skip
+            seen_verdicts.add(str(step.get("verdict")))
+            ys = [(left, _num(step.get("rps"))), (right, _num(step.get("p99_ms")))]
+            _verdict_markers(x, ys, str(step.get("verdict")), colour)
         if best is not None and at is not None:
             left.scatter(at, best, marker="*", s=350, color=colour, edgecolor="black", zorder=4)
     left.set(xlabel="users (each step of the search)", ylabel="steady requests per second (req/s)",
@@ -354,13 +356,111 @@ def _capacity(root: Path, runs: list[Run], palette: dict) -> Figure | None:
     _log_ms(right)
     left.set_ylim(bottom=0)
     left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
-    handles = [Line2D([], [], marker=_VERDICTS[v][0], ls="", color="grey", markeredgecolor="black",
-                      markerfacecolor="white" if v == "generator-bound" else "grey", label=_VERDICTS[v][1])
-               for v in _VERDICTS if v in seen_verdicts]  # fmt: skip
-    right.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    _verdict_legend(right, seen_verdicts)
     _save(fig, root, "capacity.png")
     caption = "Each step of each server's capacity search; the star is its maximum sustainable RPS."
     return Figure("capacity.png", "Capacity search per server", caption)
+
+
+def _searches(runs: list[Run], by: str) -> list[Run]:
+    """The runs with a capacity search of this kind (by users: also older records, which have no "by")."""
+    return [r for r in runs if isinstance(r.capacity.get("steps"), list) and r.capacity["steps"]
+            and (r.capacity.get("by") or "users") == by]  # fmt: skip
+
+
+def _verdict_markers(x: float, ys: list[tuple[Any, float | None]], verdict: str, colour: Any) -> None:
+    """One step's marker on each (axis, y): its verdict's shape, hollow when the step measured Locust."""
+    hollow = verdict in _HOLLOW
+    for axis, y in ys:
+        if y is not None:
+            axis.scatter(x, y, marker=_VERDICTS.get(verdict, ("o", ""))[0], s=70, color=colour,
+                         facecolor="white" if hollow else colour, edgecolor="black",
+                         hatch="///" if hollow else None, zorder=3)  # fmt: skip
+
+
+def _verdict_legend(ax, seen: set[str]) -> None:
+    handles = [Line2D([], [], marker=_VERDICTS[v][0], ls="", color="grey", markeredgecolor="black",
+                      markerfacecolor="white" if v in _HOLLOW else "grey", label=_VERDICTS[v][1])
+               for v in _VERDICTS if v in seen]  # fmt: skip
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+
+
+def _capacity_rate(root: Path, runs: list[Run], palette: dict) -> Figure | None:
+    """The hockey stick: each rate search's steps, corrected p99 and answers/s against the offered rate."""
+    searches = _searches(runs, "rate")
+    if not searches:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5))
+    seen: set[str] = set()
+    low, top = float("inf"), 0.0
+    for run in searches:
+        steps = sorted((s for s in run.capacity["steps"] if isinstance(s, dict) and _num(s.get("rate")) is not None),
+                       key=lambda s: s["rate"])  # fmt: skip
+        colour = palette.get(run.server, "grey")
+        best, stop = _num(run.capacity.get("max_rate")), run.capacity.get("stop_reason") or "?"
+        bound = "≥ " if stop in LOWER_BOUND else ""
+        label = f"{run.server}: max {bound}{best:,.4g}/s (stop: {stop})" if best is not None else \
+            f"{run.server}: no sustainable rate (stop: {stop})"  # fmt: skip
+        rates = [float(s["rate"]) for s in steps]
+        low, top = min([low, *rates]), max([top, *rates])
+        left.plot(rates, [_num(s.get("p99_ms")) for s in steps], color=colour, lw=1.5, label=label)
+        right.plot(rates, [_num(s.get("rps")) for s in steps], color=colour, lw=1.5)
+        for step in steps:
+            seen.add(str(step.get("verdict")))
+            ys = [(left, _num(step.get("p99_ms"))), (right, _num(step.get("rps")))]
+            _verdict_markers(float(step["rate"]), ys, str(step.get("verdict")), colour)
+        if best is not None:
+            left.axvline(best, color=colour, ls=":", lw=1)
+    right.plot([low, top], [low, top], color="grey", ls="--", lw=1, label="answered = offered")
+    left.set(xlabel="offered rate, requests/s (log scale)", ylabel="corrected p99, ms (log scale)",
+             title="Capacity by rate: corrected p99 per step (dotted: max sustainable)")  # fmt: skip
+    right.set(xlabel="offered rate, requests/s (log scale)", ylabel="answered, requests/s (log scale)",
+              title="Capacity by rate: answers per step")  # fmt: skip
+    right.set_yscale("log")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        for axis in (ax.xaxis, *([ax.yaxis] if ax is right else [])):
+            axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else ""))
+    _log_ms(left)
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
+    _verdict_legend(right, seen)
+    _save(fig, root, "capacity-rate.png")
+    caption = (
+        "Each step of each server's search by rate, in rate order: corrected p99 (from each request's intended send "
+        "time) bends up where the server stops keeping up; the dotted line is its maximum sustainable rate."
+    )
+    return Figure("capacity-rate.png", "Capacity by rate: corrected p99 against offered rate", caption)
+
+
+def _rates(root: Path, frame: pd.DataFrame, palette: dict) -> Figure | None:
+    """The rate twin of the users figure: corrected p99 and achieved rate against load.arrival_rate, per series."""
+    from runner.report.capacity import curve_table
+
+    table = curve_table(frame, "arrival_rate")
+    if table.empty:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for series, rows in table.groupby("series", sort=False):
+        colour = palette.get(str(rows["server"].iloc[0]), "grey")
+        rates = list(rows["arrival_rate"])
+        left.plot(rates, [_num(v) for v in rows["p99_ms"]], marker="o", color=colour, label=f"{series}: corrected")
+        left.plot(rates, [_num(v) for v in rows["uncorrected_p99_ms"]], marker=".", ls="--", color=colour,
+                  label=f"{series}: uncorrected")  # fmt: skip
+        right.plot(rates, [_num(v) for v in rows["rps"]], marker="o", color=colour, label=series)
+    top = float(table["arrival_rate"].max())
+    right.plot([0, top], [0, top], color="grey", ls="--", lw=1, label="achieved = offered")
+    left.set(xlabel="offered rate, requests/s (load.arrival_rate)", ylabel="p99, ms (log scale)",
+             title="p99 vs offered rate")  # fmt: skip
+    right.set(xlabel="offered rate, requests/s (load.arrival_rate)", ylabel="answered, requests/s",
+              title="Achieved vs offered rate")  # fmt: skip
+    _log_ms(left)
+    right.set_ylim(bottom=0)
+    left.legend(fontsize=7)
+    right.legend(fontsize=8)
+    _save(fig, root, "rates.png")
+    caption = "A rate sweep: each point is the median of the complete runs at that rate; dashed: uncorrected p99."
+    return Figure("rates.png", "Corrected p99 and achieved rate vs offered rate", caption)
 
 
 def markdown(figures: list[Figure], skipped: list[str]) -> str:

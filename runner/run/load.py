@@ -114,15 +114,20 @@ def _processes_args(processes: int) -> list[str]:
 
 
 def _capacity_args(cfg: Config, job_dir: Path) -> list[str]:
-    """A capacity search instead of fixed users: the locustfile's shape reads the plan."""
-    return ["--capacity", capacity.plan_json(cfg.load.capacity), "--capacity-file", str(job_dir / capacity.STEPS_FILE)]
+    """A capacity search instead of fixed users: the locustfile's shape reads the plan. By rate, the engine
+    starts as an open model at the first step's rate (the search then sets it step by step)."""
+    plan = cfg.load.capacity
+    args = ["--capacity", capacity.plan_json(plan), "--capacity-file", str(job_dir / capacity.STEPS_FILE)]
+    if plan.by == "rate":
+        args += ["--arrival-rate", f"{plan.start_rate:g}", "--arrival", cfg.load.arrival]
+    return args
 
 
 def run_time_s(cfg: Config) -> float:
     """Locust's --run-time: load.run_time, or for a capacity search the whole step schedule (the
     search normally ends sooner; this only bounds it)."""
     if cfg.load.capacity.enabled:
-        return capacity.schedule_s(capacity.plan_from(cfg.load.capacity))
+        return capacity.schedule_s(capacity.plan_from(cfg.load.capacity), cfg.load.request_timeout_s)
     return parse_duration(cfg.load.run_time)
 
 

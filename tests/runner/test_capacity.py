@@ -309,7 +309,7 @@ def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
     block = result.capacity
     assert result.outcome == "ok", result.detail
     assert 1 <= len(block["steps"]) <= 3
-    assert set(block) == {"steps", "max_rps", "users_at_max", "stop_reason", "stop_detail"}
+    assert set(block) == {"by", "steps", "max_rps", "users_at_max", "stop_reason", "stop_detail"}
     for s in block["steps"]:
         assert list(s) == list(capacity.STEP_KEYS)
         assert None not in s.values(), s
