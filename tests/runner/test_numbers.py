@@ -37,6 +37,18 @@ def test_a_smoke_run_keeps_littles_law(tmp_path):
     assert "littles-law" not in result.flags
 
 
+def test_locust_runs_for_its_whole_run_time(tmp_path):
+    """Locust armed its --run-time timer on gevent's stale cached clock: runs ended 0.35-1.4 s early.
+    A busy machine can only make a run longer than asked (a timer fires late, never early)."""
+    import json
+
+    result = run_experiment(_compose("load.run_time=3s"), tmp_path)
+    assert result.outcome == "ok", result.detail
+    (phases,) = [json.loads(p.read_text()) for p in tmp_path.glob("locust_phases_*.json")]
+    ran = phases["started"]["stopping"] - phases["started"]["ramp"]
+    assert ran >= 3.0 - 0.1, phases["started"]
+
+
 def test_users_stuck_in_one_request_break_littles_law(tmp_path):
     """single with keep-alive serves one connection until it closes: the other users wait in a request that
     outlives the window, and their time is really lost."""
