@@ -8,8 +8,10 @@
 - `runner/report/`: the reporter, `python -m runner.report DIR`: result.json files in, report.md,
   results.csv and figures out. It reads run directories, never a running experiment.
 
-Beside them, the modules every program shares, each a contract: `config.py` (the schema of a run),
-`result.py` (the record a run leaves, and how Locust's numbers become it), `latency.py` (HDR
-histograms as Locust's processes write them), `capacity.py` (the capacity search's rule, applied
-live inside Locust and again by the orchestrator). Data flows one way: config -> run -> record -> report.
+Beside them, the modules every program shares, each a contract: `schema.py` (every key of a run and
+its default; plain dataclasses, so Locust reads it without Hydra), `config.py` (the schema registered
+with Hydra, and its checks), `result.py` (the record a run leaves, and how Locust's numbers become
+it), `latency.py` (HDR histograms as Locust's processes write them), `capacity.py` (the capacity
+search's rule, applied live inside Locust and again by the orchestrator), `schedstat.py` (CPU wait).
+Data flows one way: config -> run -> record -> report.
 """

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import result
-from runner.config import CapacityConfig
+from runner.schema import CapacityConfig
 
 STEPS_FILE = "locust_capacity.json"
 SUSTAINED = ("ok", "knee", "generator-bound")  # verdicts of steps that met the SLO

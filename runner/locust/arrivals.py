@@ -39,7 +39,7 @@ import random
 from collections import deque
 from dataclasses import asdict, dataclass
 
-from runner.config import ARRIVALS, LoadConfig
+from runner.schema import ARRIVALS, LoadConfig
 
 LATE_S = 0.010  # see the module docstring
 

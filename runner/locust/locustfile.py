@@ -65,9 +65,9 @@ from locust import FastHttpUser, HttpUser, LoadTestShape, User, between, constan
 from locust.stats import RequestStats, StatsEntry, bucket_response_time
 
 from runner import latency
-from runner.config import LoadConfig, WorkloadConfig
 from runner.locust import arrivals, wire
 from runner.locust.engine import SWEEP_S, Engine
+from runner.schema import LoadConfig, WorkloadConfig
 
 PHASES = ("ramp", "warmup", "steady", "stopping")
 
