@@ -121,7 +121,8 @@ def _ordered(cells: pd.DataFrame) -> list[dict]:
 
 def _save(fig, root: Path, name: str) -> None:
     fig.tight_layout()
-    fig.savefig(root / name, dpi=DPI)
+    # zlib level 1 instead of 6: files 10% larger (29 KB for 26 KB), 0.2 s less of a 4-figure report
+    fig.savefig(root / name, dpi=DPI, pil_kwargs={"compress_level": 1})
 
 
 def _log_ms(ax) -> None:
