@@ -75,10 +75,19 @@ def _users(run: Run) -> int | None:
     return None if run.capacity else as_int(run.known("load.users"))
 
 
+SEARCH_WINDOW = "capacity-search"  # a capacity search's numbers: every step at once, ranked by no table
+
+
+def searched(frame: Any) -> Any:
+    """Which rows of a frame are capacity searches: their numbers mix every step (users or rates rising), so
+    the Capacity sections rank them, not Tables 1 and 2 or the RPS and latency figures."""
+    return frame["window"] == SEARCH_WINDOW
+
+
 def _window(run: Run) -> str | None:
     """metrics.window; "capacity-search" for a capacity search's steady window, which spans its steps."""
     window = run.metrics.window if isinstance(run.metrics.window, str) else None
-    return "capacity-search" if window == "steady" and run.capacity else window
+    return SEARCH_WINDOW if window == "steady" and run.capacity else window
 
 
 def _cpus(section: str) -> Callable[[Run], str | None]:

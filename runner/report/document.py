@@ -26,7 +26,7 @@ import pandas as pd
 
 from runner.config import ValidityConfig
 from runner.report import capacity, compare, plots
-from runner.report.columns import BY_NAME, as_float, legend_lines
+from runner.report.columns import BY_NAME, SEARCH_WINDOW, as_float, legend_lines, searched
 from runner.report.record import load_runs, lookup
 from runner.report.runs import describe, to_frame
 from runner.report.tables import (
@@ -114,14 +114,16 @@ def render(
     if frame.empty:
         return f"# {title}\n\nNo runs were found.\n"
     thresholds = _thresholds(validity)
-    cells = to_cells(frame, thresholds["unstable_spread"])
+    ranked = frame[~searched(frame)]
+    cells = to_cells(ranked, thresholds["unstable_spread"])
     repeated = bool((cells["n"] > 1).any())
-    tables = ranking_tables(frame, cells) if repeated else ranking_tables(frame)
+    tables = (ranking_tables(ranked, cells) if repeated else ranking_tables(ranked)) if not ranked.empty else []
     shown = {name for _, columns, _ in tables for _, name, _ in columns}
     parts = [
         f"# {title}\n",
         figures,
         _summary(frame, cells if repeated else None, provenance or {}),
+        _searches_note(frame),
         *[f"## {heading}\n\n{table}\n" for heading, _, table in tables],
         extra,
         _column_legend(shown, repeated, grouped=len(ranking_groups(frame)) > 1),
@@ -151,6 +153,19 @@ def write_report(directory: Path | str) -> Path:
     reasons = {run.run: " ".join(run.detail.split()) for run in runs if run.outcome in _REASONS and run.detail}
     report = render(frame, title, provenance, validity, plots.markdown(figures, skipped), sections, reasons)
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
+
+
+def _searches_note(frame: pd.DataFrame) -> str:
+    """Where capacity searches are ranked, when a sweep has any: not in Tables 1 and 2."""
+    n = int(searched(frame).sum())
+    if not n:
+        return ""
+    which = "Every run is" if n == len(frame) else f"{n} of {len(frame)} runs are"
+    return (
+        f"{which} a capacity search (load=capacity), ranked in its Capacity section below, not in the tables of "
+        "fixed loads: a search's whole-run numbers mix every step. results.csv keeps them (window "
+        f"`{SEARCH_WINDOW}`).\n"
+    )
 
 
 def _thresholds(validity: dict[str, Any] | None) -> dict[str, Any]:

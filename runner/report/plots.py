@@ -30,6 +30,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from runner.capacity import LOWER_BOUND  # noqa: E402
+from runner.report.columns import searched  # noqa: E402
 from runner.report.record import Run  # noqa: E402
 from runner.report.timeline import read_timeline  # noqa: E402
 
@@ -71,10 +72,12 @@ def colours(servers: list[str]) -> dict[str, Any]:
 def draw_all(root: Path, frame: pd.DataFrame, cells: pd.DataFrame, runs: list[Run]) -> tuple[list[Figure], list[str]]:
     """Draw every figure that applies into `root`; (figures drawn, one line per figure skipped and why)."""
     palette = colours([str(s) for s in frame["server"]])
+    fixed = frame[~searched(frame)]  # capacity searches have figures of their own
+    cells = cells[cells["cell"].isin(fixed["cell"])]
     drawers: list[tuple[str, Callable[[], Figure | None]]] = [
-        ("rps.png", lambda: _rps(root, frame, cells, palette)),
+        ("rps.png", lambda: _rps(root, fixed, cells, palette)),
         ("latency.png", lambda: _latency(root, cells, palette)),
-        ("tradeoff.png", lambda: _tradeoff(root, frame, cells, palette)),
+        ("tradeoff.png", lambda: _tradeoff(root, fixed, cells, palette)),
         ("timeline.png", lambda: _timeline(root, frame, palette)),
         ("users.png", lambda: _users(root, cells, palette)),
         ("capacity.png", lambda: _capacity(root, runs, palette)),

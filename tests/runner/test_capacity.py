@@ -256,18 +256,26 @@ def test_capacity_section_ranks_by_max_rps_and_lists_each_runs_steps():
     assert text.count("### ") == 3 and "| knee " in text
 
 
-def test_a_capacity_runs_rows_show_its_own_numbers_and_the_capacity_section_the_blocks(tmp_path):
+def test_a_capacity_search_is_ranked_by_its_block_not_in_the_tables_of_fixed_loads(tmp_path):
+    """A search's whole-run numbers mix every step (users rising): ranked beside fixed loads, they would rank the
+    search's length. results.csv keeps them; the Capacity section ranks the block's."""
     block = capacity.decide([step(10, 950), step(30, 2800)], PLAN)
-    result = RunResult(outcome="ok", server={"name": "select"}, load={"users": 200}, workload={"name": "io"},
-                       metrics=Metrics(requests=9000, failures=0, rps=1500.0, avg_ms=9.0, window="steady"),
-                       config={"load": {"users": 200, "capacity": vars(PLAN)}}, capacity=block)  # fmt: skip
-    write_result(result, tmp_path)
+    searched = RunResult(outcome="ok", server={"name": "select"}, load={"users": 200}, workload={"name": "io"},
+                         metrics=Metrics(requests=9000, failures=0, rps=1500.0, avg_ms=9.0, window="steady"),
+                         config={"load": {"users": 200, "capacity": vars(PLAN)}}, capacity=block)  # fmt: skip
+    fixed = RunResult(outcome="ok", server={"name": "thread"}, load={"users": 50}, workload={"name": "io"},
+                      metrics=Metrics(requests=7000, failures=0, rps=1234.5, avg_ms=8.0, window="steady"),
+                      config={"load": {"users": 50}})  # fmt: skip
+    for name, result in (("0_select", searched), ("1_thread", fixed)):
+        (tmp_path / name).mkdir()
+        write_result(result, tmp_path / name)
     report = write_report(tmp_path).read_text()
-    table_1 = report.split("## Table 1.")[1].split("##")[0]
-    assert "| 1500.0 |" in table_1 and "2800" not in table_1  # the run's own, measured over the search
-    assert "| Users " not in table_1 and "200 users" not in report  # its users rose: no one count
+    tables = report.split("## Table 1.")[1].split("## Capacity")[0]
+    assert "1234.5" in tables and "1500.0" not in tables and "select" not in tables
+    assert "1 of 2 runs are a capacity search (load=capacity), ranked in its Capacity section below" in report
     assert "|    2800.0 |" in report.split("## Capacity")[1]  # the block's
-    assert "- Window: numbers cover a capacity search's whole search (load=capacity)" in report
+    csv = (tmp_path / "results.csv").read_text()
+    assert "1500.0" in csv and "capacity-search" in csv  # the run's own, measured over the search
 
 
 def _runs(made) -> list[Run]:
