@@ -57,8 +57,7 @@ def capacity_section(runs: list[Run]) -> str:
         "(load=capacity; runs with other settings say so in their config).\n",
         _table(["Rank", "Server", "Run", "Max RPS", "Users at max", "Stopped by", "Why"], rows, "rllrrll"),
         "",
-        "Stopped by: " + "; ".join(f"**{k}**: {v}" for k, v in STOP_REASONS.items()
-                                   if any(r.capacity.get("stop_reason") == k for r in ranked)) + ".",
+        _stopped_by(ranked),
         "",
     ]  # fmt: skip
     for r in ranked:
@@ -194,8 +193,7 @@ def rate_capacity_section(runs: list[Run]) -> str:
         _table(["Rank", "Server", "Run", "Max rate/s", "RPS at it", "Between", "Steps", "Stopped by", "Why"], rows,
                "rllrrrrll"),
         "",
-        "Stopped by: " + "; ".join(f"**{k}**: {v}" for k, v in STOP_REASONS.items()
-                                   if any(r.capacity.get("stop_reason") == k for r in ranked)) + ".",
+        _stopped_by(ranked),
         "",
     ]  # fmt: skip
     for r in ranked:
@@ -269,3 +267,9 @@ def _table(headers: list[str], rows: list[list[str]], align: str) -> str:
     colalign = ["left" if a == "l" else "right" for a in align]
     rows = [[str(c).replace("|", "\\|") for c in row] for row in rows]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True, colalign=colalign)
+
+
+def _stopped_by(ranked: list[Run]) -> str:
+    """The legend of the stop reasons these searches ended by."""
+    seen = {r.capacity.get("stop_reason") for r in ranked}
+    return "Stopped by: " + "; ".join(f"**{k}**: {v}" for k, v in STOP_REASONS.items() if k in seen) + "."
