@@ -125,11 +125,8 @@ def remote_command(cfg: Config, bind_port: int) -> str:
 def _free_port(host: str) -> int:
     """A port free on `host`; Locust's default if `host` is not this machine's (the master then
     fails to bind and says so in its log, which becomes the run's outcome)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        with socket.socket(family) as s:
-            s.bind((host if host not in ("*", "") else "0.0.0.0", 0))
-            return s.getsockname()[1]
+        return procs.free_port(host if host not in ("*", "") else "0.0.0.0")
     except OSError:
         return DEFAULT_MASTER_PORT
 

@@ -20,7 +20,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -95,17 +94,11 @@ def _arrival_args(load: Any) -> list[str]:
     return ["--arrival-rate", f"{load.arrival_rate / processes:.6g}", "--arrival", load.arrival]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _processes_args(processes: int) -> list[str]:
     """--processes forks a local master and workers that talk over ZeroMQ; by default the master
     binds tcp://*:5557 -- every interface, and the same port for every run, so two runs collide
     ("Address already in use"). Bind it to loopback on a port of its own."""
-    port = str(_free_port())
+    port = str(procs.free_port("127.0.0.1"))
     return [
         "--processes", str(processes),
         "--master-bind-host", "127.0.0.1", "--master-bind-port", port,

@@ -6,6 +6,8 @@ still writes its statistics, and the grace is not spent waiting on a process tha
 
 Output goes to a file in the run directory, never to a pipe nobody drains (a chatty child would
 block on a full pipe and distort the measurement).
+The ports they listen on are found here too (`free_port`), one way for a server's and a Locust
+master's.
 
 A run is watched with `Exits`: one pidfd per process, so the runner wakes the moment Locust finishes
 or the server dies instead of at its next look (a look every 0.1 s cost each job 50 ms on average).
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import select
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -204,3 +208,23 @@ def interrupts_held() -> Iterator[None]:
             signal.signal(signum, handler)
     if held:
         raising[held[0]](held[0], None)  # raises what the signal raises outside the block
+
+
+def free_port(host: str) -> int:
+    """A port nothing listens on (a server's, a Locust master's), preferably below the ephemeral range: a
+    port from bind(0) is one the kernel may hand to any outgoing connection (Locust's, another run's)
+    before the process we start binds it. OSError when there is none."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = random.sample(range(10000, low), min(50, max(0, low - 10000))) if low > 10000 else []
+    for port in [*candidates, 0]:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))  # no SO_REUSEADDR: a port in TIME_WAIT is not free either
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError(f"no free port on {host}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import random
 import re
 import shlex
 import shutil
@@ -210,25 +209,6 @@ def _note_stop(result: RunResult, server: RunningServer, grace: float) -> None:
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # nginx lives here, often off a user's PATH
 
 
-def free_port(host: str) -> int:
-    """A port nothing listens on, preferably below the ephemeral range: a port from bind(0) is one
-    the kernel may hand to any outgoing connection (Locust's, another run's) before our server binds it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    candidates = random.sample(range(10000, low), min(50, max(0, low - 10000))) if low > 10000 else []
-    for port in [*candidates, 0]:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))  # no SO_REUSEADDR: a port in TIME_WAIT is not free either
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise ServerFailedToStart(f"no free port on {host}")
-
-
 def check_port_free(host: str, port: int) -> None:
     """Raise ServerFailedToStart when something holds `port` (server.port): the probe binds as our
     servers do, with SO_REUSEADDR, so a port left in TIME_WAIT by the previous run still counts as free."""
@@ -286,7 +266,10 @@ def _environment(cfg: Config) -> dict[str, str]:
 
 def _start_external(cfg: Config, job_dir: Path, cpus: set[int] | None) -> RunningServer:
     host = cfg.run.host
-    port = cfg.server.port or free_port(host)
+    try:
+        port = cfg.server.port or procs.free_port(host)
+    except OSError as exc:
+        raise ServerFailedToStart(str(exc)) from exc
     values = {
         "port": str(port),
         "host": host,

@@ -199,7 +199,7 @@ def test_a_daemon_that_clears_its_environment_is_named_not_stopped(tmp_path):
 
 
 def test_server_port_is_the_external_servers_port(tmp_path):
-    port = server_mod.free_port("127.0.0.1")
+    port = procs.free_port("127.0.0.1")
     cfg = _compose("server=external", f"server.port={port}", "load.run_time=1s", command=DEAF_TO_SIGTERM)
     result = run_experiment(cfg, tmp_path)
     assert result.server["port"] == port and f" {port} " in result.server["command"] + " "

@@ -129,7 +129,7 @@ def test_a_sweep_with_a_run_not_ok_exits_3_and_says_so_last(tmp_path):
 def test_server_port_names_the_port_and_one_in_use_is_refused_before_anything_starts(tmp_path):
     """server.port: a firewall rule or a colleague's client expects a port. One that something already
     holds is refused before the server and Locust start, naming the port and who holds it."""
-    from runner.run.server import free_port
+    from runner.run.procs import free_port
 
     port = free_port("127.0.0.1")
     cfg = _compose("server=select", "load=smoke", "load.run_time=1s", f"server.port={port}")
