@@ -48,9 +48,8 @@ def test_one_whole_request_is_answered_at_once_and_the_connection_then_idles() -
 
 def test_pipelined_requests_are_answered_in_one_piece_in_order() -> None:
     conn = Connection(app("--workload", "echo"), 0.0)
-    conn.receive(
-        GET.replace(b"GET /", b"GET /a") + GET.replace(b"GET /", b"GET /b") + CLOSE.replace(b"GET /", b"GET /c"), 0.0
-    )
+    a, b, c = GET.replace(b"GET /", b"GET /a"), GET.replace(b"GET /", b"GET /b"), CLOSE.replace(b"GET /", b"GET /c")
+    conn.receive(a + b + c, 0.0)
     assert conn.owed == 3 and conn.closing
     out = conn.out
     assert out.index(b"GET /a") < out.index(b"GET /b") < out.index(b"GET /c")
