@@ -1,6 +1,7 @@
 """What every server shares except its concurrency model: the command line, the listening socket,
-the READY/SERVED contract, turning a request into response bytes, and the blocking connection loop
-that the single, thread and process models all run.
+the READY/SERVED contract, turning a request into response bytes, and the blocking side of a
+connection that the single, thread, threadpool and process models all run (serve_connection: how a
+blocking model blocks; what the connection does is servers/connection.py's, as in every model).
 
 The contract with the runner (see docs/design.md):
     python -m servers.<name> --host 127.0.0.1 --port 0 [--workload hello] [--no-keepalive] ...
