@@ -1,7 +1,8 @@
 """asyncio: an event loop with callbacks, the way asyncio's own servers (and uvicorn) do it.
 
-One thread, one loop; each connection is an asyncio.Protocol whose data_received() feeds the shared
-parser and writes the answers to every complete request in one transport.write(). Protocols, not
+One thread, one loop; each connection is an asyncio.Protocol whose data_received() feeds its
+Connection (servers/connection.py, which holds every connection rule, as in every model) and
+writes the answers to every complete request in one transport.write(). Protocols, not
 streams: a stream reader/writer pair costs a task and several awaits per request, a Protocol one
 callback. `--loop uvloop` swaps in uvloop's libuv loop (where installed: `pip install uvloop`);
 the default is the standard library's, so the model runs anywhere Python does.
@@ -13,10 +14,11 @@ pause_writing() and we stop reading until resume_writing(), so a client that pip
 reading cannot grow our buffers.
 
 A reply counts in SERVED once transport.write() took it without the transport closing (a peer that
-reset the connection fails the first send()); what a parser buffers goes at connection_lost().
+reset the connection fails the first send()); what a connection buffers goes at connection_lost().
 
-Deadlines (header, keep-alive idle, a reader that stopped reading) are checked by one sweep every
-half second rather than a timer per request, which would cost a heap push and a cancel for every
+Deadlines (the Connection's: header, keep-alive idle, a reader that stopped reading, where output
+still in the transport's buffer counts as unsent) are checked by one sweep every half second
+rather than a timer per request, which would cost a heap push and a cancel for every
 request. Past limits.max_connections: 503 and close. Out of descriptors, asyncio's accept loop
 itself stops accepting for a second (uvloop: libuv's spare-fd trick); the error is reported as one
 line on stderr. SIGTERM goes through loop.add_signal_handler (an exception raised inside a loop
