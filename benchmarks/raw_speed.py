@@ -21,7 +21,8 @@ exist to shed exactly this.
 `--compare DIR` runs every named project server twice a round, from this tree and from the source
 tree DIR (say a `git worktree add /tmp/old e6488eb` of an older commit: its servers/ is what runs
 as `NAME@old`), interleaved like the rest, and adds a table of new/old per model: the median over
-rounds of the ratio within a round, beside each side's median. A change that makes a model slower
+rounds of the ratio within a round, beside each side's median, for req/s and for the server's CPU
+time per request (steadier when the machine is shared: below 1 is cheaper). A change that makes a model slower
 shows there; the rest of the machine's drift cancels out.
 
 A performance claim, so it lives here and not in a timed test. Whatever is not installed (wrk,
@@ -249,15 +250,25 @@ def _range(values: list[float], fmt: str) -> str:
     return f"{fmt.format(min(values))}–{fmt.format(max(values))}" if len(values) > 1 else ""
 
 
-def _ratios(rounds: list[dict], reference: list[dict]) -> list[float]:
-    theirs = {r["round"]: r["rps"] for r in reference}
-    return [r["rps"] / theirs[r["round"]] for r in rounds if theirs.get(r["round"])]
+def _rps(result: dict) -> float:
+    return result["rps"]
 
 
-def _ratio(rounds: list[dict], reference: list[dict], fmt: str = "{:.2f}") -> str:
-    """Median over rounds of this server's req/s over the reference's in the same round: the two ran
-    seconds apart, so a shared machine's slow drift cancels out."""
-    ratios = _ratios(rounds, reference)
+def _cpu_per_request(result: dict) -> float:
+    """The server's CPU time per request: steadier than req/s on a shared machine, where a server
+    often waits for its core (server CPU % well under 100) and req/s then measures the neighbours."""
+    return result["server_cpu_pct"] / max(result["rps"], 1e-9)
+
+
+def _ratios(rounds: list[dict], reference: list[dict], measure=_rps) -> list[float]:
+    theirs = {r["round"]: measure(r) for r in reference}
+    return [measure(r) / theirs[r["round"]] for r in rounds if theirs.get(r["round"])]
+
+
+def _ratio(rounds: list[dict], reference: list[dict], fmt: str = "{:.2f}", measure=_rps) -> str:
+    """Median over rounds of this server's req/s (or another `measure`) over the reference's in the
+    same round: the two ran seconds apart, so a shared machine's slow drift cancels out."""
+    ratios = _ratios(rounds, reference, measure)
     return fmt.format(statistics.median(ratios)) if ratios else "—"
 
 
@@ -275,6 +286,7 @@ def compare_table(results: dict) -> str:
                 "new req/s (median)": f"{statistics.median(r['rps'] for r in results[new]):,.0f}",
                 "new/old (median of rounds)": _ratio(results[new], rounds, "{:.3f}"),
                 "new/old (min–max)": _range(_ratios(results[new], rounds), "{:.3f}"),
+                "CPU us/req new/old": _ratio(results[new], rounds, "{:.3f}", _cpu_per_request),
                 "rounds": len(_ratios(results[new], rounds)),
             }
         )

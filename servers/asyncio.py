@@ -97,8 +97,23 @@ class HTTPProtocol(asyncio.Protocol):
         self.conn.close()  # a pending timer may hold this protocol a while longer
 
     def data_received(self, data: bytes) -> None:
-        self.conn.receive(data, time.monotonic())
-        self.flush()
+        conn = self.conn
+        now = time.monotonic()
+        reply = conn.receive(data, now)
+        if not reply:
+            self.flush()
+            return
+        transport = self.transport  # the hot path: one reply, written at once
+        transport.write(reply)
+        if transport.is_closing():  # the peer reset the connection: not delivered
+            conn.close()
+        elif conn.closing:
+            self.app.served += 1
+            transport.close()
+        else:
+            self.app.served += 1
+            if transport.get_write_buffer_size():
+                conn.unsent(b"", now)
 
     def eof_received(self) -> bool:
         return False  # the client is done sending: close (an incomplete request is dropped, never handled)

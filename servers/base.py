@@ -318,7 +318,10 @@ def _receive(sock: socket.socket, conn: Connection) -> bool:
             data = None  # the deadline passed
         if data is not None:
             if data:
-                conn.receive(data, time.monotonic())
+                now = time.monotonic()
+                reply = conn.receive(data, now)
+                if reply:
+                    conn.unsent(reply, now)  # sent by the caller, through `out` like any other answer
             return bool(data)  # EOF: an incomplete request is dropped, never handled
     refusal = conn.expire(max(time.monotonic(), conn.deadline))
     if refusal:

@@ -8,6 +8,8 @@ what its socket takes of `out` and says how much with sent(). It owns no socket 
 every call takes `now` (time.monotonic()), so the tests drive it with bytes and a fake clock.
 
 What a model reads after each call (the actions):
+- receive()'s result: the reply to a lone whole request (the hot path), for the model to send at
+  once; what the socket does not take goes back with unsent().
 - `out`, `owed`: bytes to send now, and how many whole replies they hold (SERVED counts a reply once
   the socket has taken all of it; `out` may also hold a `100 Continue`, which is not a reply).
 - `closing`: close once `out` is sent (after an error answer, or a reply that did not keep alive).
@@ -26,8 +28,10 @@ The deadline policy, here and nowhere else:
   reply waits on a timer, with nothing else unsent, does not expire (its timer decides).
 
 The hot path (one whole request, alone in a read, on an idle connection) is receive() taking the
-parser's fast path (RequestParser.feed_whole) and App.respond's cached response straight into `out`:
-no buffering, no list, no join.
+parser's fast path (RequestParser.feed_whole) and App.respond's cached response and returning it,
+its keep-alive deadline already set: no buffering, no list, no join, and when the socket takes the
+whole reply at once (as it nearly always does) no second call -- about the cost of the code each
+model had inline before this module existed.
 """
 
 from __future__ import annotations
@@ -74,26 +78,41 @@ class Connection:
         self._keepalive_timeout = limits.keepalive_timeout
         self.deadline = now + limits.header_timeout
 
-    def receive(self, data: bytes, now: float) -> None:
-        """Bytes from the client: answer every request they complete (into `out`)."""
+    def receive(self, data: bytes, now: float) -> bytes:
+        """Bytes from the client: answer every request they complete. Returns the hot path's reply
+        (one whole request alone in `data`, answered at once on an idle connection), which is not
+        put in `out`: the model sends it itself and, if the socket did not take all of it, hands
+        the rest back with unsent(). Otherwise b"", and the answers, if any, are in `out`."""
         if self.closing or self.waiting:
             if not self.closing:
                 self.parser.feed(data)  # answered once the waiting reply is out, in order
-            return
+            return b""
         parser = self.parser
         request = parser.feed_whole(data)
         if request is None:
             if parser.began:
                 self.deadline = now + self._header_timeout
             self.handle(now)
-            return
+            return b""
         out, keep, delay = self._respond(request)  # the fast path: one whole request, nothing buffered
         if delay:
             self._wait(now, delay, out, keep)
-            return
-        self.out += out  # b"" + out is out itself: no copy
-        self.owed += 1
+            return b""
         self.closing = not keep
+        if self.out:  # output still pending (a model that reads meanwhile): the reply queues behind it
+            self.out += out
+            self.owed += 1
+            return b""
+        self.deadline = now + self._keepalive_timeout  # idle once it is sent (nothing else is buffered)
+        return out
+
+    def unsent(self, rest: bytes, now: float) -> None:
+        """Of the reply receive() returned, the socket has not taken `rest` (b"": a transport took it
+        all but still holds some): the client must read it in time, and it is owed until sent."""
+        if rest:
+            self.out = rest
+            self.owed = 1
+        self.deadline = now + self._header_timeout
 
     def handle(self, now: float) -> None:
         """Answer every complete request buffered, in one piece of `out`; stop at an error (then

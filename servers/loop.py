@@ -11,7 +11,8 @@ client that pipelines without reading cannot grow our buffers, since it is not r
 while its reply waits on a timer (so pipelined requests stay in order), READ otherwise. A reply
 counts in SERVED once send() has taken all of it: its count goes up before the send() that may
 finish it, as base.serve_connection does (a SIGTERM landing just after must not lose it), and down
-if the send() did not. A closed connection lets go of its buffers at once (Connection.close).
+if the send() did not. The hot path (Connection.receive's lone reply) is sent at once, and when the
+socket takes all of it nothing more is done. A closed connection lets go of its buffers at once (Connection.close).
 
 Timers are a heap, swept deadlines every SWEEP_INTERVAL_S; `timeout()` is how long the model may
 block. Out of descriptors (EMFILE), the listener is out of the wait set for base.ACCEPT_BACKOFF_S
@@ -98,25 +99,45 @@ class Loop:
         if not data:
             self.close(client)  # EOF; an incomplete request is dropped, never handled
             return
-        client.receive(data, now)
+        reply = client.receive(data, now)
+        if reply:  # the hot path: one reply, and usually the socket takes all of it
+            self.served += 1  # counted before the send(), as in send()
+            try:
+                sent = client.sock.send(reply)
+            except OSError:  # it would block, or the peer went away: flush() finds out which
+                sent = 0
+            if sent == len(reply):
+                if client.closing:
+                    self.close(client)
+                return
+            self.served -= 1
+            client.unsent(reply[sent:], now)
         self.flush(client, now)
+
+    def send(self, client: Client, data: bytes, replies: int) -> int:
+        """send() what the socket takes of `data`, counting its `replies` if it takes all; -1 if the
+        peer went away (then closed)."""
+        self.served += replies  # before the send(), so a SIGTERM landing right after cannot lose them
+        try:
+            sent = client.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the peer went away: nothing more to answer
+            self.served -= replies
+            self.close(client)
+            return -1
+        if sent < len(data):
+            self.served -= replies
+        return sent
 
     def flush(self, client: Client, now: float) -> None:
         """Send what the socket takes of the connection's output; then close it, or watch it for what
         it waits on now."""
         while client.out:
-            owed = client.owed
-            self.served += owed
-            try:
-                sent = client.sock.send(client.out)
-            except BlockingIOError:
-                sent = 0
-            except OSError:  # the peer went away: nothing more to answer
-                self.served -= owed
-                self.close(client)
+            sent = self.send(client, client.out, client.owed)
+            if sent < 0:
                 return
             if not client.sent(sent, now):
-                self.served -= owed
                 break
         if client.closing and not client.out:
             self.close(client)
