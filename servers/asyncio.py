@@ -64,7 +64,7 @@ def options(parser: argparse._ArgumentGroup) -> None:
 class HTTPProtocol(asyncio.Protocol):
     """An asyncio transport driving a Connection: what it received in, what it answers written."""
 
-    __slots__ = ("server", "app", "transport", "conn", "paused", "reading")
+    __slots__ = ("server", "app", "transport", "conn", "paused", "reading", "timed")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -73,6 +73,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.conn = Connection(self.app, time.monotonic())
         self.paused = False  # the transport's write buffer is above its high-water mark
         self.reading = True
+        self.timed = False  # the waiting reply's timer is set
 
     # -- asyncio callbacks ------------------------------------------------------------------------
 
@@ -142,11 +143,13 @@ class HTTPProtocol(asyncio.Protocol):
             conn.sent(len(out), time.monotonic(), unsent=transport.get_write_buffer_size())
         if conn.closing:
             transport.close()
-        elif conn.waiting:
+        elif conn.waiting and not self.timed:
+            self.timed = True
             self.update_reading()
             self.server.loop.call_later(conn.delay, self.fire)
 
     def fire(self) -> None:
+        self.timed = False
         if self.transport.is_closing():
             return  # the client left, or the deadline sweep closed it
         self.conn.fire(time.monotonic())
