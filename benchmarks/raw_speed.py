@@ -222,6 +222,10 @@ def speed(names: list[str], args: argparse.Namespace, cpus: tuple, out: Path) ->
     skipped: dict[str, str] = {}
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
+        if r % 2:
+            # --compare: every other round the old tree takes the new one's turn (ABBA), so that a
+            # load rising or falling over the run favours neither
+            order = [_other_tree(name, names) for name in order]
         for name in order:
             if name in skipped:
                 continue
@@ -244,6 +248,12 @@ def speed(names: list[str], args: argparse.Namespace, cpus: tuple, out: Path) ->
             except (RuntimeError, ValueError) as exc:
                 skipped[name] = f"wrk failed: {exc}"
     return results, skipped
+
+
+def _other_tree(name: str, names: list[str]) -> str:
+    """NAME <-> NAME@old, where both are run (--compare); any other name as it is."""
+    other = name.removesuffix(OLD) if name.endswith(OLD) else name + OLD
+    return other if other in names else name
 
 
 def _range(values: list[float], fmt: str) -> str:
