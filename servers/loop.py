@@ -182,12 +182,16 @@ class Loop:
     # -- the clock -----------------------------------------------------------------------------------
 
     def timeout(self, now: float) -> float:
-        """How long the model may wait for readiness: until the next timer, sweep or end of a pause."""
-        timeout = max(0.0, self.next_sweep - now)
-        if self.timers:
-            timeout = min(timeout, max(0.0, self.timers[0][0] - now))
-        if self.accept_paused_until:
-            timeout = min(timeout, max(0.0, self.accept_paused_until - now))
+        """How long the model may wait for readiness: until the next timer or the end of a pause, and at
+        most a sweep interval (a sweep is due at most that late)."""
+        timers, paused_until = self.timers, self.accept_paused_until
+        if not timers and not paused_until:  # every pass under load: keep it cheap
+            return SWEEP_INTERVAL_S
+        timeout = SWEEP_INTERVAL_S
+        if timers:
+            timeout = min(timeout, max(0.0, timers[0][0] - now))
+        if paused_until:
+            timeout = min(timeout, max(0.0, paused_until - now))
         return timeout
 
     def due(self, now: float) -> None:
