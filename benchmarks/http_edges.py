@@ -43,7 +43,7 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = {"__init__", "http", "base", "workload"}
+SHARED = {"__init__", "http", "base", "workload", "connection", "loop"}
 MODELS = sorted(p.stem for p in (REPO / "servers").glob("*.py") if p.stem not in SHARED)
 UPLOAD = b"u" * 2048
 CHUNKED_HEAD = b"POST /up HTTP/1.1\r\nHost: bench\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -18,17 +18,26 @@ client is still answered while they are held. For those runs the server's connec
 timeout are raised (server.options; printed under the table), since the defaults (1,000 and 5 s)
 exist to shed exactly this.
 
+`--compare DIR` runs every named project server twice a round, from this tree and from the source
+tree DIR (say a `git worktree add /tmp/old e6488eb` of an older commit: its servers/ is what runs
+as `NAME@old`), interleaved like the rest, and adds a table of new/old per model: the median over
+rounds of the ratio within a round, beside each side's median, for req/s and for the server's CPU
+time per request (steadier when the machine is shared: below 1 is cheaper). A change that makes a model slower
+shows there; the rest of the machine's drift cancels out.
+
 A performance claim, so it lives here and not in a timed test. Whatever is not installed (wrk,
 uvicorn, nginx, a server) is skipped with the reason; every process is started in its own process
 group and torn down in a `finally`.
 
     python benchmarks/raw_speed.py [--servers select,uvicorn] [--rounds 3] [--duration 5]
                                    [--connections 100] [--idle 5000] [--idle-servers epoll,asyncio,...]
+                                   [--compare OLD_TREE]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -42,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -66,6 +76,7 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 # name -> (server config, server.options, row label): a server run with options, in its own row
 VARIANTS = {"epoll+memo": ("epoll", {"parse_memo": True}, "epoll (parse memo)")}
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+OLD = "@old"  # the suffix of a server run from the --compare tree
 
 
 # -- servers ---------------------------------------------------------------------------------------
@@ -73,7 +84,29 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 def config_of(name: str) -> tuple[str, dict | None]:
     """The server config and server.options behind a name of --servers (a config or a variant)."""
+    name = name.removesuffix(OLD)
     return VARIANTS[name][:2] if name in VARIANTS else (name, None)
+
+
+@contextlib.contextmanager
+def source_tree(tree: Path | None) -> Iterator[None]:
+    """Servers started inside this block run from `tree`'s servers/ package (None: this tree's).
+    The runner starts `python -m servers.NAME` with our working directory and environment, and -m puts
+    the working directory first on sys.path, so both move to `tree` for the start and come back."""
+    if tree is None:
+        yield
+        return
+    cwd, pythonpath = os.getcwd(), os.environ.get("PYTHONPATH")
+    os.chdir(tree)
+    os.environ["PYTHONPATH"] = str(tree)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        if pythonpath is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = pythonpath
 
 
 def compose(name: str, options: dict | None = None):
@@ -91,14 +124,17 @@ def compose(name: str, options: dict | None = None):
 class Started:
     """A server started as the runner starts it; stopped (its whole group) on leaving the block."""
 
-    def __init__(self, name: str, directory: Path, cpu: int | None, options: dict | None = None) -> None:
+    def __init__(
+        self, name: str, directory: Path, cpu: int | None, options: dict | None = None, tree: Path | None = None
+    ) -> None:
         self.cfg = compose(name, options)
-        self.directory, self.cpu = directory, cpu
+        self.directory, self.cpu, self.tree = directory, cpu, tree
         self.server: server_mod.RunningServer | None = None
 
     def __enter__(self) -> server_mod.RunningServer:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.server = server_mod.start(self.cfg, self.directory, {self.cpu} if self.cpu is not None else None)
+        with source_tree(self.tree):
+            self.server = server_mod.start(self.cfg, self.directory, {self.cpu} if self.cpu is not None else None)
         return self.server
 
     def __exit__(self, *exc: object) -> None:
@@ -187,6 +223,10 @@ def speed(names: list[str], args: argparse.Namespace, cpus: tuple, out: Path) ->
     skipped: dict[str, str] = {}
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
+        if r % 2:
+            # --compare: every other round the old tree takes the new one's turn (ABBA), so that a
+            # load rising or falling over the run favours neither
+            order = [_other_tree(name, names) for name in order]
         for name in order:
             if name in skipped:
                 continue
@@ -194,7 +234,8 @@ def speed(names: list[str], args: argparse.Namespace, cpus: tuple, out: Path) ->
             directory = out / f"r{r}_{name}"
             try:
                 config, options = config_of(name)
-                with Started(config, directory, cpus[0], options) as server:
+                tree = args.compare if name.endswith(OLD) else None
+                with Started(config, directory, cpus[0], options, tree) as server:
                     if args.warmup > 0:
                         run_wrk(server.port, args, args.warmup, cpus[1], directory / "wrk-warmup.log")
                     cpu_before, wall_before = tree_cpu_s(server.proc.pid), time.monotonic()
@@ -210,16 +251,57 @@ def speed(names: list[str], args: argparse.Namespace, cpus: tuple, out: Path) ->
     return results, skipped
 
 
+def _other_tree(name: str, names: list[str]) -> str:
+    """NAME <-> NAME@old, where both are run (--compare); any other name as it is."""
+    other = name.removesuffix(OLD) if name.endswith(OLD) else name + OLD
+    return other if other in names else name
+
+
 def _range(values: list[float], fmt: str) -> str:
     return f"{fmt.format(min(values))}–{fmt.format(max(values))}" if len(values) > 1 else ""
 
 
-def _ratio(rounds: list[dict], reference: list[dict]) -> str:
-    """Median over rounds of this server's req/s over the reference's in the same round: the two ran
-    seconds apart, so a shared machine's slow drift cancels out."""
-    theirs = {r["round"]: r["rps"] for r in reference}
-    ratios = [r["rps"] / theirs[r["round"]] for r in rounds if theirs.get(r["round"])]
-    return f"{statistics.median(ratios):.2f}" if ratios else "—"
+def _rps(result: dict) -> float:
+    return result["rps"]
+
+
+def _cpu_per_request(result: dict) -> float:
+    """The server's CPU time per request: steadier than req/s on a shared machine, where a server
+    often waits for its core (server CPU % well under 100) and req/s then measures the neighbours."""
+    return result["server_cpu_pct"] / max(result["rps"], 1e-9)
+
+
+def _ratios(rounds: list[dict], reference: list[dict], measure=_rps) -> list[float]:
+    theirs = {r["round"]: measure(r) for r in reference}
+    return [measure(r) / theirs[r["round"]] for r in rounds if theirs.get(r["round"])]
+
+
+def _ratio(rounds: list[dict], reference: list[dict], fmt: str = "{:.2f}", measure=_rps) -> str:
+    """Median over rounds of this server's req/s (or another `measure`) over the reference's in the
+    same round: the two ran seconds apart, so a shared machine's slow drift cancels out."""
+    ratios = _ratios(rounds, reference, measure)
+    return fmt.format(statistics.median(ratios)) if ratios else "—"
+
+
+def compare_table(results: dict) -> str:
+    """Per model run from both trees: each side's median req/s and new/old (see _ratio)."""
+    rows = []
+    for old, rounds in results.items():
+        new = old.removesuffix(OLD)
+        if not old.endswith(OLD) or not rounds or not results.get(new):
+            continue
+        rows.append(
+            {
+                "server": new,
+                "old req/s (median)": f"{statistics.median(r['rps'] for r in rounds):,.0f}",
+                "new req/s (median)": f"{statistics.median(r['rps'] for r in results[new]):,.0f}",
+                "new/old (median of rounds)": _ratio(results[new], rounds, "{:.3f}"),
+                "new/old (min–max)": _range(_ratios(results[new], rounds), "{:.3f}"),
+                "CPU us/req new/old": _ratio(results[new], rounds, "{:.3f}", _cpu_per_request),
+                "rounds": len(_ratios(results[new], rounds)),
+            }
+        )
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "(nothing to compare)"
 
 
 def speed_table(results: dict, keepalive: dict) -> str:
@@ -230,8 +312,12 @@ def speed_table(results: dict, keepalive: dict) -> str:
             continue
         rps = [r["rps"] for r in rounds]
         p99 = [r["p99_ms"] for r in rounds if r["p99_ms"] is not None]
+        base_name = name.removesuffix(OLD)
+        label = VARIANTS[base_name][2] if base_name in VARIANTS else base_name
         row = {
-            "server": VARIANTS[name][2] if name in VARIANTS else name + (" (reference)" if name in REFERENCES else ""),
+            "server": label
+            + (" (reference)" if name in REFERENCES else "")
+            + (" (old tree)" if name != base_name else ""),
             "keep-alive": "yes" if keepalive[name] else "no",
             "req/s (median)": f"{medians[name]:,.0f}",
             "req/s (min–max)": _range(rps, "{:,.0f}"),
@@ -430,11 +516,20 @@ def main() -> None:
     parser.add_argument("--idle-servers", default=",".join(IDLE_SERVERS), help=f"default: {','.join(IDLE_SERVERS)}")
     parser.add_argument("--out", type=Path, help="where server and wrk logs go (default: a temporary directory)")
     parser.add_argument("--json", type=Path, help="also write every round's numbers here")
+    parser.add_argument(
+        "--compare", type=Path, metavar="TREE", help="also run each project server from TREE's servers/ (NAME@old)"
+    )
     args = parser.parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="raw-speed-"))
+    out = (args.out or Path(tempfile.mkdtemp(prefix="raw-speed-"))).resolve()  # absolute: --compare moves the cwd
     names = args.servers.split(",") if args.servers else [*own_servers(), *VARIANTS, *REFERENCES]
+    if args.compare is not None:
+        args.compare = args.compare.resolve()
+        if not (args.compare / "servers" / "base.py").is_file():
+            parser.error(f"--compare {args.compare}: no servers/base.py there")
+        ours = set(own_servers())
+        names = [n for name in names for n in ((name, name + OLD) if config_of(name)[0] in ours else (name,))]
     valid = [*available_choices("server"), *VARIANTS]
-    unknown = [n for n in names if n not in valid]
+    unknown = [n for n in names if n.removesuffix(OLD) not in valid]
     if unknown:
         parser.error(f"unknown server(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
     refused = [f"{n}: {e}" for n in names for e in check(compose(*config_of(n)))]  # e.g. external without a command
@@ -455,6 +550,9 @@ def main() -> None:
         print(speed_table(results, keepalive))
         for name, why in skipped.items():
             print(f"- {name}: skipped, {why}")
+        if args.compare is not None:
+            print(f"\n## This tree against {args.compare} (new/old, req/s)\n")
+            print(compare_table(results))
         print(
             "\nx uvicorn, x nginx: the median over rounds of the ratio within a round. Server CPU % (100 = its one "
             "core) well under 100 means the server waited or did not have its core to itself (a shared machine); "

@@ -1,7 +1,8 @@
 """asyncio: an event loop with callbacks, the way asyncio's own servers (and uvicorn) do it.
 
-One thread, one loop; each connection is an asyncio.Protocol whose data_received() feeds the shared
-parser and writes the answers to every complete request in one transport.write(). Protocols, not
+One thread, one loop; each connection is an asyncio.Protocol whose data_received() feeds its
+Connection (servers/connection.py, which holds every connection rule, as in every model) and
+writes the answers to every complete request in one transport.write(). Protocols, not
 streams: a stream reader/writer pair costs a task and several awaits per request, a Protocol one
 callback. `--loop uvloop` swaps in uvloop's libuv loop (where installed: `pip install uvloop`);
 the default is the standard library's, so the model runs anywhere Python does.
@@ -13,10 +14,11 @@ pause_writing() and we stop reading until resume_writing(), so a client that pip
 reading cannot grow our buffers.
 
 A reply counts in SERVED once transport.write() took it without the transport closing (a peer that
-reset the connection fails the first send()); what a parser buffers goes at connection_lost().
+reset the connection fails the first send()); what a connection buffers goes at connection_lost().
 
-Deadlines (header, keep-alive idle, a reader that stopped reading) are checked by one sweep every
-half second rather than a timer per request, which would cost a heap push and a cancel for every
+Deadlines (the Connection's: header, keep-alive idle, a reader that stopped reading, where output
+still in the transport's buffer counts as unsent) are checked by one sweep every half second
+rather than a timer per request, which would cost a heap push and a cancel for every
 request. Past limits.max_connections: 503 and close. Out of descriptors, asyncio's accept loop
 itself stops accepting for a second (uvloop: libuv's spare-fd trick); the error is reported as one
 line on stderr. SIGTERM goes through loop.add_signal_handler (an exception raised inside a loop
@@ -37,9 +39,9 @@ import sys
 import time
 
 from servers import base
-from servers.http import HTTPError, RequestParser, error_response
-
-SWEEP_INTERVAL_S = 0.5
+from servers.connection import Connection
+from servers.http import HTTPError, error_response
+from servers.loop import SWEEP_INTERVAL_S
 
 
 def _loop_choice(name: str) -> str:
@@ -60,18 +62,18 @@ def options(parser: argparse._ArgumentGroup) -> None:
 
 
 class HTTPProtocol(asyncio.Protocol):
-    __slots__ = ("server", "app", "transport", "parser", "deadline", "closing", "waiting", "paused", "reading")
+    """An asyncio transport driving a Connection: what it received in, what it answers written."""
+
+    __slots__ = ("server", "app", "transport", "conn", "paused", "reading", "timed")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.app = server.app
         self.transport: asyncio.Transport | None = None
-        self.parser = RequestParser(self.app.limits)
-        self.deadline = 0.0
-        self.closing = False  # close once the answers written so far are sent
-        self.waiting = False  # a delayed reply is pending on a call_later timer
+        self.conn = Connection(self.app, time.monotonic())
         self.paused = False  # the transport's write buffer is above its high-water mark
         self.reading = True
+        self.timed = False  # the waiting reply's timer is set
 
     # -- asyncio callbacks ------------------------------------------------------------------------
 
@@ -79,6 +81,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         server = self.server
         if len(server.conns) >= self.app.limits.max_connections:
+            self.conn.close()
             transport.write(error_response(HTTPError(503, "too many connections")))  # type: ignore[attr-defined]
             transport.close()
             return
@@ -88,35 +91,30 @@ class HTTPProtocol(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        self.deadline = time.monotonic() + self.app.limits.header_timeout
         server.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.conns.discard(self)
-        self.closing = True
-        self.parser.close()  # a pending timer may hold this protocol a while longer
+        self.conn.close()  # a pending timer may hold this protocol a while longer
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        conn = self.conn
+        now = time.monotonic()
+        reply = conn.receive(data, now)
+        if not reply:
+            self.flush()
             return
-        parser = self.parser
-        request = parser.feed_whole(data)
-        if request is None:
-            if parser.began:
-                self.deadline = time.monotonic() + self.app.limits.header_timeout
-            self.handle()
-            return
-        # the fast path: one whole request, alone (see servers/epoll.py)
-        out, keep, delay = self.app.respond(request)
-        if delay:
-            self.wait(delay, out, keep)
-            return
-        self.write(out, 1)
-        if keep:
-            self.touch()
+        transport = self.transport  # the hot path: one reply, written at once
+        transport.write(reply)
+        if transport.is_closing():  # the peer reset the connection: not delivered
+            conn.close()
+        elif conn.closing:
+            self.app.served += 1
+            transport.close()
         else:
-            self.closing = True
-            self.transport.close()
+            self.app.served += 1
+            if transport.get_write_buffer_size():
+                conn.unsent(b"", now)
 
     def eof_received(self) -> bool:
         return False  # the client is done sending: close (an incomplete request is dropped, never handled)
@@ -128,71 +126,38 @@ class HTTPProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused = False
         self.update_reading()
-        if not self.waiting and not self.closing:
-            self.handle()  # requests that were buffered while the client was not reading
 
     # -- ours ---------------------------------------------------------------------------------------
 
-    def handle(self) -> None:
-        """Answer every complete request buffered, in one write()."""
-        parser, app = self.parser, self.app
-        answers = []
-        replies = 0
-        while not self.closing and not self.paused:
-            try:
-                request = parser.next_request()
-            except HTTPError as exc:
-                answers.append(error_response(exc))
-                self.closing = True
-                break
-            if request is None:
-                interim = parser.interim()  # 100 Continue, if the request being read asked for it
-                if interim:
-                    answers.append(interim)
-                break
-            data, keep, delay = app.respond(request)
-            if delay:
-                if answers:
-                    self.write(b"".join(answers), replies)
-                self.wait(delay, data, keep)
+    def flush(self) -> None:
+        """Hand the connection's output to the transport; its replies count unless that failed at
+        once (the peer reset the connection: the transport is closing after its first send())."""
+        conn, transport = self.conn, self.transport
+        while conn.out:
+            out = conn.out
+            transport.write(out)
+            if transport.is_closing():
+                conn.close()
                 return
-            answers.append(data)
-            replies += 1
-            self.closing = not keep
-        if answers:
-            self.write(b"".join(answers), replies)
-        if self.closing:
-            self.transport.close()
-        elif answers:
-            self.touch()  # a partial request keeps the deadline its first byte set (slowloris)
+            self.app.served += conn.owed
+            conn.sent(len(out), time.monotonic(), unsent=transport.get_write_buffer_size())
+        if conn.closing:
+            transport.close()
+        elif conn.waiting and not self.timed:
+            self.timed = True
+            self.update_reading()
+            self.server.loop.call_later(conn.delay, self.fire)
 
-    def write(self, data: bytes, replies: int) -> None:
-        """Hand `data` to the transport; its `replies` count unless that failed at once (the peer
-        reset the connection: the transport is closing after its first send())."""
-        transport = self.transport
-        transport.write(data)
-        if not transport.is_closing():
-            self.app.served += replies
-
-    def wait(self, delay: float, data: bytes, keep: bool) -> None:
-        self.waiting = True
-        self.update_reading()
-        self.server.loop.call_later(delay, self.delayed, data, keep)
-
-    def delayed(self, data: bytes, keep: bool) -> None:
-        self.waiting = False
+    def fire(self) -> None:
+        self.timed = False
         if self.transport.is_closing():
             return  # the client left, or the deadline sweep closed it
-        self.write(data, 1)
-        if not keep:
-            self.closing = True
-            self.transport.close()
-            return
+        self.conn.fire(time.monotonic())
+        self.flush()
         self.update_reading()
-        self.handle()  # requests pipelined behind the one that waited
 
     def update_reading(self) -> None:
-        reading = not self.waiting and not self.paused
+        reading = not self.conn.waiting and not self.paused
         if reading != self.reading and not self.transport.is_closing():
             self.reading = reading
             if reading:
@@ -200,22 +165,15 @@ class HTTPProtocol(asyncio.Protocol):
             else:
                 self.transport.pause_reading()
 
-    def touch(self) -> None:
-        """Set the deadline for what the connection waits on now."""
-        limits = self.app.limits
-        if self.transport.get_write_buffer_size() or not self.parser.idle:
-            self.deadline = time.monotonic() + limits.header_timeout  # the client must read / finish
-        else:
-            self.deadline = time.monotonic() + limits.keepalive_timeout
-
-    def expire(self) -> None:
-        refusal = base.expiry(self.parser, bool(self.transport.get_write_buffer_size()))
+    def expire(self, now: float) -> None:
+        refusal = self.conn.expire(now, unsent=bool(self.transport.get_write_buffer_size()))
+        if refusal is None:
+            return
+        self.conn.close()
         if refusal:
             self.transport.write(refusal)
-            self.closing = True
             self.transport.close()
         else:
-            self.closing = True
             self.transport.abort()  # idle, or a reader that stopped reading: drop what is unsent
 
 
@@ -229,8 +187,8 @@ class Server:
 
     def sweep(self) -> None:
         now = time.monotonic()
-        for conn in [c for c in self.conns if now >= c.deadline and not c.waiting]:
-            conn.expire()
+        for conn in list(self.conns):
+            conn.expire(now)
         self.loop.call_later(SWEEP_INTERVAL_S, self.sweep)
 
 
@@ -264,7 +222,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
         # stopped by SIGTERM: stop accepting, close what we hold
         server.close()
         for conn in list(state.conns):
-            conn.closing = True
+            conn.conn.close()
             conn.transport.abort()
         loop.run_until_complete(asyncio.sleep(0))  # let the transports finish closing
         for sig in base.STOP_SIGNALS:

@@ -1,6 +1,7 @@
 """What every server shares except its concurrency model: the command line, the listening socket,
-the READY/SERVED contract, turning a request into response bytes, and the blocking connection loop
-that the single, thread and process models all run.
+the READY/SERVED contract, turning a request into response bytes, and the blocking side of a
+connection that the single, thread, threadpool and process models all run (serve_connection: how a
+blocking model blocks; what the connection does is servers/connection.py's, as in every model).
 
 The contract with the runner (see docs/design.md):
     python -m servers.<name> --host 127.0.0.1 --port 0 [--workload hello] [--no-keepalive] ...
@@ -33,7 +34,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
-from servers.http import HTTPError, Limits, Request, RequestParser, build_response, error_response
+from servers.connection import Connection
+from servers.http import HTTPError, Limits, Request, build_response, error_response
 from servers.workload import WORKLOADS, Reply, Workload, make
 
 # accept() failures that say "out of a resource": back off instead of spinning (EMFILE busy-loop).
@@ -264,83 +266,66 @@ def send_and_close(conn: socket.socket, data: bytes) -> None:
     conn.close()
 
 
-def shut(conn: socket.socket, parser: RequestParser, refusal: bytes = b"") -> None:
-    """Close a connection an event loop holds, after a best-effort `refusal`, and let go of what its
-    parser buffers now: a local variable of the loop may hold the parser until the next event."""
-    if refusal:
-        send_and_close(conn, refusal)
-    else:
-        conn.close()  # closing the fd also takes it out of an epoll interest set
-    parser.close()
-
-
 def refuse(conn: socket.socket, status: int, reason: str) -> None:
     """Best-effort error answer to a connection we will not serve, then close it."""
     send_and_close(conn, error_response(HTTPError(status, reason)))
 
 
-def expiry(parser: RequestParser, sending: bool = False) -> bytes:
-    """What every model sends when a connection's deadline passes, before closing it: a 408 if part
-    of a request came and no response is waiting to be read; nothing if the connection was idle or
-    its client stopped reading what we were `sending`."""
-    if parser.idle or sending:
-        return b""
-    return error_response(HTTPError(408, "request not received in time"))
-
-
-def serve_connection(conn: socket.socket, app: App) -> None:
-    """Serve one connection to its end with blocking I/O, counting answers in `app`.
-
-    Deadlines: a request must arrive whole within limits.header_timeout of its first byte (for
-    the first request, of the accept); between requests the connection may idle for
-    limits.keepalive_timeout. Neither is reset by a trickle of bytes (slowloris).
-    """
-    limits = app.limits
-    parser = RequestParser(limits)
-    deadline = time.monotonic() + limits.header_timeout
+def serve_connection(sock: socket.socket, app: App) -> None:
+    """Serve one connection to its end with blocking I/O, counting answers in `app`: the blocking
+    side of servers/connection.py (its docstring has the deadlines), which decides everything else.
+    A recv() blocks until the connection's deadline at most, a send until limits.header_timeout (a
+    reader that stopped reading), and a reply that must wait sleeps this worker only."""
+    conn = Connection(app, time.monotonic())
+    header_timeout = app.limits.header_timeout
     try:
         while True:
-            try:
-                request = parser.next_request()
-            except HTTPError as exc:
-                conn.sendall(error_response(exc))
-                return
-            if request is None:
-                interim = parser.interim()  # 100 Continue, if the request being read asked for it
-                if interim:
-                    conn.sendall(interim)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    conn.sendall(expiry(parser))
-                    return
-                conn.settimeout(remaining)
-                was_idle = parser.idle
+            if conn.out:
+                sock.settimeout(header_timeout)
+                out, owed = conn.out, conn.owed
+                # Counted before sending: sendall() runs signal handlers after its last send(), so a
+                # SIGTERM can raise Shutdown out of it when the client already has the whole response.
+                if owed:
+                    app.count(owed)
                 try:
-                    data = conn.recv(65536)
-                except TimeoutError:
-                    continue  # the deadline passed: the check above answers 408 (or just closes)
-                if not data:
-                    return  # EOF; an incomplete request is dropped, never handled
-                if was_idle:
-                    deadline = time.monotonic() + limits.header_timeout
-                parser.feed(data)
-                continue
-            out, keep, delay = app.respond(request)
-            if delay:
-                time.sleep(delay)  # a blocking model waits by blocking: only this worker stalls
-            conn.settimeout(limits.header_timeout)  # a reader that stops reading is cut off too
-            # Counted before sending: sendall() runs signal handlers after its last send(), so a
-            # SIGTERM can raise Shutdown out of it when the client already has the whole response.
-            app.count()
-            try:
-                conn.sendall(out)
-            except OSError:
-                app.count(-1)  # not delivered: the peer left or stopped reading
-                raise
-            if not keep:
+                    sock.sendall(out)
+                except OSError:
+                    if owed:
+                        app.count(-owed)  # not delivered: the peer left or stopped reading
+                    raise
+                conn.sent(len(out), time.monotonic())
+            elif conn.closing:
                 return
-            deadline = time.monotonic() + (limits.keepalive_timeout if parser.idle else limits.header_timeout)
+            elif conn.waiting:
+                time.sleep(max(0.0, conn.due - time.monotonic()))
+                conn.fire(time.monotonic())
+            elif not _receive(sock, conn):
+                return
     except OSError:  # the peer went away (reset, broken pipe, a reader that stopped): nothing to answer
         return
     finally:
+        sock.close()
         conn.close()
+
+
+def _receive(sock: socket.socket, conn: Connection) -> bool:
+    """One blocking recv() into `conn`, bounded by its deadline; False: the connection is over (EOF,
+    or the deadline passed and what it calls for was sent)."""
+    remaining = conn.deadline - time.monotonic()
+    if remaining > 0:
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            data = None  # the deadline passed
+        if data is not None:
+            if data:
+                now = time.monotonic()
+                reply = conn.receive(data, now)
+                if reply:
+                    conn.unsent(reply, now)  # sent by the caller, through `out` like any other answer
+            return bool(data)  # EOF: an incomplete request is dropped, never handled
+    refusal = conn.expire(max(time.monotonic(), conn.deadline))
+    if refusal:
+        sock.sendall(refusal)
+    return False

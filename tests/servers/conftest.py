@@ -28,7 +28,7 @@ from reliability_table import Recorder
 REPO = Path(__file__).resolve().parents[2]
 # Found by path, not by importing `servers`: with tests/ on sys.path that name can resolve to
 # tests/servers (a namespace package) instead of the real one.
-SHARED_MODULES = frozenset({"__init__", "http", "base", "workload"})
+SHARED_MODULES = frozenset({"__init__", "http", "base", "workload", "connection", "loop"})
 SERVERS = sorted(p.stem for p in (REPO / "servers").glob("*.py") if p.stem not in SHARED_MODULES)
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
