@@ -11,7 +11,7 @@ Whatever happens, a run ends with a result.json that says what happened (the out
 what was measured, and with nothing of it left running: Locust is stopped before the server (so
 it writes its final stats while the server can still answer), and each is torn down with its
 whole process group. A bad outcome is recorded, never raised, so a sweep always reaches its
-report. Two exceptions:
+report. Three exceptions:
 - an output directory that cannot take a run (not a directory, not writable, under
   MIN_FREE_BYTES free, or already holding a run's files: RunDirTaken) is refused with
   OutputDirUnusable before anything starts, so no run ever leaves a half-written result, and no
