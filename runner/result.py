@@ -74,6 +74,9 @@ class Metrics:
     total_failures: int | None = None
     window_bounds: list[float] | None = None  # [start, end], wall clock (epoch s)
     reconnects: int | None = None  # whole run, `loop` users: connections opened after each user's first
+    # whole run, `loop` users: requests sent again, once, after their kept-alive connection closed before any byte
+    # of an answer (the server closed it as idle as the request went out; runner/locust/engine.py's _stale)
+    retries: int | None = None
     users_reached: int | None = None  # users running when the run time ended (all Locust processes)
     # users' time in their request loop over the window / its length: the users Little's law sees
     # (runner/locust/locustfile.py); None when unknown (no phase files, or a user logged no cycle in it)

@@ -9,3 +9,6 @@ _HERE = Path(__file__).resolve().parent
 LOCUSTFILE = _HERE / "locustfile.py"  # the users and the phase record
 PROGRESS_PLUGIN = _HERE / "progress.py"  # live numbers, one JSON line a second
 WORKERS_PLUGIN = _HERE / "workers.py"  # the master's ledger of its workers (distributed mode)
+# Locust's exit code when a greenlet of its process died (Locust's own convention), the loop engine's included:
+# the numbers it wrote are not the server's
+CRASHED = 2

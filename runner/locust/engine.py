@@ -32,9 +32,10 @@ together (`log_many`): Locust's request event costs about 5 us a request, a thir
 whole budget at 50k/s, and the batch's successes all end within the same millisecond anyway. A
 connection asked to stop (Locust's graceful stop) sends nothing new and lets its request in flight
 finish; one closed with a request still in flight (stop_timeout ran out) logs it as a failure
-(wire.Stopped). Latency runs from the moment a request is due to its response's last byte: a
-connection opened for it (the first, or after the server closed) is part of it, as in Locust's own
-clients.
+(wire.Stopped). A request that meets the close of an idle kept-alive connection is sent once more, on
+a new one, when that is safe (`_stale`): still one request. Latency runs from the moment a request is
+due to its response's last byte: a connection opened for it (the first, or after the server closed)
+is part of it, as in Locust's own clients.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ _EPOLLIN, _EPOLLOUT = 0x001, 0x004
 BATCH = 64  # ready connections handled between two hub turns: ~1 ms of work here
 SWEEP_S = 0.05  # how often deadlines are checked: a timeout is late by at most this
 READ_SIZE = 65536
+IDEMPOTENT = (b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE")  # RFC 9110 9.2.2: safe to send twice
 # idle, sending (a partial send, or one on a connection not yet made, waits for EPOLLOUT), waiting for
 # the response, closed
 IDLE, SENDING, WAITING, CLOSED = range(4)
@@ -85,6 +87,8 @@ class Conn:
         "draining",
         "idle",
         "connections",
+        "reused",
+        "retried",
         "seq",
     )
 
@@ -99,6 +103,8 @@ class Conn:
         self.draining = False  # Locust asked the user to stop: send nothing new
         self.idle = Event()  # set once a draining connection has nothing in flight
         self.connections = 0  # sockets opened so far
+        self.reused = False  # the socket has carried a response: the server may close it as idle at any moment
+        self.retried = False  # the request in flight was sent again (once) after such a close
         self.seq = 0  # bumps whenever a scheduled send must be forgotten
 
 
@@ -131,10 +137,12 @@ class Engine:
         self.timers: list[tuple[float, int, int, Conn]] = []  # (due perf_counter, tiebreak, conn.seq, conn)
         self._tiebreak = 0
         self.reconnects = 0  # connections opened after a connection's first (the server closed, a failure)
+        self.retries = 0  # requests sent again after their kept-alive connection closed before any byte of an answer
+        self.retry_safe = request.split(b" ", 1)[0] in IDEMPOTENT
         self._wake = Event()
         self._hub = gevent.get_hub()
         self._watcher = self._hub.loop.io(self.ep.fileno(), 1)
-        self._greenlet = gevent.spawn(self._run)
+        self.greenlet = gevent.spawn(self._run)  # the loop: its crash must end the run (runner/locust/locustfile.py)
 
     # -- what the users call -------------------------------------------------------------------
 
@@ -275,7 +283,7 @@ class Engine:
             heapq.heappush(self.timers, (now + delay, self._tiebreak, conn.seq, conn))
 
     def _send(self, conn: Conn, now: float, intended: float | None = None) -> None:
-        conn.started = now
+        conn.started, conn.retried = now, False
         conn.intended = now if intended is None else intended
         if conn.sock is None:
             self._connect(conn, now)
@@ -288,7 +296,7 @@ class Engine:
         if conn.connections:
             self.reconnects += 1
         conn.connections += 1
-        conn.sock, conn.fd = sock, sock.fileno()
+        conn.sock, conn.fd, conn.reused = sock, sock.fileno(), False
         self.by_fd[conn.fd] = conn
         conn.reader.reset()
         code = sock.connect_ex(self.address)
@@ -357,6 +365,7 @@ class Engine:
         elapsed, raw = (now - conn.intended) * 1000.0, (now - conn.started) * 1000.0
         conn.started = 0.0
         conn.state = IDLE
+        conn.reused = True
         if not response.keep_alive or not data:
             self._disconnect(conn)
         if 200 <= response.status < 300:
@@ -370,11 +379,35 @@ class Engine:
         self._schedule(conn, now)
 
     def _broken(self, conn: Conn, exc: Exception, now: float) -> None:
-        """The connection failed: its request (if any) is one failure, the next request reconnects."""
+        """The connection failed: its request (if any) is one failure, the next request reconnects -- unless
+        the server closed a kept-alive connection as idle just as the request went out (see `_stale`): then
+        the request is sent once more, on a new connection, as HTTP clients do (RFC 9112 9.3.1)."""
+        stale = self._stale(conn, exc)
         self._disconnect(conn)
-        if conn.started:
+        if stale:
+            self.retries += 1
+            conn.retried = True
+            self._connect(conn, now)  # the same request: its intended and actual send times stay
+        elif conn.started:
             self._fail(conn, exc, now)
             self._schedule(conn, now, later=True)
+
+    def _stale(self, conn: Conn, exc: Exception) -> bool:
+        """Did the request in flight meet a close the server made before it saw the request? A server closes an
+        idle kept-alive connection when it likes (ours after limits.keepalive_timeout, nginx's
+        keepalive_timeout); a request already on its way then finds the connection gone: the close (or a
+        reset, had the request arrived after it) comes before any byte of an answer. The client cannot tell
+        this from a server that read the request and dropped it, so, like Go's net/http and urllib3, it
+        sends again only what is safe to repeat (an idempotent method), only on a connection that has
+        already carried a response, and only once; `retries` in result.json counts them."""
+        return (
+            conn.started > 0.0
+            and conn.reused
+            and not conn.retried
+            and self.retry_safe
+            and not conn.reader.started
+            and isinstance(exc, (wire.ConnectionClosed, ConnectionResetError, BrokenPipeError))
+        )
 
     def _fail(self, conn: Conn, exc: Exception, now: float) -> None:
         elapsed, raw = (now - conn.intended) * 1000.0, (now - conn.started) * 1000.0

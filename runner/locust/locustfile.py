@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import socket
 import time
@@ -65,7 +66,7 @@ from locust import FastHttpUser, HttpUser, LoadTestShape, User, between, constan
 from locust.stats import RequestStats, StatsEntry, bucket_response_time
 
 from runner import latency
-from runner.locust import arrivals, wire
+from runner.locust import CRASHED, arrivals, wire
 from runner.locust.engine import SWEEP_S, Engine
 from runner.schema import LoadConfig, WorkloadConfig
 
@@ -121,6 +122,7 @@ class _Phases:
         data["phases"] = {p: self.entries[p].serialize() for p in PHASES}
         data["hdr"] = {p: self.latencies[p].encode() for p in PHASES}
         data["reconnects"] = _engine.reconnects if _engine is not None else None
+        data["retries"] = _engine.retries if _engine is not None else None
         if _engine is not None and _engine.arrivals is not None:
             data["hdr_uncorrected"] = {p: self.uncorrected[p].encode() for p in PHASES}
             data["arrivals"] = self._arrivals(_engine.arrivals)
@@ -433,9 +435,18 @@ def _the_engine(user: User) -> Engine:
 
         wait = (options.wait_min, options.wait_max)
         _engine = Engine(address, family, request, log, log_many, options.request_timeout, wait, schedule)
+        _engine.greenlet.link_exception(lambda greenlet: _crashed(user.environment, greenlet))
         if schedule is not None:
             _phases.epochs[_phases.current] = 0  # the schedule's first epoch is the phase the engine began in
     return _engine
+
+
+def _crashed(environment, greenlet: gevent.Greenlet) -> None:
+    """The engine's loop died: every request in flight would hang until the run ends and then count as the
+    server's failures. End the run now, as a failed generator: exit code 2 (runner/run/load.py)."""
+    logging.getLogger(__name__).critical("the loop engine crashed", exc_info=greenlet.exc_info)
+    environment.process_exit_code = CRASHED
+    gevent.spawn(environment.runner.quit)
 
 
 def _log_successes(

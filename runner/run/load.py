@@ -28,7 +28,7 @@ from typing import Any
 
 from runner import capacity, latency
 from runner.config import Config, parse_duration
-from runner.locust import LOCUSTFILE, PROGRESS_PLUGIN
+from runner.locust import CRASHED, LOCUSTFILE, PROGRESS_PLUGIN
 from runner.result import Metrics, RunResult, aggregate
 from runner.run import procs
 
@@ -181,6 +181,8 @@ def _from_phases(job_dir: Path) -> Metrics | None:
     metrics.total_failures = sum(int(e["num_failures"]) for e in whole)
     reconnects = [f["reconnects"] for f in files if f.get("reconnects") is not None]
     metrics.reconnects = sum(reconnects) if reconnects else None
+    retries = [f["retries"] for f in files if f.get("retries") is not None]
+    metrics.retries = sum(retries) if retries else None
     if files and all("arrivals" in f for f in files):
         _open_model(metrics, files)
     metrics.window = "steady"
@@ -347,7 +349,10 @@ class Locust:
             return
         metrics.partial = metrics.partial or partial
         result.metrics = metrics
-        if result.outcome == "ok" and metrics.failures:
+        if result.outcome == "ok" and self.exit_code == CRASHED:
+            result.outcome = "loadgen_failed"
+            result.detail = f"a greenlet of Locust's process died (exit code {CRASHED}); see {LOCUST_LOG}"
+        elif result.outcome == "ok" and metrics.failures:
             result.outcome = "completed_with_errors"
             result.detail = f"{metrics.failures} of {metrics.requests} requests failed; " + top_failure(self.job_dir)
         elif result.outcome == "ok" and self.exit_code == 1:

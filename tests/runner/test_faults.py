@@ -276,6 +276,39 @@ def _csv_aggregated(job_dir: Path) -> dict | None:
     return rows[-1] if rows else None
 
 
+# a locustfile beside ours that breaks the loop engine once it has handled some responses
+ENGINE_BUG = """
+from runner.locust import engine
+
+_read, calls = engine.Engine._read, []
+
+
+def _read_then_break(self, conn, now):
+    calls.append(1)
+    if len(calls) > 500:
+        raise RuntimeError("a bug in the engine")
+    _read(self, conn, now)
+
+
+engine.Engine._read = _read_then_break
+"""
+
+
+def test_a_crash_of_the_loop_engine_ends_the_run_as_loadgen_failed(tmp_path, monkeypatch):
+    """Had the run gone on, every request in flight would hang and end as the server's failures."""
+    bug = tmp_path.parent / "engine_bug.py"
+    bug.write_text(ENGINE_BUG)
+    files = f"{load.LOCUSTFILE},{load.PROGRESS_PLUGIN},{bug}"
+    argv = load.locust_argv
+    monkeypatch.setattr(load, "locust_argv", lambda *a, **kw: argv(*a, **kw, files=files))
+    started = time.monotonic()
+    result = run_experiment(_compose("server=thread", "load=smoke", "load.run_time=20s"), tmp_path)
+    assert time.monotonic() - started < 12  # ended at the crash, not at the run time
+    assert result.outcome == "loadgen_failed", result.detail
+    assert result.load["exit_code"] == 2 and "status 2" in result.detail
+    assert "the loop engine crashed" in (tmp_path / load.LOCUST_LOG).read_text()
+
+
 @pytest.mark.parametrize("when_s", [0.0, 2.0], ids=["at-start", "mid-run"])
 def test_a_killed_locust_is_loadgen_failed_with_only_numbers_it_wrote(tmp_path, background, when_s):
     run = background(_compose("server=thread", "load=smoke", "load.run_time=6s"), tmp_path)

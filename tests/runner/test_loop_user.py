@@ -1,6 +1,6 @@
 """The `loop` user (runner/locust/engine.py) for real: Locust in a subprocess against a raw-socket
 server of the test's own that answers in odd ways (chunked, close-delimited, HTTP/1.0, resets, hangs,
-garbage), against our servers, and beside a 10 ms gevent timer that must still fire on time."""
+garbage, idle closes), against our servers, and beside a 10 ms gevent timer that must still fire on time."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ CHUNKED = b"5\r\nHello\r\n9\r\n, World!\n\r\n0\r\n\r\n"  # BODY in two chunks
 class OddServer:
     """Answers each request by its path: /cl (Content-Length, keep-alive), /chunked, /close (no
     length: the close ends the body), /http10 (HTTP/1.0: closes after each response), /500, /reset
-    (RST instead of an answer), /hang (never answers), /garbage, /cut (half a response, then close).
-    `answered` counts whole responses sent."""
+    (RST instead of an answer), /hang (never answers), /garbage, /cut (half a response, then close),
+    /idle and /idle-reset (answer a connection's first request, then close it at the next one as if it
+    had idled out just then: a FIN, or a RST). `answered` counts whole responses sent."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
@@ -50,7 +51,7 @@ class OddServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        buf = b""
+        buf, nth = b"", 0
         try:
             while True:
                 while b"\r\n\r\n" not in buf:
@@ -65,17 +66,23 @@ class OddServer:
                 body, buf = buf[: int(length[1]) if length else 0], buf[int(length[1]) if length else 0 :]
                 method, path = head.split(b" ")[:2]
                 self.seen.add((method, body))
-                if not self._answer(conn, path):
+                if not self._answer(conn, path, nth):
                     return
+                nth += 1
         except OSError:
             return
         finally:
             conn.close()
 
-    def _answer(self, conn: socket.socket, path: bytes) -> bool:
-        """Send one answer; False: the connection ends here."""
+    def _answer(self, conn: socket.socket, path: bytes, nth: int) -> bool:
+        """Send one answer to the connection's nth request (from 0); False: the connection ends here."""
         length = b"Content-Length: %d\r\n" % len(BODY)
-        if path == b"/reset":
+        if path.startswith(b"/idle"):
+            if nth == 0:
+                path = b"/cl"
+            elif path == b"/idle":
+                return False
+        if path in (b"/reset", b"/idle-reset"):
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             return False
         if path == b"/hang":
@@ -128,7 +135,7 @@ def run_loop(tmp_path: Path, port: int, path: str, *extra: str, users: int = 5, 
     phases = [json.loads(p.read_text()) for p in sorted(out.glob("ph_*.json"))]
     # the failure table Locust prints at exit (its CSV is written before the last requests end)
     report = proc.stderr.partition("Error report")[2]
-    errors = {m[2]: int(m[1]) for m in re.finditer(r"^(\d+)\s+GET \S+: (.*?)\s*$", report, re.MULTILINE)}
+    errors = {m[2]: int(m[1]) for m in re.finditer(r"^(\d+)\s+[A-Z]+ \S+: (.*?)\s*$", report, re.MULTILINE)}
     entries = [e for p in phases for e in p["phases"].values()]
     # Locust's own summary saw exactly what the phase files did (the engine logs successes in batches):
     # its count and failures, and the count of its percentile table's histogram
@@ -181,6 +188,26 @@ def test_each_failure_is_one_row_of_its_kind_and_every_request_fails(tmp_path, o
     got = run_loop(tmp_path, odd.port, path, "--request-timeout", "0.3")
     assert got.requests > 4 and got.failures == got.requests, got.log[-2000:]
     assert got.errors == {error: got.failures}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/idle", "/idle-reset"])
+def test_a_get_that_meets_an_idle_close_is_sent_once_more_on_a_new_connection(tmp_path, odd, path):
+    """The keep-alive race (a server closes an idle connection as a request goes out) is no failure of
+    the server: every GET succeeds on its retry, and each retry is counted, once."""
+    got = run_loop(tmp_path, odd.port, path)
+    assert got.requests > 20 and got.failures == 0, (got.errors, got.log[-2000:])
+    assert got.requests == odd.answered
+    # each user: its first request, then every later one retried once (its connection had carried one answer)
+    assert sum(p["retries"] for p in got.phases) == got.reconnects == got.requests - 5
+
+
+@pytest.mark.slow
+def test_a_post_that_meets_an_idle_close_fails_and_is_not_sent_twice(tmp_path, odd):
+    got = run_loop(tmp_path, odd.port, "/idle", "--method", "POST", "--body", "ping")
+    assert got.failures > 5 and got.requests - got.failures == odd.answered, got.log[-2000:]
+    assert got.errors == {"ConnectionClosed('closed before any byte of the response')": got.failures}
+    assert sum(p["retries"] for p in got.phases) == 0
 
 
 @pytest.mark.slow
