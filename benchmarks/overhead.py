@@ -7,7 +7,8 @@ Two numbers, from one sweep's directory and its wall time:
   ramp-up, the run, stopping both and writing the record.
 - fixed: the sweep's wall time minus the sum of its jobs' wall times: starting Python and Hydra,
   checking every sweep point, composing, and writing the report at the end.
-Beside them, the runner's own CPU time (its process alone, not its children: read from /proc while
+Beside them, each server's median RPS over the rounds: what the runs measured, which a cheaper runner
+must leave as it was. And the runner's own CPU time (its process alone, not its children: read from /proc while
 it runs), which a busy machine's waiting does not inflate: the runs' supervision is in it, the same
 for every tree, and so is every CPU-bound part of the fixed cost.
 
@@ -65,13 +66,14 @@ def _own_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def job_spans(directory: Path) -> list[tuple[float, float]]:
-    """(wall time, run time) of each job under a sweep directory."""
+def job_spans(directory: Path) -> list[tuple[float, float, str, float | None]]:
+    """(wall time, run time, server, RPS) of each job under a sweep directory."""
     spans = []
-    for result in sorted(directory.glob("*/result.json")):
-        began = (result.parent / ".hydra" / "config.yaml").stat().st_mtime
-        run_time = json.loads(result.read_text())["load"]["run_time_s"]
-        spans.append((result.stat().st_mtime - began, float(run_time)))
+    for path in sorted(directory.glob("*/result.json")):
+        began = (path.parent / ".hydra" / "config.yaml").stat().st_mtime
+        result = json.loads(path.read_text())
+        run_time, rps = float(result["load"]["run_time_s"]), result["metrics"].get("rps")
+        spans.append((path.stat().st_mtime - began, run_time, result["server"]["name"], rps))
     return spans
 
 
@@ -84,18 +86,22 @@ def main() -> None:
     trees = [Path(t).resolve() for t in args.trees.split(",")]
     overrides = args.overrides or DEFAULT_SWEEP
     rows, per_tree = [], {t: {"job": [], "fixed": [], "cpu": []} for t in trees}
+    rps: dict[str, dict[Path, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="overhead-") as scratch:
         for round_ in range(args.rounds):
             for tree in trees[round_ % len(trees) :] + trees[: round_ % len(trees)]:
                 into = Path(scratch) / f"{tree.name}-{round_}"
                 wall, cpu = sweep(tree, overrides, into)
                 spans = job_spans(into)
-                extra = [span - run for span, run in spans]
-                fixed = wall - sum(span for span, _ in spans)
+                extra = [span - run for span, run, _, _ in spans]
+                fixed = wall - sum(span for span, _, _, _ in spans)
+                for _, _, server, value in spans:
+                    if value is not None:
+                        rps.setdefault(server, {}).setdefault(tree, []).append(value)
                 per_tree[tree]["job"] += extra
                 per_tree[tree]["fixed"].append(fixed)
                 per_tree[tree]["cpu"].append(cpu)
-                rows.append([str(tree), round_, f"{wall:.2f}", len(spans), f"{sum(r for _, r in spans):g}",
+                rows.append([str(tree), round_, f"{wall:.2f}", len(spans), f"{sum(s[1] for s in spans):g}",
                              f"{statistics.median(extra):.2f}", f"{fixed:.2f}", f"{cpu:.2f}"])  # fmt: skip
     print(f"sweep: python -m runner -m {' '.join(overrides)}\n")
     headers = ["tree", "round", "wall s", "jobs", "run time s", "job - run time s (median)", "fixed s", "runner CPU s"]
@@ -112,6 +118,11 @@ def main() -> None:
         "runner CPU s (median)",
     ]
     print(tabulate(summary, headers=headers, tablefmt="github", disable_numparse=True))
+    print()
+    table = [[server, *(f"{statistics.median(by_tree[t]):.0f}" if t in by_tree else "-" for t in trees)]
+             for server, by_tree in rps.items()]  # fmt: skip
+    print(tabulate(table, headers=["server", *(f"RPS, {t} (median)" for t in trees)], tablefmt="github",
+                   disable_numparse=True))  # fmt: skip
 
 
 if __name__ == "__main__":

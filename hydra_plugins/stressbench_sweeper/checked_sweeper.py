@@ -17,7 +17,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from runner.run import sweep
+from runner.run import spare, sweep
 
 
 class CheckedSweeper(Sweeper):
@@ -33,10 +33,13 @@ class CheckedSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
+        here = self.config.hydra.launcher._target_.endswith(".BasicLauncher")  # the jobs run in this process
+        if here:
+            spare.prepare(1)  # the first job's Locust imports while the sweep is planned (runner/run/spare.py)
         points, errors = sweep.plan(self.loader, self.config)  # `arguments` are the config's task overrides
         if errors:
             raise sweep.Refused(errors)
-        sweep.begin(len(points))
+        sweep.begin(len(points), spares=here)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")

@@ -13,6 +13,7 @@ Loaded as a second locustfile (`-f runner/locust/locustfile.py,runner/locust/pro
 the files' users and listeners, and this one defines no user, so none is duplicated. It stays apart
 from runner/locust/locustfile.py so the users can change without touching it. With `--processes`, only the
 master writes, and its totals advance when workers report (every 3 s), so the series is coarser.
+When the run time is over, a line says so at once (`"stopping": true`, in every line from then on).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class _Writer:
         self.environment, self.path = environment, path
         self.started = time.time()
         self.last: tuple[float, int, int, dict] = (self.started, 0, 0, {})
+        self.stopping = False  # the run time is over: every line from then on says so
 
     def line(self) -> dict:
         total = self.environment.stats.total
@@ -65,8 +67,11 @@ class _Writer:
         }
 
     def write(self) -> None:
+        line = self.line()
+        if self.stopping:
+            line["stopping"] = True
         with open(self.path, "a") as f:  # one short line per second: appends are whole lines
-            f.write(json.dumps(self.line()) + "\n")
+            f.write(json.dumps(line) + "\n")
 
     def loop(self) -> None:
         while True:
@@ -85,6 +90,18 @@ def _start(environment, **_kwargs) -> None:
         return
     _writer = _Writer(environment, path)
     gevent.spawn(_writer.loop)
+
+
+@events.test_stopping.add_listener
+def _stopping(**_kwargs) -> None:
+    """The run time is over: a line at once that says so (the runner then starts the next job's Locust,
+    runner/run/spare.py), covering the load up to now."""
+    if _writer is not None:
+        _writer.stopping = True
+        try:
+            _writer.write()
+        except OSError:
+            pass
 
 
 @events.quitting.add_listener

@@ -21,6 +21,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from runner.run import spare
 from runner.run import sweep as sweep_mod
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class ReportCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from runner.report.document import write_report  # pandas and matplotlib: not for `python -m runner --help`
 
+        spare.discard()  # spares no job took (a distributed master starts cold)
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             path = write_report(sweep_dir)

@@ -38,7 +38,7 @@ from typing import Any
 from runner.config import Config, is_loopback
 from runner.locust import LOCUSTFILE, PROGRESS_PLUGIN, WORKERS_PLUGIN
 from runner.result import RunResult
-from runner.run import load, procs
+from runner.run import load, procs, spare
 from runner.run.resources import Series
 
 LEDGER = "locust_workers.json"
@@ -155,6 +155,7 @@ class DistributedLocust(load.Locust):
         connect = "127.0.0.1" if cfg.load.master_bind_host in ("0.0.0.0", "*") else cfg.load.master_bind_host
         connect = "::1" if connect == "::" else connect
         self.argv = master_argv(cfg, host, port, job_dir, self.bind_port)
+        spare.pause()  # spare Locust processes (runner/run/spare.py) never import through a run
         with procs.interrupts_held():  # each handle is kept before an interrupt goes up to stop() it
             self.proc = procs.spawn(self.argv, job_dir / MASTER_LOG, cpus=self.cpus)
         for i in range(cfg.load.workers):

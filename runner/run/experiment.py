@@ -127,6 +127,7 @@ class Generator(Protocol):
     def pids(self) -> dict[str, int]: ...
     def exited(self) -> int | None: ...  # its exit code once it has finished, else None
     def lost(self) -> str | None: ...  # why part of it is gone while it runs, else None
+    def tick(self) -> None: ...  # while it runs, every POLL_S at least (load.Locust: the next job's spare)
     def stop(self, grace: float) -> None: ...
     def collect(self, result: RunResult, partial: bool, sampler: Sampler | None) -> None: ...
 
@@ -198,11 +199,13 @@ def _new_result(cfg: Config, overrides: list[str] | None, cpus: tuple[set[int] |
 def supervise(target: Target, generator: Generator, deadline: float, tick=lambda: None) -> tuple[str, int | str | None]:
     """Wait for the generator to finish; returns ("locust_exited" | "server_crashed" | "timeout", code),
     or ("worker_lost", why) when part of the generator died. Wakes the moment a watched process exits
-    (procs.Exits), and at least every POLL_S to call `tick` (the live progress line) and look at the clock."""
+    (procs.Exits), and at least every POLL_S to call `tick` (the live progress line) and the generator's, and
+    look at the clock."""
     end = time.monotonic() + deadline
     with procs.Exits([*target.pids().values(), *generator.pids().values()]) as exits:
         while True:
             tick()
+            generator.tick()
             if (code := generator.exited()) is not None:
                 return "locust_exited", code
             if (code := target.exited()) is not None:

@@ -30,7 +30,7 @@ from runner import capacity, latency
 from runner.config import Config, parse_duration
 from runner.locust import CRASHED, LOCUSTFILE, PROGRESS_PLUGIN
 from runner.result import Metrics, RunResult, aggregate
-from runner.run import procs
+from runner.run import procs, progress, spare
 
 PROGRESS_FILE = "locust_progress.jsonl"
 LOCUST_LOG = "locust.log"
@@ -307,6 +307,9 @@ class Locust:
         self.proc: subprocess.Popen | None = None  # the process the run waits for (a master's, distributed)
         self.argv: list[str] = []
         self.exit_code: int | None = None
+        self.spare = False  # the process was a spare, started before this job (runner/run/spare.py)
+        job, jobs = progress.job_number(), progress.jobs_in_sweep()
+        self.ahead = jobs - job if job is not None and jobs is not None else 0  # jobs of the sweep after this one
 
     @property
     def processes(self) -> int:
@@ -316,7 +319,10 @@ class Locust:
     def start(self, host: str, port: int) -> None:
         self.argv = locust_argv(self.cfg, host, port, self.job_dir)
         with procs.interrupts_held():  # held until `proc` is set, so that stop() finds it
-            self.proc = procs.spawn(self.argv, self.job_dir / LOCUST_LOG, cpus=self.cpus)
+            self.proc = spare.take(self.argv, self.job_dir / LOCUST_LOG, self.cpus)
+            self.spare = self.proc is not None
+            if self.proc is None:
+                self.proc = procs.spawn(self.argv, self.job_dir / LOCUST_LOG, cpus=self.cpus)
 
     def pids(self) -> dict[str, int]:
         """The process trees to sample and watch, by name."""
@@ -330,6 +336,13 @@ class Locust:
         """Why the generator is no longer what was asked for while it runs; one process cannot be half lost."""
         return None
 
+    def tick(self) -> None:
+        """While it runs: once its measured window is over (its stopping line), the spares for the jobs
+        after this one import (runner/run/spare.py)."""
+        if self.ahead and (progress.read_last(self.job_dir / PROGRESS_FILE) or {}).get("stopping"):
+            spare.prepare(self.ahead)
+            self.ahead = 0
+
     def stop(self, grace: float) -> None:
         """SIGTERM (Locust then writes its final numbers), the grace, SIGKILL to the group."""
         if self.proc is not None:
@@ -340,6 +353,7 @@ class Locust:
         if self.proc is None:
             return
         result.load["command"], result.load["exit_code"] = shlex.join(self.argv), self.exit_code
+        result.load["spare"] = self.spare
         metrics = read_stats(self.job_dir)
         if metrics is None:
             result.metrics.partial = True

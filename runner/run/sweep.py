@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from runner import config
 from runner.config import CONF_DIR, available_choices, no_such_key, schema_field, valid_values
-from runner.run import distributed, progress, remote, server, tenancy
+from runner.run import distributed, progress, remote, server, spare, tenancy
 from runner.run.exits import EXIT_REFUSED, SweepStopped
 from runner.run.experiment import OutputDirUnusable, check_fresh, check_output_dir
 
@@ -154,11 +154,14 @@ def plan(loader: ComposedOnce, master: DictConfig) -> tuple[list[list[str]], lis
 _lock: int | None = None  # this runner's share of the machine, held for its life (runner/run/tenancy.py)
 
 
-def begin(jobs: int) -> None:
-    """Everything checked: say how many jobs the progress line counts, and take this runner's share
-    of the machine (a warning if another sweep holds one)."""
+def begin(jobs: int, spares: bool = True) -> None:
+    """Everything checked: say how many jobs the progress line counts, start the first jobs' Locust
+    processes (`spares`: the jobs run in this process; runner/run/spare.py), and take this runner's
+    share of the machine (a warning if another sweep holds one)."""
     global _lock
     os.environ[progress.JOBS_ENV] = str(jobs)
+    if spares:
+        spare.prepare(jobs)
     _lock, warning = tenancy.hold()
     if warning:
         print(warning, file=sys.stderr, flush=True)

@@ -36,19 +36,38 @@ def _no_survivors(result: dict) -> None:
         assert _port_closed(result["server"]["port"])
 
 
+def _tagged(tag: str) -> list[psutil.Process]:
+    """Live processes whose environment holds STRESSBENCH_TEST_TAG=tag (a child inherits it, orphaned or not)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("STRESSBENCH_TEST_TAG") == tag and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
 @pytest.mark.slow
 def test_sweep_of_the_four_servers_writes_a_ranked_report(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [sys.executable, "-m", "runner", "-m", f"server={','.join(FOUR)}", "load=smoke", f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path,  # works from any directory, not only the repository
+        env={**os.environ, "STRESSBENCH_TEST_TAG": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not _tagged(str(tmp_path))  # no server, Locust or spare Locust outlives the sweep
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/result.json"))]
     assert sorted(r["server"]["name"] for r in results) == sorted(FOUR)
+    # every job's Locust was a spare, started while the sweep was planned or a job before wound down; the
+    # spares resumed when a run's Locust said it was stopping
+    assert [r["load"]["spare"] for r in results] == [True, True, True, True]
+    for progress in sweep.glob("*/locust_progress.jsonl"):
+        assert any(json.loads(line).get("stopping") for line in progress.read_text().splitlines())
     for result in results:
         assert result["outcome"] == "ok", result["detail"]
         assert result["metrics"]["failures"] == 0
