@@ -315,9 +315,9 @@ def summary(result: RunResult) -> str:
         line += f", {m.late} late, {m.dropped} dropped"
     if result.server.get("served") is not None:
         line += f", server served {result.server['served']}"
-    server = result.resources.get("server", {})
-    if server.get("cpu_pct") is not None:
-        line += f", server CPU {server['cpu_pct']:.0f}%, locust CPU {result.resources['locust']['cpu_pct']:.0f}%"
+    for tree in ("server", "locust"):  # either may be unknown (no samples over the window)
+        if (pct := result.resources.get(tree, {}).get("cpu_pct")) is not None:
+            line += f", {tree} CPU {pct:.0f}%"
     if result.flags:
         line += f" [{', '.join(result.flags)}]"
     return line + (f" ({result.detail})" if result.detail else "")  # an ok run's: how its server stopped

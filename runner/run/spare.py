@@ -19,8 +19,8 @@ next server starting) is about 0.2 s here, shorter than an import, so a spare im
 gaps, paused between them. Spares run unpinned: between runs the server's core is idle.
 
 Either way the same command line runs, in a process that has done nothing but import; result.json's
-`load.spare` says which it was. At the end (`discard`, on_multirun_end, atexit) each spare's stdin
-closes and it exits; if this process dies, the kernel kills them (PR_SET_PDEATHSIG).
+`load.spare` says which it was. At the end (`discard`: on_multirun_end, atexit) the spares are
+killed; if this process dies, the kernel kills them (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from pathlib import Path
 from runner.run import procs
 
 DEPTH = 2  # spares at most: one for each of the next DEPTH jobs (see the module docstring)
-DISCARD_GRACE_S = 1.0  # a spare waiting on its stdin exits within milliseconds of its close
 _spares: deque[subprocess.Popen] = deque()  # the next job's first
 
 
@@ -82,32 +81,28 @@ def take(argv: list[str], log_path: Path, cpus: set[int] | None) -> subprocess.P
         spare.stdin.write(json.dumps({"argv": argv[3:], "log": str(log_path)}).encode() + b"\n")
         spare.stdin.close()  # one line, once
     except OSError:  # it died meanwhile (ProcessLookupError, BrokenPipeError): a cold start
-        _end(spare, 0.0)
+        _end(spare)
         return None
     return spare
 
 
 def discard() -> None:
-    """Stop every spare: each exits once its stdin closes; its group is killed after DISCARD_GRACE_S."""
+    """End every spare at once (SIGKILL): one holds nothing but its imports, and one still importing would
+    keep a refused sweep waiting."""
     while _spares:
-        _end(_spares.popleft(), DISCARD_GRACE_S)
+        _end(_spares.popleft())
 
 
-def _end(spare: subprocess.Popen, grace: float) -> None:
-    _signal(spare, signal.SIGCONT)  # a paused spare cannot read the end of its stdin
-    try:
-        spare.stdin.close()
-        spare.wait(grace)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+def _end(spare: subprocess.Popen) -> None:
     procs.kill_group(spare)
     spare.wait()
+    spare.stdin.close()
 
 
 def _drop_dead() -> None:
     for spare in [s for s in _spares if s.poll() is not None]:
         _spares.remove(spare)
-        _end(spare, 0.0)
+        _end(spare)
 
 
 def _signal(spare: subprocess.Popen, signum: int) -> None:

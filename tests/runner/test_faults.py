@@ -50,7 +50,7 @@ def _role(proc: psutil.Process) -> str | None:
         return None
     if any(arg.startswith("servers.") for arg in cmdline):
         return "server"
-    if "locust" in cmdline[1:3]:  # python -m locust ...
+    if "locust" in cmdline[1:3] or "runner.locust.spare" in cmdline[1:3]:  # python -m locust ..., or a spare
         return "locust"
     return None
 
@@ -737,7 +737,8 @@ def test_a_disk_that_fills_mid_sweep_stops_the_sweep_saying_so(tmp_path):
     assert said and said[0].startswith("select: "), output[-3000:]  # the run's summary: what could be recorded
     assert "Stopped: no further run starts" in said[0] or "stopped after job 0" in said[0], said
     assert [p.name.split("_")[0] for p in (copy / "sweep").iterdir() if p.is_dir()] == ["0"]  # thread never ran
-    assert sorted(seen.values()) == ["locust", "server"]
+    # job 0's server and Locust, and the spare Locust started for job 1 (runner/run/spare.py): none is left
+    assert sorted(seen.values()) == ["locust", "locust", "server"]
 
 
 # --- 7. partial or corrupt Locust output --------------------------------------------------------

@@ -62,15 +62,14 @@ def test_a_spare_still_paused_when_taken_runs(tmp_path):
     assert spare.take(VERSION, tmp_path / "second.log", None).wait(30) == 0
 
 
-def test_a_spare_exits_by_itself_once_its_stdin_closes_even_paused(tmp_path):
-    spare.prepare(1)
-    proc = spare._spares[0]
-    time.sleep(1.0)  # done importing, waiting for its line
+def test_discarding_ends_every_spare_at_once_even_mid_import(tmp_path):
+    spare.prepare(2)
+    procs = list(spare._spares)
     spare.pause()
     began = time.monotonic()
     spare.discard()
-    assert proc.returncode == 0  # not killed: it read the end of its stdin and returned
-    assert time.monotonic() - began < spare.DISCARD_GRACE_S
+    assert time.monotonic() - began < 0.5 and not spare._spares
+    assert all(proc.returncode == -signal.SIGKILL for proc in procs)
 
 
 def test_a_paused_spare_dies_with_the_runner(tmp_path):

@@ -131,3 +131,15 @@ def test_the_runs_line_says_whether_an_open_model_kept_its_rate():
     line = summary(_open(sent_rps=76.3, intended_rps=150.1, late=261, rps=88.9, avg_ms=1083.5))
     assert "88.9 req/s, avg 1083.5 ms (corrected), sent 76.3/s of 150.1/s due, 261 late, 0 dropped" in line
     assert "corrected" not in summary(_result())  # a closed loop's line as before
+
+
+def test_the_runs_line_leaves_out_a_cpu_share_it_does_not_know():
+    """A tree with no samples over the window (a starved sampler) has no CPU share: the line says the other's
+    and goes on (it used to raise, and with it the whole sweep)."""
+    from runner.run.experiment import summary
+
+    result = _result()
+    result.resources["server"]["cpu_pct"], result.resources["locust"]["cpu_pct"] = 97.4, None
+    assert summary(result).endswith(", server CPU 97%")
+    result.resources["server"]["cpu_pct"], result.resources["locust"]["cpu_pct"] = None, 51.0
+    assert summary(result).endswith(", locust CPU 51%")
