@@ -46,6 +46,7 @@ def prepare(jobs_ahead: int) -> None:
     _drop_dead()
     for spare in _spares:
         _signal(spare, signal.SIGCONT)
+    # from the main thread (jobs run in it): PR_SET_PDEATHSIG fires when the thread that started a spare ends
     while len(_spares) < min(DEPTH, jobs_ahead):
         with procs.interrupts_held():  # held until the spare is in `_spares`, so that discard() finds it
             _spares.append(
@@ -96,7 +97,10 @@ def discard() -> None:
 def _end(spare: subprocess.Popen) -> None:
     procs.kill_group(spare)
     spare.wait()
-    spare.stdin.close()
+    try:
+        spare.stdin.close()
+    except OSError:  # what take() wrote could not be flushed: it is gone with the spare
+        pass
 
 
 def _drop_dead() -> None:
