@@ -13,8 +13,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from runner.config import CONF_DIR, available_choices, own_servers, parse_duration
-from runner.run.server import find_program
-from runner.run.sweep import check, expand_repeats, validate_argv
+from runner.run import server as server_mod
+from runner.run.server import find_program, no_program
+from runner.run.sweep import check, dry_run, expand_repeats, validate_argv
 
 GROUPS = ["server", "load", "workload"]
 
@@ -33,16 +34,25 @@ SERVERS = available_choices("server")
 CHOICES = ", ".join(SERVERS)
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in available_choices(g)], ids=lambda x: str(x))
+def _program(group: str, option: str) -> str | None:
+    """The program a server option's command runs when it is not our Python (nginx), else None."""
+    import yaml
+
+    command = (yaml.safe_load((CONF_DIR / group / f"{option}.yaml").read_text()) or {}).get("command") or ""
+    program = command.split()[0] if group == "server" and command.split() else None
+    return None if program is None or program.startswith("{") else program
+
+
+def _option(group: str, option: str):
+    program = _program(group, option)
+    return pytest.param(group, option, marks=[pytest.mark.needs(program)] if program else [], id=f"{group}-{option}")
+
+
+@pytest.mark.parametrize("group,option", [_option(g, o) for g in GROUPS for o in available_choices(g)])
 def test_every_option_composes_and_passes_checks(compose_cfg, group, option):
     cfg = compose_cfg(f"{group}={option}", *COMPLETIONS.get((group, option), []))
     assert cfg[group].name == option  # the file's name and its `name:` key agree
-    assert _but_missing_programs(check(cfg)) == []
-
-
-def _but_missing_programs(errors: list[str]) -> list[str]:
-    """Errors but those of reference servers not installed here (nginx: apt-get install nginx)."""
-    return [e for e in errors if not any(f"cannot run {p!r}" in e for p in ("nginx",) if find_program(p) is None)]
+    assert check(cfg) == []
 
 
 def test_the_four_classic_servers_exist():
@@ -85,9 +95,33 @@ def test_bad_server_config_is_refused(overrides, expected):
     assert any(expected in e for e in errors), errors
 
 
-def test_a_glob_of_every_server_but_external_is_valid():
-    assert _but_missing_programs(validate_argv(["-m", "server=glob(*,exclude=[external,remote])", "load=smoke"])) == []
-    assert validate_argv(["-m", "experiment=models"]) == []
+def test_a_glob_of_every_server_is_every_server_this_machine_can_run():
+    """`server='glob(*,exclude=[external,remote])'` and experiment=models mean every server there is: one whose
+    program is not installed here is left out, said, and the rest run (on a bare machine: nginx)."""
+    everything = ["-m", "server=glob(*,exclude=[external,remote])", "load=smoke"]
+    for argv in (everything, ["-m", "experiment=models"]):
+        plan = dry_run(argv)
+        assert plan.errors == []
+        servers = {point[0] for point in plan.points} if argv is everything else None
+        missing = {name for name in ("nginx",) if find_program(name) is None}
+        assert plan.left_out == [f"server={name}: {no_program(name)}" for name in sorted(missing)]
+        if servers is not None:
+            assert servers == {f"server={name}" for name in SERVERS if name not in {"external", "remote", *missing}}
+
+
+def test_on_a_machine_without_nginx_the_glob_leaves_it_out_and_naming_it_is_refused(monkeypatch, tmp_path):
+    """What a user without Debian's nginx gets, wherever this runs: nothing on PATH or in the sbin directories."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(server_mod, "SBIN", ())
+    plan = dry_run(["-m", "experiment=models"])
+    assert plan.errors == [] and plan.left_out == ["server=nginx: cannot run 'nginx': no such program on PATH"]
+    assert "server=nginx" not in {point[0] for point in plan.points} and len(plan.points) == len(SERVERS) - 3
+    assert validate_argv(["-m", "server=select,nginx"]) == [
+        "[server=nginx] server.command: cannot run 'nginx': no such program on PATH"
+    ]
+    assert dry_run(["-m", "server=glob(nginx)"]).errors == [
+        "nothing left to run: every point was left out (server=nginx: cannot run 'nginx': no such program on PATH)"
+    ]
 
 
 def test_default_load_is_the_original_assignment_profile(compose_cfg):
@@ -349,8 +383,8 @@ def test_a_sweep_point_is_composed_once_and_launched_as_it_was_checked():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         loader = ComposedOnce(GlobalHydra.instance().config_loader())
         master = loader.load_configuration("config", ["server=select,thread", "load=smoke"], RunMode.MULTIRUN)
-        points, errors = plan(loader, master)
-        assert errors == [] and points == [["server=select", "load=smoke"], ["server=thread", "load=smoke"]]
+        points, errors, left_out = plan(loader, master)
+        assert errors == [] == left_out and points == [["server=select", "load=smoke"], ["server=thread", "load=smoke"]]
         checked = loader.ready[("server=thread", "load=smoke")]
         assert loader.load_sweep_config(master, points[1]) is checked
         assert loader.load_sweep_config(master, points[1]) is not checked  # asked again: composed again

@@ -123,3 +123,13 @@ def test_the_rules_catch_what_they_are_for(relative: str, line: str) -> None:
 )
 def test_the_rules_leave_the_tree_s_own_paths_alone(relative: str, line: str) -> None:
     assert not violations(relative, line, "/nowhere/checkout/")
+
+
+def test_ci_hides_exactly_the_programs_the_tests_treat_as_optional() -> None:
+    """.ci/run's bare-machine pass hides the programs tests/programs.py lists for the `needs` marker, and its second
+    pass installs them: a program added to one list and not the other would go untested on one machine."""
+    from programs import OPTIONAL
+
+    line = re.search(r"^optional=\((.*)\)$", (REPO / ".ci" / "run").read_text(), re.MULTILINE)
+    assert line is not None, ".ci/run has no optional=(...) line"
+    assert line[1].split() == list(OPTIONAL)

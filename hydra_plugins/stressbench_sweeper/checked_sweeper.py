@@ -36,9 +36,10 @@ class CheckedSweeper(Sweeper):
         here = self.config.hydra.launcher._target_.endswith(".BasicLauncher")  # the jobs run in this process
         if here:
             spare.prepare(1)  # the first job's Locust imports while the sweep is planned (runner/run/spare.py)
-        points, errors = sweep.plan(self.loader, self.config)  # `arguments` are the config's task overrides
+        points, errors, left_out = sweep.plan(self.loader, self.config)  # `arguments`: the config's task overrides
         if errors:
             raise sweep.Refused(errors)
+        sweep.say_left_out(left_out)
         sweep.begin(len(points), spares=here)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -242,7 +242,7 @@ def find_program(name: str) -> str | None:
 
 
 def no_program(name: str) -> str:
-    return f"cannot run {name!r}: no such program on PATH or in {', '.join(SBIN)}"
+    return f"cannot run {name!r}: no such program on PATH" + (f" or in {', '.join(SBIN)}" if SBIN else "")
 
 
 def external_argv(cfg: Config, values: dict[str, str]) -> list[str]:
@@ -415,12 +415,12 @@ def check(cfg: Config) -> list[str]:
             "use letters, digits, '_', '.' and '-'"
         )
     try:
-        program = shlex.split(server.command)[0].replace("{python}", sys.executable)
+        shlex.split(server.command)
     except ValueError as exc:
         errors.append(f"server.command: cannot split {server.command!r} into arguments: {exc}")
     else:
-        if not placeholders(program) and find_program(program) is None:  # "{run_dir}/x": written by server.files
-            errors.append(f"server.command: {no_program(program)}")
+        if missing := missing_program(cfg):
+            errors.append(f"server.command: {missing}")
     texts = {"server.command": server.command, **{f"server.files.{k}": v for k, v in server.files.items()}}
     for key, text in texts.items():
         unknown = sorted(placeholders(text) - PLACEHOLDERS.keys())
@@ -438,6 +438,18 @@ def check(cfg: Config) -> list[str]:
         if not LABEL.fullmatch(str(filename)):
             errors.append(f"server.files: {filename!r} must be a plain file name (it is written in the run directory)")
     return errors
+
+
+def missing_program(cfg: Config) -> str | None:
+    """Why an external server's program cannot run on this machine (not installed: nginx without Debian's
+    package), else None. A program the run writes first (`{run_dir}/x`, from server.files) is not looked for."""
+    if not cfg.server.command or cfg.server.target_host is not None:
+        return None
+    try:
+        program = shlex.split(cfg.server.command)[0].replace("{python}", sys.executable)
+    except ValueError:
+        return None
+    return None if placeholders(program) or find_program(program) else no_program(program)
 
 
 def _check_options(name: str, options: dict[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 from hydra.core.config_loader import ConfigLoader
 from omegaconf import DictConfig
@@ -112,43 +112,73 @@ class ComposedOnce(ConfigLoader):
         return self.loader.compute_defaults_list(*args, **kwargs)
 
 
-def points(loader: ConfigLoader, master: DictConfig) -> list[list[str]]:
-    """The sweep's points, as Hydra's basic sweeper makes them: `hydra.sweeper.params` (an
+def points(loader: ConfigLoader, master: DictConfig) -> tuple[list[list[str]], set[str]]:
+    """(the sweep's points, as Hydra's basic sweeper makes them: `hydra.sweeper.params` (an
     experiment's), then the command line's overrides; a later key replaces an earlier one in its
-    place; the cartesian product of every key's values, the first key varying slowest."""
+    place; the cartesian product of every key's values, the first key varying slowest -- and the keys
+    whose values a glob() named)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
 
     params = master.hydra.sweeper.get("params")
     arguments = [f"{key}={value}" for key, value in (params or {}).items()] + list(master.hydra.overrides.task)
     values: dict[str, list[str]] = {}
+    globbed: set[str] = set()
     for override in OverridesParser.create(config_loader=loader).parse_overrides(arguments):
         key = override.get_key_element()
+        globbed.discard(key)
         if not override.is_sweep_override():
             values[key] = [f"{key}={override.get_value_element_as_str()}"]
         elif override.is_discrete_sweep():
             values[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+            if isinstance(override.value(), Glob):
+                globbed.add(key)
         else:
             raise ValueError(f"{override.input_line}: a sweep takes lists, range(), glob(), shuffle(); not intervals")
-    return [list(point) for point in itertools.product(*values.values())]
+    return [list(point) for point in itertools.product(*values.values())], globbed
 
 
-def plan(loader: ComposedOnce, master: DictConfig) -> tuple[list[list[str]], list[str]]:
-    """(the sweep's points, every problem found composing and checking each of them and the sweep directory)."""
+class Plan(NamedTuple):
+    points: list[list[str]]  # what will run, each as its overrides
+    errors: list[str]  # every problem with a point or the sweep directory: the sweep is refused if there is one
+    left_out: list[str]  # points a glob() named whose server cannot run here (its program is not installed)
+
+
+def plan(loader: ComposedOnce, master: DictConfig) -> Plan:
+    """The sweep's points, composed and checked, with every problem found and the sweep directory's.
+    A server a glob() names (`server='glob(*,exclude=[external,remote])'`, experiment=models) whose
+    program is not installed (nginx on a machine without it) is left out, said in `left_out`: the glob
+    means every server there is. Named by itself (`server=nginx`) it is refused, as any bad value."""
     from hydra.errors import HydraException
 
     try:
-        found = points(loader, master)
+        found, globbed = points(loader, master)
     except (HydraException, ValueError) as exc:  # an override Hydra cannot parse, an interval sweep
-        return [], [explain(exc, list(master.hydra.overrides.task))]
+        return Plan([], [explain(exc, list(master.hydra.overrides.task))], [])
     errors = output_errors("hydra.sweep.dir", master.hydra.sweep.dir)
+    kept, left_out = [], []
     for point in found:
         try:
-            problems = check(loader.compose(master, point))
+            cfg = loader.compose(master, point)
+            if "server" in globbed and (missing := server.missing_program(cfg)):
+                loader.ready.pop(tuple(point), None)
+                left_out.append(f"server={cfg.server.name}: {missing}")
+                continue
+            problems = check(cfg)
         except Exception as exc:  # Hydra's composition errors (MissingConfigException, omegaconf's)
             problems = [explain(exc, point)]
+        kept.append(point)
         prefix = f"[{' '.join(point)}] " if len(found) > 1 else ""
         errors += [prefix + p for p in problems if prefix + p not in errors]
-    return found, errors
+    if found and not kept:
+        errors.append("nothing left to run: every point was left out (" + "; ".join(sorted(set(left_out))) + ")")
+    return Plan(kept, errors, sorted(set(left_out)))
+
+
+def say_left_out(left_out: list[str]) -> None:
+    """On stderr, before the sweep starts: what a glob named that this machine cannot run."""
+    for why in left_out:
+        print(f"left out of the sweep (a glob named it, and it cannot run here): {why}", file=sys.stderr, flush=True)
 
 
 _lock: int | None = None  # this runner's share of the machine, held for its life (runner/run/tenancy.py)
@@ -201,9 +231,9 @@ _VALUE_FLAGS = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn",
                 "--config-dir", "--info", "--experimental-rerun"}  # fmt: skip
 
 
-def dry_run(argv: list[str]) -> tuple[list[list[str]], list[str]]:
-    """(the points of the sweep that `argv` describes, every problem with it), found as `python -m
-    runner -m argv` finds them (the same master composition, `plan` and checks), without running it."""
+def dry_run(argv: list[str]) -> Plan:
+    """The plan of the sweep that `argv` describes (its points, every problem, what a glob left out), found as
+    `python -m runner -m argv` finds it (the same master composition, `plan` and checks), without running it."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
@@ -216,11 +246,11 @@ def dry_run(argv: list[str]) -> tuple[list[list[str]], list[str]]:
             try:
                 master = loader.load_configuration("config", overrides, RunMode.MULTIRUN)
             except Exception as exc:
-                return [], [explain(exc, overrides)]
+                return Plan([], [explain(exc, overrides)], [])
             return plan(loader, master)
     finally:
         GlobalHydra.instance().clear()
 
 
 def validate_argv(argv: list[str]) -> list[str]:
-    return dry_run(argv)[1]
+    return dry_run(argv).errors

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,9 +25,8 @@ from runner.run import server as server_mod
 from runner.run.experiment import run_experiment
 
 HAVE_UVICORN = all(importlib.util.find_spec(m) for m in ("uvicorn", "uvloop", "httptools"))
-HAVE_NGINX = shutil.which("nginx") or shutil.which("nginx", path=os.pathsep.join(server_mod.SBIN))
 needs_uvicorn = pytest.mark.skipif(not HAVE_UVICORN, reason="uvicorn[httptools,uvloop] not installed: '.[reference]'")
-needs_nginx = pytest.mark.skipif(not HAVE_NGINX, reason="nginx not installed (Debian: apt-get install nginx)")
+needs_nginx = pytest.mark.needs("nginx")  # tests/conftest.py: skips where nginx is not installed, saying so
 
 # our own select server, started as if it were someone else's, behind a shell that leaves a
 # grandchild in the group and writes both pids: the teardown must take the whole group

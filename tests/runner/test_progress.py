@@ -76,9 +76,9 @@ def test_the_sweep_size_counts_command_line_and_experiment_sweeps() -> None:
     from runner.run.sweep import dry_run
 
     def sweep_size(argv: list[str]) -> int:
-        points, errors = dry_run(argv)
-        assert errors == []
-        return len(points)
+        plan = dry_run(argv)
+        assert plan.errors == []
+        return len(plan.points)
 
     assert sweep_size(["server=select", "load=smoke"]) == 1  # not a multirun
     assert sweep_size(["-m", "server=single,thread,process,select", "run.repeat=0,1", "load=smoke"]) == 8

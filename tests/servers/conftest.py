@@ -7,7 +7,9 @@ fixture's finalizer SIGKILLs the whole group, so a failing test cannot leave a p
 `server_pool` shares servers across a module for suites of many small cases (the corpus).
 
 Tests also record what they saw through `record`; at the end of a session that observed every case
-(reliability_table.py), docs/reliability.md is rewritten from it.
+(reliability_table.py), the table is written where STRESSBENCH_RELIABILITY_TABLE says, and only then:
+`STRESSBENCH_RELIABILITY_TABLE=docs/reliability.md python -m pytest tests/servers` renews the committed
+one. A plain `pytest` writes nothing into the checkout.
 """
 
 from __future__ import annotations
@@ -238,7 +240,7 @@ def server(model: str, start_server) -> Server:
 # -- the reliability table (docs/reliability.md) ---------------------------------------------------
 
 RECORDER = Recorder(SERVERS)
-TABLE = REPO / "docs" / "reliability.md"
+TABLE_ENV = "STRESSBENCH_RELIABILITY_TABLE"  # where to write the table (docs/reliability.md); unset: nowhere
 
 
 @pytest.fixture
@@ -258,12 +260,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not RECORDER.cells:
         return  # no reliability test ran
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    missing = RECORDER.missing()
-    if missing:
-        message = f"{TABLE.relative_to(REPO)} not rewritten: {len(missing)} cells not observed in this run"
+    table, missing = os.environ.get(TABLE_ENV), RECORDER.missing()
+    if not table:
+        message = f"reliability table not written ({TABLE_ENV}=docs/reliability.md to renew it)"
+    elif missing:
+        message = f"{table} not written: {len(missing)} cells not observed in this run"
     else:
-        RECORDER.write(TABLE)
-        message = f"{TABLE.relative_to(REPO)} written"
+        RECORDER.write(Path(table))
+        message = f"{table} written"
     if reporter is not None:
         reporter.write_line(message)
 
