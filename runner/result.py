@@ -77,6 +77,12 @@ class Metrics:
     # whole run, `loop` users: requests sent again, once, after their kept-alive connection closed before any byte
     # of an answer (the server closed it as idle as the request went out; runner/locust/engine.py's _stale)
     retries: int | None = None
+    # whole run, `loop` users: what the connections showed (runner/locust/engine.py's Evidence, summed over the
+    # Locust processes): slow_starts, slowest_start_ms, split_waits {ms: count}, closes {what announced it: count},
+    # timeouts, timeouts_reused; the evidence of runner/run/diagnosis.py
+    connections: dict[str, Any] | None = None
+    # whole run: each kind of failure (Locust's error text, as locust_failures.csv has it) and how often
+    failure_kinds: dict[str, int] | None = None
     users_reached: int | None = None  # users running when the run time ended (all Locust processes)
     # users' time in their request loop over the window / its length: the users Little's law sees
     # (runner/locust/locustfile.py); None when unknown (no phase files, or a user logged no cycle in it)
@@ -105,6 +111,8 @@ class RunResult:
     metrics: Metrics = field(default_factory=Metrics)
     resources: dict[str, Any] = field(default_factory=dict)  # "server", "locust": runner/run/resources.py
     flags: list[str] = field(default_factory=list)  # runner/run/validity.py
+    # why the run looks as it does (runner/run/diagnosis.py): [{"kind", "says", "evidence"}]
+    diagnoses: list[dict[str, Any]] = field(default_factory=list)
     # load=capacity only (else None): {"steps": [{"users", "start", "end", "requests", "rps", "goodput",
     # "failure_ratio", "p50_ms", "p95_ms", "p99_ms", "locust_cpu_pct", "locust_wait_pct", "server_cpu_pct",
     # "verdict"}],

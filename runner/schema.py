@@ -38,7 +38,9 @@ class ServerConfig:
     reference: bool = False  # a production server to compare against (uvicorn, nginx): marked in reports
     keepalive: bool = True  # false: close after every response, as the original servers did
     backlog: int = 1024  # listen backlog; 5 (the original) turns bursts into 1 s SYN retries
-    ready_timeout_s: float = 10.0  # READY must arrive within this
+    ready_timeout_s: float = 10.0  # READY (ours), or an answer to the readiness probe (external), within this
+    # external: the readiness probe -- null: the workload's request; "/path": GET that path; "tcp": a connect only
+    ready_probe: str | None = None
     grace_s: float = 5.0  # after SIGTERM, before SIGKILL to the process group
     # the port it listens on (ours: --port; external: {port}); 0: a free one per run. Fix it for a
     # firewall rule or a client that expects one; a port already in use is refused before Locust starts

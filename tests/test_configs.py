@@ -88,6 +88,14 @@ def test_reference_servers_are_external_and_marked(compose_cfg):
         (["server=select", "server.name=bogus"], "server.name: unknown server 'bogus'; valid choices:"),
         (["server=select", "+server.files={x: y}"], "server.files: only an external server"),
         (["-m", "server=glob(*)"], "[server=external] server.command: an external server needs a command"),
+        # a command on one of ours would run the user's server under our server's name, silently
+        (["-m", "server=select,external", "server.command='x {port}'"],
+         "[server=select server.command='x {port}'] server.command: the command line gives server=select a command"),
+        (["server=uvicorn", "server.command='x {port}'"], "server.command: the command line gives server=uvicorn"),
+        (["server=external", "server.name=thread", "server.command='x {port}'"],
+         "server.name: 'thread' is this project's servers/thread.py; give your server a name of its own"),
+        (["server=external", "server.command='x {port}'", "server.ready_probe=health"],
+         "server.ready_probe: 'health' is not a path (/health) or tcp (a connect only)"),
     ],
 )
 def test_bad_server_config_is_refused(overrides, expected):
@@ -302,8 +310,7 @@ def _readme_external_line() -> str:
 def test_the_readmes_external_server_line_works_when_pasted_into_a_shell(tmp_path):
     """The README's exact line, through bash and argv: the command survives Hydra whole, braces and all."""
     line = _readme_external_line()
-    (tmp_path / "my-server").write_text('#!/bin/sh\nexec python3 -m http.server "$2"\n')
-    (tmp_path / "my-server").chmod(0o755)
+    (tmp_path / "my_server.py").write_text("import http.server, sys\nhttp.server.test(port=int(sys.argv[1]))\n")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # `python`: ours
 
     def shell(extra: str) -> subprocess.CompletedProcess:
@@ -312,7 +319,7 @@ def test_the_readmes_external_server_line_works_when_pasted_into_a_shell(tmp_pat
 
     shown = shell("--cfg job")
     assert shown.returncode == 0, shown.stderr
-    assert "command: ./my-server --port {port}" in shown.stdout
+    assert "command: python my_server.py {port}" in shown.stdout
     refused = shell(f"load.users=0 hydra.run.dir={tmp_path}/out")  # stops at validation, after the command passed it
     assert refused.returncode == 2
     assert refused.stderr.splitlines()[1:] == ["  load.users: must be > 0, got 0"], refused.stderr

@@ -36,6 +36,14 @@ finish; one closed with a request still in flight (stop_timeout ran out) logs it
 a new one, when that is safe (`_stale`): still one request. Latency runs from the moment a request is
 due to its response's last byte: a connection opened for it (the first, or after the server closed)
 is part of it, as in Locust's own clients.
+
+Evidence: beside each request's success or failure the engine keeps what its connections showed, for
+the run's diagnoses (runner/run/diagnosis.py): new connections that waited a second or more for their
+first answer (the kernel retransmits a dropped SYN after 1 s: a full listen queue), responses whose
+bytes came in parts with a wait between them (a head and a body sent apart, held by Nagle's algorithm
+until the client's delayed ACK), the server's closes after a response and what announced each, and
+timeouts on connections that had answered before. Each is counted off the hot path: on a connection's
+first response, on a response that did not come whole in one read, on a close, on a failure.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ import random
 import socket as _socket_module
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 import gevent
 from gevent.event import Event
@@ -62,6 +71,8 @@ BATCH = 64  # ready connections handled between two hub turns: ~1 ms of work her
 SWEEP_S = 0.05  # how often deadlines are checked: a timeout is late by at most this
 READ_SIZE = 65536
 IDEMPOTENT = (b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE")  # RFC 9110 9.2.2: safe to send twice
+SLOW_START_S = 1.0  # Linux retransmits a SYN the listen queue dropped after 1 s (RFC 6298's initial RTO), then 3 s...
+SPLIT_S = 0.02  # a response whose last byte came this long after its first: the server waited between its parts
 # idle, sending (a partial send, or one on a connection not yet made, waits for EPOLLOUT), waiting for
 # the response, closed
 IDLE, SENDING, WAITING, CLOSED = range(4)
@@ -71,6 +82,35 @@ Log = Callable[["Conn", float, float, int, Exception], None]
 # successes: (connections, their ms, their uncorrected ms -- None in a closed loop, where they are the same --, their
 # bytes in all)
 LogMany = Callable[[list["Conn"], list[float], "list[float] | None", int], None]
+
+
+@dataclass
+class Evidence:
+    """What the connections showed besides each request's outcome (see the module docstring), summed over a
+    Locust process's whole run; the phase file carries it (runner/locust/locustfile.py)."""
+
+    slow_starts: int = 0  # new connections whose first answer came >= SLOW_START_S after the connect, or never
+    slowest_start_ms: float = 0.0  # the longest of those (a connection that never answered: until it failed)
+    split_waits: dict[int, int] = field(default_factory=dict)  # responses in parts >= SPLIT_S apart: ms -> count
+    closes: dict[str, int] = field(default_factory=dict)  # closes after a whole response, by what announced them
+    timeouts: int = 0  # requests with no whole response within the request timeout
+    timeouts_reused: int = 0  # of them, on a connection that had carried a response before
+
+    def start(self, waited_s: float) -> None:
+        if waited_s >= SLOW_START_S:
+            self.slow_starts += 1
+            self.slowest_start_ms = max(self.slowest_start_ms, waited_s * 1000.0)
+
+    def split(self, waited_s: float) -> None:
+        if waited_s >= SPLIT_S:
+            ms = round(waited_s * 1000.0)
+            self.split_waits[ms] = self.split_waits.get(ms, 0) + 1
+
+    def close(self, why: str) -> None:
+        self.closes[why] = self.closes.get(why, 0) + 1
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 class Conn:
@@ -90,6 +130,8 @@ class Conn:
         "reused",
         "retried",
         "seq",
+        "opened",
+        "partial",
     )
 
     def __init__(self, expect_body: bool = True) -> None:
@@ -106,6 +148,8 @@ class Conn:
         self.reused = False  # the socket has carried a response: the server may close it as idle at any moment
         self.retried = False  # the request in flight was sent again (once) after such a close
         self.seq = 0  # bumps whenever a scheduled send must be forgotten
+        self.opened = 0.0  # perf_counter when the socket was opened
+        self.partial = 0.0  # perf_counter when the first bytes of a response that did not come whole arrived
 
 
 class Engine:
@@ -138,6 +182,7 @@ class Engine:
         self._tiebreak = 0
         self.reconnects = 0  # connections opened after a connection's first (the server closed, a failure)
         self.retries = 0  # requests sent again after their kept-alive connection closed before any byte of an answer
+        self.evidence = Evidence()
         self.retry_safe = request.split(b" ", 1)[0] in IDEMPOTENT
         self._wake = Event()
         self._hub = gevent.get_hub()
@@ -259,6 +304,8 @@ class Engine:
     def _sweep(self, now: float) -> None:
         limit = now - self.timeout_s
         for conn in [c for c in self.conns if c.started and c.started < limit]:
+            self.evidence.timeouts += 1
+            self.evidence.timeouts_reused += conn.reused
             self._fail(conn, wire.RequestTimeout(f"no response in {self.timeout_s:g} s"), now)
             self._disconnect(conn)  # its late response must not answer the next request
             self._schedule(conn, now, later=True)
@@ -296,7 +343,7 @@ class Engine:
         if conn.connections:
             self.reconnects += 1
         conn.connections += 1
-        conn.sock, conn.fd, conn.reused = sock, sock.fileno(), False
+        conn.sock, conn.fd, conn.reused, conn.opened = sock, sock.fileno(), False, now
         self.by_fd[conn.fd] = conn
         conn.reader.reset()
         code = sock.connect_ex(self.address)
@@ -358,6 +405,8 @@ class Engine:
                     self._broken(conn, wire.ConnectionClosed("closed before any byte of the response"), now)
                 else:
                     self._disconnect(conn)
+            elif not conn.partial:
+                conn.partial = now  # a response in parts: how long until its last byte (Evidence.split)
             return
         if not conn.started:  # a response nobody asked for
             self._broken(conn, wire.MalformedResponse("a response to no request"), now)
@@ -365,8 +414,14 @@ class Engine:
         elapsed, raw = (now - conn.intended) * 1000.0, (now - conn.started) * 1000.0
         conn.started = 0.0
         conn.state = IDLE
-        conn.reused = True
+        if conn.partial:
+            self.evidence.split(now - conn.partial)
+            conn.partial = 0.0
+        if not conn.reused:
+            self.evidence.start(now - conn.opened)
+            conn.reused = True
         if not response.keep_alive or not data:
+            self.evidence.close(response.closing or "nothing (a close after a whole response)")
             self._disconnect(conn)
         if 200 <= response.status < 300:
             self._ok.append(elapsed)
@@ -411,7 +466,9 @@ class Engine:
 
     def _fail(self, conn: Conn, exc: Exception, now: float) -> None:
         elapsed, raw = (now - conn.intended) * 1000.0, (now - conn.started) * 1000.0
-        conn.started = 0.0
+        if not conn.reused and conn.opened:
+            self.evidence.start(now - conn.opened)  # a new connection that never answered (timed out, reset...)
+        conn.started, conn.partial = 0.0, 0.0
         self.log(conn, elapsed, raw, 0, exc)
 
     def _disconnect(self, conn: Conn) -> None:
@@ -419,7 +476,7 @@ class Engine:
             return
         self.by_fd.pop(conn.fd, None)
         conn.sock.close()  # which takes it out of the epoll set (no other descriptor shares it): no unregister call
-        conn.sock, conn.fd, conn.out = None, -1, b""
+        conn.sock, conn.fd, conn.out, conn.partial = None, -1, b"", 0.0
         if conn.state != CLOSED:
             conn.state = IDLE
         conn.reader.reset()

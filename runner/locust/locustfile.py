@@ -123,6 +123,7 @@ class _Phases:
         data["hdr"] = {p: self.latencies[p].encode() for p in PHASES}
         data["reconnects"] = _engine.reconnects if _engine is not None else None
         data["retries"] = _engine.retries if _engine is not None else None
+        data["evidence"] = _engine.evidence.as_dict() if _engine is not None else None
         if _engine is not None and _engine.arrivals is not None:
             data["hdr_uncorrected"] = {p: self.uncorrected[p].encode() for p in PHASES}
             data["arrivals"] = self._arrivals(_engine.arrivals)

@@ -17,7 +17,9 @@ server closes. The connection stays open after a response only if it is HTTP/1.1
 `Connection: close`, or HTTP/1.0 with `Connection: keep-alive` -- and its body was not close-delimited.
 
 Failures are exceptions whose repr is what Locust's failure table shows, so each kind stays one row:
-the message never carries a count of bytes or a time that would make every failure a row of its own.
+the message never carries a count of bytes or a time that would make every failure a row of its own. A
+malformed response quotes the line that broke it (its first 60 bytes): a server repeats its mistake, so
+that is still one row, and the row shows the reader what the server sent.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 MAX_HEAD = 64 * 1024  # a longer head is not a response we understand
+CR = b"\r"
 _CLOSE, _CHUNKED = -1, -2  # Reader._left when the body's end is the close or the last chunk
 
 
@@ -52,6 +55,7 @@ class Response(NamedTuple):
     status: int
     keep_alive: bool  # the connection may carry the next request
     length: int  # bytes of the whole response, head included
+    closing: str = ""  # when not kept alive, what said so: HTTP/1.0, `Connection: close`, a close-delimited body
 
 
 def build_request(method: str, path: str, host: str, body: bytes = b"", keep_alive: bool = True) -> bytes:
@@ -64,12 +68,18 @@ def build_request(method: str, path: str, host: str, body: bytes = b"", keep_ali
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-_HEADS: dict[bytes, tuple[int, bool, int]] = {}  # a server repeats its head byte for byte: parse each once
+_HEADS: dict[bytes, tuple[int, str, int]] = {}  # a server repeats its head byte for byte: parse each once
 _HEADS_MAX = 256  # a head that changes every time (a Date per second) only refills it
+HTTP10, CLOSE, UNTIL_CLOSE = "HTTP/1.0", "Connection: close", "a body that ends at the close"  # Response.closing
 
 
-def _head(head: bytes) -> tuple[int, bool, int]:
-    """(status, keep_alive, body framing: a length, _CHUNKED or _CLOSE) of a response head without its blank line."""
+def _quote(line: bytes) -> str:
+    return repr(line[:60]) + ("..." if len(line) > 60 else "")
+
+
+def _head(head: bytes) -> tuple[int, str, int]:
+    """(status, closing: "" to keep the connection alive, else what says it closes, body framing: a length,
+    _CHUNKED or _CLOSE) of a response head without its blank line."""
     known = _HEADS.get(head)
     if known is None:
         known = _parse_head(head)
@@ -79,18 +89,18 @@ def _head(head: bytes) -> tuple[int, bool, int]:
     return known
 
 
-def _parse_head(head: bytes) -> tuple[int, bool, int]:
+def _parse_head(head: bytes) -> tuple[int, str, int]:
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
-        raise MalformedResponse("not an HTTP/1.x status line")
+        raise MalformedResponse(f"not an HTTP/1.x status line: {_quote(lines[0])}")
     status = int(parts[1])
-    keep_alive = parts[0] == b"HTTP/1.1"
+    closing = "" if parts[0] == b"HTTP/1.1" else HTTP10
     length, chunked = None, False
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not name or name[-1:] in (b" ", b"\t"):
-            raise MalformedResponse("bad header line")
+            raise MalformedResponse(f"bad header line: {_quote(line)}")
         name = name.lower()
         if name == b"content-length":
             value = value.strip()
@@ -105,22 +115,22 @@ def _parse_head(head: bytes) -> tuple[int, bool, int]:
         elif name == b"connection":
             tokens = {t.strip() for t in value.lower().split(b",")}
             if b"close" in tokens:
-                keep_alive = False
+                closing = CLOSE
             elif b"keep-alive" in tokens:
-                keep_alive = True
+                closing = ""
     if 100 <= status < 200 or status in (204, 304):
-        return status, keep_alive, 0
+        return status, closing, 0
     if chunked:
-        return status, keep_alive, _CHUNKED
+        return status, closing, _CHUNKED
     if length is not None:
-        return status, keep_alive, length
-    return status, False, _CLOSE
+        return status, closing, length
+    return status, closing or UNTIL_CLOSE, _CLOSE
 
 
 class Reader:
     """Frames one response at a time; `expect_body=False` for a HEAD request's response."""
 
-    __slots__ = ("_buf", "_status", "_keep_alive", "_left", "_length", "_chunk_state", "expect_body")
+    __slots__ = ("_buf", "_status", "_closing", "_left", "_length", "_chunk_state", "expect_body")
 
     def __init__(self, expect_body: bool = True) -> None:
         self.expect_body = expect_body
@@ -130,7 +140,7 @@ class Reader:
         """Forget any partial response (a new connection, or a new request on this one)."""
         self._buf = b""
         self._status = 0  # 0: the head is not complete yet
-        self._keep_alive = False
+        self._closing = ""
         self._left = 0  # body bytes still due (or _CLOSE / _CHUNKED)
         self._length = 0  # bytes of the response so far
         self._chunk_state = 0  # chunked: 0 size line next, n > 0: n data bytes, -1 CRLF after data, -2 trailers
@@ -150,10 +160,10 @@ class Reader:
                     if len(data) > MAX_HEAD:
                         raise MalformedResponse("no end of head")
                     if not b"HTTP/".startswith(data[:5]):  # garbage: say so now, not after 64 KiB
-                        raise MalformedResponse("not an HTTP/1.x status line")
+                        raise MalformedResponse(f"not an HTTP/1.x status line: {_quote(data.partition(CR)[0])}")
                     self._buf = data
                     return None
-                status, keep_alive, left = _head(data[:end])
+                status, closing, left = _head(data[:end])
                 self._length += end + 4
                 data = data[end + 4 :]
                 if 100 <= status < 200:
@@ -163,8 +173,8 @@ class Reader:
                 left = 0
             if left >= 0 and len(data) == left:  # the common case: the whole body is here
                 self._length += left
-                return self._finish(status, keep_alive)
-            self._status, self._keep_alive, self._left, self._buf = status, keep_alive, left, b""
+                return self._finish(status, closing)
+            self._status, self._closing, self._left, self._buf = status, closing, left, b""
         elif self._buf:
             data, self._buf = self._buf + data, b""
         return self._body(data)
@@ -179,7 +189,7 @@ class Reader:
             raise MalformedResponse("more bytes than the response's Content-Length")
         self._left -= len(data)
         self._length += len(data)
-        return self._finish(self._status, self._keep_alive) if self._left == 0 else None
+        return self._finish(self._status, self._closing) if self._left == 0 else None
 
     def _chunks(self, data: bytes) -> Response | None:
         while data:
@@ -216,19 +226,19 @@ class Reader:
             elif not line:  # state -2: trailers end at an empty line
                 if data:
                     raise MalformedResponse("bytes after the last chunk")
-                return self._finish(self._status, self._keep_alive)
+                return self._finish(self._status, self._closing)
         return None
 
     def eof(self) -> Response | None:
         """The server closed: the response it completes, None if no byte of one had arrived (an idle
         keep-alive connection closed), or ConnectionClosed if it was cut short."""
         if self._status and self._left == _CLOSE:
-            return self._finish(self._status, False)
+            return self._finish(self._status, self._closing)
         if self.started:
             raise ConnectionClosed("closed in the middle of a response")
         return None
 
-    def _finish(self, status: int, keep_alive: bool) -> Response:
-        response = Response(status, keep_alive, self._length)
+    def _finish(self, status: int, closing: str) -> Response:
+        response = Response(status, not closing, self._length, closing)
         self.reset()
         return response

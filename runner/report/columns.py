@@ -117,6 +117,11 @@ def _flags(run: Run) -> str:
     return ",".join(flag for flag in flags if isinstance(flag, str))
 
 
+def _why(run: Run) -> str:
+    """The kinds of the run's diagnoses (runner/run/diagnosis.py), "listen-queue,delayed-ack"."""
+    return ",".join(d["kind"] for d in run.diagnoses)
+
+
 # fmt: off
 COLUMNS: tuple[Column, ...] = (
     Column("server", lambda run: run.server, kind="identity", header="Server"),
@@ -196,6 +201,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("partial", lambda run: run.metrics.partial is True, "bool", "state"),
     Column("flags", _flags, kind="state", header="Flags",
            legend="reasons to doubt the row, explained under Flags; empty when there are none."),
+    Column("why", _why, kind="state", header="Why",
+           legend="what the run showed about the server (the listen queue, delayed ACKs, a connection per request, "
+           "malformed responses, requests never answered, an exit), each said with its numbers under Why below."),
     Column("window", _window, kind="state"),  # what the numbers cover: runner/report/document.py's _WINDOWS
     Column("server_cpus", _cpus("server"), kind="state"),  # "0", "1-3"; "any": not pinned; None: not recorded
     Column("locust_cpus", _cpus("load"), kind="state"),

@@ -49,11 +49,11 @@ from runner.run.validity import LEGEND as FLAG_LEGEND
 
 REPORT_FILE, CSV_FILE, CELLS_FILE = "report.md", "results.csv", "cells.csv"
 _MEANING = {
-    "completed_with_errors": "the run finished but some requests failed; see Failures and the run's `*_failures.csv`.",
+    "completed_with_errors": "the run finished but some requests failed (Fail % counts those in the measured window; "
+    "the run's `locust_failures.csv` lists each kind).",
     "server_failed_to_start": "the server never became ready, so no load was sent.",
-    "server_crashed": "the server exited while under load; numbers, if any, cover only the time before the crash; "
-    "see the run's `server.log`.",
-    "loadgen_failed": "Locust itself failed, so its numbers are missing or untrustworthy; see the run's `locust.log`.",
+    "server_crashed": "the server exited while under load; numbers, if any, cover only the time before the crash.",
+    "loadgen_failed": "Locust itself failed, so its numbers are missing or untrustworthy.",
     "timeout": "the run overran its hard deadline and was stopped; numbers, if any, are partial.",
     "interrupted": "the run was stopped by hand (Ctrl-C or SIGTERM) before it finished.",
     "incomplete": "the job directory has no `result.json`: the run was killed before it finished, or is still running.",
@@ -62,7 +62,8 @@ _MEANING = {
     "unknown_schema": "the run's `result.json` has a `schema_version` this report does not know (written by a newer "
     "runner): rather than misread it, its numbers are not shown; report it with that runner.",
 }
-_REASONS = ("server_failed_to_start", "unknown_schema")  # outcomes whose Notes quote each run's detail
+_REASONS = ("completed_with_errors", "server_failed_to_start", "server_crashed", "loadgen_failed", "timeout",
+            "unknown_schema")  # outcomes whose Notes quote each run's detail: the report is where a reader looks
 # Known provenance keys, shown in this order with these labels; any other keys follow, sorted.
 _PROVENANCE_LABELS = {
     "cpu_model": "CPU",
@@ -89,13 +90,19 @@ _CI_LEGEND = (
     "the median of the cell's complete runs, then in brackets the 95% confidence interval of their mean (Student t; "
     "none when n is 1)."
 )
+_NOT_RANKED = (
+    "did not work: it did not finish (its outcome is neither ok nor completed_with_errors), or more than "
+    "{max_error_ratio:.0%} of its requests failed (the `errors` flag). RPS counts failures, so a server that fails "
+    "fast would look fast; its row is listed, below the ranked ones, with what it did"
+)
 _RANK = {
-    False: 'place by the table\'s metric. "—" means not ranked: the run has no number for it, or only partial '
-    "numbers. Unranked rows come last.",
+    False: 'place by the table\'s metric. "—" means not ranked: the run has no number for it, has only partial '
+    f"numbers, or {_NOT_RANKED}. Unranked rows come last.",
     True: "place by the median of the table's metric. A cell whose interval overlaps that of the first cell of the "
     'tie group just above shares its rank, marked "=": the repeats do not tell them apart. Ties do not chain: a '
     'cell that overlaps only a later member of the group starts a new rank. "—" means not ranked: the cell has '
-    "no complete run. Unranked rows come last.",
+    f"no complete run (one that ended cleanly, with numbers, and worked; a run {_NOT_RANKED}). Unranked rows "
+    "come last.",
 }
 
 
@@ -107,6 +114,7 @@ def render(
     figures: str = "",
     extra: str = "",  # sections placed after the tables: runner/capacity.py's Capacity and curves
     reasons: dict[str, str] | None = None,  # run -> its result's detail, told under Notes (_REASONS)
+    why: dict[str, list[tuple[str, str]]] | None = None,  # run -> its diagnoses: (kind, what it says)
 ) -> str:
     """The report as markdown: figures (markdown from runner/report/plots.py, first, so a reader sees the result
     before any table), summary, rankings, legends, notes on every non-ok outcome, how to reproduce.
@@ -125,8 +133,9 @@ def render(
         _summary(frame, cells if repeated else None, provenance or {}),
         _searches_note(frame),
         *[f"## {heading}\n\n{table}\n" for heading, _, table in tables],
+        _why(frame, why or {}),
         extra,
-        _column_legend(shown, repeated, grouped=len(ranking_groups(frame)) > 1),
+        _column_legend(shown, repeated, thresholds, grouped=len(ranking_groups(frame)) > 1),
         _flags_legend(frame, cells, thresholds),
         f"## Measurement\n\n{_window(frame)}\n{_pinning(frame)}\n",
         _notes(frame, reasons or {}),
@@ -151,7 +160,8 @@ def write_report(directory: Path | str) -> Path:
     title = f"Stress test report: {root.resolve().name}"
     sections = "\n".join(filter(None, [capacity.report_sections(frame, runs), workers_section(runs)]))
     reasons = {run.run: " ".join(run.detail.split()) for run in runs if run.outcome in _REASONS and run.detail}
-    report = render(frame, title, provenance, validity, plots.markdown(figures, skipped), sections, reasons)
+    why = {run.run: [(d["kind"], " ".join(str(d.get("says", "")).split())) for d in run.diagnoses] for run in runs}
+    report = render(frame, title, provenance, validity, plots.markdown(figures, skipped), sections, reasons, why)
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
 
 
@@ -234,10 +244,28 @@ def _reasons(frame: pd.DataFrame, outcome: str, reasons: dict[str, str]) -> str:
     return "".join(f"\n  - `{run}`: {reasons[run]}" for run in runs if run in reasons)
 
 
-def _column_legend(shown: set[str], repeated: bool, grouped: bool = False) -> str:
+def _why(frame: pd.DataFrame, why: dict[str, list[tuple[str, str]]]) -> str:
+    """Each run's diagnoses (runner/run/diagnosis.py) in words, under its server and directory, in the frame's
+    order: what the tables' Why column names."""
+    told = [
+        f"- **{row['server']}** (`{row['run']}`):\n" + "\n".join(f"  - **{k}**: {says}" for k, says in why[row["run"]])
+        for row in frame.to_dict("records")
+        if why.get(row["run"])
+    ]
+    if not told:
+        return ""
+    return (
+        "## Why\n\nWhat each run showed about its server, from the kernel's TCP counters, the load generator's "
+        "connections and the server's own end (each run's `result.json` keeps the numbers, under `diagnoses`):\n\n"
+        + "\n".join(told)
+        + "\n"
+    )
+
+
+def _column_legend(shown: set[str], repeated: bool, thresholds: dict[str, Any], grouped: bool = False) -> str:
     """A line per shown column (runner/report/columns.py's legends), after the Rank's; a cell's intervals and
     outcome explained when the tables rank cells."""
-    rank = _RANK[repeated]
+    rank = _RANK[repeated].format(**thresholds)
     if grouped:
         rank += (
             " Each sub-table is ranked on its own: its rows ran under the conditions its sub-heading names, and only "

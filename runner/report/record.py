@@ -51,6 +51,13 @@ class Run:
         return m if isinstance(m, Metrics) else Metrics()
 
     @property
+    def diagnoses(self) -> list[dict[str, Any]]:
+        """result.json's diagnoses (runner/run/diagnosis.py), each with a kind and what it says; [] without."""
+        found = self.result.diagnoses if self.result is not None else None
+        ok = isinstance(found, list)
+        return [d for d in found if isinstance(d, dict) and isinstance(d.get("kind"), str)] if ok else []
+
+    @property
     def capacity(self) -> dict[str, Any]:
         """result.json's capacity search (runner/capacity.py: steps, max_rps, stop_reason); {} without one."""
         block = self.result.capacity if self.result is not None else None

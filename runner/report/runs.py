@@ -8,9 +8,12 @@ Strategy:
   (or, with no config known, of the identity columns). Config keys that differ between runs but
   have no column of their own go to a Settings column, so two rows never look alike by accident.
 - Rows are ranked only against rows run under the same conditions: a group is every run whose config
-  (or, with none, identity columns) matches but for `server.name`, `run.repeat` and the other
-  `server.*` keys, which belong to the server (single's keep-alive default) unless some run's command
-  sets them. `to_frame` names each run's group in words; the report ranks each group on its own.
+  (or, with none, identity columns) matches but for `run.repeat` and the `server.*` keys, which say who
+  the server is (its name, command, options, files: your server run by a command of its own lands in
+  the same table as ours), not how it was loaded. Only server.keepalive and server.backlog, which a
+  sweep may set for every server, are conditions, and only when some run's command sets them (single's
+  keep-alive default is single's). `to_frame` names each run's group in words; the report ranks each
+  group on its own.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from runner.report.record import Run
 _SHOWN = ("server.name", "server.keepalive", "load.users", "load.spawn_rate", "load.arrival_rate", "workload.name",
           "run.repeat")  # fmt: skip
 
+
+# server.* keys a sweep may set for every server (when some run's command does): conditions; every other
+# server.* key says which server a row is
+_SERVER_CONDITIONS = ("server.keepalive", "server.backlog")
 
 # Condition keys said in words in a group's sub-heading (in this order), by the column that shows them
 _WORDS = {
@@ -96,6 +103,7 @@ def _group_labels(runs: list[Run], rows: list[dict[str, Any]], configs: list[dic
         {k: _canonical(v) for k, v in (config or _identity_config(row)).items() if k != "server.name"}
         for row, config in zip(rows, configs, strict=True)
     ]
+    explicit &= set(_SERVER_CONDITIONS)
     conditions = [{k: v for k, v in c.items() if not k.startswith("server.") or k in explicit} for c in conditions]
     groups = list({_canonical(c): c for c in conditions}.values())
     if len(groups) < 2:

@@ -37,12 +37,14 @@ def median(values: Sequence[float]) -> float:
 
 
 def mean_interval(values: Sequence[float]) -> Interval | None:
-    """95% confidence interval of the mean (Student t); None below two values."""
+    """95% confidence interval of the mean (Student t); None below two values. Never below zero: what is
+    measured here (rates, times) cannot be negative, and with three spread repeats t's interval reached
+    [-2,924, 4,433] requests/s."""
     n = len(values)
     if n < 2:
         return None
     mean, half = statistics.fmean(values), t_975(n - 1) * statistics.stdev(values) / math.sqrt(n)
-    return mean - half, mean + half
+    return max(mean - half, 0.0) if min(values) >= 0 else mean - half, mean + half
 
 
 def spread(values: Sequence[float]) -> float | None:

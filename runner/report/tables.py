@@ -23,12 +23,14 @@ from runner.report import stats
 from runner.report.columns import COLUMNS, DTYPES, IDENTITY, MISSING, NUMBERS, SHOWN_ORDER
 from runner.report.record import natural_key
 from runner.result import OUTCOMES
+from runner.run.diagnosis import DIAGNOSES
 from runner.run.validity import LEGEND as FLAG_LEGEND
 
 _OUTCOME_ORDER = (*OUTCOMES, "incomplete", "corrupt", "unknown_schema")
 INTERVALS = tuple(c.name for c in COLUMNS if c.interval)  # "rps" first: a cell's spread is of its RPS
 _BOUNDS = ("rps_low", "rps_high", "rps_spread", *(f"{n}_{end}" for n in INTERVALS[1:] for end in ("low", "high")))
-CELL_COLUMNS = ("cell", "group", *IDENTITY, "runs", "n", *_BOUNDS, *NUMBERS, "outcome", "flags")
+CELL_COLUMNS = ("cell", "group", *IDENTITY, "runs", "n", *_BOUNDS, *NUMBERS, "outcome", "flags", "why")
+WORKING = ("ok", "completed_with_errors")  # a run that finished: its numbers may say what the server can take
 # a cell's numbers are medians: 37 and 38 failures make 37.5
 _CELL_DTYPES = {name: DTYPES[name] for name in IDENTITY if name in DTYPES} | {"n": "Int64"}
 _CELL_DTYPES |= {name: "Float64" for name in (*_BOUNDS, *NUMBERS)}
@@ -56,6 +58,7 @@ def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
         if row["rps_spread"] is not None and row["rps_spread"] >= unstable_spread:
             flags.add("unstable")
         row["flags"] = ",".join(ordered_flags(flags))
+        row["why"] = ",".join(ordered_kinds(kind for r in runs for kind in split_flags(r["why"])))
         tally = count_outcomes(r["outcome"] for r in runs)
         row["outcome"] = next(iter(tally)) if len(tally) == 1 else ", ".join(f"{n} {o}" for o, n in tally.items())
         rows.append(row)
@@ -66,9 +69,16 @@ def is_missing(value: Any) -> bool:
     return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
+def is_working(row: dict) -> bool:
+    """A run whose numbers can rank: it finished (ok, or with failures) and at most run.validity.max_error_ratio
+    of its requests failed (no `errors` flag). RPS counts failures, so a server that fails fast looks fast:
+    a row whose requests all failed once ranked third."""
+    return row["outcome"] in WORKING and "errors" not in split_flags(row["flags"])
+
+
 def is_complete(row: dict) -> bool:
-    """Numbers a cell may aggregate: a run that ended cleanly and has both ranked metrics."""
-    return not row["partial"] and not is_missing(row["rps"]) and not is_missing(row["avg_ms"])
+    """Numbers a cell may aggregate: a working run that ended cleanly and has both ranked metrics."""
+    return not row["partial"] and not is_missing(row["rps"]) and not is_missing(row["avg_ms"]) and is_working(row)
 
 
 def split_flags(flags: Any) -> list[str]:
@@ -76,8 +86,16 @@ def split_flags(flags: Any) -> list[str]:
 
 
 def ordered_flags(flags: Iterable[str]) -> list[str]:
-    known = list(FLAG_LEGEND)
-    return sorted(set(flags), key=lambda f: (f not in known, known.index(f) if f in known else 0, f))
+    return _ordered(flags, list(FLAG_LEGEND))
+
+
+def ordered_kinds(kinds: Iterable[str]) -> list[str]:
+    """Diagnoses' kinds in runner/run/diagnosis.py's order, unknown ones last."""
+    return _ordered(kinds, list(DIAGNOSES))
+
+
+def _ordered(names: Iterable[str], known: list[str]) -> list[str]:
+    return sorted(set(names), key=lambda f: (f not in known, known.index(f) if f in known else 0, f))
 
 
 def count_outcomes(outcomes: Iterable[str]) -> dict[str, int]:
@@ -117,8 +135,9 @@ def _columns(frame: pd.DataFrame, kind: str) -> list[TableColumn]:
         hidden |= {
             c.name for c in VARYING if c.name != "keepalive" and all(_one_value(g[c.name].tolist()) for g in groups)
         }
-    if not frame["settings"].fillna("").astype(str).str.len().gt(0).any():
-        hidden.add("settings")
+    for name in ("settings", "why"):  # shown when some row has one
+        if not frame[name].fillna("").astype(str).str.len().gt(0).any():
+            hidden.add(name)
     only = {"run": "all", "repeat": "all", "n": "cells"}  # columns of one kind of table
     shown = [c for c in SHOWN_ORDER if c.header and c.name not in hidden and only.get(c.name, kind) == kind]
     return [(c.header + CI if kind == "cells" and c.interval else c.header, c.name, c.fmt) for c in shown]
@@ -135,8 +154,12 @@ def _ranked_order(frame: pd.DataFrame, metric: str, descending: bool) -> list[di
     return sorted(frame.to_dict("records"), key=order)
 
 
-def _group(row: dict, metric: str) -> int:  # 0 ranked, 1 partial numbers, 2 no number
-    return 2 if is_missing(row[metric]) else int(bool(row.get("partial", False)))
+def _group(row: dict, metric: str) -> int:
+    """0 ranked; 1 listed without a rank (partial numbers, or a run that did not work: is_working); 2 no number.
+    A cell's numbers are its complete runs' medians, so a cell with a number ranks."""
+    if is_missing(row[metric]):
+        return 2
+    return 0 if "n" in row or (not row.get("partial", False) and is_working(row)) else 1
 
 
 def _rankings(frame: pd.DataFrame, metric: str, descending: bool, columns: list, ties: bool = False) -> str:
@@ -171,8 +194,8 @@ def markdown_table(rows: list[dict], columns: list[TableColumn], ranks: list[str
 
 
 def _show(row: dict, column: str, fmt: str) -> str:
-    if column == "flags":
-        return ", ".join(split_flags(row["flags"]))
+    if column in ("flags", "why"):
+        return ", ".join(split_flags(row[column]))
     text = cell_text(row[column], fmt)
     if column == "outcome" and row.get("partial"):
         return f"{text} (partial)"

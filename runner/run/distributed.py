@@ -198,7 +198,7 @@ class DistributedLocust(load.Locust):
         job_dir = self.job_dir
         result.workers = workers_record(self, job_dir)
         if len(list(job_dir.glob(f"{load.PHASES_PREFIX}_*.json"))) < result.workers["joined"]:
-            metrics = load.read_stats(job_dir, phases=False)
+            metrics = load.read_stats(job_dir, load.run_time_s(self.cfg), phases=False)
             if metrics is not None:
                 metrics.partial = metrics.partial or result.metrics.partial
                 result.metrics = metrics

@@ -36,8 +36,9 @@ from typing import Protocol
 
 from runner.config import Config, parse_duration, to_container
 from runner.result import RESULT_FILE, RunResult, write_result
-from runner.run import capacity, distributed, load, procs, progress, remote
+from runner.run import capacity, distributed, load, procs, progress, remote, resources
 from runner.run import server as server_mod
+from runner.run.diagnosis import diagnose
 from runner.run.exits import EXIT_OUTPUT_LOST, SweepStopped
 from runner.run.provenance import collect
 from runner.run.resources import Sampler, Series, others_pct, summarize
@@ -150,7 +151,7 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
     cpus = cpu_split(cfg.run.pin)
     result = _new_result(cfg, overrides, cpus)
     target, generator = resolve(cfg, job_dir, cpus)
-    sampler, partial = None, False
+    sampler, partial, tcp = None, False, None
     try:
         # raised here so that the server and Locust inherit it (the original run hit EMFILE)
         result.provenance = {**collect(), "nofile_limit_children": raise_nofile_limit()}
@@ -159,6 +160,7 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
         except server_mod.ServerFailedToStart as exc:
             result.outcome, result.detail = "server_failed_to_start", str(exc)
             return result
+        tcp = resources.tcp_counters() if not remote.is_remote(cfg) else None  # the kernel's, over the load
         generator.start(target.host, target.port)
         line = progress.Line(cfg.server.name, load.run_time_s(cfg), job_dir / load.PROGRESS_FILE)
         with Sampler(**target.pids(), **generator.pids()) as sampler, line:
@@ -172,8 +174,11 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
     finally:
         with procs.interrupts_held():  # a (second) Ctrl-C now would leave processes and no result.json
             generator.stop(LOCUST_STOP_GRACE_S)  # first: it writes its final numbers while the server still answers
+            tcp = resources.tcp_delta(tcp, resources.tcp_counters())
             target.stop()
             _collect(result, cfg, job_dir, (target, generator), sampler, partial, cpus)
+            if tcp is not None:
+                result.resources["tcp"] = tcp
             _write(result, job_dir, cfg, started)
     return result
 
@@ -258,6 +263,7 @@ def _collect(
 def _write(result: RunResult, job_dir: Path, cfg: Config, started: float) -> None:
     """Flags, duration and result.json; SweepStopped if it cannot be written."""
     result.flags = run_flags(result, cfg)
+    result.diagnoses = diagnose(result, cfg)
     result.duration_s = round(time.monotonic() - started, 3)
     try:
         write_result(result, job_dir)
@@ -320,4 +326,6 @@ def summary(result: RunResult) -> str:
             line += f", {tree} CPU {pct:.0f}%"
     if result.flags:
         line += f" [{', '.join(result.flags)}]"
+    if result.diagnoses:
+        line += f" (why: {', '.join(d['kind'] for d in result.diagnoses)})"
     return line + (f" ({result.detail})" if result.detail else "")  # an ok run's: how its server stopped

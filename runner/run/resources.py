@@ -229,3 +229,31 @@ def others_pct(sampler: Sampler, cores: set[int] | None, ours: float, start: flo
     if not busy or None in busy or runner is None or end <= start:
         return None
     return max(0.0, 100.0 * (sum(busy) - ours - runner) / ((end - start) * len(busy)))  # type: ignore[arg-type]
+
+
+# The kernel's own count of what happened to TCP connections (/proc/net/netstat's TcpExt line): the listen
+# queue's overflows (a connection refused a place in a full accept queue: its SYN, or the handshake's last ACK,
+# dropped, so the client tries again after 1 s, 3 s...) and the SYNs clients had to send again. They count the
+# whole network namespace, so they are read over one run and paired with what that run's clients saw.
+TCP_COUNTERS = {
+    "ListenOverflows": "listen_overflows",
+    "ListenDrops": "listen_drops",
+    "TCPSynRetrans": "syn_retransmits",
+}
+
+
+def tcp_counters(path: str = "/proc/net/netstat") -> dict[str, int] | None:
+    """TCP_COUNTERS as they stand now; None where the kernel does not say (not Linux, no /proc)."""
+    try:
+        lines = [line.split() for line in open(path).read().splitlines() if line.startswith("TcpExt:")]
+        names, values = lines[0][1:], [int(v) for v in lines[1][1:]]
+    except (OSError, IndexError, ValueError):
+        return None
+    found = dict(zip(names, values, strict=False))
+    return {ours: found[name] for name, ours in TCP_COUNTERS.items() if name in found}
+
+
+def tcp_delta(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:
+    if before is None or after is None:
+        return None
+    return {key: after[key] - before[key] for key in before if key in after}

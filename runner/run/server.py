@@ -11,11 +11,15 @@ starts, naming the port and, where it can be seen, who holds it.
 An external server (server.command: uvicorn, nginx, yours) knows none of that. We pick its port
 (free, and below the kernel's ephemeral range, so that no outgoing connection of a load generator
 on this machine can take it before the server binds it), fill in the command's placeholders, write
-its server.files into the run directory, and wait until the port accepts a TCP connection *and* a
-process of its group is the one listening (a port another program grabbed in between is not
-"ready"). It runs in its own process group and is torn down exactly like ours, and then whatever
-it started outside that group (it daemonized: runner/run/escapes.py) is stopped too; it reports no
-SERVED count, so its `served` is None (unknown, and so never compared).
+its server.files into the run directory, and wait until it answers an HTTP request: the workload's
+own (or GET server.ready_probe), with `Connection: close`, its response read and the server left to
+close first. A bare connect-and-close is what killed a first server that parsed whatever recv()
+returned (`server.ready_probe=tcp` asks for it all the same). A server that exits meanwhile is
+reported as having exited, with its status; a port answered by a program outside the server's
+process tree (it took the port between our pick and the server's bind) is not "ready". It runs in
+its own process group and is torn down exactly like ours, and then whatever it started outside that
+group (it daemonized: runner/run/escapes.py) is stopped too; it reports no SERVED count, so its
+`served` is None (unknown, and so never compared).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any
 import psutil
 
 from runner.config import Config, own_servers
+from runner.locust import wire
 from runner.result import RunResult
 from runner.run import escapes, procs
 from servers import workload
@@ -288,7 +293,7 @@ def _start_external(cfg: Config, job_dir: Path, cpus: set[int] | None) -> Runnin
     try:
         with procs.interrupts_held():
             proc = procs.spawn(argv, log, cpus=cpus, env={**_environment(cfg), escapes.TOKEN_ENV: token})
-        why = wait_listening(proc, host, port, cfg.server.ready_timeout_s)
+        why = wait_ready(proc, host, port, cfg.server.ready_timeout_s, probe_request(cfg, values["address"]))
     except BaseException:
         if proc is not None:
             procs.terminate(proc, 1.0)
@@ -311,20 +316,114 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
-def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float) -> str:
-    """Wait until a process of `proc`'s group listens on `port`; "" when it does, else why not."""
+PROBE_S = 2.0  # how long one readiness probe waits for an answer before it tries again
+CLOSE_FIRST_S = 0.5  # how long, after its answer, the server is left to close the probe's connection first
+
+
+def probe_request(cfg: Config, address: str) -> bytes | None:
+    """The readiness probe's bytes: the workload's request (or GET server.ready_probe), asking the server to
+    close after it; None for server.ready_probe=tcp (a connect is enough)."""
+    probe = cfg.server.ready_probe
+    if probe == "tcp":
+        return None
+    if probe:
+        return wire.build_request("GET", probe, address, keep_alive=False)
+    return wire.build_request(cfg.workload.method, cfg.workload.path, address, cfg.workload.body.encode(), False)
+
+
+def wait_ready(proc: subprocess.Popen, host: str, port: int, timeout: float, probe: bytes | None) -> str:
+    """Wait until the server answers `probe` on `port` (probe None: accepts a connection) and a process of
+    its tree is the one listening there; "" when it does, else why not."""
     deadline = time.monotonic() + timeout
+    why_not = f"external server did not listen on port {port} within {timeout:g} s"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            hint = " (it must stay in the foreground, not daemonize)" if proc.returncode == 0 else ""
-            return f"external server exited with status {proc.returncode} before listening on port {port}{hint}"
-        if not _accepts(host, port):
+            return _exited(proc, f"before it answered on port {port}")
+        answer = _probe(host, port, probe, deadline)
+        if answer is None or answer:  # refused (not listening yet), or not answered: try again
+            why_not = answer or why_not
             time.sleep(procs.READY_POLL_S)
             continue
-        if _group_listens(proc.pid, port) is False:
-            return f"port {port} answered, but no process of the server listens on it (another program took it)"
+        if _exited_after_probe(proc):
+            what = "the readiness probe's request, answered" if probe else "the readiness check's connect and close"
+            return _exited(proc, f"just after {what}: a server must expect a client to close its connection")
+        if _group_listens(proc.pid, port) is False and (others := _other_listeners(proc.pid, port)):
+            return f"port {port} answered, but {others} listens on it, not the server: another program took it"
         return ""
-    return f"external server did not listen on port {port} within {timeout:g} s"
+    return why_not
+
+
+def _probe(host: str, port: int, probe: bytes | None, deadline: float) -> str | None:
+    """One try: None when nothing accepts on the port; "" when it answered (any bytes of a response: one
+    that is malformed still comes from a server that is up, and the run will say what was wrong); else why
+    it did not."""
+    try:
+        sock = socket.create_connection((host, port), timeout=1.0)
+    except OSError:
+        return None
+    with sock:
+        if probe is None:
+            return ""
+        line = probe.split(b"\r\n", 1)[0].decode("latin-1")
+        sock.settimeout(max(0.05, min(PROBE_S, deadline - time.monotonic())))
+        reader, answered = wire.Reader(expect_body=not probe.startswith(b"HEAD ")), False
+        try:
+            sock.sendall(probe)
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break  # its close: after an answer, as the probe asked; else before one
+                answered = True
+                if reader.feed(data) is not None:
+                    _close_second(sock)
+                    break
+        except wire.MalformedResponse:
+            pass  # it answered: the load will show what is wrong with the answer
+        except TimeoutError:
+            if not answered:
+                return f"port {port} accepted connections, but the server did not answer `{line}` (the readiness probe)"
+        except OSError as exc:
+            if not answered:
+                return f"port {port} accepted the readiness probe's connection, then {exc.strerror or exc}"
+    if not answered:
+        return f"port {port} accepted connections, but the server closed them without answering `{line}`"
+    return ""
+
+
+def _close_second(sock: socket.socket) -> None:
+    """Leave the server a moment to close first, as the probe's `Connection: close` asked: a server that takes
+    a client's close for a request (recv() returned b"", parsed anyway) is not killed by the probe."""
+    sock.settimeout(CLOSE_FIRST_S)
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
+def _exited_after_probe(proc: subprocess.Popen) -> bool:
+    """Whether the server died of the probe's close: it is given a moment to."""
+    try:
+        proc.wait(0.05)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _exited(proc: subprocess.Popen, when: str) -> str:
+    hint = " (it must stay in the foreground, not daemonize)" if proc.returncode == 0 else ""
+    return f"external server exited with status {proc.returncode} {when}{hint}"
+
+
+def _other_listeners(pid: int, port: int) -> str:
+    """Who listens on `port` outside `pid`'s tree, in words ("" when nobody can be seen)."""
+    try:
+        leader = psutil.Process(pid)
+        tree = {pid, *(p.pid for p in leader.children(recursive=True))}
+    except psutil.NoSuchProcess:
+        tree = {pid}
+    others = [escapes.describe(p) for p in escapes.listeners(port) if p.pid not in tree]
+    return ", ".join(f"pid {d['pid']} (`{d['command'][:60]}`)" for d in others)
 
 
 def _group_listens(pid: int, port: int) -> bool | None:
@@ -397,6 +496,10 @@ def check(cfg: Config) -> list[str]:
         )
     if server.target_host is not None:  # a remote target: runner/run/remote.py checks it
         return errors
+    if (probe := server.get("ready_probe") if hasattr(server, "get") else server.ready_probe) is not None:
+        if probe != "tcp" and not str(probe).startswith("/"):
+            errors.append(f"server.ready_probe: {probe!r} is not a path (/health) or tcp (a connect only)")
+    errors += _command_on_another_server(cfg)
     if server.command is None:
         ours = own_servers()
         if server.name not in ours:
@@ -438,6 +541,23 @@ def check(cfg: Config) -> list[str]:
         if not LABEL.fullmatch(str(filename)):
             errors.append(f"server.files: {filename!r} must be a plain file name (it is written in the run directory)")
     return errors
+
+
+def _command_on_another_server(cfg: Config) -> list[str]:
+    """server.command given to a server option that is not `external`, or an external server named as one of
+    ours: the command would run under that name (`-m server=select,external server.command=...` made both
+    points the user's server, and `select` was no longer ours). Refused, saying where one's own server goes."""
+    hydra = cfg.get("hydra") if hasattr(cfg, "get") else None
+    choice = hydra.runtime.choices.get("server") if hydra is not None else None
+    given = any(o.lstrip("+~").startswith("server.command=") for o in (hydra.overrides.task if hydra else []))
+    yours = ("give your server a name of its own: server=external server.name=mine 'server.command=\"...\"', or a "
+             "file server/mine.yaml in a config directory of yours (python -m runner -cd DIR -m server=select,mine)")
+    if given and choice not in (None, "external"):
+        return [f"server.command: the command line gives server={choice} a command, which would run under that "
+                f"name; {yours}"]  # fmt: skip
+    if cfg.server.command is not None and cfg.server.name in own_servers():
+        return [f"server.name: {cfg.server.name!r} is this project's servers/{cfg.server.name}.py; {yours}"]
+    return []
 
 
 def missing_program(cfg: Config) -> str | None:

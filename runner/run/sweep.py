@@ -51,8 +51,9 @@ def output_errors(key: str, path: str) -> list[str]:
     return []
 
 
-def explain(exc: Exception, overrides: list[str]) -> str:
-    """Hydra's composition errors in the runner's words: the key, why, and what it takes."""
+def explain(exc: Exception, overrides: list[str], loader: ConfigLoader | None = None) -> str:
+    """Hydra's composition errors in the runner's words: the key, why, and what it takes (the choices Hydra's
+    `loader` sees, a config directory of the user's own (-cd) included)."""
     from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
@@ -64,7 +65,8 @@ def explain(exc: Exception, overrides: list[str]) -> str:
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, choice = str(exc.missing_cfg_file).rpartition("/")
         if group:
-            return f"{group}={choice}: no such option; valid choices: {', '.join(available_choices(group))}"
+            choices = sorted(set(loader.get_group_options(group))) if loader else available_choices(group)
+            return f"{group}={choice}: no such option; valid choices: {', '.join(choices)}"
     cause = exc.__cause__
     key = getattr(cause, "full_key", None)
     if key and isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
@@ -166,7 +168,7 @@ def plan(loader: ComposedOnce, master: DictConfig) -> Plan:
                 continue
             problems = check(cfg)
         except Exception as exc:  # Hydra's composition errors (MissingConfigException, omegaconf's)
-            problems = [explain(exc, point)]
+            problems = [explain(exc, point, loader)]
         kept.append(point)
         prefix = f"[{' '.join(point)}] " if len(found) > 1 else ""
         errors += [prefix + p for p in problems if prefix + p not in errors]

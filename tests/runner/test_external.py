@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -168,9 +169,9 @@ def test_a_launcher_that_daemonizes_the_server_leaves_nothing_running(tmp_path, 
     assert not _alive(daemon)
     if exits_after_s == 0:  # failed to start: nothing was measured, and the message says what was found
         assert result.outcome == "server_failed_to_start"
-        assert "exited with status 0 before listening" in result.detail
+        assert "exited with status 0 before it answered" in result.detail
         assert f"left pid {daemon} (`{sys.executable} -m http.server" in result.detail
-        port = int(result.detail.split("before listening on port ")[1].split()[0])
+        port = int(result.detail.split("before it answered on port ")[1].split()[0])
     else:  # it passed for the server until the launcher exited: a crash, and the daemon is named
         assert result.outcome == "server_crashed", result.detail
         [found] = result.server["escaped"]
@@ -208,7 +209,7 @@ def test_an_external_command_that_exits_at_once_failed_to_start(tmp_path):
     command = "{python} -c 'import sys; print(\"no luck on {port}\"); sys.exit(3)'"
     result = run_experiment(_compose("server=external", command=command), tmp_path)
     assert result.outcome == "server_failed_to_start"
-    assert "exited with status 3 before listening" in result.detail
+    assert "exited with status 3 before it answered" in result.detail
     assert "no luck on" in result.detail  # the log tail
     assert not (tmp_path / "locust.log").exists()  # Locust never started
 
@@ -244,18 +245,18 @@ def test_the_report_says_why_a_server_failed_to_start_when_there_is_no_server_lo
 
 
 def test_a_port_someone_else_listens_on_is_not_ready(tmp_path):
-    """The port answers, but not from the server's group: a program that took the port between
-    our pick and the server's bind must not pass for the server."""
+    """The port answers, but not from the server's tree: a program that took the port between our pick and the
+    server's bind must not pass for the server, and is named (here: this test's own process)."""
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
         proc = procs.spawn(["sleep", "30"], tmp_path / "server.log")
         try:
-            why = server_mod.wait_listening(proc, "127.0.0.1", port, 5)
+            why = server_mod.wait_ready(proc, "127.0.0.1", port, 5, None)
         finally:
             procs.terminate(proc, 1)
-    assert "no process of the server listens on it" in why
+    assert f"port {port} answered, but pid {os.getpid()} (" in why and why.endswith("another program took it")
 
 
 def test_a_command_without_port_is_refused_before_anything_starts(tmp_path):

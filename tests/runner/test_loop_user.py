@@ -179,7 +179,7 @@ def test_every_framing_is_a_success_counted_once(tmp_path, odd, path, reconnects
     [
         ("/500", "BadStatus(500)"),
         ("/reset", "ConnectionResetError(104, 'Connection reset by peer')"),
-        ("/garbage", "MalformedResponse('not an HTTP/1.x status line')"),
+        ("/garbage", "MalformedResponse(\"not an HTTP/1.x status line: b'SSH-2.0-nonsense'\")"),
         ("/cut", "ConnectionClosed('closed in the middle of a response')"),
         ("/hang", "RequestTimeout('no response in 0.3 s')"),
     ],

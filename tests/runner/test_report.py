@@ -106,8 +106,10 @@ Same for every run: workload hello, 100 users, spawn rate 100/s.
 
 ## Columns
 
-- **Rank**: place by the table's metric. "—" means not ranked: the run has no number for it, or only partial numbers. \
-Unranked rows come last.
+- **Rank**: place by the table's metric. "—" means not ranked: the run has no number for it, has only partial \
+numbers, or did not work: it did not finish (its outcome is neither ok nor completed_with_errors), or more than 1% of \
+its requests failed (the `errors` flag). RPS counts failures, so a server that fails fast would look fast; its row is \
+listed, below the ranked ones, with what it did. Unranked rows come last.
 - **Keep-alive**: whether the server kept connections open between requests.
 - **Requests**, **Failures**, **Fail %**: Locust's counts over the measured window (see Measurement); Fail % is \
 failures per 100 requests.
@@ -147,11 +149,11 @@ window was unavailable).
 
 ## Notes
 
-- **completed_with_errors** (thread): the run finished but some requests failed; see Failures and the run's \
-`*_failures.csv`.
+- **completed_with_errors** (thread): the run finished but some requests failed (Fail % counts those in the measured \
+window; the run's `locust_failures.csv` lists each kind).
 - **server_failed_to_start** (single): the server never became ready, so no load was sent.
 - **server_crashed** (process): the server exited while under load; numbers, if any, cover only the time before \
-the crash; see the run's `server.log`.
+the crash.
 - **(partial)**: numbers from a run that did not end cleanly cover only part of it; they are shown but not ranked.
 
 ## Reproduce
@@ -355,7 +357,7 @@ ROW_0 = {
     "max_ms": 45.1, "total_requests": 160012, "served": 160012,
     "server_cpu_pct": 61.2, "locust_cpu_pct": 97.3, "peak_memory_mb": 21.4, "requests_per_cpu_s": 20743.6,
     "locust_us_per_request": 76.64,
-    "outcome": "ok", "partial": False, "flags": "generator-bound", "window": "steady", "server_cpus": "0",
+    "outcome": "ok", "partial": False, "flags": "generator-bound", "why": "", "window": "steady", "server_cpus": "0",
     "locust_cpus": "1-3",
     "cell": None, "group": None, "run": "0", "rerun": "python -m runner server=select",
 }  # fmt: skip

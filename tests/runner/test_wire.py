@@ -50,20 +50,31 @@ def test_a_body_without_length_ends_at_the_close_and_the_connection_does_not_sta
     reader, head = wire.Reader(), b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n"
     assert reader.feed(head + b"some") is None
     assert reader.feed(b" more") is None
-    assert reader.eof() == wire.Response(200, False, len(head) + 9)
+    assert reader.eof() == wire.Response(200, False, len(head) + 9, wire.UNTIL_CLOSE)
 
 
 @pytest.mark.parametrize(
-    "head, keep_alive",
+    "head, closing",
     [
-        (b"HTTP/1.0 200 OK\r\nContent-Length: 0", False),
-        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0", True),
-        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0", False),
-        (b"HTTP/1.1 200 OK\r\nconnection: Keep-Alive, Upgrade\r\ncontent-length: 0", True),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 0", wire.HTTP10),
+        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0", ""),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0", wire.CLOSE),
+        (b"HTTP/1.0 200 OK\r\nConnection: close\r\nContent-Length: 0", wire.CLOSE),
+        (b"HTTP/1.1 200 OK\r\nconnection: Keep-Alive, Upgrade\r\ncontent-length: 0", ""),
     ],
 )
-def test_http_1_0_and_connection_close_say_whether_the_connection_stays(head, keep_alive):
-    assert wire.Reader().feed(head + b"\r\n\r\n").keep_alive is keep_alive
+def test_http_1_0_and_connection_close_say_whether_the_connection_stays_and_why_not(head, closing):
+    response = wire.Reader().feed(head + b"\r\n\r\n")
+    assert response.keep_alive is not bool(closing) and response.closing == closing
+
+
+def test_a_malformed_head_is_quoted_in_the_failure():
+    with pytest.raises(wire.MalformedResponse, match=r"bad header line: b'Hello, World!'$"):
+        wire.Reader().feed(b"HTTP/1.1 200 OK\r\nHello, World!\r\n\r\n")
+    with pytest.raises(wire.MalformedResponse, match=r"not an HTTP/1.x status line: b'<html>'$"):
+        wire.Reader().feed(b"<html>\r\n")
+    with pytest.raises(wire.MalformedResponse, match=r"line: b'x{60}'\.\.\.$"):
+        wire.Reader().feed(b"HTTP/1.1 200 OK\r\n" + b"x" * 100 + b"\r\n\r\n")
 
 
 def test_no_body_for_204_304_and_head_requests_and_1xx_is_skipped():
