@@ -140,6 +140,9 @@ class ValidityConfig:
     # before and after it (57-79% vs 64-93%): the accounting adds nothing of its own. 25% is ~60% of
     # the weakest contended case; a tenant that takes less than a quarter of a core is not flagged.
     max_others_pct: float = 25.0
+    # contended, for a side with one runnable thread per core (runner/run/validity.py one_runnable): its threads'
+    # run-queue wait above this % of the window (docs/design.md has the measurements behind both thresholds)
+    max_wait_pct: float = 15.0
 
 
 @dataclass

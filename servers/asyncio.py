@@ -43,6 +43,10 @@ from servers.connection import Connection
 from servers.http import HTTPError, error_response
 from servers.loop import SWEEP_INTERVAL_S
 
+# One runnable thread per core it may use: whatever makes it wait for a CPU is someone else (the runner's
+# `contended` flag reads its run-queue wait: runner/run/validity.py)
+ONE_RUNNABLE = True
+
 
 def _loop_choice(name: str) -> str:
     if name == "uvloop":

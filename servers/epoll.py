@@ -35,6 +35,10 @@ from typing import Protocol
 from servers import base
 from servers.loop import READ, Client, Loop
 
+# One runnable thread per core it may use: whatever makes it wait for a CPU is someone else (the runner's
+# `contended` flag reads its run-queue wait: runner/run/validity.py)
+ONE_RUNNABLE = True
+
 
 class Gate(Protocol):
     """Admission of connections when the cap is not this loop's alone (prefork)."""

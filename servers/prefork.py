@@ -49,6 +49,10 @@ from collections.abc import Iterator
 
 from servers import base, epoll
 
+# One runnable thread per core it may use (a worker per core, unless --workers says more): whatever makes one
+# wait for a CPU is someone else (the runner's `contended` flag reads its run-queue wait: runner/run/validity.py)
+ONE_RUNNABLE = True
+
 RESPAWN_PAUSE_S = 1.0  # before replacing a worker that died within this long of starting
 # Blocked around fork() and around the parent's bookkeeping: Shutdown must not land between fork()
 # and recording the pid (an orphan nobody stops), nor in a new worker before it takes over.

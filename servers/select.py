@@ -26,6 +26,10 @@ import time
 from servers import base
 from servers.loop import READ, WRITE, Loop
 
+# One runnable thread per core it may use: whatever makes it wait for a CPU is someone else (the runner's
+# `contended` flag reads its run-queue wait: runner/run/validity.py)
+ONE_RUNNABLE = True
+
 FD_SETSIZE = 1024
 
 

@@ -13,6 +13,10 @@ import socket
 
 from servers import base
 
+# One runnable thread per core it may use: whatever makes it wait for a CPU is someone else (the runner's
+# `contended` flag reads its run-queue wait: runner/run/validity.py)
+ONE_RUNNABLE = True
+
 
 def serve(sock: socket.socket, app: base.App) -> None:
     while True:

@@ -15,13 +15,20 @@ Run-queue wait: the time the tree's threads were runnable but waited for a CPU (
 of /proc/<pid>/task/<tid>/schedstat, in ns), sampled with the CPU. Summed as deltas per thread, so a
 thread or a child that exits keeps what it waited.
 
-Contention (the `contended` flag, runner/run/validity.py) is not read from that wait: it cannot tell
-another tenant from the tree's own threads queueing for its one pinned core (measured, quiet
-machine otherwise the same: the process server's 20 children waited 213% of the window, Locust with
---processes 2 126%, select 13%). It is read as the CPU time *others* used on the cores a tree ran on:
-each core's busy time (/proc/stat: all but idle and iowait, hypervisor steal included), sampled
-with the trees, minus the trees' own CPU and the runner's. A second sweep, or a busy loop on the
-server's core, shows there; the tree's own children do not.
+Contention (the `contended` flag, runner/run/validity.py) is read two ways. Others' CPU: the CPU time
+*others* used on the cores a tree ran on -- each core's busy time (/proc/stat: all but idle and
+iowait; hypervisor steal, irq and softirq included), sampled with the trees, minus the trees' own
+CPU, the runner's and the kernel's softirq threads' on those cores (ksoftirqd/N, which carry the
+run's own loopback traffic when softirq work piles up). Both sides count the same things: with tick
+accounting (CONFIG_IRQ_TIME_ACCOUNTING off, as here) a tick that lands in a softirq is charged to
+the task it interrupted *and* to the core's softirq field, so a core's busy time without softirq,
+minus trees that include theirs, under-read a neighbour by the run's own softirq share (12-14% of
+each core at 75k req/s: a neighbour that halved select read 9-14%). And the run-queue wait: the time
+the tree's threads were runnable but waited for a CPU. For a tree with one runnable thread per core
+(select, epoll, asyncio, single, Locust's process) only someone else can make it wait; for thread,
+process and threadpool, whose own threads and children queue for their core (quiet machine: the
+process server's 20 children waited 213% of the window), it says nothing about neighbours and only
+others' CPU counts. docs/design.md has the measurements behind both thresholds.
 
 Why not Locust's own CPU warning: it is checked every 10 s and its first reading is 0, so a 20 s
 run at 100% CPU was never flagged on this machine (docs/design.md).
@@ -144,30 +151,50 @@ _TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
 def _cores_busy() -> dict[int, float]:
-    """Seconds each core has run a process since boot, or lost to the hypervisor: user, nice,
-    system, steal (/proc/stat). Not irq and softirq: loopback TCP is processed there, for our own
-    requests, and no process is charged for it."""
+    """Seconds each core has not been idle since boot (/proc/stat): running processes (user, nice,
+    system), in interrupts (irq, softirq: the trees' CPU includes the ticks charged to them there, see
+    the module docstring), or lost to the hypervisor (steal)."""
     busy = {}
     try:
         with open("/proc/stat") as f:
             for line in f:
                 if line.startswith("cpu") and line[3].isdigit():
                     name, *ticks = line.split()
-                    user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(x) for x in ticks[:8])
-                    busy[int(name[3:])] = (user + nice + system + steal) * _TICK_S
+                    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in ticks[:8])
+                    busy[int(name[3:])] = (user + nice + system + irq + softirq + steal) * _TICK_S
     except (OSError, ValueError, IndexError):
         pass
     return busy
 
 
+def _softirq_threads() -> dict[int, psutil.Process]:
+    """Each core's ksoftirqd/N kernel thread: softirq work deferred there is the run's own loopback traffic."""
+    found = {}
+    for proc in psutil.process_iter(["name"]):
+        name = proc.info["name"] or ""
+        if name.startswith("ksoftirqd/") and name[10:].isdigit():
+            found[int(name[10:])] = proc
+    return found
+
+
+def _cpu_s(proc: psutil.Process) -> float | None:
+    try:
+        times = proc.cpu_times()
+    except psutil.Error:
+        return None
+    return times.user + times.system
+
+
 class Sampler:
     """Samples named process trees until stopped: `with Sampler(server=pid, locust=pid) as s:`.
-    Beside them, `cores` (each core's busy seconds) and `runner` (this process's own CPU), for
-    `others_pct`."""
+    Beside them, `cores` (each core's busy seconds), `softirq` (each core's ksoftirqd thread's CPU)
+    and `runner` (this process's own CPU), for `others_pct`."""
 
     def __init__(self, **pids: int) -> None:
         self.series = {name: Series() for name in pids}
         self.cores: dict[int, Series] = {}
+        self.softirq: dict[int, Series] = {}
+        self._softirq_threads = _softirq_threads()
         self.runner = Series()
         self._roots = {}
         for name, pid in pids.items():
@@ -187,6 +214,11 @@ class Sampler:
                 series = self.cores.setdefault(core, Series())
                 series.times.append(now)
                 series.cpu_s.append(busy)
+            for core, thread in self._softirq_threads.items():
+                if (used := _cpu_s(thread)) is not None:
+                    series = self.softirq.setdefault(core, Series())
+                    series.times.append(now)
+                    series.cpu_s.append(used)
             self.runner.times.append(now)
             self.runner.cpu_s.append(own.user + own.system)
             if self._stop.wait(INTERVAL_S):
@@ -223,12 +255,15 @@ def summarize(series: Series, start: float | None, end: float | None, cores: int
 
 def others_pct(sampler: Sampler, cores: set[int] | None, ours: float, start: float, end: float) -> float | None:
     """The share (%) of `cores` (None: every core) that other processes used over [start, end]: the
-    cores' busy seconds minus `ours` (the trees that ran on them) and the runner's own."""
-    busy = [sampler.cores[c].cpu_between(start, end) for c in sampler.cores if cores is None or c in cores]
+    cores' busy seconds minus `ours` (the trees that ran on them), the runner's own and the cores'
+    ksoftirqd threads' (the run's own traffic; see the module docstring)."""
+    picked = [c for c in sampler.cores if cores is None or c in cores]
+    busy = [sampler.cores[c].cpu_between(start, end) for c in picked]
     runner = sampler.runner.cpu_between(start, end)
     if not busy or None in busy or runner is None or end <= start:
         return None
-    return max(0.0, 100.0 * (sum(busy) - ours - runner) / ((end - start) * len(busy)))  # type: ignore[arg-type]
+    softirq = sum(sampler.softirq[c].cpu_between(start, end) or 0.0 for c in picked if c in sampler.softirq)
+    return max(0.0, 100.0 * (sum(busy) - ours - runner - softirq) / ((end - start) * len(busy)))  # type: ignore
 
 
 # The kernel's own count of what happened to TCP connections (/proc/net/netstat's TcpExt line): the listen

@@ -6,6 +6,8 @@ Per run (here); `unstable` needs repeats and is decided by the report.
 
 from __future__ import annotations
 
+import importlib
+
 from runner.config import Config
 from runner.result import Metrics, RunResult
 
@@ -28,7 +30,9 @@ LEGEND = {
     "users-not-reached": "not every configured user had started when the run time ended (a ramp-up longer than the "
     "run): the load was smaller than the Users column says (result.json: metrics.users_reached).",
     "contended": "other processes used more than {max_others_pct:g}% of the server's or Locust's cores during the "
-    "window (another sweep, another tenant): both sides ran slower than on their own cores.",
+    "window, or a side with one thread per core (select, epoll, asyncio, single, prefork; Locust) waited for its CPU "
+    "more than {max_wait_pct:g}% of the window, which only someone else can make it do (another sweep, another "
+    "tenant): both sides ran slower than on their own cores.",
     "count-mismatch": "the server's own count and Locust's differ by more than {count_tolerance:.1%}.",
     "unstable": "repeats of this cell spread by >= {unstable_spread:.0%} of their median.",
     "killed-at-stop": "the server ignored SIGTERM until `server.grace_s` ran out and was killed (SIGKILL): it did "
@@ -49,7 +53,7 @@ def run_flags(result: RunResult, cfg: Config) -> list[str]:
         flags.append("generator-bound")
     if intended and (m.late or 0) - (m.generator_late or 0) + (m.dropped or 0) > v.max_late_ratio * intended:
         flags.append("behind-schedule")
-    if any((side.get("others_pct") or 0) > v.max_others_pct for side in (server, locust)):
+    if _contended(result, cfg):
         flags.append("contended")
     if m.failure_ratio is not None and m.failure_ratio > v.max_error_ratio:
         flags.append("errors")
@@ -68,6 +72,37 @@ def run_flags(result: RunResult, cfg: Config) -> list[str]:
     if result.server.get("killed_at_stop"):
         flags.append("killed-at-stop")
     return flags
+
+
+def _contended(result: RunResult, cfg: Config) -> bool:
+    """Others' CPU on either side's cores above max_others_pct; or, for a side whose one runnable thread per core
+    cannot queue behind its own (one_runnable), its run-queue wait above max_wait_pct."""
+    v, alone = cfg.run.validity, one_runnable(result, cfg)
+    for name in ("server", "locust"):
+        side = result.resources.get(name, {})
+        if (side.get("others_pct") or 0) > v.max_others_pct:
+            return True
+        if alone[name] and (side.get("wait_pct") or 0) > v.max_wait_pct:
+            return True
+    return False
+
+
+def one_runnable(result: RunResult, cfg: Config) -> dict[str, bool]:
+    """Which sides ran one runnable thread per core they were given, pinned apart from the other: our servers
+    that say so (ONE_RUNNABLE: single, select, epoll, asyncio; prefork with no more workers than cores), and
+    Locust with no more processes than its cores. For them a wait for the CPU is another tenant's doing; the
+    others' threads and children queue for their cores by themselves (thread, process, threadpool, an external
+    server the runner cannot see into, a distributed master and its workers)."""
+    server_cpus, load_cpus = result.server.get("cpus"), result.load.get("cpus")
+    if not server_cpus or not load_cpus:  # unpinned: each side's threads wait for the other's
+        return {"server": False, "locust": False}
+    server = False
+    if cfg.server.command is None and cfg.server.target_host is None:
+        module = importlib.import_module(f"servers.{cfg.server.name}")
+        workers = (cfg.server.options or {}).get("workers")
+        server = getattr(module, "ONE_RUNNABLE", False) and (workers is None or workers <= len(server_cpus))
+    processes = cfg.load.processes if cfg.load.processes > 0 else len(load_cpus)
+    return {"server": server, "locust": cfg.load.mode != "distributed" and processes <= len(load_cpus)}
 
 
 def _littles_law_broken(m: Metrics, cfg: Config, users: int) -> bool:

@@ -90,6 +90,19 @@ def test_a_busy_loop_on_the_servers_core_is_contended(tmp_path):
     assert "contended" in result.flags
 
 
+def test_a_busy_loop_free_to_move_between_cores_is_contended(tmp_path):
+    """The usual neighbour: the scheduler moves it between the server's core and Locust's. It halved select's rate,
+    read 9-14% others' CPU when the cores' softirq time was left out of one side of the subtraction, and was never
+    flagged; it makes select and Locust, one thread each, wait for their cores a quarter of the window."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        result = run_experiment(_compose("load=default", "load.run_time=4s"), tmp_path)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert "contended" in result.flags, result.resources
+
+
 def test_a_quiet_run_is_not_contended(tmp_path):
     """Only where the machine is quiet: a run on a busy one is contended, and says so."""
     limit = ValidityConfig().max_others_pct

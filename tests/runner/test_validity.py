@@ -7,13 +7,13 @@ from omegaconf import OmegaConf
 
 from runner.config import Config, LoadConfig, ServerConfig, WorkloadConfig
 from runner.result import Metrics, RunResult
-from runner.run.validity import LEGEND, run_flags
+from runner.run.validity import LEGEND, one_runnable, run_flags
 
 
-def _cfg(**load):
+def _cfg(server: str = "select", command: str | None = None, options: dict | None = None, **load):
     return OmegaConf.structured(
         Config(
-            server=ServerConfig(name="select"),
+            server=ServerConfig(name=server, command=command, options=options or {}),
             load=LoadConfig(name="default", users=100, spawn_rate=100, **load),
             workload=WorkloadConfig(name="hello"),
         )
@@ -97,6 +97,47 @@ def test_others_on_either_sides_cores_make_a_run_contended(side):
     assert "contended" in run_flags(result, _cfg())
     result.resources[side]["others_pct"] = 3.0  # kernel threads, a shell
     assert "contended" not in run_flags(result, _cfg())
+
+
+def _pinned(**sides) -> RunResult:
+    result = _result()
+    result.server["cpus"], result.load["cpus"] = [0], [1]
+    for side, wait in sides.items():
+        result.resources[side]["wait_pct"] = wait
+    return result
+
+
+@pytest.mark.parametrize("side", ["server", "locust"])
+def test_a_one_thread_side_that_waited_for_its_core_is_contended(side):
+    """A busy loop the scheduler moves between cores read 20% others' CPU but made select and Locust wait a quarter
+    of the window (benchmarks/contention.py): with one runnable thread per core, only someone else does that."""
+    assert "contended" in run_flags(_pinned(**{side: 25.0}), _cfg())
+    assert "contended" not in run_flags(_pinned(**{side: 4.0}), _cfg())  # quiet: 0-5%
+
+
+def test_a_model_whose_own_threads_queue_is_not_judged_by_its_wait():
+    """The thread and process servers' own threads and children wait for their one core: 8,500-9,200% of a
+    quiet window. Only others' CPU can say a neighbour was there."""
+    for server in ("thread", "process", "threadpool"):
+        assert one_runnable(_pinned(), _cfg(server))["server"] is False
+        assert "contended" not in run_flags(_pinned(server=9000.0), _cfg(server))
+
+
+@pytest.mark.parametrize(
+    "cfg,result,expected",
+    [
+        (_cfg("select"), _pinned(), {"server": True, "locust": True}),
+        (_cfg("epoll"), _pinned(), {"server": True, "locust": True}),
+        (_cfg("prefork"), _pinned(), {"server": True, "locust": True}),  # a worker per core
+        (_cfg("prefork", options={"workers": 2}), _pinned(), {"server": False, "locust": True}),  # 2 on 1 core
+        (_cfg("mine", command="x {port}"), _pinned(), {"server": False, "locust": True}),  # not seen into
+        (_cfg("select", processes=2), _pinned(), {"server": True, "locust": False}),  # 2 Locusts on 1 core
+        (_cfg("select", mode="distributed"), _pinned(), {"server": True, "locust": False}),
+        (_cfg("select"), _result(), {"server": False, "locust": False}),  # unpinned: they wait for each other
+    ],
+)
+def test_which_sides_run_one_thread_per_core(cfg, result, expected):
+    assert one_runnable(result, cfg) == expected
 
 
 def _open(**metrics) -> RunResult:
