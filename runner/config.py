@@ -149,8 +149,11 @@ def check(cfg: DictConfig | Config) -> list[str]:
         )
     if cfg.load.warmup_s < 0:
         errors.append(f"load.warmup_s: must be >= 0, got {cfg.load.warmup_s}")
-    if cfg.load.processes == 0 or cfg.load.processes < -1:
-        errors.append(f"load.processes: must be a positive count or -1 (one per core), got {cfg.load.processes}")
+    processes = cfg.load.processes
+    if processes != "auto" and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
+        hint = " (Locust's -1, one per core of the machine, would put two on one core)" if processes == -1 else ""
+        errors.append(f"load.processes: auto (one per core Locust was given) or a positive count, got "
+                      f"{processes!r}{hint}")  # fmt: skip
     if cfg.load.stop_timeout_s < 0:
         errors.append(f"load.stop_timeout_s: must be >= 0, got {cfg.load.stop_timeout_s}")
     errors += _check_capacity(cfg.load)
@@ -201,20 +204,18 @@ def _check_arrival(load: Any) -> list[str]:
             "load.arrival_rate: a capacity search sets the load itself (by=users: users; by=rate: the rate, from "
             "load.capacity.start_rate); set one or the other"
         )
-    if load.mode != "local":
-        errors.append(
-            f"load.arrival_rate: a local Locust only (its processes split the rate), got load.mode={load.mode}"
-        )
     if load.wait_max_s > 0:
         errors.append(
             "load.wait_min_s/wait_max_s: an open model has no think time (requests come at the rate, not after the "
             f"previous response); got {load.wait_min_s}, {load.wait_max_s}"
         )
-    processes = load.processes if load.processes > 0 else 1
+    processes = load.processes if isinstance(load.processes, int) else 1  # auto: at least one
+    if load.mode == "distributed":
+        processes = load.expect_workers if load.expect_workers is not None else load.workers
     if load.users < processes:
         errors.append(
-            f"load.users: the open model's connection pool, split over load.processes={load.processes}: needs at "
-            f"least one per process, got {load.users}"
+            f"load.users: the open model's connection pool, split over {processes} Locust processes or workers: needs "
+            f"at least one each, got {load.users}"
         )
     return errors
 
@@ -240,15 +241,15 @@ def _check_capacity(load: Any) -> list[str]:
         errors.append(f"load.capacity.by: one of {', '.join(SEARCHES)}, got {c.by!r}")
     elif c.by == "rate":
         errors += _check_rate_search(load)
-    if load.processes != 1:
+    if c.by == "users" and load.processes not in ("auto", 1):  # by rate, the master runs the steps on them all
         errors.append(
-            f"load.processes: a capacity search runs one Locust process (its live step decision reads that "
-            f"process's own numbers), got {load.processes}"
+            f"load.processes: a capacity search by users runs one Locust process (its live step decision reads that "
+            f"process's own numbers; auto gives it one; by=rate takes several), got {load.processes}"
         )
-    if load.mode != "local":
+    if c.by == "users" and load.mode != "local":
         errors.append(
-            f"load.mode: a capacity search runs one local Locust process (its live step decision reads that "
-            f"process's own numbers), got {load.mode}"
+            f"load.mode: a capacity search by users runs one local Locust process (its live step decision reads that "
+            f"process's own numbers; by=rate takes workers), got {load.mode}"
         )
     return errors
 

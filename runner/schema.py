@@ -92,7 +92,8 @@ class LoadConfig:
     request_timeout_s: float = 5.0  # shorter than the run, or a hung server records nothing
     stop_timeout_s: float = 1.0  # let in-flight requests finish when the run time is up
     warmup_s: float = 1.0  # after the last user started, before the steady window the report ranks
-    processes: int = 1  # locust --processes: generator processes (-1: one per core)
+    # Locust's processes: auto (one per core Locust was given: runner/run/cores.py), or a count (locust --processes)
+    processes: Any = "auto"
     capacity: CapacityConfig = field(default_factory=CapacityConfig)  # a step search instead of fixed users
     # an open model (runner/locust/arrivals.py): requests/s at intended send times on a pool of at most `users`
     # connections, latency corrected for coordinated omission; null: the closed loop (each user sends its next
@@ -132,13 +133,7 @@ class ValidityConfig:
     count_tolerance: float = 0.005  # count-mismatch: |SERVED - Locust's total| / total above this
     unstable_spread: float = 0.1  # unstable: (max - min) / median of repeats at or above this
     # contended: other processes used more than this % of the server's or Locust's cores over the window
-    # (runner/run/resources.py others_pct). Measured on 2 cores, select, load=smoke load.run_time=4s, pinned,
-    # three times each in a quiet moment (background 0-1% per core): alone, 0% on both cores; a busy
-    # loop pinned to the server's core, 75-77% there; two runs at once, 41-43% on Locust's core (each
-    # Locust wants all of it and gets half; RPS halved, 7,085 -> 3,500) and 6-7% on the server's. On a
-    # busy machine (four other engineers' tests) a run reads at or below the background measured just
-    # before and after it (57-79% vs 64-93%): the accounting adds nothing of its own. 25% is ~60% of
-    # the weakest contended case; a tenant that takes less than a quarter of a core is not flagged.
+    # (runner/run/resources.py others_pct); docs/design.md has the measurements behind it
     max_others_pct: float = 25.0
     # contended, for a side with one runnable thread per core (runner/run/validity.py one_runnable): its threads'
     # run-queue wait above this % of the window (docs/design.md has the measurements behind both thresholds)
@@ -149,7 +144,9 @@ class ValidityConfig:
 class RunConfig:
     host: str = "127.0.0.1"  # where servers bind and locust sends load
     allow_remote: bool = False  # a non-loopback host is refused unless this is true
-    pin: bool = True  # on >= 2 cores: server on the first core, locust on the others
+    pin: bool = True  # on >= 2 cores: the server on run.server_cores, Locust on the others (runner/run/cores.py)
+    # the server's cores: a count (the first N), a list of core ids, or all (Locust then shares them)
+    server_cores: Any = 1
     deadline_slack_s: float = 30.0  # locust is killed after run_time + ramp-up + this
     repeat: int = 0  # which repetition this run is; `run.repeats=N` on the command line sweeps 0..N-1
     validity: ValidityConfig = field(default_factory=ValidityConfig)

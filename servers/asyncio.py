@@ -1,11 +1,11 @@
 """asyncio: an event loop with callbacks, the way asyncio's own servers (and uvicorn) do it.
 
-One thread, one loop; each connection is an asyncio.Protocol whose data_received() feeds its
-Connection (servers/connection.py, which holds every connection rule, as in every model) and
-writes the answers to every complete request in one transport.write(). Protocols, not
-streams: a stream reader/writer pair costs a task and several awaits per request, a Protocol one
-callback. `--loop uvloop` swaps in uvloop's libuv loop (where installed: `pip install uvloop`);
-the default is the standard library's, so the model runs anywhere Python does.
+One thread, one loop (one core, however many it is given); each connection is an asyncio.Protocol
+whose data_received() feeds its Connection (servers/connection.py, which holds every connection
+rule, as in every model) and writes the answers to every complete request in one transport.write().
+Protocols, not streams: a stream reader/writer pair costs a task and several awaits per request, a
+Protocol one callback. `--loop uvloop` swaps in uvloop's libuv loop (where installed: `pip install
+uvloop`); the default is the standard library's, so the model runs anywhere Python does.
 
 The io workload's wait is loop.call_later(): the connection stops reading (pause_reading) until its
 reply is sent, so pipelined responses stay in order and a client cannot pile up requests meanwhile.

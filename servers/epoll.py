@@ -1,4 +1,5 @@
-"""epoll: one thread, one event loop, every socket non-blocking, no descriptor ceiling.
+"""epoll: one thread, one event loop, every socket non-blocking, no descriptor ceiling. One core, however
+many it is given (prefork runs this loop once per core).
 
 Strategy: the select model's design without select()'s two limits: the kernel keeps the interest
 set, so a pass costs O(ready sockets) rather than O(open sockets), and any descriptor number can be

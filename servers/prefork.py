@@ -3,8 +3,9 @@ supervises them and starts a new one when one dies.
 
 The design of nginx, gunicorn and Apache's prefork MPM: processes sidestep the GIL, so CPU-bound
 work spreads over N cores, and a crash costs one worker, not the server; unlike the process model,
-nothing is forked per connection. N is `--workers`, by default the number of CPUs this process
-may run on (os.sched_getaffinity: under `taskset -c 0` that is 1).
+nothing is forked per connection. N is `--workers`, by default the number of CPUs this process may
+run on (os.sched_getaffinity: under `taskset -c 0` that is 1), so it follows the cores the runner
+gives it (run.server_cores).
 
 Each worker runs the epoll model's event loop (servers/epoll.py serve_loop), not the blocking
 serve_connection: a blocking worker holds one connection at a time, so N workers would serve only

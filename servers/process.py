@@ -1,8 +1,9 @@
 """A process per connection: fork() after accept; the child serves that connection and exits.
 
-Each connection gets its own interpreter, so CPU-bound work spreads over every core and a crash
-stays in one child, at the price of a fork per connection (about a millisecond here) and a process
-per open connection. With keep-alive a child lives as long as its client keeps the connection.
+Each connection gets its own interpreter, so CPU-bound work spreads over every core it is given
+(run.server_cores: children inherit the parent's affinity) and a crash stays in one child, at the
+price of a fork per connection (about a millisecond here) and a process per open connection. With
+keep-alive a child lives as long as its client keeps the connection.
 
 Children are always reaped: a SIGCHLD handler collects them as they exit (SIGCHLD is blocked
 around fork so a child cannot be reaped before the parent records its pid), and at most

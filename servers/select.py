@@ -4,8 +4,8 @@ Strategy: each pass asks select() which sockets can be read or written, then rea
 answers every complete request in it and sends as much as the socket takes. State lives per
 connection (servers/connection.py: parser, output, deadline), so partial reads, partial writes and
 pipelined requests all fall out of the same loop. No thread or process switch per request: this is
-why the original assignment found it fastest. Its limits are its own: one core, and a handler that
-blocks stalls every client.
+why the original assignment found it fastest. Its limits are its own: one core (however many it is
+given), and a handler that blocks stalls every client.
 
 All this module holds is how it waits: the lists select() is given, rebuilt every pass from what
 each connection waits for (servers/loop.py: read, write while output is pending -- back-pressure --

@@ -5,6 +5,7 @@ other client waits in the listen backlog, so with keep-alive one busy client sta
 it leaves or its keep-alive idle timeout expires. That is the nature of the model, not a bug: the
 runner's `single` config turns keep-alive off by default so that 100 users take turns instead of
 99 of them timing out. The header deadline still bounds how long a silent client can hold it.
+Cores: one thread uses one core, however many it is given (run.server_cores).
 """
 
 from __future__ import annotations

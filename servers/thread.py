@@ -1,10 +1,12 @@
 """A thread per connection: the accept loop hands each connection to a new thread.
 
 Blocking I/O reads naturally and a slow client holds only its own thread, but the GIL lets one
-thread run Python at a time, so CPU-bound work does not scale past one core, and every connection
-costs a thread (stack, scheduler entry). Threads are capped at limits.max_connections: past the cap
-a connection gets 503 and is closed, so a flood cannot exhaust memory; so does one that arrives when
-no thread can be started (the process or user limit, or memory, ran out) -- the server goes on.
+thread run Python at a time, so CPU-bound work does not scale past one core (run.server_cores=2
+measured less than one core's throughput: the threads fight over the GIL across cores), and every
+connection costs a thread (stack, scheduler entry). Threads are capped at limits.max_connections:
+past the cap a connection gets 503 and is closed, so a flood cannot exhaust memory; so does one that
+arrives when no thread can be started (the process or user limit, or memory, ran out) -- the server
+goes on.
 
 On SIGTERM: stop accepting, shut down the read side of every open connection (a blocked recv()
 returns EOF, a response being written still completes), and wait up to the grace period.

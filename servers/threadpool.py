@@ -1,11 +1,13 @@
 """A bounded pool of worker threads fed by the accept loop through a bounded queue.
 
 The thread model without its two costs: threads are started once, not per connection, and their
-number is fixed (`--threads`), so a flood cannot make the process start thousands. The accept
-loop puts each connection on a queue of `--queue` places; a free worker takes it and serves it
-with the same blocking loop as the thread model (base.serve_connection). When every worker is busy
-and the queue is full -- or the server already holds limits.max_connections -- the new connection
-gets 503 and is closed at once (base.refuse), instead of the queue growing without bound.
+number is fixed (`--threads`), so a flood cannot make the process start thousands. The pool does not
+follow the cores it is given (run.server_cores): the GIL runs one of its threads at a time, so more
+cores add no Python throughput; `--threads` bounds the clients served at once, not the CPU used. The
+accept loop puts each connection on a queue of `--queue` places; a free worker takes it and serves
+it with the same blocking loop as the thread model (base.serve_connection). When every worker is
+busy and the queue is full -- or the server already holds limits.max_connections -- the new
+connection gets 503 and is closed at once (base.refuse), instead of the queue growing without bound.
 
 What the model costs: a worker is held by its connection for the connection's whole life,
 keep-alive idle time included (up to limits.keepalive_timeout after each response), so at most

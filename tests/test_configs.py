@@ -351,7 +351,8 @@ def test_run_repeats_keeps_a_flags_value_with_it():
         (["load=capacity", "load.capacity.by=bytes"], "load.capacity.by: one of users, rate, got 'bytes'"),
         (["load=capacity", "load.capacity.by=rate", "load.capacity.rate_growth=1"], "rate_growth: must be > 1"),
         (["load=capacity", "load.capacity.by=rate", "load.capacity.max_rate=10"], "max_rate: must be >= start_rate"),
-        (["load.arrival_rate=50", "load=distributed"], "load.arrival_rate: a local Locust only"),
+        (["load.arrival_rate=50", "load=distributed", "load.users=1"],
+         "load.users: the open model's connection pool, split over 2 Locust processes or workers"),
         (["load.arrival_rate=50", "load.wait_max_s=1"], "an open model has no think time"),
         (["load.arrival_rate=50", "load.processes=4", "load.users=2"], "load.users: the open model's connection pool"),
         (["load.arrival=bursty"], "load.arrival: one of constant, poisson, got 'bursty'"),
@@ -369,12 +370,13 @@ def test_arrival_rates_sweep_like_any_key():
 
 def test_a_capacity_search_by_rate_is_accepted():
     assert validate_argv(["-m", "server=single,select", "load=capacity", "load.capacity.by=rate", "workload=io"]) == []
+    assert validate_argv(["load=distributed", "load.arrival_rate=500"]) == []  # each worker keeps its share
 
 
 def test_an_arrival_rate_is_split_over_locust_processes(compose_cfg, tmp_path):
     from runner.run.load import locust_argv
 
-    argv = locust_argv(compose_cfg("load.arrival_rate=150", "load.processes=2", "load.users=10"), "::1", 1, tmp_path)
+    argv = locust_argv(compose_cfg("load.arrival_rate=150", "load.users=10"), "::1", 1, tmp_path, processes=2)
     assert argv[argv.index("--arrival-rate") + 1] == "75" and argv[argv.index("--arrival") + 1] == "constant"
     assert "--arrival-rate" not in locust_argv(compose_cfg(), "::1", 1, tmp_path)  # the closed loop
 

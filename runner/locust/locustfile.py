@@ -16,8 +16,9 @@ users wind down). Entries are additive (counts, sums, histograms), so the runner
 steady-state numbers and exact totals by summing them, across `--processes` workers too. Each
 process writes `<prefix>_<pid>.json` when it quits. Cost: one small function call per request.
 Each phase also has an HDR histogram of response times in microseconds (runner/latency.py: Locust's
-own rounds to whole milliseconds), for every user class, and the file says how often the `loop`
-engine reconnected.
+own rounds to whole milliseconds), for every user class, and so does each second of the run
+(`seconds`, by each second's end: the report's timeline, merged over processes); the file says how
+often the `loop` engine reconnected.
 Open model (--arrival-rate, the `loop` user only): the response times logged are the corrected ones
 (from each request's intended send time, runner/locust/arrivals.py), so Locust's numbers and the HDR
 histogram above are corrected; each phase gets a second HDR histogram of the uncorrected ones (from
@@ -63,6 +64,7 @@ import gevent
 import psutil
 from gevent.monkey import get_original
 from locust import FastHttpUser, HttpUser, LoadTestShape, User, between, constant, events, task
+from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import RequestStats, StatsEntry, bucket_response_time
 
 from runner import latency
@@ -77,8 +79,10 @@ class _Phases:
     def __init__(self) -> None:
         self.stats = RequestStats()
         self.entries = {p: StatsEntry(self.stats, p, "ALL") for p in PHASES}
-        self.latencies = {p: latency.Recorder() for p in PHASES}
+        self.tap: dict[int, int] = {}  # this second's response times (us -> count), from every phase's recorder
+        self.latencies = {p: latency.Recorder(self.tap) for p in PHASES}
         self.uncorrected = {p: latency.Recorder() for p in PHASES}  # open model only
+        self.seconds: dict[str, str] = {}  # each second's encoded histogram, by its end (epoch s, 3 decimals)
         self.epochs: dict[str, int] = {}  # open model: each phase's epoch of the schedule (OpenLoop.mark)
         self.started = {p: None for p in PHASES}
         self.current = "ramp"
@@ -111,6 +115,22 @@ class _Phases:
             if _engine is not None and _engine.arrivals is not None:
                 self.epochs[phase] = _engine.arrivals.mark(time.perf_counter())
 
+    def second(self) -> None:
+        """A second is over: its response times, taken from the recorders (latency.Recorder's tap), as one
+        encoded histogram -- the timeline's p50 and p99 at the tables' resolution, merged over processes by the
+        report. The flush records what each recorder holds into its own histogram too, so a second costs what
+        those responses would cost later (a few hundred distinct microsecond values a second)."""
+        for recorder in self.latencies.values():
+            recorder.flush()
+        if self.tap:
+            self.seconds[f"{time.time():.3f}"] = latency.encode_counts(self.tap)
+            self.tap.clear()
+
+    def every_second(self) -> None:
+        while True:
+            gevent.sleep(1.0)
+            self.second()
+
     def _arrivals(self, schedule: arrivals.OpenLoop) -> dict[str, dict[str, int]]:
         """Each phase's counts; a phase entered before the engine existed (the users' on_start makes it, which
         can come after spawning_complete) had none."""
@@ -118,9 +138,11 @@ class _Phases:
         return {p: schedule.epochs[self.epochs[p]].as_dict() if p in self.epochs else none for p in PHASES}
 
     def dump(self, path: str) -> None:
+        self.second()  # the last, partial one
         data = {"pid": os.getpid(), "started": self.started, "ended": time.time(), "users": self.users}
         data["phases"] = {p: self.entries[p].serialize() for p in PHASES}
         data["hdr"] = {p: self.latencies[p].encode() for p in PHASES}
+        data["seconds"] = self.seconds
         data["reconnects"] = _engine.reconnects if _engine is not None else None
         data["retries"] = _engine.retries if _engine is not None else None
         data["evidence"] = _engine.evidence.as_dict() if _engine is not None else None
@@ -223,12 +245,17 @@ class _RateSearch(_Search):
     """The live capacity search by rate: the pool of load.users connections opens at once, then one greenlet
     runs the steps -- set the engine's rate, wait ramp_s, measure until step_s, stop the arrivals and drain
     (no new request until those in flight end, or time out: unmeasured), judge, and ask runner/capacity.py's
-    next_rate for the next step's rate, until it says the search is over."""
+    next_rate for the next step's rate, until it says the search is over.
+    Over several Locust processes (--processes, or a master and workers) the master runs the search and the
+    workers the steps: each step is a message to every worker with its share of the rate ("capacity-step");
+    each worker measures it on its own engine as above and sends back its raw step ("capacity-result"); the
+    master merges them (counts added, histograms merged, the busiest process's CPU) and judges the whole."""
 
-    def __init__(self, plan_json: str, pool: int, timeout_s: float, path: str) -> None:
+    def __init__(self, plan_json: str, pool: int, timeout_s: float, path: str, environment=None) -> None:
         super().__init__(plan_json, float(pool), path)
-        self.pool, self.timeout_s = pool, timeout_s
+        self.pool, self.timeout_s, self.plan_json, self.environment = pool, timeout_s, plan_json, environment
         self.greenlet: gevent.Greenlet | None = None
+        self.results: list[dict] = []  # the master's: this step's raw steps from the workers
 
     def tick(self) -> tuple[int, float] | None:
         if self.done:
@@ -239,11 +266,14 @@ class _RateSearch(_Search):
 
     def _run(self) -> None:
         try:
-            engine = self._engine()
+            runner = self.environment.runner if self.environment is not None else None
+            over = isinstance(runner, MasterRunner)  # the steps run on the workers
+            engine = self._spawned(runner) if over else self._engine()
             rate = self.capacity.next_rate([], self.plan)
             while rate is not None and engine is not None:
                 self.index += 1
-                self._step(engine, rate)
+                if not (self._step_over(runner, rate) if over else self._step(engine, rate)):
+                    break  # a worker did not answer: the search stops undecided ("incomplete")
                 block = self.capacity.decide_rate(self.judged, self.plan)
                 for recorded, judged in zip(self.steps, block["steps"], strict=True):
                     recorded["verdict"] = judged["verdict"]
@@ -260,7 +290,34 @@ class _RateSearch(_Search):
             gevent.sleep(0.05)
         return _engine if _engine is not None and _engine.arrivals is not None else None
 
-    def _step(self, engine: Engine, rate: float) -> None:
+    def _spawned(self, runner) -> object | None:
+        """The master's go-ahead: every worker's share of the pool running, within 10 s."""
+        for _ in range(200):
+            if runner.user_count >= self.pool:
+                return runner
+            gevent.sleep(0.05)
+        return runner if runner.user_count else None
+
+    def _step_over(self, runner, rate: float) -> bool:
+        """One step on every worker, each at its share of `rate`; False when one did not answer in time."""
+        workers = max(runner.worker_count, 1)
+        self.results = []
+        runner.send_message("capacity-step", {"index": self.index, "rate": rate / workers, "plan": self.plan_json,
+                                              "timeout_s": self.timeout_s})  # fmt: skip
+        deadline = time.time() + self.plan.step_s + self.timeout_s + 10.0
+        while len(self.results) < workers and time.time() < deadline:
+            gevent.sleep(0.05)
+        if len(self.results) < workers:
+            return False
+        step = _merged_steps(self.results)
+        numbers = self.capacity.rate_step_numbers(step["entry"], step["start"], step["end"], rate, self.pool,
+                                                  step["counts"], step["locust_cpu_pct"], step["locust_wait_pct"])
+        numbers["drain_s"] = step["drain_s"]
+        self.steps.append({**step, "rate": rate, "users": self.pool, "workers": workers})
+        self.judged.append(numbers)
+        return True
+
+    def _step(self, engine: Engine, rate: float) -> bool:
         engine.retune(rate)
         gevent.sleep(self.plan.ramp_s)
         engine.arrivals.arrive(time.perf_counter())  # what came due in the ramp is the ramp's
@@ -285,6 +342,54 @@ class _RateSearch(_Search):
                            "counts": counts, "locust_cpu_pct": cpu, "locust_wait_pct": wait,
                            "drain_s": numbers["drain_s"]})  # fmt: skip
         self.judged.append(numbers)
+        return True
+
+
+def _merged_steps(parts: list[dict]) -> dict:
+    """The workers' raw steps of one rate step as one: StatsEntries extended, histograms merged, the schedules'
+    counts added, the window from the first start to the last end, the busiest process's CPU and wait."""
+    stats = RequestStats()
+    entry = StatsEntry.unserialize(parts[0]["entry"], stats)
+    for part in parts[1:]:
+        entry.extend(StatsEntry.unserialize(part["entry"], stats))
+    merged = entry.serialize()
+    for key in ("hdr", "hdr_uncorrected"):
+        histogram = latency.merged([part["entry"][key] for part in parts])
+        merged[key] = histogram.encode().decode("ascii") if histogram is not None else None
+    counts: dict[str, int] = {}
+    for part in parts:
+        for key, n in part["counts"].items():
+            counts[key] = counts.get(key, 0) + int(n)
+
+    def busiest(key: str) -> float | None:
+        values = [part[key] for part in parts if part.get(key) is not None]
+        return max(values) if values else None
+
+    return {"start": min(p["start"] for p in parts), "end": max(p["end"] for p in parts), "entry": merged,
+            "counts": counts, "locust_cpu_pct": busiest("locust_cpu_pct"),
+            "locust_wait_pct": busiest("locust_wait_pct"), "drain_s": busiest("drain_s")}  # fmt: skip
+
+
+def _on_step(environment, msg, **_kwargs) -> None:
+    """A worker: the master asks for one rate step at this worker's share of the rate (see _RateSearch)."""
+    gevent.spawn(_measure_step, environment, msg.data)
+
+
+def _measure_step(environment, data: dict) -> None:
+    global _search
+    if not isinstance(_search, _RateSearch):  # a local worker is started without --capacity
+        _search = _RateSearch(data["plan"], 0, data["timeout_s"], "", environment)
+    _search.pool, _search.index = environment.runner.user_count, data["index"]
+    engine = _search._engine()
+    if engine is not None:
+        _search._step(engine, data["rate"])
+        environment.runner.send_message("capacity-result", {"index": data["index"], **_search.steps[-1]})
+
+
+def _on_result(environment, msg, **_kwargs) -> None:
+    """The master: a worker's raw step, for the step under way."""
+    if isinstance(_search, _RateSearch) and msg.data.get("index") == _search.index:
+        _search.results.append(msg.data)
 
 
 _search: _Search | None = None
@@ -325,6 +430,7 @@ def _configure(environment, **_kwargs) -> None:
     options = environment.parsed_options
     if options is None:
         return
+    _once(environment)
     loop.options = options
     for user in (fast, http):
         user.wait_time = between(options.wait_min, options.wait_max)
@@ -334,11 +440,30 @@ def _configure(environment, **_kwargs) -> None:
     _phases.warmup = options.warmup
     global _search
     if options.capacity and json.loads(options.capacity).get("by") == "rate":
-        _search = _RateSearch(options.capacity, options.num_users or 1, options.request_timeout, options.capacity_file)
+        _search = _RateSearch(options.capacity, options.num_users or 1, options.request_timeout, options.capacity_file,
+                              environment)  # fmt: skip
     elif options.capacity:
         _search = _Search(options.capacity, options.spawn_rate or 1.0, options.capacity_file)
     else:
         environment.shape_class = None  # a fixed-users run: Locust would otherwise run the shape
+
+
+_started = False
+
+
+def _once(environment) -> None:
+    """What the process starts once, however often _configure runs (a remote worker runs it again when its
+    master's options arrive: runner/locust/workers.py): the timeline's second by second histograms, and the
+    messages of a rate search over several processes (_RateSearch)."""
+    global _started
+    if _started:
+        return
+    _started = True
+    gevent.spawn(_phases.every_second)
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message("capacity-result", _on_result)
+    elif isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message("capacity-step", _on_step)
 
 
 @events.request.add_listener

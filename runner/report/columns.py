@@ -112,6 +112,20 @@ def _cpus(section: str) -> Callable[[Run], str | None]:
     return value
 
 
+def _cores(run: Run) -> str | None:
+    """The server's cores as a count, "2 (shared)" when Locust ran on them too, "any" when not pinned; None when not
+    recorded. Older results recorded only the ids."""
+    server = run.section("server")
+    if "cpus" not in server:
+        return None
+    count = server.get("cores") if isinstance(server.get("cores"), int) else None
+    if count is None and isinstance(server["cpus"], list):
+        count = len(server["cpus"])
+    if count is None:
+        return "any"
+    return f"{count} (shared)" if server.get("shared_cores") else str(count)
+
+
 def _flags(run: Run) -> str:
     flags = run.result.flags if run.result is not None and isinstance(run.result.flags, list) else []
     return ",".join(flag for flag in flags if isinstance(flag, str))
@@ -134,6 +148,9 @@ COLUMNS: tuple[Column, ...] = (
            legend="Locust's simulated users."),
     Column("spawn_rate", lambda run: as_float(run.known("load.spawn_rate")), "Float64", "identity", "Spawn rate",
            "{:g}", varying=True, legend="users Locust started per second until all were running."),
+    Column("cores", _cores, kind="identity", header="Cores", varying=True,
+           legend="the cores the server ran on (run.server_cores; Locust on the others, one process each); "
+           '"(shared)": the server took every core and Locust ran on them too; "any": not pinned.'),
     Column("arrival_rate", lambda run: as_float(run.known("load.arrival_rate")), "Float64", "identity", "Rate/s",
            "{:g}", varying=True,
            legend="load.arrival_rate, an open model: requests arrived at this rate whatever the server did, on a "

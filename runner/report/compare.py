@@ -3,8 +3,10 @@
 Strategy:
 - Rows are matched by the conditions a run was measured under: its resolved config's `server.*`,
   `load.*`, `workload.*` and `run.*` keys, but for `run.repeat` (repeats are the samples of a row) and
-  the keys that do not change the measurement (`run.validity.*` thresholds, `run.deadline_slack_s`). A
-  row in one sweep only is listed as added or removed, never compared with something else.
+  the keys that do not change the measurement (`run.validity.*` thresholds, `run.deadline_slack_s`),
+  and by the cores the server actually had (the Cores column: `run.server_cores=all` is 2 cores on one
+  machine and 16 on another). A row in one sweep only is listed as added or removed, never compared
+  with something else.
 - Per row: the change in median RPS, median p99 and, when a capacity search ran, median maximum
   sustainable RPS, each marked significant or not:
   - with two or more complete runs on both sides, Welch's t-test at 95% (unequal variances; Student t
@@ -59,6 +61,8 @@ def conditions(run: Run, row: dict[str, Any]) -> str:
         flat = {"server.name": row["server"], "workload.name": row["workload"], "server.keepalive": row["keepalive"],
                 "load.users": row["users"], "load.spawn_rate": row["spawn_rate"]}  # fmt: skip
     kept = {k: v for k, v in flat.items() if not any(k == i or (i.endswith(".") and k.startswith(i)) for i in _IGNORED)}
+    if row.get("cores") is not None:
+        kept["cores"] = row["cores"]
     return json.dumps(kept, sort_keys=True, default=str)
 
 

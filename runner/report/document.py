@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from runner.config import ValidityConfig
-from runner.report import capacity, compare, plots
+from runner.report import capacity, compare, plots, scaling
 from runner.report.columns import BY_NAME, SEARCH_WINDOW, as_float, legend_lines, searched
 from runner.report.record import load_runs, lookup
 from runner.report.runs import describe, to_frame
@@ -158,7 +158,8 @@ def write_report(directory: Path | str) -> Path:
         write_atomic(root / CELLS_FILE, lambda f: f.write(cells.to_csv(index=False)))
     figures, skipped = plots.draw_all(root, frame, cells, runs) if runs else ([], [])
     title = f"Stress test report: {root.resolve().name}"
-    sections = "\n".join(filter(None, [capacity.report_sections(frame, runs), workers_section(runs)]))
+    sections = "\n".join(filter(None, [scaling.section(frame[~searched(frame)]), capacity.report_sections(frame, runs),
+                                       workers_section(runs)]))  # fmt: skip
     reasons = {run.run: " ".join(run.detail.split()) for run in runs if run.outcome in _REASONS and run.detail}
     why = {run.run: [(d["kind"], " ".join(str(d.get("says", "")).split())) for d in run.diagnoses] for run in runs}
     report = render(frame, title, provenance, validity, plots.markdown(figures, skipped), sections, reasons, why)

@@ -32,6 +32,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 from runner.capacity import LOWER_BOUND  # noqa: E402
 from runner.report.columns import searched  # noqa: E402
 from runner.report.record import Run  # noqa: E402
+from runner.report.scaling import scaling_table  # noqa: E402
 from runner.report.timeline import read_timeline  # noqa: E402
 
 _KNOWN = ("single", "thread", "process", "select", "epoll", "asyncio", "pool", "prefork")
@@ -80,6 +81,7 @@ def draw_all(root: Path, frame: pd.DataFrame, cells: pd.DataFrame, runs: list[Ru
         ("tradeoff.png", lambda: _tradeoff(root, fixed, cells, palette)),
         ("timeline.png", lambda: _timeline(root, frame, palette)),
         ("users.png", lambda: _users(root, cells, palette)),
+        ("scaling.png", lambda: _scaling(root, fixed, palette)),
         ("capacity.png", lambda: _capacity(root, runs, palette)),
         ("capacity-rate.png", lambda: _capacity_rate(root, runs, palette)),
         ("rates.png", lambda: _rates(root, frame, palette)),
@@ -270,10 +272,11 @@ def _timeline(root: Path, frame: pd.DataFrame, palette: dict) -> Figure | None:
         style = ":" if _bound(run["flags"]) else "-"
         colour = palette[run["server"]]
         top.plot(timeline.seconds, timeline.rps, style, color=colour, alpha=0.8, lw=1.3, marker=".")
-        bottom.plot(timeline.seconds, timeline.p99_ms, style, color=colour, alpha=0.8, lw=1.3, marker=".")
+        at = timeline.p99_at if timeline.p99_at is not None else timeline.seconds
+        bottom.plot(at, timeline.p99_ms, style, color=colour, alpha=0.8, lw=1.3, marker=".")
     sources = {timeline.source for _, timeline in series}
-    p99 = "p99 of each second" if sources == {"interval"} else "p99 since the run started (cumulative)"
-    if len(sources) > 1:
+    p99 = "p99 of each second" if sources <= {"interval", "hdr"} else "p99 since the run started (cumulative)"
+    if "cumulative" in sources and len(sources) > 1:
         p99 = "p99: of each second, or cumulative for runs without a progress file"
     top.set_ylabel("req/s (each second)")
     bottom.set_ylabel(f"{p99.split(':')[0]}, ms", fontsize=9)
@@ -286,7 +289,9 @@ def _timeline(root: Path, frame: pd.DataFrame, palette: dict) -> Figure | None:
     top.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, root, "timeline.png")
     where = {
-        "interval": "from each run's `locust_progress.jsonl` (the last second's numbers)",
+        "hdr": "RPS from each run's `locust_progress.jsonl`, p99 from each second's HDR histogram (microseconds, "
+        "3 significant digits, every Locust process)",
+        "interval": "from each run's `locust_progress.jsonl` (the last second's numbers, p99 in whole ms)",
         "cumulative": "from Locust's `locust_stats_history.csv`: RPS from its request counts, p99 cumulative",
     }
     caption = "Over time, whole run (ramp-up included); " + "; ".join(where[s] for s in sorted(sources)) + "."
@@ -328,6 +333,39 @@ def _users(root: Path, cells: pd.DataFrame, palette: dict) -> Figure | None:
     left.legend(handles=handles, fontsize=8)
     _save(fig, root, "users.png")
     return Figure("users.png", "RPS and p99 vs users", "A users sweep: each point is a cell (median of its repeats).")
+
+
+def _scaling(root: Path, frame: pd.DataFrame, palette: dict) -> Figure | None:
+    """RPS and requests per CPU-second against the server's cores, a line per series, each beside its ideal (the
+    rate on its fewest cores, times the cores), when cores were swept (runner/report/scaling.py)."""
+    table = scaling_table(frame)
+    if table.empty:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for series, points in table.groupby("series", sort=False):
+        colour = palette.get(points["server"].iloc[0], "grey")
+        cores = list(points["cores"])
+        left.plot(cores, [_num(v) for v in points["rps"]], marker="o", color=colour, label=series)
+        left.plot(cores, [_num(v) for v in points["ideal"]], linestyle=":", color=colour)
+        right.plot(cores, [_num(v) for v in points["requests_per_cpu_s"]], marker="o", color=colour, label=series)
+        shared = points[points["shared"]]
+        left.scatter(shared["cores"], [_num(v) for v in shared["rps"]], s=60, zorder=3, facecolor="white",
+                     edgecolor=colour)  # fmt: skip
+    ticks = sorted(set(table["cores"]))
+    left.set(xlabel="server cores (run.server_cores)", ylabel="requests per second (req/s)", xticks=ticks,
+             title="Throughput vs cores (dotted: ideal, N x the rate on the fewest)")  # fmt: skip
+    right.set(xlabel="server cores (run.server_cores)", ylabel="requests per CPU-second", xticks=ticks,
+              title="What a request costs the server")  # fmt: skip
+    left.set_ylim(bottom=0)
+    right.set_ylim(bottom=0)
+    handles, _ = left.get_legend_handles_labels()
+    if table["shared"].any():
+        handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor="black",
+                              label="hollow: Locust shared the server's cores"))  # fmt: skip
+    left.legend(handles=handles, fontsize=8)
+    _save(fig, root, "scaling.png")
+    return Figure("scaling.png", "Scaling with cores",
+                  "A cores sweep: each point is the median of a server's runs on that many cores.")
 
 
 def _capacity(root: Path, runs: list[Run], palette: dict) -> Figure | None:

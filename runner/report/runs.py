@@ -30,7 +30,7 @@ from runner.report.record import Run
 
 # Identity keys with columns of their own; any other config key that differs between runs goes to Settings.
 _SHOWN = ("server.name", "server.keepalive", "load.users", "load.spawn_rate", "load.arrival_rate", "workload.name",
-          "run.repeat")  # fmt: skip
+          "run.repeat", "run.server_cores")  # fmt: skip
 
 
 # server.* keys a sweep may set for every server (when some run's command does): conditions; every other
@@ -44,6 +44,7 @@ _WORDS = {
     "load.users": "users",
     "load.spawn_rate": "spawn_rate",
     "load.arrival_rate": "arrival_rate",
+    "run.server_cores": "cores",
 }
 
 
@@ -160,4 +161,11 @@ def describe(column: str, value: Any) -> str:
         return f"{value} user{'s' if value != 1 else ''}"
     if column == "arrival_rate":
         return f"{value:g} requests/s arriving"
+    if column == "cores":  # the column's "2", "2 (shared)", "any", or the config's 2, "all", [0, 1]
+        if isinstance(value, list):
+            return f"server on core{'s' if len(value) > 1 else ''} {', '.join(map(str, value))}"
+        count, _, shared = str(value).partition(" ")
+        if count in ("all", "any"):
+            return "server on every core" if count == "all" else "unpinned"
+        return f"server on {count} core{'s' if count != '1' else ''}{' shared with Locust' if shared else ''}"
     return f"spawn rate {value:g}/s"

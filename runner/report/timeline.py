@@ -1,7 +1,11 @@
 """A run's numbers second by second, for the over-time figure: from our own progress file, else Locust's
-`_stats_history.csv`.
+`_stats_history.csv`; each second's p50 and p99 from the HDR histograms of the phase files when they have
+them (runner/locust/locustfile.py: `seconds`, one histogram per second per Locust process, merged here by
+the wall-clock second they end in), at the tables' resolution -- Locust's percentiles are whole
+milliseconds, and a fast server's p99 stepped 1, 4, 5, 7 ms.
 
-The two differ in what "p99" means, and the figure says which it shows:
+The sources differ in what "p99" means, and the figure says which it shows:
+- the phase files' `seconds` ("hdr"): each second's, to 3 significant digits, over every process;
 - `locust_progress.jsonl` (runner/locust/progress.py): each line covers the last second only, so its
   RPS and p99 are that second's ("interval").
 - `locust_stats_history.csv` (Locust 2.47, without `--csv-full-history`): a row per second whose
@@ -17,20 +21,53 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.run.load import CSV_PREFIX, PROGRESS_FILE
+from runner import latency
+from runner.run.load import CSV_PREFIX, PHASES_PREFIX, PROGRESS_FILE
 
 
 @dataclass
 class Timeline:
-    source: str  # "interval" (our progress file) | "cumulative" (Locust's history: p99 since the start)
+    source: str  # "interval" (our progress file) | "cumulative" (Locust's history: p99 since the start) | "hdr"
     seconds: list[float] = field(default_factory=list)  # since the first sample
     rps: list[float | None] = field(default_factory=list)
     p99_ms: list[float | None] = field(default_factory=list)
+    p99_at: list[float] | None = None  # when p99 has times of its own ("hdr"): seconds since the run started
+    p50_ms: list[float | None] = field(default_factory=list)  # "hdr" only
 
 
 def read_timeline(job_dir: Path) -> Timeline | None:
-    """The run's series, or None when neither file has a usable sample."""
-    return _from_progress(job_dir / PROGRESS_FILE) or _from_history(job_dir / f"{CSV_PREFIX}_stats_history.csv")
+    """The run's series, or None when neither file has a usable sample; its p99 from the HDR seconds if any."""
+    timeline = _from_progress(job_dir / PROGRESS_FILE) or _from_history(job_dir / f"{CSV_PREFIX}_stats_history.csv")
+    if timeline is not None and (seconds := _hdr_seconds(job_dir)) is not None:
+        timeline.source, timeline.p99_at, timeline.p50_ms, timeline.p99_ms = "hdr", *seconds
+    return timeline
+
+
+def _hdr_seconds(job_dir: Path) -> tuple[list[float], list[float | None], list[float | None]] | None:
+    """(seconds since the run started, p50, p99) of each wall-clock second, merged over the Locust processes'
+    phase files; None when they have no `seconds` (an older runner)."""
+    by_second: dict[int, list[str]] = {}
+    start = None
+    for path in sorted(job_dir.glob(f"{PHASES_PREFIX}_*.json")):
+        try:
+            data = json.loads(path.read_text())
+            seconds, started = data["seconds"], float(data["started"]["ramp"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        start = started if start is None else min(start, started)
+        for end, encoded in seconds.items():
+            by_second.setdefault(int(float(end)), []).append(encoded)
+    if start is None or not by_second:
+        return None
+    at, p50, p99 = [], [], []
+    for second in sorted(by_second):
+        merged = latency.merged(by_second[second])
+        if merged is None or not merged.get_total_count():
+            continue
+        at.append(second + 1 - start)
+        p50.append(latency.percentile_ms(merged, 0.5))
+        p99.append(latency.percentile_ms(merged, 0.99))
+    return (at, p50, p99) if at else None
 
 
 def _number(value: object) -> float | None:

@@ -38,7 +38,7 @@ from typing import Any
 from runner.config import Config, is_loopback
 from runner.locust import LOCUSTFILE, PROGRESS_PLUGIN, WORKERS_PLUGIN
 from runner.result import RunResult
-from runner.run import load, procs, spare
+from runner.run import cores, load, procs, spare
 from runner.run.resources import Series
 
 LEDGER = "locust_workers.json"
@@ -56,8 +56,8 @@ def check(cfg: Config) -> list[str]:
         return [f"load.mode: {load_cfg.mode!r} is not one of {', '.join(MODES)}"]
     if load_cfg.mode != "distributed":
         return []
-    if load_cfg.processes != 1:
-        errors.append("load.processes: must be 1 in distributed mode (load.workers says how many processes)")
+    if load_cfg.processes not in ("auto", 1):
+        errors.append("load.processes: auto or 1 in distributed mode (load.workers says how many processes)")
     if load_cfg.workers < 0:
         errors.append(f"load.workers: must be >= 0, got {load_cfg.workers}")
     expected = expect(cfg)
@@ -91,8 +91,10 @@ def master_argv(cfg: Config, host: str, port: int, job_dir: Path, bind_port: int
         "--expect-workers-max-wait", f"{cfg.load.expect_workers_timeout_s:g}",
         "--workers-ledger", str(job_dir / LEDGER),
     ]  # fmt: skip
-    # live numbers: the master's only
-    return load.locust_argv(cfg, host, port, job_dir, files=f"{_files()},{PROGRESS_PLUGIN}", role=master)
+    # live numbers: the master's only. Its options reach every worker with its share of the users (Locust's
+    # spawn message carries them), so an open model's rate is split here: each worker keeps its own schedule
+    return load.locust_argv(cfg, host, port, job_dir, files=f"{_files()},{PROGRESS_PLUGIN}", role=master,
+                            processes=expect(cfg))  # fmt: skip
 
 
 def worker_argv(cfg: Config, master_host: str, bind_port: int, job_dir: Path | None) -> list[str]:
@@ -103,7 +105,7 @@ def worker_argv(cfg: Config, master_host: str, bind_port: int, job_dir: Path | N
         sys.executable if job_dir else "python", "-m", "locust", "-f", _files() if job_dir else _relative_files(),
         "--worker", "--master-host", master_host, "--master-port", str(bind_port),
         "--exit-code-on-error", "0",  # failed requests are counted by the master; non-zero = the worker broke
-        *(load.locustfile_args(cfg, job_dir) if job_dir else []),
+        *(load.locustfile_args(cfg, job_dir, expect(cfg)) if job_dir else []),
     ]  # fmt: skip
 
 
@@ -136,8 +138,8 @@ class DistributedLocust(load.Locust):
     is the master, which the run waits for as it waits for a local Locust; a local worker that dies
     while it runs is `lost()`."""
 
-    def __init__(self, cfg: Config, job_dir: Path, cpus: set[int] | None) -> None:
-        super().__init__(cfg, job_dir, cpus)
+    def __init__(self, cfg: Config, job_dir: Path, split: cores.Split) -> None:
+        super().__init__(cfg, job_dir, split)
         self.workers: list[subprocess.Popen] = []
         self.bind_port = 0
         self.expected = expect(cfg)

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from runner.config import Config, parse_duration, to_container
 from runner.result import RESULT_FILE, RunResult, write_result
-from runner.run import capacity, distributed, load, procs, progress, remote, resources
+from runner.run import capacity, cores, distributed, load, procs, progress, remote, resources
 from runner.run import server as server_mod
 from runner.run.diagnosis import diagnose
 from runner.run.exits import EXIT_OUTPUT_LOST, SweepStopped
@@ -95,14 +95,6 @@ def check_fresh(path: Path, names: tuple[str, ...] = ("*",)) -> None:
         )
 
 
-def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
-    """Server on the first core we may use, Locust on the rest; no pinning below two cores."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if not pin or len(cpus) < 2:
-        return None, None
-    return {cpus[0]}, set(cpus[1:])
-
-
 class Target(Protocol):
     """What a run loads: ours or an external command (server.LocalTarget), or a remote one (remote.RemoteTarget)."""
 
@@ -133,13 +125,15 @@ class Generator(Protocol):
     def collect(self, result: RunResult, partial: bool, sampler: Sampler | None) -> None: ...
 
 
-def resolve(cfg: Config, job_dir: Path, cpus: tuple[set[int] | None, set[int] | None]) -> tuple[Target, Generator]:
-    """The target and the generator this config asks for (`cpus`: the server's and Locust's, cpu_split)."""
+def resolve(cfg: Config, job_dir: Path, split: cores.Split) -> tuple[Target, Generator]:
+    """The target and the generator this config asks for (`split`: the server's and Locust's cores)."""
     target = (
-        remote.RemoteTarget(cfg, job_dir) if remote.is_remote(cfg) else server_mod.LocalTarget(cfg, job_dir, cpus[0])
+        remote.RemoteTarget(cfg, job_dir)
+        if remote.is_remote(cfg)
+        else server_mod.LocalTarget(cfg, job_dir, set(split.server) if split.server else None)
     )
     kind = distributed.DistributedLocust if cfg.load.mode == "distributed" else load.Locust
-    return target, kind(cfg, job_dir, cpus[1])
+    return target, kind(cfg, job_dir, split)
 
 
 def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = None) -> RunResult:
@@ -148,9 +142,10 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
     check_output_dir(job_dir)
     check_fresh(job_dir, RUN_FILES)  # Hydra wrote .hydra/ and its log here already
     started = time.monotonic()
-    cpus = cpu_split(cfg.run.pin)
-    result = _new_result(cfg, overrides, cpus)
-    target, generator = resolve(cfg, job_dir, cpus)
+    split = cores.split(cfg.run.pin, cfg.run.server_cores, cores.available())
+    result = _new_result(cfg, overrides, split)
+    target, generator = resolve(cfg, job_dir, split)
+    result.load["processes_run"] = generator.processes
     sampler, partial, tcp = None, False, None
     try:
         # raised here so that the server and Locust inherit it (the original run hit EMFILE)
@@ -176,15 +171,16 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
             generator.stop(LOCUST_STOP_GRACE_S)  # first: it writes its final numbers while the server still answers
             tcp = resources.tcp_delta(tcp, resources.tcp_counters())
             target.stop()
-            _collect(result, cfg, job_dir, (target, generator), sampler, partial, cpus)
+            _collect(result, cfg, job_dir, (target, generator), sampler, partial, split)
             if tcp is not None:
                 result.resources["tcp"] = tcp
             _write(result, job_dir, cfg, started)
     return result
 
 
-def _new_result(cfg: Config, overrides: list[str] | None, cpus: tuple[set[int] | None, set[int] | None]) -> RunResult:
-    """The record as it stands before anything starts: what was asked for, on which cores."""
+def _new_result(cfg: Config, overrides: list[str] | None, split: cores.Split) -> RunResult:
+    """The record as it stands before anything starts: what was asked for, on which cores (each side's ids and
+    count; `shared`: Locust on the server's cores)."""
     config = to_container(cfg)
     return RunResult(
         outcome="ok",
@@ -192,11 +188,13 @@ def _new_result(cfg: Config, overrides: list[str] | None, cpus: tuple[set[int] |
         rerun=shlex.join(["python", "-m", "runner", *(overrides or [])]),
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         workload=dict(config["workload"]),
-        server={**config["server"], "cpus": sorted(cpus[0]) if cpus[0] else None},
+        server={**config["server"], "cpus": sorted(split.server) if split.server else None,
+                "cores": len(split.server) if split.server else None, "shared_cores": split.shared},  # fmt: skip
         load={
             **config["load"],
             "run_time_s": parse_duration(cfg.load.run_time),
-            "cpus": sorted(cpus[1]) if cpus[1] else None,
+            "cpus": sorted(split.locust) if split.locust else None,
+            "cores": len(split.locust) if split.locust else None,
         },
     )
 
@@ -246,7 +244,7 @@ def _judge(result: RunResult, event: str, code: int | str | None, target: Target
 
 def _collect(
     result: RunResult, cfg: Config, job_dir: Path, parts: tuple[Target, Generator], sampler: Sampler | None,
-    partial: bool, cpus: tuple[set[int] | None, set[int] | None],
+    partial: bool, split: cores.Split,
 ) -> None:  # fmt: skip
     """Everything measured into `result`, in order: Locust's numbers (and a capacity search's block
     beside them), both trees' costs, then the target's own account."""
@@ -256,7 +254,7 @@ def _collect(
         if cfg.load.capacity.enabled:
             capacity.collect(result, job_dir, cfg.load.capacity, sampler.series["server"] if sampler else None)
     if sampler is not None:
-        _collect_resources(result, sampler, *cpus, generator.processes)
+        _collect_resources(result, sampler, split, generator.processes)
     target.collect(result)
 
 
@@ -276,14 +274,14 @@ def _write(result: RunResult, job_dir: Path, cfg: Config, started: float) -> Non
     log.info(summary(result))
 
 
-def _collect_resources(result: RunResult, sampler: Sampler, server_cpus, load_cpus, processes: int) -> None:
-    cores = os.cpu_count() or 1
+def _collect_resources(result: RunResult, sampler: Sampler, split: cores.Split, processes: int) -> None:
+    machine = os.cpu_count() or 1
     start, end = result.metrics.window_bounds or (None, None)
     # Locust runs one process per core at most; unpinned, the server may use every core
-    locust_cores = min(len(load_cpus) if load_cpus else cores, processes if processes > 0 else cores)
-    server = summarize(sampler.series["server"], start, end, len(server_cpus) if server_cpus else cores)
+    locust_cores = min(len(split.locust) if split.locust else machine, processes)
+    server = summarize(sampler.series["server"], start, end, len(split.server) if split.server else machine)
     result.resources = {"server": server, "locust": summarize(sampler.series["locust"], start, end, locust_cores)}
-    _collect_others(result, sampler, server_cpus, load_cpus, start, end)
+    _collect_others(result, sampler, split, start, end)
     if server["cpu_s_window"] and result.metrics.requests:
         server["requests_per_cpu_s"] = result.metrics.requests / server["cpu_s_window"]
     locust = result.resources["locust"]
@@ -291,19 +289,24 @@ def _collect_resources(result: RunResult, sampler: Sampler, server_cpus, load_cp
         locust["cpu_us_per_request"] = 1e6 * locust["cpu_s_window"] / result.metrics.requests
 
 
-def _collect_others(result: RunResult, sampler: Sampler, server_cpus, load_cpus, start, end) -> None:
+def _collect_others(result: RunResult, sampler: Sampler, split: cores.Split, start, end) -> None:
     """Each tree's `others_pct`: CPU other processes used on its cores over the window (the `contended` flag).
-    Pinned, the server's core and Locust's are apart; unpinned, both trees share every core."""
+    Pinned, the server's cores and Locust's are apart; when Locust shares the server's cores (the server took
+    them all), Locust's own share of them is `shared_pct` (the `shared-cores` flag); unpinned, both trees share
+    every core."""
     server, locust = result.resources["server"], result.resources["locust"]
     ours = server["cpu_s_window"]  # None: a remote target, not sampled (nor on our cores)
     if not (start and end and locust["cpu_s_window"] is not None):
         return
-    if server_cpus and load_cpus:
+    if split.server and split.locust and not split.shared:
         if ours is not None:
-            server["others_pct"] = others_pct(sampler, server_cpus, ours, start, end)
-        locust["others_pct"] = others_pct(sampler, load_cpus, locust["cpu_s_window"], start, end)
+            server["others_pct"] = others_pct(sampler, split.server, ours, start, end)
+        locust["others_pct"] = others_pct(sampler, split.locust, locust["cpu_s_window"], start, end)
     else:
-        shared = others_pct(sampler, None, (ours or 0.0) + locust["cpu_s_window"], start, end)
+        if split.shared:
+            locust["shared_pct"] = 100.0 * locust["cpu_s_window"] / ((end - start) * len(split.server))
+        where = split.server if split.shared else None  # unpinned: every core
+        shared = others_pct(sampler, where, (ours or 0.0) + locust["cpu_s_window"], start, end)
         locust["others_pct"] = shared
         if ours is not None:
             server["others_pct"] = shared

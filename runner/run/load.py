@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -30,7 +29,7 @@ from runner import capacity, latency
 from runner.config import Config, parse_duration
 from runner.locust import CRASHED, LOCUSTFILE, PROGRESS_PLUGIN
 from runner.result import Metrics, RunResult, aggregate
-from runner.run import procs, progress, spare
+from runner.run import cores, procs, progress, spare
 
 PROGRESS_FILE = "locust_progress.jsonl"
 LOCUST_LOG = "locust.log"
@@ -40,10 +39,11 @@ PHASES_PREFIX = "locust_phases"
 
 def locust_argv(
     cfg: Config, host: str, port: int, job_dir: Path, files: str = f"{LOCUSTFILE},{PROGRESS_PLUGIN}",
-    role: Sequence[str] = (),
+    role: Sequence[str] = (), processes: int = 1,
 ) -> list[str]:  # fmt: skip
     """Locust's command line: `files` its locustfiles, `role` the options of a distributed master
-    (runner/run/distributed.py); the user class comes last."""
+    (runner/run/distributed.py), `processes` how many Locust processes (runner/run/cores.py); the user class
+    comes last."""
     load = cfg.load
     url_host = f"[{host}]" if ":" in host else host
     run_time = run_time_s(cfg)
@@ -62,17 +62,18 @@ def locust_argv(
         "--html", str(job_dir / "locust.html"),
         "--json-file", str(job_dir / "locust"),
         "--exit-code-on-error", "1",
-        *locustfile_args(cfg, job_dir),
-        *(_processes_args(load.processes) if load.processes != 1 else []),
-        *(_capacity_args(cfg, job_dir) if load.capacity.enabled else []),
+        *locustfile_args(cfg, job_dir, processes),
+        *(_processes_args(processes) if processes != 1 and not role else []),
+        *(_capacity_args(cfg, job_dir, processes) if load.capacity.enabled else []),
         *role,
         user_class,
     ]  # fmt: skip
 
 
-def locustfile_args(cfg: Config, job_dir: Path) -> list[str]:
+def locustfile_args(cfg: Config, job_dir: Path, processes: int = 1) -> list[str]:
     """The options runner/locust/locustfile.py adds to Locust's command line, and where it writes its
-    per-phase file: for the runner's Locust and for a local distributed worker alike."""
+    per-phase file: for the runner's Locust and for a local distributed worker alike (`processes`: how many
+    Locust processes share the rate of an open model)."""
     load = cfg.load
     return [
         "--path", cfg.workload.path,
@@ -83,14 +84,12 @@ def locustfile_args(cfg: Config, job_dir: Path) -> list[str]:
         "--request-timeout", f"{load.request_timeout_s:g}",
         "--warmup", f"{load.warmup_s:g}",
         "--phases-prefix", str(job_dir / PHASES_PREFIX),
-        *(_arrival_args(load) if load.arrival_rate is not None else []),
+        *(_arrival_args(load, processes) if load.arrival_rate is not None else []),
     ]  # fmt: skip
 
 
-def _arrival_args(load: Any) -> list[str]:
-    """An open model: each Locust process keeps its share of the rate on its own share of the users
-    (Locust's -1 is one process per core)."""
-    processes = load.processes if load.processes > 0 else os.cpu_count() or 1
+def _arrival_args(load: Any, processes: int) -> list[str]:
+    """An open model: each Locust process keeps its share of the rate on its own share of the users."""
     return ["--arrival-rate", f"{load.arrival_rate / processes:.6g}", "--arrival", load.arrival]
 
 
@@ -106,13 +105,14 @@ def _processes_args(processes: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _capacity_args(cfg: Config, job_dir: Path) -> list[str]:
+def _capacity_args(cfg: Config, job_dir: Path, processes: int) -> list[str]:
     """A capacity search instead of fixed users: the locustfile's shape reads the plan. By rate, the engine
-    starts as an open model at the first step's rate (the search then sets it step by step)."""
+    (each process's) starts as an open model at its share of the first step's rate (the search then sets it
+    step by step)."""
     plan = cfg.load.capacity
     args = ["--capacity", capacity.plan_json(plan), "--capacity-file", str(job_dir / capacity.STEPS_FILE)]
     if plan.by == "rate":
-        args += ["--arrival-rate", f"{plan.start_rate:g}", "--arrival", cfg.load.arrival]
+        args += ["--arrival-rate", f"{plan.start_rate / processes:.6g}", "--arrival", cfg.load.arrival]
     return args
 
 
@@ -361,8 +361,10 @@ class Locust:
     """One Locust process (with load.processes > 1 it forks its own workers, all in its process group):
     the Generator of runner/run/experiment.py -- start, exited, lost, stop, collect."""
 
-    def __init__(self, cfg: Config, job_dir: Path, cpus: set[int] | None) -> None:
-        self.cfg, self.job_dir, self.cpus = cfg, Path(job_dir), cpus
+    def __init__(self, cfg: Config, job_dir: Path, split: cores.Split) -> None:
+        self.cfg, self.job_dir, self.cpus = cfg, Path(job_dir), split.locust
+        searching = cfg.load.capacity.enabled and cfg.load.capacity.by == "users"  # one process decides each step
+        self._processes = cores.locust_processes(cfg.load.processes, split, searching)
         self.proc: subprocess.Popen | None = None  # the process the run waits for (a master's, distributed)
         self.argv: list[str] = []
         self.exit_code: int | None = None
@@ -372,11 +374,11 @@ class Locust:
 
     @property
     def processes(self) -> int:
-        """How many Locust processes make the requests (-1: one per core), for its share of the cores."""
-        return self.cfg.load.processes
+        """How many Locust processes make the requests (runner/run/cores.py), for its share of the cores."""
+        return self._processes
 
     def start(self, host: str, port: int) -> None:
-        self.argv = locust_argv(self.cfg, host, port, self.job_dir)
+        self.argv = locust_argv(self.cfg, host, port, self.job_dir, processes=self.processes)
         with procs.interrupts_held():  # held until `proc` is set, so that stop() finds it
             self.proc = spare.take(self.argv, self.job_dir / LOCUST_LOG, self.cpus)
             self.spare = self.proc is not None

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from runner import config
 from runner.config import CONF_DIR, available_choices, no_such_key, schema_field, valid_values
-from runner.run import distributed, progress, remote, server, spare, tenancy
+from runner.run import cores, distributed, progress, remote, server, spare, tenancy
 from runner.run.exits import EXIT_REFUSED, SweepStopped
 from runner.run.experiment import OutputDirUnusable, check_fresh, check_output_dir
 
@@ -38,7 +38,15 @@ class Refused(SweepStopped):
 
 def check(cfg: DictConfig | config.Config) -> list[str]:
     """Everything wrong with one composed config, one message per problem."""
-    return server.check(cfg) + config.check(cfg) + distributed.check(cfg) + remote.check(cfg)
+    return server.check(cfg) + config.check(cfg) + distributed.check(cfg) + remote.check(cfg) + _check_cores(cfg)
+
+
+def _check_cores(cfg: DictConfig | config.Config) -> list[str]:
+    """run.server_cores against the cores this machine gives (runner/run/cores.py)."""
+    errors = cores.check(cfg.run.server_cores, cores.available())
+    if not cfg.run.pin and cfg.run.server_cores != 1:
+        errors.append(f"run.server_cores: {cfg.run.server_cores} needs run.pin=true (unpinned, nothing is assigned)")
+    return errors
 
 
 def output_errors(key: str, path: str) -> list[str]:

@@ -33,6 +33,10 @@ LEGEND = {
     "window, or a side with one thread per core (select, epoll, asyncio, single, prefork; Locust) waited for its CPU "
     "more than {max_wait_pct:g}% of the window, which only someone else can make it do (another sweep, another "
     "tenant): both sides ran slower than on their own cores.",
+    "shared-cores": "the server took every core (run.server_cores), so Locust ran on its cores too, and used more "
+    "than {max_others_pct:g}% of them: the server had that much less than its cores, as with any neighbour that "
+    "large (`contended`). Locust's share is `resources.locust.shared_pct`; give Locust a core of its own for a clean "
+    "number.",
     "count-mismatch": "the server's own count and Locust's differ by more than {count_tolerance:.1%}.",
     "unstable": "repeats of this cell spread by >= {unstable_spread:.0%} of their median.",
     "killed-at-stop": "the server ignored SIGTERM until `server.grace_s` ran out and was killed (SIGKILL): it did "
@@ -55,6 +59,8 @@ def run_flags(result: RunResult, cfg: Config) -> list[str]:
         flags.append("behind-schedule")
     if _contended(result, cfg):
         flags.append("contended")
+    if (locust.get("shared_pct") or 0) > v.max_others_pct:
+        flags.append("shared-cores")
     if m.failure_ratio is not None and m.failure_ratio > v.max_error_ratio:
         flags.append("errors")
     if m.requests is not None and m.requests < v.min_requests:
@@ -94,14 +100,14 @@ def one_runnable(result: RunResult, cfg: Config) -> dict[str, bool]:
     others' threads and children queue for their cores by themselves (thread, process, threadpool, an external
     server the runner cannot see into, a distributed master and its workers)."""
     server_cpus, load_cpus = result.server.get("cpus"), result.load.get("cpus")
-    if not server_cpus or not load_cpus:  # unpinned: each side's threads wait for the other's
+    if not server_cpus or not load_cpus or result.server.get("shared_cores"):  # each side waits for the other's
         return {"server": False, "locust": False}
     server = False
     if cfg.server.command is None and cfg.server.target_host is None:
         module = importlib.import_module(f"servers.{cfg.server.name}")
         workers = (cfg.server.options or {}).get("workers")
         server = getattr(module, "ONE_RUNNABLE", False) and (workers is None or workers <= len(server_cpus))
-    processes = cfg.load.processes if cfg.load.processes > 0 else len(load_cpus)
+    processes = result.load.get("processes_run") or (cfg.load.processes if cfg.load.processes != "auto" else 1)
     return {"server": server, "locust": cfg.load.mode != "distributed" and processes <= len(load_cpus)}
 
 

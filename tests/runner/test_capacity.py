@@ -218,7 +218,7 @@ def test_only_a_capacity_load_asks_locust_for_the_search(tmp_path):
 @pytest.mark.parametrize(
     "override,expected",
     [
-        ("load.processes=2", "load.processes: a capacity search runs one Locust process"),
+        ("load.processes=2", "load.processes: a capacity search by users runs one Locust process"),
         ("load.capacity.ramp_s=4", "load.capacity.ramp_s: need 0 <= ramp_s <= step_s - 1"),
         ("load.capacity.max_users=5", "load.capacity.max_users: must be >= start_users"),
         ("load.capacity.step_users=0", "load.capacity.step_users: must be > 0"),

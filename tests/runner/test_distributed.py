@@ -133,7 +133,7 @@ def test_too_few_workers_is_an_outcome_not_a_hang(tmp_path, capfd):
     ("overrides", "message"),
     [
         (["load.mode=cluster"], "load.mode: 'cluster' is not one of local, distributed"),
-        (["load.processes=2"], "load.processes: must be 1 in distributed mode"),
+        (["load.processes=2"], "load.processes: auto or 1 in distributed mode"),
         (["load.workers=3", "load.expect_workers=2"], "load.expect_workers: must be >= load.workers"),
         (["load.master_bind_host=0.0.0.0"], "load.master_bind_host: '0.0.0.0' is not loopback"),
         (["load.master_bind_port=70000"], "load.master_bind_port: must be 0"),
@@ -185,3 +185,47 @@ def test_a_worker_started_by_hand_with_the_printed_command_joins_and_is_counted(
     assert abs(served - result.metrics.total_requests) <= 0.005 * served
     # the hand-started worker had no --path: it took the master's, so every request went to it
     assert {e["name"] for e in json.loads((tmp_path / "job" / "locust.json").read_text())} == {"/by-hand"}
+
+
+def _stall_the_server(after_s: float, for_s: float) -> threading.Thread:
+    """SIGSTOP the run's server (found among this process's children) `after_s` from now, for `for_s`."""
+
+    def stall() -> None:
+        time.sleep(after_s)
+        server = next(p for p in psutil.Process().children(recursive=True) if "servers." in " ".join(p.cmdline()))
+        server.send_signal(signal.SIGSTOP)
+        time.sleep(for_s)
+        server.send_signal(signal.SIGCONT)
+
+    thread = threading.Thread(target=stall, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_the_open_model_over_workers_keeps_the_rate_counts_each_request_once_and_shows_a_stall(tmp_path):
+    """Two workers keep 250/s each (the master's options carry each one's share), their schedules' counts and
+    corrected and uncorrected histograms merge into the run's numbers, the server's count matches, and a 1 s
+    SIGSTOP of the server shows in the corrected p99 as it does with one process (test_loop_user.py)."""
+    cfg = _compose("server=epoll", "load=distributed", "load.arrival_rate=500", "load.users=20", "load.run_time=10s")
+    stall = _stall_the_server(5.5, 1.0)  # the workers join, then ramp 0.2 s and warm up 1 s: mid-window
+    result = run_experiment(cfg, tmp_path)
+    stall.join()
+    m = result.metrics
+    assert result.outcome == "ok", result.detail
+    assert result.workers["joined"] == 2 and len(list(tmp_path.glob("locust_phases_*.json"))) == 2
+    assert abs(m.intended_rps - 500) <= 0.02 * 500 and abs(m.sent_rps - m.intended_rps) <= 0.02 * m.intended_rps, m
+    assert result.server["served"] == m.total_requests and "count-mismatch" not in result.flags
+    assert m.p99_ms >= 900 and m.uncorrected_p99_ms <= m.p99_ms / 5, m
+    assert m.late >= 400 and m.dropped <= 40, m  # a few due at each worker's very end find every connection busy
+
+
+@pytest.mark.slow
+def test_the_open_model_over_two_local_processes_keeps_the_rate_and_counts_each_request_once(tmp_path):
+    cfg = _compose("server=epoll", "load.processes=2", "load.arrival_rate=1000", "load.users=20", "load.run_time=6s")
+    result = run_experiment(cfg, tmp_path)
+    m = result.metrics
+    assert result.outcome == "ok", result.detail
+    assert result.load["processes_run"] == 2 and len(list(tmp_path.glob("locust_phases_*.json"))) == 2
+    assert abs(m.intended_rps - 1000) <= 0.02 * 1000 and abs(m.sent_rps - m.intended_rps) <= 0.02 * m.intended_rps, m
+    assert result.server["served"] == m.total_requests and m.p99_ms and m.uncorrected_p99_ms, m

@@ -18,7 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from runner.config import CONF_DIR, ValidityConfig
 from runner.result import read_result
-from runner.run import experiment, resources, tenancy
+from runner.run import cores, resources, tenancy
 from runner.run.experiment import run_experiment
 
 
@@ -78,7 +78,7 @@ def _others_now(seconds: float = 1.0) -> dict[int, float]:
 
 
 def test_a_busy_loop_on_the_servers_core_is_contended(tmp_path):
-    core = min(experiment.cpu_split(True)[0] or os.sched_getaffinity(0))
+    core = min(cores.split(True, 1, cores.available()).server or os.sched_getaffinity(0))
     hog = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass"])
     try:
         result = run_experiment(_compose(), tmp_path)

@@ -43,7 +43,7 @@ def test_a_real_sweep_report_opens_with_its_figures(smoke_sweeps, tmp_path: Path
     assert report.index("timeline.png") < report.index("## Table 1")
     # real runs leave the per-second progress file the over-time figure prefers to Locust's history
     assert all((job / PROGRESS_FILE).is_file() for job in sweep.glob("*_r*"))
-    assert "the last second's numbers" in report
+    assert "p99 from each second's HDR histogram (microseconds" in report
 
 
 def test_the_sweep_callback_already_wrote_the_figures(smoke_sweeps) -> None:
@@ -125,3 +125,77 @@ def test_a_users_sweep_draws_rps_and_p99_against_users(tmp_path: Path) -> None:
     report = write_report(tmp_path).read_text()
     assert "users.png" in images(report)
     assert_pngs(tmp_path, ["users.png"])
+
+
+SCALING = {  # server -> (RPS, server CPU %, Req/CPU-s) on 1 core and on 2: the issue's CPU-bound sweep, by hand
+    "prefork": ((3111.0, 99.0, 3142.0), (5909.0, 181.0, 3265.0)),
+    "process": ((2804.0, 98.0, 2861.0), (5223.0, 171.0, 3054.0)),
+    "thread": ((3154.0, 99.0, 3186.0), (2721.0, 110.0, 2474.0)),
+    "select": ((3317.0, 99.0, 3351.0), (3104.0, 100.0, 3104.0)),
+}
+SCALING_SECTION = """\
+## Scaling with cores
+
+How each server's throughput grows with the cores it was given (a `run.server_cores=...` sweep; Locust on the \
+other cores, or sharing them: "(shared)"). Each row: the median of the complete runs on that many cores (n). Ideal \
+is the rate on the fewest cores, times the cores; Efficiency, RPS over Ideal. `scaling.png` draws it.
+
+### prefork
+
+| Cores | n | RPS | Ideal | Efficiency | Req/CPU-s | Server CPU % | Locust CPU % | Flags |
+|--:|--:|--:|--:|--:|--:|--:|--:|:--|
+| 1 | 1 | 3,111.0 | 3,111.0 | 1.00 | 3,142 | 99 | 12 |  |
+| 2 (shared) | 1 | 5,909.0 | 6,222.0 | 0.95 | 3,265 | 181 | 12 |  |
+
+### process
+
+| Cores | n | RPS | Ideal | Efficiency | Req/CPU-s | Server CPU % | Locust CPU % | Flags |
+|--:|--:|--:|--:|--:|--:|--:|--:|:--|
+| 1 | 1 | 2,804.0 | 2,804.0 | 1.00 | 2,861 | 98 | 12 |  |
+| 2 (shared) | 1 | 5,223.0 | 5,608.0 | 0.93 | 3,054 | 171 | 12 |  |
+
+### thread
+
+| Cores | n | RPS | Ideal | Efficiency | Req/CPU-s | Server CPU % | Locust CPU % | Flags |
+|--:|--:|--:|--:|--:|--:|--:|--:|:--|
+| 1 | 1 | 3,154.0 | 3,154.0 | 1.00 | 3,186 | 99 | 12 |  |
+| 2 (shared) | 1 | 2,721.0 | 6,308.0 | 0.43 | 2,474 | 110 | 12 |  |
+
+### select
+
+| Cores | n | RPS | Ideal | Efficiency | Req/CPU-s | Server CPU % | Locust CPU % | Flags |
+|--:|--:|--:|--:|--:|--:|--:|--:|:--|
+| 1 | 1 | 3,317.0 | 3,317.0 | 1.00 | 3,351 | 99 | 12 |  |
+| 2 (shared) | 1 | 3,104.0 | 6,634.0 | 0.47 | 3,104 | 100 | 12 |  |
+
+Where scaling stopped:
+
+- **thread** stopped scaling: it kept 43% of 2 x its rate on 1: its CPU stayed near one core (110% of 200%), as a \
+server does whose Python runs one thread at a time (the GIL, or one event loop).
+- **select** stopped scaling: it kept 47% of 2 x its rate on 1: its CPU stayed near one core (100% of 200%), as a \
+server does whose Python runs one thread at a time (the GIL, or one event loop).
+"""
+
+
+def test_a_cores_sweep_draws_scaling_and_names_the_models_that_stop(tmp_path: Path) -> None:
+    from runner.report.scaling import section
+
+    for i, (server, points) in enumerate(SCALING.items()):
+        for cores, (rps, cpu, per_cpu_s) in zip((1, 2), points, strict=True):
+            job = tmp_path / f"{i}{cores}_{server}"
+            job.mkdir()
+            config = {"server": {"name": server}, "load": {"users": 100}, "workload": {"name": "cpu"},
+                      "run": {"server_cores": cores}}  # fmt: skip
+            write_result(RunResult(
+                outcome="ok", config=config, load={"users": 100, "cpus": [1] if cores == 1 else [0, 1]},
+                server={"name": server, "cpus": list(range(cores)), "cores": cores, "shared_cores": cores == 2},
+                metrics=Metrics(requests=20_000, failures=0, rps=rps, avg_ms=30.0, median_ms=29.0, p95_ms=40.0,
+                                p99_ms=50.0),
+                resources={"server": {"cpu_pct": cpu, "requests_per_cpu_s": per_cpu_s}, "locust": {"cpu_pct": 12.0}},
+            ), job)  # fmt: skip
+    frame = to_frame(load_runs(tmp_path))
+    assert section(frame) == SCALING_SECTION
+    report = write_report(tmp_path).read_text()
+    assert "scaling.png" in images(report) and SCALING_SECTION in report
+    assert_pngs(tmp_path, ["scaling.png"])
+    assert "### server on 2 cores\n" in report and "### server on 1 core\n" in report  # each ranked on its own

@@ -218,13 +218,23 @@ def test_max_steps_bounds_the_search_and_a_short_record_is_incomplete():
 
 
 @pytest.mark.slow
-def test_a_real_rate_search_finds_single_under_io_near_100_per_s(tmp_path):
+@pytest.mark.parametrize(
+    "spread",
+    [
+        pytest.param((), id="one-process"),
+        # the master runs the search, every process or worker its share of each step (runner/locust/locustfile.py)
+        pytest.param(("load.processes=2",), id="two-processes"),
+        pytest.param(("load.mode=distributed", "load.workers=2"), id="two-workers"),
+    ],
+)
+def test_a_real_rate_search_finds_single_under_io_near_100_per_s(tmp_path, spread):
     from runner.run.experiment import run_experiment
     from tests.runner.test_capacity import _compose
 
     result = run_experiment(
-        _compose("server=single", "load=capacity", "load.capacity.by=rate", "workload=io"), tmp_path
+        _compose("server=single", "load=capacity", "load.capacity.by=rate", "workload=io", *spread), tmp_path
     )
+    assert len(list(tmp_path.glob("locust_phases_*.json"))) == (2 if spread else 1)
     block = result.capacity
     assert block["by"] == "rate" and block["stop_reason"] == "boundary", block["stop_detail"]
     assert abs(block["max_rate"] - 100) <= 15  # 10 ms a request, one at a time (94-95/s measured: the overhead)

@@ -84,7 +84,7 @@ Machine: CPU: Test CPU @ 3.0GHz; cores: 4; Python: 3.11.9; Locust: 2.47.0; Hydra
 
 **1 of 4 runs are generator-bound**: Locust, not the server, was the bottleneck, so their order ranks the load generator (see Flags).
 
-Same for every run: workload hello, 100 users, spawn rate 100/s.
+Same for every run: workload hello, 100 users, spawn rate 100/s, server on 1 core.
 
 ## Table 1. Ranked by requests per second
 
@@ -350,7 +350,7 @@ def test_a_run_without_a_readable_hydra_config_shows_question_marks(tmp_path: Pa
 # column, so a new column is its registry entry plus its line here. None: runner/report/runs.py fills it.
 ROW_0 = {
     "server": "select", "workload": "hello", "keepalive": True, "users": 100, "spawn_rate": 100.0,
-    "arrival_rate": None, "settings": None, "repeat": None,
+    "cores": "1", "arrival_rate": None, "settings": None, "repeat": None,
     "requests": 152340, "failures": 0, "fail_pct": 0.0, "rps": 12695.0, "goodput": 12695.0, "avg_ms": 7.62,
     "p50_ms": 0.734, "p95_ms": 13.0, "p99_ms": 19.0,
     "uncorrected_p99_ms": None, "intended_rps": None, "sent_rps": None, "late": None, "dropped": None,
@@ -544,7 +544,8 @@ def test_repeats_rank_cells_by_median_with_intervals_ties_and_instability(repeat
     report = write_report(repeats).read_text()
     assert "\n10 runs: 9 ok, 1 server_crashed.\n" in report
     assert "3 cells of 3 to 4 runs (runs whose config differs only in `run.repeat`)" in report
-    assert "Same for every run: workload hello, keep-alive yes, 100 users, spawn rate 100/s." in report
+    same = "Same for every run: workload hello, keep-alive yes, 100 users, spawn rate 100/s, server on 1 core."
+    assert same in report
 
     by_rps = table_rows(report, "Table 1. Cells ranked by requests per second")
     assert [(r["Rank"], r["Server"], r["n"], r["RPS [95% CI]"], r["Flags"], r["Outcome"]) for r in by_rps] == [
@@ -688,7 +689,8 @@ def test_columns_that_differ_only_elsewhere_in_the_config_get_a_settings_column(
         ("1", "select", "load.run_time=1m"),
     ]
     assert sub_headings(report, "Ranked by requests per second") == ["load.run_time=10s", "load.run_time=1m"]
-    assert "Same for every run: workload hello, keep-alive yes, 100 users, spawn rate 100/s." in report
+    same = "Same for every run: workload hello, keep-alive yes, 100 users, spawn rate 100/s, server on 1 core."
+    assert same in report
 
 
 def test_pinning_line_names_the_runs_when_it_differs(made: Any) -> None:
