@@ -113,6 +113,8 @@ class RunResult:
     flags: list[str] = field(default_factory=list)  # runner/run/validity.py
     # why the run looks as it does (runner/run/diagnosis.py): [{"kind", "says", "evidence"}]
     diagnoses: list[dict[str, Any]] = field(default_factory=list)
+    # run.slo's objectives, checked (runner/run/objectives.py): [{"objective", "bound", "measured", "held", "caveat"}]
+    objectives: list[dict[str, Any]] = field(default_factory=list)
     # load=capacity only (else None): {"steps": [{"users", "start", "end", "requests", "rps", "goodput",
     # "failure_ratio", "p50_ms", "p95_ms", "p99_ms", "locust_cpu_pct", "locust_wait_pct", "server_cpu_pct",
     # "verdict"}],

@@ -141,6 +141,16 @@ class ValidityConfig:
 
 
 @dataclass
+class SloConfig:
+    """Service-level objectives, checked on every run after it ends (runner/run/objectives.py); one broken makes
+    the command exit 5. null: not checked."""
+
+    p99_ms: float | None = None  # p99 at most this (an open model's: the corrected p99)
+    min_rps: float | None = None  # goodput (successful requests per second) at least this
+    max_failure_ratio: float = 0.01  # failed / requests in the measured window at most this (the errors flag's 1%)
+
+
+@dataclass
 class RunConfig:
     host: str = "127.0.0.1"  # where servers bind and locust sends load
     allow_remote: bool = False  # a non-loopback host is refused unless this is true
@@ -150,6 +160,7 @@ class RunConfig:
     deadline_slack_s: float = 30.0  # locust is killed after run_time + ramp-up + this
     repeat: int = 0  # which repetition this run is; `run.repeats=N` on the command line sweeps 0..N-1
     validity: ValidityConfig = field(default_factory=ValidityConfig)
+    slo: SloConfig = field(default_factory=SloConfig)  # objectives the exit status follows
 
 
 @dataclass

@@ -28,6 +28,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError("a test module imports locust (gevent patches the test process): use a subprocess")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def results_follow_their_schema(tmp_path_factory: pytest.TempPathFactory):
+    """Every result.json this session wrote (real runs, in-process and in subprocesses, under the session's
+    temporary directory) follows docs/result.schema.json (tests/test_result_schema.py)."""
+    yield
+    from test_result_schema import problems
+
+    base = tmp_path_factory.getbasetemp()
+    found = {str(path.relative_to(base)): said for path in base.rglob("result.json") if (said := problems(path))}
+    if found:
+        pytest.fail("result.json files that break docs/result.schema.json:\n" + "\n".join(
+            f"  {where}: {'; '.join(said[:3])}" for where, said in sorted(found.items())[:20]))  # fmt: skip
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("needs"):
         for program in mark.args:
@@ -64,8 +78,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     after = _status() if _before is not None else None
     if after is None or _before is None:
         return
-    asked = os.environ.get("STRESSBENCH_RELIABILITY_TABLE", "")  # a table the run was asked to write (tests/servers)
-    left = sorted(line for line in after - _before if not (asked and line.endswith(" " + asked)))
+    # files a run is asked to write into the checkout: the reliability table (tests/servers), the report's picture
+    asked = [os.environ.get(name, "") for name in ("STRESSBENCH_RELIABILITY_TABLE", "STRESSBENCH_SCREENSHOT")]
+    left = sorted(line for line in after - _before if not any(a and line.endswith(" " + a) for a in asked))
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         lines = ["the test run changed the checkout (a test must write under tmp_path):", *left]

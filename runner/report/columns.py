@@ -131,6 +131,16 @@ def _flags(run: Run) -> str:
     return ",".join(flag for flag in flags if isinstance(flag, str))
 
 
+def _objectives(run: Run) -> str:
+    """The run's broken objectives in words (runner/run/objectives.py); "met" when it set any beyond the default
+    failure ratio and met them all; "" otherwise."""
+    from runner.run.objectives import broken
+
+    if said := broken(run.objectives):
+        return "; ".join(said)
+    return "met" if any(o.get("objective") != "max_failure_ratio" for o in run.objectives) else ""
+
+
 def _why(run: Run) -> str:
     """The kinds of the run's diagnoses (runner/run/diagnosis.py), "listen-queue,delayed-ack"."""
     return ",".join(d["kind"] for d in run.diagnoses)
@@ -218,6 +228,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("partial", lambda run: run.metrics.partial is True, "bool", "state"),
     Column("flags", _flags, kind="state", header="Flags",
            legend="reasons to doubt the row, explained under Flags; empty when there are none."),
+    Column("objectives", _objectives, kind="state", header="Objectives",
+           legend="run.slo's objectives: each broken one with what was measured against its bound, \"met\" when "
+           "every one set held; the failure ratio's (1% by default) is checked on every run. A broken one makes "
+           "the command exit 5; Objectives below lists them."),
     Column("why", _why, kind="state", header="Why",
            legend="what the run showed about the server (the listen queue, delayed ACKs, a connection per request, "
            "malformed responses, requests never answered, an exit), each said with its numbers under Why below."),

@@ -177,6 +177,32 @@ def compare(baseline: list[Run], new: list[Run], ratio: float = NOISE_RATIO) -> 
     return "\n".join(parts) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
 
 
+MIN_CHANGE = 0.2  # a regression is also at least this much slower: see `regressions`
+
+
+def regressions(
+    baseline: list[Run], new: list[Run], ratio: float = NOISE_RATIO, least: float = MIN_CHANGE
+) -> list[str]:
+    """The rows significantly slower than in the baseline, in words: RPS (or capacity) lower, significantly by
+    `_verdict`'s test (Welch's with repeats on both sides, the noise floor without), and by at least `least`
+    of the baseline's -- a shared machine moves a median by more than Welch's test assumes between sweeps, so
+    significance alone would fail a sweep compared with an identical one. p99 is reported, not gated: a tail
+    moves with the machine more than throughput does."""
+    old_sides, _ = _sides(baseline)
+    new_sides, labels = _sides(new)
+    found = []
+    for key, now in new_sides.items():
+        old = old_sides.get(key)
+        for header, metric, higher_better in _METRICS:
+            if old is None or not higher_better or not old.values[metric] or not now.values[metric]:
+                continue
+            before, after = stats.median(old.values[metric]), stats.median(now.values[metric])
+            change, significant = _verdict(old.values[metric], now.values[metric], ratio)
+            if after < before * (1 - least) and significant.startswith(("yes", "no interval: single runs; beyond")):
+                found.append(f"{labels[key]}: {header} {before:,.1f} → {after:,.1f} ({change})")
+    return found
+
+
 def write_comparison(new_dir: Path, baseline_dir: Path, ratio: float = NOISE_RATIO) -> tuple[Path, str]:
     """Write comparison.md into the new sweep's directory; (its path, its text)."""
     text = (

@@ -1,5 +1,6 @@
-"""The sweep report: a directory of runs -> `report.md`, `results.csv` (one raw row per run) and, when
-runs were repeated, `cells.csv` (one row per cell); CLI: `python -m runner.report DIR [--baseline OLD]`.
+"""The sweep report: a directory of runs -> `report.md`, `report.html` (the same text as one self-contained page:
+runner/report/html.py), `results.csv` (one raw row per run) and, when runs were repeated, `cells.csv` (one row
+per cell); CLI: `python -m runner.report DIR [--baseline OLD [--fail-on-regression]]`.
 
 Strategy:
 - Each part has its room: runner/report/record.py loads each job directory once (never raising, never
@@ -27,6 +28,7 @@ import pandas as pd
 from runner.config import ValidityConfig
 from runner.report import capacity, compare, plots, scaling
 from runner.report.columns import BY_NAME, SEARCH_WINDOW, as_float, legend_lines, searched
+from runner.report.html import HTML_FILE, render_html
 from runner.report.record import load_runs, lookup
 from runner.report.runs import describe, to_frame
 from runner.report.tables import (
@@ -45,6 +47,8 @@ from runner.report.tables import (
 )
 from runner.report.workers import section as workers_section
 from runner.result import write_atomic
+from runner.run import exits
+from runner.run.diagnosis import DIAGNOSES
 from runner.run.validity import LEGEND as FLAG_LEGEND
 
 REPORT_FILE, CSV_FILE, CELLS_FILE = "report.md", "results.csv", "cells.csv"
@@ -134,6 +138,7 @@ def render(
         _searches_note(frame),
         *[f"## {heading}\n\n{table}\n" for heading, _, table in tables],
         _why(frame, why or {}),
+        _objectives(frame),
         extra,
         _column_legend(shown, repeated, thresholds, grouped=len(ranking_groups(frame)) > 1),
         _flags_legend(frame, cells, thresholds),
@@ -163,7 +168,20 @@ def write_report(directory: Path | str) -> Path:
     reasons = {run.run: " ".join(run.detail.split()) for run in runs if run.outcome in _REASONS and run.detail}
     why = {run.run: [(d["kind"], " ".join(str(d.get("says", "")).split())) for d in run.diagnoses] for run in runs}
     report = render(frame, title, provenance, validity, plots.markdown(figures, skipped), sections, reasons, why)
+    page = render_html(report, root, title, _legend(_thresholds(validity)))
+    write_atomic(root / HTML_FILE, lambda f: f.write(page))
     return write_atomic(root / REPORT_FILE, lambda f: f.write(report))
+
+
+def _legend(thresholds: dict[str, Any]) -> dict[str, str]:
+    """What each flag and diagnosis means, for report.html's tooltips: the Flags section's own words."""
+    flags = {}
+    for flag, text in FLAG_LEGEND.items():
+        try:
+            flags[flag] = text.format(**thresholds)
+        except (KeyError, ValueError, IndexError):
+            continue
+    return flags | DIAGNOSES
 
 
 def _searches_note(frame: pd.DataFrame) -> str:
@@ -260,6 +278,19 @@ def _why(frame: pd.DataFrame, why: dict[str, list[tuple[str, str]]]) -> str:
         "connections and the server's own end (each run's `result.json` keeps the numbers, under `diagnoses`):\n\n"
         + "\n".join(told)
         + "\n"
+    )
+
+
+def _objectives(frame: pd.DataFrame) -> str:
+    """The runs that broke an objective (run.slo), with what was measured; "" when none did."""
+    rows = [r for r in frame.to_dict("records") if r["objectives"] and r["objectives"] != "met"]
+    if not rows:
+        return ""
+    told = "\n".join(f"- **{r['server']}** (`{r['run']}`): {r['objectives']}" for r in rows)
+    return (
+        "## Objectives\n\nRuns that broke an objective of `run.slo` (the command exits 5): the objective, what "
+        "was measured, and its bound; in brackets, a flag that says the number may not be the server's own.\n\n"
+        f"{told}\n"
     )
 
 
@@ -406,12 +437,30 @@ def main(argv: list[str] | None = None) -> int:
         help="without repeats, a change counts only if larger/smaller exceeds this (default %(default)g: measured, "
         "see runner/report/compare.py)",
     )  # fmt: skip
+    parser.add_argument(
+        "--fail-on-regression", action="store_true",
+        help=f"with --baseline: exit {exits.EXIT_REGRESSION} when a row's RPS (or capacity) is significantly lower "
+        "than the baseline's, and by at least --min-change",
+    )  # fmt: skip
+    parser.add_argument("--min-change", type=float, default=compare.MIN_CHANGE,
+                        help="the least drop a regression is (default %(default)g: 20%%)")  # fmt: skip
     args = parser.parse_args(argv)
     for directory in (args.directory, args.baseline):
         if directory is not None and not directory.is_dir():
             parser.error(f"{directory}: no such directory")  # exits 2
+    if args.fail_on_regression and args.baseline is None:
+        parser.error("--fail-on-regression compares with a baseline: give --baseline OLD")
+    runs = load_runs(args.directory)
+    if not runs:
+        print(f"{args.directory}: no run found (a run's directory holds a result.json or .hydra/config.yaml)")
+        return exits.EXIT_RUNS_NOT_OK
     print(write_report(args.directory))
-    if args.baseline is not None:
-        path, text = compare.write_comparison(args.directory, args.baseline, args.noise_ratio)
-        print(f"{path}\n\n{text}", end="")
+    if args.baseline is None:
+        return 0
+    path, text = compare.write_comparison(args.directory, args.baseline, args.noise_ratio)
+    print(f"{path}\n\n{text}", end="")
+    slower = compare.regressions(load_runs(args.baseline), runs, args.noise_ratio, args.min_change)
+    if args.fail_on_regression and slower:
+        print(f"regression against {args.baseline}: {'; '.join(slower)}: exit status {exits.EXIT_REGRESSION}")
+        return exits.EXIT_REGRESSION
     return 0

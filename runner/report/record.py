@@ -58,6 +58,12 @@ class Run:
         return [d for d in found if isinstance(d, dict) and isinstance(d.get("kind"), str)] if ok else []
 
     @property
+    def objectives(self) -> list[dict[str, Any]]:
+        """result.json's checked objectives (runner/run/objectives.py); [] without."""
+        found = self.result.objectives if self.result is not None else None
+        return [o for o in found if isinstance(o, dict)] if isinstance(found, list) else []
+
+    @property
     def capacity(self) -> dict[str, Any]:
         """result.json's capacity search (runner/capacity.py: steps, max_rps, stop_reason); {} without one."""
         block = self.result.capacity if self.result is not None else None

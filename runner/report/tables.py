@@ -29,7 +29,8 @@ from runner.run.validity import LEGEND as FLAG_LEGEND
 _OUTCOME_ORDER = (*OUTCOMES, "incomplete", "corrupt", "unknown_schema")
 INTERVALS = tuple(c.name for c in COLUMNS if c.interval)  # "rps" first: a cell's spread is of its RPS
 _BOUNDS = ("rps_low", "rps_high", "rps_spread", *(f"{n}_{end}" for n in INTERVALS[1:] for end in ("low", "high")))
-CELL_COLUMNS = ("cell", "group", *IDENTITY, "runs", "n", *_BOUNDS, *NUMBERS, "outcome", "flags", "why")
+CELL_COLUMNS = ("cell", "group", *IDENTITY, "runs", "n", *_BOUNDS, *NUMBERS, "outcome", "flags", "why",
+                "objectives")  # fmt: skip
 WORKING = ("ok", "completed_with_errors")  # a run that finished: its numbers may say what the server can take
 # a cell's numbers are medians: 37 and 38 failures make 37.5
 _CELL_DTYPES = {name: DTYPES[name] for name in IDENTITY if name in DTYPES} | {"n": "Int64"}
@@ -59,6 +60,7 @@ def to_cells(frame: pd.DataFrame, unstable_spread: float) -> pd.DataFrame:
             flags.add("unstable")
         row["flags"] = ",".join(ordered_flags(flags))
         row["why"] = ",".join(ordered_kinds(kind for r in runs for kind in split_flags(r["why"])))
+        row["objectives"] = "; ".join(dict.fromkeys(r["objectives"] for r in runs if r["objectives"]))
         tally = count_outcomes(r["outcome"] for r in runs)
         row["outcome"] = next(iter(tally)) if len(tally) == 1 else ", ".join(f"{n} {o}" for o, n in tally.items())
         rows.append(row)
@@ -135,7 +137,7 @@ def _columns(frame: pd.DataFrame, kind: str) -> list[TableColumn]:
         hidden |= {
             c.name for c in VARYING if c.name != "keepalive" and all(_one_value(g[c.name].tolist()) for g in groups)
         }
-    for name in ("settings", "why"):  # shown when some row has one
+    for name in ("settings", "why", "objectives"):  # shown when some row has one
         if not frame[name].fillna("").astype(str).str.len().gt(0).any():
             hidden.add(name)
     only = {"run": "all", "repeat": "all", "n": "cells"}  # columns of one kind of table

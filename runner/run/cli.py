@@ -1,4 +1,5 @@
-"""python -m runner [-m] [overrides]: one stress test, or a sweep of them with -m.
+"""`stressbench` (or `python -m runner`) [-m] [overrides]: one stress test, or a sweep of them with -m;
+`stressbench report DIR` and `stressbench compare NEW OLD` reach the reporter.
 
 Thin on purpose: Hydra composes the config; our sweeper (a sweep) or the run callback (a single run)
 checks it and the output directory, exit 2 before anything starts (runner/run/sweep.py); then each
@@ -62,7 +63,48 @@ def _job(cfg: DictConfig) -> None:
             raise exits.SweepStopped(f"stopped after job {hydra_cfg.job.num}: {exc}", exits.EXIT_OUTPUT_LOST) from exc
 
 
+HELP = """\
+stressbench: how a server's concurrency model changes what it can take.
+
+  stressbench -m server=single,thread,process,select     the main job: the four classic servers, then a report
+  stressbench server=select                               one run (100 users at 100/s for 10 s, hello)
+  stressbench -m server=select,thread load.users=10,100   a sweep: every combination of the comma lists
+  stressbench -m server=prefork,thread run.server_cores=1,2 workload=cpu   how each model scales with cores
+  stressbench -cd DIR -m server=select,thread,mine        your server beside ours: DIR/server/mine.yaml holds
+                                                          name: mine and command: "python my_server.py {port}"
+  stressbench -m server=select run.slo.p99_ms=5           an objective: exit 5 when a run breaks it
+  stressbench report DIR                                  write report.md and report.html for a directory of runs
+  stressbench compare NEW OLD [--fail-on-regression]      compare with a baseline sweep (exit 6 when slower)
+  stressbench --cfg job [overrides]                       print the composed config; --hydra-help: Hydra's own
+
+Exit status: 0 every run finished and met its objectives, 2 refused (nothing started), 3 a run did not
+finish, 4 output lost, 5 an objective broken, 6 a regression (compare), 128+N stopped by signal N.
+Every key, the reports and the results: README.md and docs/ in the repository.
+"""
+
+
+def command() -> None:
+    """The `stressbench` command: the reporter's words first, anything else is the runner's (Hydra's) command line."""
+    words = sys.argv[1:]
+    if words[:1] == ["report"]:
+        from runner.report.document import main as report
+
+        sys.exit(report(words[1:]))
+    if words[:1] == ["compare"]:
+        from runner.report.document import main as report
+
+        if len(words) < 3 or words[1].startswith("-") or words[2].startswith("-"):
+            print("usage: stressbench compare NEW OLD [--fail-on-regression] [--min-change X] [--noise-ratio X]",
+                  file=sys.stderr)  # fmt: skip
+            sys.exit(exits.EXIT_REFUSED)
+        sys.exit(report([words[1], "--baseline", words[2], *words[3:]]))
+    main()
+
+
 def main() -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(HELP, end="")
+        sys.exit(0)
     try:
         argv = sweep.expand_repeats(sys.argv[1:])
     except ValueError as exc:

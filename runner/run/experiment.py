@@ -36,7 +36,7 @@ from typing import Protocol
 
 from runner.config import Config, parse_duration, to_container
 from runner.result import RESULT_FILE, RunResult, write_result
-from runner.run import capacity, cores, distributed, load, procs, progress, remote, resources
+from runner.run import capacity, cores, distributed, load, objectives, procs, progress, remote, resources
 from runner.run import server as server_mod
 from runner.run.diagnosis import diagnose
 from runner.run.exits import EXIT_OUTPUT_LOST, SweepStopped
@@ -262,6 +262,7 @@ def _write(result: RunResult, job_dir: Path, cfg: Config, started: float) -> Non
     """Flags, duration and result.json; SweepStopped if it cannot be written."""
     result.flags = run_flags(result, cfg)
     result.diagnoses = diagnose(result, cfg)
+    result.objectives = objectives.check(result, cfg)
     result.duration_s = round(time.monotonic() - started, 3)
     try:
         write_result(result, job_dir)
@@ -331,4 +332,6 @@ def summary(result: RunResult) -> str:
         line += f" [{', '.join(result.flags)}]"
     if result.diagnoses:
         line += f" (why: {', '.join(d['kind'] for d in result.diagnoses)})"
+    if missed := objectives.broken(result.objectives):
+        line += f" (objectives broken: {'; '.join(missed)})"
     return line + (f" ({result.detail})" if result.detail else "")  # an ok run's: how its server stopped

@@ -171,7 +171,7 @@ def test_separate_commands_under_the_same_load_land_in_one_table(tmp_path):
     for where, argv in (("mine", ["-cd", str(FIRST), "server=httpserver_nodelay"]), ("ours", ["server=select"])):
         run = subprocess.run([sys.executable, "-m", "runner", *argv, "load=smoke", f"hydra.run.dir={tmp_path / where}"],
                              cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert run.returncode in (0, 3), run.stderr
+        assert run.returncode in (0, 5), run.stderr  # 5: the listen queue's timeouts broke max_failure_ratio
     report = write_report(tmp_path).read_text()
     table = report.split("## Table 1.", 1)[1].split("\n## ", 1)[0]
     assert "###" not in table and "| httpserver_nodelay" in table and "| select" in table, table
@@ -203,7 +203,7 @@ def test_first_servers_and_ours_in_one_sweep_each_told_truthfully(tmp_path):
             "load.run_time=5s", "load.spawn_rate=1000", "load.request_timeout_s=2",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
     run = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=400)
-    assert run.returncode == 3, run.stderr[-3000:]  # some runs were not ok, as they deserve
+    assert run.returncode == 3, run.stderr[-3000:]  # some runs did not finish, as they deserve (crash_after)
     jobs = {job.server: job for job in load_runs(sweep)}
     assert set(jobs) == set(EXPECTED)
     for server, (outcomes, kinds, _) in EXPECTED.items():

@@ -357,8 +357,8 @@ ROW_0 = {
     "max_ms": 45.1, "total_requests": 160012, "served": 160012,
     "server_cpu_pct": 61.2, "locust_cpu_pct": 97.3, "peak_memory_mb": 21.4, "requests_per_cpu_s": 20743.6,
     "locust_us_per_request": 76.64,
-    "outcome": "ok", "partial": False, "flags": "generator-bound", "why": "", "window": "steady", "server_cpus": "0",
-    "locust_cpus": "1-3",
+    "outcome": "ok", "partial": False, "flags": "generator-bound", "objectives": "", "why": "",
+    "window": "steady", "server_cpus": "0", "locust_cpus": "1-3",
     "cell": None, "group": None, "run": "0", "rerun": "python -m runner server=select",
 }  # fmt: skip
 

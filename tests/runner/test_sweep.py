@@ -131,7 +131,7 @@ def test_a_sweep_with_a_run_not_ok_exits_3_and_says_so_last(tmp_path):
     sweep = tmp_path / "sweep"
     proc = _cli(tmp_path, "-m", "server=select", "server.ready_timeout_s=0.001,10", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stderr.splitlines()[-1] == "1 of 2 runs not ok (1 server_failed_to_start): exit status 3"
+    assert proc.stderr.splitlines()[-1] == "1 of 2 runs did not finish (1 server_failed_to_start): exit status 3"
     outcomes = sorted(json.loads(p.read_text())["outcome"] for p in sweep.glob("*/result.json"))
     assert outcomes == ["ok", "server_failed_to_start"]
     report = (sweep / "report.md").read_text()  # the reason is in the report, not only on the console
@@ -139,10 +139,28 @@ def test_a_sweep_with_a_run_not_ok_exits_3_and_says_so_last(tmp_path):
 
     single = _cli(tmp_path, "server=select", "server.ready_timeout_s=0.001", f"hydra.run.dir={tmp_path / 'one'}")
     assert single.returncode == 3, single.stderr[-3000:]
-    assert single.stderr.splitlines()[-1] == "1 of 1 runs not ok (1 server_failed_to_start): exit status 3"
+    assert single.stderr.splitlines()[-1] == "1 of 1 runs did not finish (1 server_failed_to_start): exit status 3"
     fine = _cli(tmp_path, "server=select", f"hydra.run.dir={tmp_path / 'two'}")
     assert fine.returncode == 0, fine.stderr[-3000:]
-    assert fine.stderr.splitlines()[-1] == "1 of 1 run ok"
+    assert fine.stderr.splitlines()[-1] == "1 of 1 run finished, every objective met"
+
+
+@pytest.mark.slow
+def test_a_broken_objective_exits_5_naming_the_rows_and_a_loose_one_exits_0(tmp_path):
+    """run.slo: what a CI gate asks. p99 under 10 us cannot be met on loopback; under 10 s always is."""
+    strict = _cli(tmp_path, "-m", "server=select,thread", "load=smoke", "run.slo.p99_ms=0.01",
+                  f"hydra.sweep.dir={tmp_path / 'strict'}")  # fmt: skip
+    assert strict.returncode == 5, strict.stderr[-3000:]
+    last = strict.stderr.splitlines()[-1]
+    assert last.startswith("2 of 2 runs broke an objective (run.slo): select (0_select_hello_r0): p99_ms ") and (
+        "; thread (1_thread_hello_r0): p99_ms " in last and last.endswith(": exit status 5")
+    ), last
+    report = (tmp_path / "strict" / "report.md").read_text()
+    assert "## Objectives" in report and "p99_ms" in report
+    loose = _cli(tmp_path, "-m", "server=select,thread", "load=smoke", "run.slo.p99_ms=10000", "run.slo.min_rps=1",
+                 f"hydra.sweep.dir={tmp_path / 'loose'}")  # fmt: skip
+    assert loose.returncode == 0, loose.stderr[-3000:]
+    assert loose.stderr.splitlines()[-1] == "2 of 2 runs finished, every objective met"
 
 
 def test_server_port_names_the_port_and_one_in_use_is_refused_before_anything_starts(tmp_path):
