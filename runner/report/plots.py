@@ -14,6 +14,7 @@ Strategy:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,15 +131,19 @@ def _save(fig, root: Path, name: str) -> None:
     fig.savefig(root / name, dpi=DPI, pil_kwargs={"compress_level": 1})
 
 
-def _log_ms(ax) -> None:
-    """A log axis labelled 2, 5, 10, 200 -- not 2x10^0."""
+def _log_ms(ax, fmt: str = "{:g}") -> None:
+    """A log y axis labelled 2, 5, 10, 200 -- not 2x10^0 --, from the decade below the lowest point, so that the
+    lowest points have a labelled tick under them (a p99 of 1.4 ms sat under the first label, 2)."""
     ax.set_yscale("log")
+    low, _ = ax.get_ylim()
+    if low > 0:
+        ax.set_ylim(bottom=10 ** math.floor(math.log10(low)))
 
     def minor(value: float, _: object) -> str:  # every minor tick within one decade, else only 2s and 5s
         low, high = ax.get_ylim()
-        return f"{value:g}" if (low > 0 and high / low < 10) or f"{value:.0e}"[0] in "25" else ""
+        return fmt.format(value) if (low > 0 and high / low < 10) or f"{value:.0e}"[0] in "25" else ""
 
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: fmt.format(value)))
     ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
@@ -381,22 +386,26 @@ def _capacity(root: Path, runs: list[Run], palette: dict) -> Figure | None:
         stop = run.capacity.get("stop_reason") or "?"
         best = _num(run.capacity.get("max_rps"))
         at = _num(run.capacity.get("users_at_max"))
-        label = f"{run.server}: max {best:,.0f} req/s at {at:g} users (stop: {stop})" if best is not None and at \
-            is not None else f"{run.server}: no sustainable step (stop: {stop})"  # fmt: skip
-        left.plot(users, [_num(s.get("rps")) for s in steps], color=colour, lw=1.5, label=label)
-        right.plot(users, [_num(s.get("p99_ms")) for s in steps], color=colour, lw=1.5)
+        bound = "≥ " if stop in LOWER_BOUND else ""  # the search ran out before the server did: a lower bound
+        label = f"{run.server}: max {bound}{best:,.0f} req/s at {at:g} users (stop: {stop})" if best is not None \
+            and at is not None else f"{run.server}: no sustainable step (stop: {stop})"  # fmt: skip
+        line = left.plot(users, [_num(s.get("rps")) for s in steps], color=colour, lw=1.5, label=label, alpha=0.85,
+                         marker=".")  # a line under another still shows its points  # fmt: skip
+        line[0].set_zorder(2 + searches.index(run) * 0.01)
+        right.plot(users, [_num(s.get("p99_ms")) for s in steps], color=colour, lw=1.5, alpha=0.85)
         for step, x in zip(steps, users, strict=True):
             seen_verdicts.add(str(step.get("verdict")))
             ys = [(left, _num(step.get("rps"))), (right, _num(step.get("p99_ms")))]
             _verdict_markers(x, ys, str(step.get("verdict")), colour)
-        if best is not None and at is not None:
-            left.scatter(at, best, marker="*", s=350, color=colour, edgecolor="black", zorder=4)
-    left.set(xlabel="users (each step of the search)", ylabel="steady requests per second (req/s)",
-             title="Capacity search: RPS per step (star = max sustainable)")  # fmt: skip
+        if best is not None and at is not None:  # hollow when it is only a lower bound
+            left.scatter(at, best, marker="*", s=350, color="white" if bound else colour, edgecolor=colour if bound
+                         else "black", linewidths=1.5, zorder=4)  # fmt: skip
+    left.set(xlabel="users (each step of the search)", ylabel="steady requests per second (req/s, log scale)",
+             title="RPS per step (star: max sustainable; hollow: ≥, a lower bound)")  # fmt: skip
+    _log_ms(left, "{:,.0f}")  # 95/s beside 16,000/s: on a linear axis the slow server lay flat on 0
     right.set(xlabel="users (each step of the search)", ylabel="p99 response time, ms (log scale)",
               title="Capacity search: p99 per step")  # fmt: skip
     _log_ms(right)
-    left.set_ylim(bottom=0)
     left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     _verdict_legend(right, seen_verdicts)
     _save(fig, root, "capacity.png")

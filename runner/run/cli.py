@@ -133,10 +133,24 @@ def main() -> None:
         if callbacks.composed:  # HYDRA_FULL_ERROR was the user's own: a job's error, Hydra's traceback
             raise
         _refuse(sweep.Refused([sweep.explain(exc, [a for a in argv if not a.startswith("-")])]))
-    code, line = exits.verdict(_sweep_dir or callbacks.sweep_dir or _run_dir)  # runner/run/exits.py: 0 or 3
+    if _sweep_dir is None and callbacks.sweep_dir is None and _run_dir is not None:
+        _report_one(_run_dir)
+    code, line = exits.verdict(_sweep_dir or callbacks.sweep_dir or _run_dir)  # runner/run/exits.py
     if line:
         print(line, file=sys.stderr)
     _exit_now(code)
+
+
+def _report_one(run_dir: Path) -> None:
+    """A single run gets its report too, and says where its files are (a sweep's callback does both for it)."""
+    from runner.report.document import write_report
+
+    try:
+        report = write_report(run_dir)
+    except Exception as exc:  # the run is on disk whatever happens here
+        print(f"files: {run_dir} (no report: {exc}; retry: python -m runner.report {run_dir})", file=sys.stderr)
+        return
+    print(f"files: {run_dir} (report: {report.name}, report.html; result.json)", file=sys.stderr)
 
 
 def _exit_now(code: int) -> NoReturn:

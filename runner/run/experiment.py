@@ -34,6 +34,7 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Protocol
 
+from runner.capacity import LOWER_BOUND
 from runner.config import Config, parse_duration, to_container
 from runner.result import RESULT_FILE, RunResult, write_result
 from runner.run import capacity, cores, distributed, load, objectives, procs, progress, remote, resources
@@ -316,7 +317,14 @@ def _collect_others(result: RunResult, sampler: Sampler, split: cores.Split, sta
 def summary(result: RunResult) -> str:
     m = result.metrics
     line = f"{result.server.get('name')}: {result.outcome}"
-    if m.requests is not None:
+    if result.capacity:  # a search: its own answer, not the whole search's averages
+        block, bound = result.capacity, "≥ " if result.capacity.get("stop_reason") in LOWER_BOUND else ""
+        if block.get("by") == "rate" and block.get("max_rate") is not None:
+            line += f", sustains {bound}{block['max_rate']:g} requests/s"
+        elif block.get("max_rps") is not None:
+            line += f", sustains {bound}{block['max_rps']:,.1f} req/s at {block.get('users_at_max')} users"
+        line += f" (stopped: {block.get('stop_reason')}), {len(block.get('steps') or [])} steps"
+    elif m.requests is not None:
         rps = f"{m.rps:.1f}" if m.rps is not None else "?"
         avg = f"{m.avg_ms:.1f}" if m.avg_ms is not None else "?"
         line += f", {m.requests} requests, {m.failures} failed, {rps} req/s, avg {avg} ms"

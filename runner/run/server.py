@@ -247,6 +247,9 @@ def find_program(name: str) -> str | None:
 
 
 def no_program(name: str) -> str:
+    """Why `name` cannot run: a file that is there but not executable is not "no such program"."""
+    if "/" in name and Path(name).is_file():
+        return f"cannot run {name!r}: the file is there but not executable (chmod +x {name})"
     return f"cannot run {name!r}: no such program on PATH" + (f" or in {', '.join(SBIN)}" if SBIN else "")
 
 

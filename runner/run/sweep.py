@@ -13,8 +13,8 @@ config Hydra composed for it. Either way `refused` lists every problem, and noth
 
 from __future__ import annotations
 
-import itertools
 import os
+import random
 import sys
 from typing import Any, NamedTuple
 
@@ -70,6 +70,12 @@ def explain(exc: Exception, overrides: list[str], loader: ConfigLoader | None = 
         if braces:
             key, _, value = braces[0].partition("=")
             return f"{key}: Hydra reads braces as its own syntax; quote the value for it: '{key}=\"{value}\"'"
+        split = [i for i, a in enumerate(overrides) if a.endswith(",") or (a.startswith(",") and "=" not in a)]
+        if split:  # `server=single, thread`: the shell made two words of one list
+            i = split[0]
+            words = overrides[i : i + 2] if overrides[i].endswith(",") else overrides[max(i - 1, 0) : i + 1]
+            return (f"{' '.join(words)!r}: a comma list is one word, without spaces: "
+                    f"{''.join(words)} (the shell split it at the space)")  # fmt: skip
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, choice = str(exc.missing_cfg_file).rpartition("/")
         if group:
@@ -133,19 +139,33 @@ def points(loader: ConfigLoader, master: DictConfig) -> tuple[list[list[str]], s
     params = master.hydra.sweeper.get("params")
     arguments = [f"{key}={value}" for key, value in (params or {}).items()] + list(master.hydra.overrides.task)
     values: dict[str, list[str]] = {}
-    globbed: set[str] = set()
+    globbed, shuffled = set(), set()
     for override in OverridesParser.create(config_loader=loader).parse_overrides(arguments):
         key = override.get_key_element()
         globbed.discard(key)
+        shuffled.discard(key)
         if not override.is_sweep_override():
             values[key] = [f"{key}={override.get_value_element_as_str()}"]
         elif override.is_discrete_sweep():
             values[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
             if isinstance(override.value(), Glob):
                 globbed.add(key)
+            if getattr(override.value(), "shuffle", False):
+                shuffled.add(key)
         else:
             raise ValueError(f"{override.input_line}: a sweep takes lists, range(), glob(), shuffle(); not intervals")
-    return [list(point) for point in itertools.product(*values.values())], globbed
+    return _product(values, shuffled), globbed
+
+
+def _product(values: dict[str, list[str]], shuffled: set[str]) -> list[list[str]]:
+    """Every combination, the first key varying slowest (itertools.product's order); a shuffle()d key in a new
+    order under each combination of the keys before it -- each repeat (run.repeats), which Hydra's sweeper
+    ran in one order every time."""
+    points: list[list[str]] = [[]]
+    for key, options in values.items():
+        points = [prefix + [o] for prefix in points
+                  for o in (random.sample(options, len(options)) if key in shuffled else options)]  # fmt: skip
+    return points
 
 
 class Plan(NamedTuple):

@@ -13,11 +13,11 @@ from runner.result import Metrics, RunResult
 
 LEGEND = {
     "generator-bound": "Locust used >= {cpu_bound:.0%} of its cores while the server did not: the number measures "
-    "the load generator, not the server. Use the loop user (load.user_class=loop: one engine per Locust process, "
-    "about 10x FastHttpUser per core), then more cores for Locust (load.processes=2 with a core to spare, or "
-    "load=distributed workers on other machines). An open model (load.arrival_rate) is also generator-bound when "
-    "more than {max_late_ratio:.0%} of its requests were sent late although a connection was free and the server "
-    "was below that share: the generator could not keep its own schedule.",
+    "the load generator, not the server. Give Locust more cores (it runs a process on each core it is given: a "
+    "machine with more cores, or load=distributed workers on other machines); with load.user_class=fast or http, "
+    "the default loop user costs about a tenth per request. An open model (load.arrival_rate) is also "
+    "generator-bound when more than {max_late_ratio:.0%} of its requests were sent late although a connection was "
+    "free and the server was below that share: the generator could not keep its own schedule.",
     "behind-schedule": "an open model (load.arrival_rate): more than {max_late_ratio:.0%} of the requests were sent "
     "late because every connection was busy, or dropped (queued longer than load.request_timeout_s): the server, "
     "or load.users connections, could not keep up with the rate. Their wait is in the corrected latency (the "
