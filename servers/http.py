@@ -437,7 +437,7 @@ class RequestParser:
         return request, 0
 
     def _check_partial_head(self) -> None:
-        """Refuse as early as the bytes allow: garbage, overlong lines, bare LF.
+        """Refuse as early as the bytes allow: garbage, overlong lines, bare CR or LF.
 
         Only the bytes that arrived since the last call are scanned, so a head sent a byte at a
         time costs O(n), not O(n^2).
@@ -454,8 +454,10 @@ class RequestParser:
         if line_end < 0:
             if len(buf) + 1 > self.limits.max_request_line:
                 raise HTTPError(414, "request line too long")
-            if buf.find(b"\n", new) >= 0:
-                raise HTTPError(400, "bare LF")
+            # no CRLF yet: any LF is bare, and so is any CR but a final one (its LF may yet come); a CR
+            # checked here is not looked at again, so a head fed in pieces is refused as one fed whole
+            if buf.find(b"\n", new) >= 0 or buf.find(b"\r", new, end) >= 0:
+                raise HTTPError(400, "bare CR or LF")
             return
         if line_end + 2 > self.limits.max_request_line:
             raise HTTPError(414, "request line too long")

@@ -430,6 +430,9 @@ EARLY = [
     pytest.param(b"get", 400, None, id="lower-case-method"),
     pytest.param(b"GET /" + b"a" * 8995, 414, None, id="request-line-over-limit"),
     pytest.param(b"GET / HTTP/1.1\n", 400, None, id="bare-lf-request-line"),
+    # found by test_fuzz.py: fed a byte at a time, these CRs were passed over while the line was incomplete
+    pytest.param(b"OPTIONS / HTTP/1.1\r\r\r\n", 400, None, id="bare-crs-then-crlf-request-line"),
+    pytest.param(b"GET /a\rb HTTP/1.1", 400, None, id="bare-cr-request-line"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: a\nX: b", 400, None, id="bare-lf-field"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: a\rX: b", 400, None, id="bare-cr-field"),
     pytest.param(b"GET / HTTP/1.1\r\nX: " + b"a" * 61, 431, SMALL, id="header-line-over-limit"),
