@@ -58,6 +58,8 @@ EXAMPLES = int(os.environ.get("STRESSBENCH_FUZZ_EXAMPLES", NORMAL_EXAMPLES))
 BATCH = 25_000
 BATCHES = -(-EXAMPLES // BATCH)
 LIMITS = Limits()
+# a fifth of the streams are read within limits they often pass (h11 has none: the "limits" allowance)
+TIGHT = Limits(max_request_line=48, max_header_line=40, max_header_count=4, max_header_bytes=160, max_body=12)
 RAISED = Limits(max_request_line=1 << 30, max_header_line=1 << 30, max_header_count=1 << 30,
                 max_header_bytes=1 << 30, max_body=1 << 30)  # fmt: skip
 
@@ -259,7 +261,7 @@ def ours_whole(data: bytes, limits: Limits = LIMITS) -> Result:
     return ending(requests, refused=False, idle=parser.idle, starts=starts)
 
 
-def through_connection(pieces: list[bytes]) -> Result:
+def through_connection(pieces: list[bytes], limits: Limits = LIMITS) -> Result:
     """The stream through servers/connection.py, as a model feeds it; its app records each request."""
     seen: list[Parsed] = []
 
@@ -267,7 +269,7 @@ def through_connection(pieces: list[bytes]) -> Result:
         seen.append(parsed(request))
         return Reply(200, b"ok\n")
 
-    conn, out = Connection(base.App(record, LIMITS), 0.0), b""
+    conn, out = Connection(base.App(record, limits), 0.0), b""
     for piece in pieces:
         if conn.closing:
             break
@@ -543,16 +545,16 @@ def cut(data: bytes, points: list[int]) -> list[bytes]:
     derandomize=EXAMPLES == NORMAL_EXAMPLES,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(data=streams(), points=st.lists(st.integers(0, 1 << 16), max_size=6))
-def test_our_parser_agrees_with_itself_and_with_h11(batch: int, data: bytes, points: list[int]) -> None:
+@given(data=streams(), points=st.lists(st.integers(0, 1 << 16), max_size=6), limits=often([LIMITS] * 4 + [TIGHT]))
+def test_our_parser_agrees_with_itself_and_with_h11(batch: int, data: bytes, points: list[int], limits: Limits) -> None:
     note(f"stream: {data!r}")
     pieces = cut(data, [p % (len(data) + 1) for p in points])
-    whole = ours_whole(data)
+    whole = ours_whole(data, limits)
     for way, result in [
-        ("split", ours(pieces)),
-        ("feed_whole", ours(pieces, whole=True)),
-        ("bytewise", ours([data[i : i + 1] for i in range(len(data))])),
-        ("connection", through_connection(pieces)),
+        ("split", ours(pieces, limits)),
+        ("feed_whole", ours(pieces, limits, whole=True)),
+        ("bytewise", ours([data[i : i + 1] for i in range(len(data))], limits)),
+        ("connection", through_connection(pieces, limits)),
     ]:
         assert result.same(whole), f"{way} {pieces!r}:\n  {result}\n  whole: {whole}"
     explain(data, whole, theirs(data))
