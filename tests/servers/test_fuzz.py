@@ -39,7 +39,7 @@ from pathlib import Path
 
 import h11
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from test_http import run
@@ -439,8 +439,9 @@ ALLOWANCES = [
     ),
     Allowance(
         "control character in a value",
-        "RFC 9110 section 5.5: a field value is VCHAR, obs-text, SP and HTAB; h11 also takes other controls but NUL",
-        _we_refuse("control character", where=lambda d: _CTL_IN_VALUE.search(d.head) is not None),
+        "RFC 9110 section 5.5: a field value (header or trailer) is VCHAR, obs-text, SP and HTAB; h11 also takes "
+        "other controls but NUL",
+        _we_refuse("control character", where=lambda d: _CTL_IN_VALUE.search(d.rest) is not None),  # or trailer
     ),
     Allowance(
         "chunk line",
@@ -547,6 +548,9 @@ def explain(data: bytes, mine: Result, their: Result) -> str | None:
                          f"  stream: {data!r}\n  ours:   {mine}\n  h11:    {their}")  # fmt: skip
 
 
+CHUNKED_GET = b"GET /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
 def cut(data: bytes, points: list[int]) -> list[bytes]:
     edges = [0, *sorted(set(points)), len(data)]
     return [data[a:b] for a, b in zip(edges, edges[1:], strict=False) if b > a] or [b""]
@@ -560,6 +564,10 @@ def cut(data: bytes, points: list[int]) -> list[bytes]:
     derandomize=EXAMPLES == NORMAL_EXAMPLES,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# what the long runs found, kept: a bare CR passed over by the split path (fixed in servers/http.py),
+# and a control character in a trailer, not a head (an allowance that was too narrow)
+@example(data=b"OPTIONS / HTTP/1.1\r\r\r\n", points=[], limits=LIMITS)
+@example(data=CHUNKED_GET + b"0\r\nX:\x01!\r\n\r\n", points=[], limits=LIMITS)
 @given(data=streams(), points=st.lists(st.integers(0, 1 << 16), max_size=6), limits=often([LIMITS] * 4 + [TIGHT]))
 def test_our_parser_agrees_with_itself_and_with_h11(batch: int, data: bytes, points: list[int], limits: Limits) -> None:
     note(f"stream: {data!r}")
