@@ -11,8 +11,10 @@ Policies a reader would otherwise have to guess:
 - Line endings are CRLF. A bare LF or bare CR anywhere in the head is a 400 (RFC 9112 section 2.2
   allows a recipient to accept bare LF; we refuse it because it is a request-smuggling vector).
 - Obsolete line folding is refused with 400 (RFC 9112 section 5.2 lets a server do so).
-- Transfer codings: `chunked`, optionally preceded by `identity`, is supported; any other coding
-  is a 501 (section 6.1 "SHOULD respond with 501"); chunked not last, or twice, is a 400.
+- Transfer codings: `chunked` alone is supported; any other coding before it is a 501 (section 6.1
+  "SHOULD respond with 501"), `identity` included: it is no longer a registered coding (RFC 7230
+  appendix A.2 removed it), and a front end that reads such a body another way would disagree with
+  us about where the request ends. chunked not last, or twice, is a 400 (section 6.3).
 - Content-Length is digits only (no sign, no underscore, no list), at most 18 digits; two
   Content-Length fields, or Content-Length with Transfer-Encoding, are a 400.
 - Host, Content-Length and Content-Type may appear once. An HTTP/1.1 request must have a Host, and
@@ -24,10 +26,12 @@ Policies a reader would otherwise have to guess:
   body is incomplete, interim() gives `100 Continue` once, for the model to send; a body over the
   limit is refused (413) from the head alone, without reading it (RFC 9110 section 10.1.1).
 - A chunked body is decoded as it arrives and its bytes dropped from the buffer once decoded, so a
-  parser holds at most the body so far (<= max_body) and one partial chunk line. Framing is bounded
-  too: a chunk-size line, extensions included, is at most 1 KiB (400), and the framing of one body
-  (chunk lines and CRLFs) at most FRAMING_PER_BODY_BYTE x max_body, at least 64 KiB (413): a body of
-  max_body bytes in one-byte chunks fits, a stream of chunk extensions carrying nothing does not.
+  parser holds at most the body so far (<= max_body) and one partial chunk line. A chunk-size is
+  bounded by its value, not its digits (section 7.1: 1*HEXDIG, so leading zeros are allowed): a
+  chunk that would take the body over max_body is a 413. Framing is bounded too: a chunk-size line,
+  extensions included, is at most 1 KiB (400), and the framing of one body (chunk lines and CRLFs)
+  at most FRAMING_PER_BODY_BYTE x max_body, at least 64 KiB (413): a body of max_body bytes in
+  one-byte chunks fits, a stream of chunk extensions carrying nothing does not.
 - The request line is ASCII. A method is a token without lower-case letters (gunicorn's default:
   every registered method is upper-case, and `get` is a typo or a probe); a request-target is
   visible ASCII only, as RFC 3986 has no raw non-ASCII byte.
@@ -154,11 +158,11 @@ _ABSOLUTE_FORM = re.compile(
 _AUTHORITY_FORM = re.compile(rb"%s:[0-9]+" % _HOST)
 # RFC 9110 section 5.5: field-value = *field-content; VCHAR, obs-text, SP, HTAB
 _FIELD_VALUE = re.compile(rb"[\x21-\x7e\x80-\xff \t]*")
-# RFC 9112 section 7.1: chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS name [= value] )
+# RFC 9112 section 7.1: chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS name [= value] );
+# chunk-size = 1*HEXDIG, any number of digits (the line's 1 KiB bounds them; max_body bounds the value)
 _QUOTED_STRING = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _CHUNK_LINE = re.compile(
-    rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*[%s]++(?:[ \t]*=[ \t]*(?:[%s]++|%s))?)*+\r\n"
-    % (_TCHAR, _TCHAR, _QUOTED_STRING)
+    rb"([0-9A-Fa-f]++)(?:[ \t]*;[ \t]*[%s]++(?:[ \t]*=[ \t]*(?:[%s]++|%s))?)*+\r\n" % (_TCHAR, _TCHAR, _QUOTED_STRING)
 )
 # RFC 9110 section 7.2: Host = uri-host [ ":" port ], possibly empty; checked on the decoded value
 _S_HOST_VALUE = rf"(?:{_HOST.decode('ascii')})?+(?::[0-9]*+)?+"  # possessive: what fails, fails fast
@@ -194,9 +198,12 @@ _SIMPLE_HEAD = re.compile(
     rf"(?:[{_S_TCHAR}]++:[\x21-\x7e\x80-\xff \t]*+\r\n)*+)\r\n"
 )
 # a field line of such a head: name, value without the whitespace before it; and without the
-# whitespace after it too (a slower match, used only when some value ends in whitespace)
+# whitespace after it too (a slower match, used only when some value ends in whitespace). The value
+# is taken greedily and given back only over its trailing whitespace, so the match is linear; a lazy
+# `([^\r]*?)[ \t]*\r\n` tried the whitespace run after every character of the value, quadratic in a
+# run of inner whitespace (8 KB of it cost 400 times the general code's parse; test_parse_cost.py).
 _FIELD_LINE = re.compile(r"([^:]+):[ \t]*+([^\r]*)\r\n")
-_FIELD_LINE_TRIM = re.compile(r"([^:]+):[ \t]*+([^\r]*?)[ \t]*\r\n")
+_FIELD_LINE_TRIM = re.compile(r"([^:]+):[ \t]*+((?:[^\r]*[^ \t\r])?)[ \t]*\r\n")
 
 
 def _split_fields(block: str) -> list[tuple[str, str]]:
@@ -239,17 +246,16 @@ def _content_length(value: str) -> int:
 
 
 def _chunked(te_values: list[str], version: str) -> None:
-    """Validate Transfer-Encoding; return normally only for (identity,)* chunked."""
+    """Validate Transfer-Encoding; return normally only for `chunked` alone."""
     if version == "HTTP/1.0":
         raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
     codings = [c.strip(" \t").lower() for v in te_values for c in v.split(",")]
     if codings.count("chunked") != 1 or codings[-1] != "chunked":
         raise HTTPError(400, "chunked must be the final transfer coding, once")
-    for coding in codings[:-1]:
-        if coding != "identity":
-            if not _TOKEN.fullmatch(coding.encode("latin-1")):
-                raise HTTPError(400, "malformed transfer coding")
-            raise HTTPError(501, f"transfer coding {coding!r} not implemented")
+    for coding in codings[:-1]:  # `identity` too: see the module docstring
+        if not _TOKEN.fullmatch(coding.encode("latin-1")):
+            raise HTTPError(400, "malformed transfer coding")
+        raise HTTPError(501, f"transfer coding {coding!r} not implemented")
 
 
 class RequestParser:
@@ -431,7 +437,7 @@ class RequestParser:
         return request, 0
 
     def _check_partial_head(self) -> None:
-        """Refuse as early as the bytes allow: garbage, overlong lines, bare LF.
+        """Refuse as early as the bytes allow: garbage, overlong lines, bare CR or LF.
 
         Only the bytes that arrived since the last call are scanned, so a head sent a byte at a
         time costs O(n), not O(n^2).
@@ -448,8 +454,10 @@ class RequestParser:
         if line_end < 0:
             if len(buf) + 1 > self.limits.max_request_line:
                 raise HTTPError(414, "request line too long")
-            if buf.find(b"\n", new) >= 0:
-                raise HTTPError(400, "bare LF")
+            # no CRLF yet: any LF is bare, and so is any CR but a final one (its LF may yet come); a CR
+            # checked here is not looked at again, so a head fed in pieces is refused as one fed whole
+            if buf.find(b"\n", new) >= 0 or buf.find(b"\r", new, end) >= 0:
+                raise HTTPError(400, "bare CR or LF")
             return
         if line_end + 2 > self.limits.max_request_line:
             raise HTTPError(414, "request line too long")

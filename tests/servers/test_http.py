@@ -161,10 +161,13 @@ VALID = [
     ),
     pytest.param(CHUNKED + b"A\r\n0123456789\r\n00\r\n\r\n", [post(b"0123456789")], id="chunked-upper-hex"),
     pytest.param(CHUNKED + b"a\r\n" + b"\r\n" * 6 + b"0\r\n\r\n", [post(b"\r\n" * 5)], id="chunked-data-crlfs"),
+    pytest.param(CHUNKED.replace(b"chunked", b"Chunked") + b"0\r\n\r\n", [post(b"")], id="chunked-case"),
+    # chunk-size = 1*HEXDIG: leading zeros are digits like any other; the value is what is bounded
+    pytest.param(CHUNKED + b"0" * 16 + b"5\r\nhello\r\n0\r\n\r\n", [post(b"hello")], id="chunk-size-17-digits"),
     pytest.param(
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: identity, Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-        [post(b"abc")],
-        id="te-identity-chunked",
+        CHUNKED + b"0" * 1000 + b"5\r\nhello\r\n" + b"0" * 1020 + b"\r\n\r\n",
+        [post(b"hello")],
+        id="chunk-size-leading-zeros-to-the-line-limit",
     ),
     # pipelining, robustness, request-target forms
     pytest.param(
@@ -348,6 +351,14 @@ ERRORS = [
     pytest.param(head(b"Content-Length: 17") + b"x" * 17, 413, SMALL, id="cl-over-max-body"),
     # Transfer-Encoding: RFC 9112 section 6
     pytest.param(chunked(b"0\r\n\r\n").replace(b"chunked", b"gzip, chunked"), 501, None, id="te-gzip-chunked"),
+    # identity is no coding we know (RFC 9112 section 6.1: 501); a front end may read its body another way
+    pytest.param(chunked(b"0\r\n\r\n").replace(b"chunked", b"identity, chunked"), 501, None, id="te-identity-chunked"),
+    pytest.param(
+        head(b"Transfer-Encoding: identity", b"Transfer-Encoding: chunked", line=b"POST / HTTP/1.1") + b"0\r\n\r\n",
+        501,
+        None,
+        id="te-identity-then-chunked-fields",
+    ),
     pytest.param(
         head(b"Transfer-Encoding: gzip", b"Transfer-Encoding: chunked", line=b"POST / HTTP/1.1") + b"0\r\n\r\n",
         501,
@@ -375,7 +386,8 @@ ERRORS = [
     pytest.param(chunked(b"0x5\r\nhello\r\n0\r\n\r\n"), 400, None, id="chunk-size-0x"),
     pytest.param(chunked(b"\r\nhello\r\n0\r\n\r\n"), 400, None, id="chunk-size-empty"),
     pytest.param(chunked(b";a=b\r\nhello\r\n0\r\n\r\n"), 400, None, id="chunk-ext-without-size"),
-    pytest.param(chunked(b"1" + b"0" * 16 + b"\r\n"), 400, None, id="chunk-size-17-digits"),
+    pytest.param(chunked(b"1" + b"0" * 16 + b"\r\n"), 413, None, id="chunk-size-over-max-body"),
+    pytest.param(chunked(b"0" * 1100 + b"5\r\nhello\r\n0\r\n\r\n"), 400, None, id="chunk-size-over-line-limit"),
     pytest.param(chunked(b"5\nhello\r\n0\r\n\r\n"), 400, None, id="chunk-size-bare-lf"),
     pytest.param(chunked(b"5;a=\rb\r\nhello\r\n0\r\n\r\n"), 400, None, id="chunk-ext-bare-cr"),
     pytest.param(chunked(b"5;a=b c\r\nhello\r\n0\r\n\r\n"), 400, None, id="chunk-ext-bad-value"),
@@ -418,6 +430,9 @@ EARLY = [
     pytest.param(b"get", 400, None, id="lower-case-method"),
     pytest.param(b"GET /" + b"a" * 8995, 414, None, id="request-line-over-limit"),
     pytest.param(b"GET / HTTP/1.1\n", 400, None, id="bare-lf-request-line"),
+    # found by test_fuzz.py: fed a byte at a time, these CRs were passed over while the line was incomplete
+    pytest.param(b"OPTIONS / HTTP/1.1\r\r\r\n", 400, None, id="bare-crs-then-crlf-request-line"),
+    pytest.param(b"GET /a\rb HTTP/1.1", 400, None, id="bare-cr-request-line"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: a\nX: b", 400, None, id="bare-lf-field"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: a\rX: b", 400, None, id="bare-cr-field"),
     pytest.param(b"GET / HTTP/1.1\r\nX: " + b"a" * 61, 431, SMALL, id="header-line-over-limit"),
@@ -733,6 +748,11 @@ VALID_REFUSED = {
     "025": (501, "Transfer-Encoding gzip then chunked: a coding we do not implement is a 501"),
     "025_line": (501, "Transfer-Encoding: gzip,chunked: a coding we do not implement is a 501"),
     "rfc9112_smuggle_gzip_chunked_01": (501, "Transfer-Encoding: gzip, chunked: not implemented, so 501"),
+    # identity is no longer a registered coding; a front end that reads its body another way would
+    # disagree with us about where the request ends (029 and 030 also lack a Host: 501 comes first)
+    "rfc9112_smuggle_te_identity_chunked_01": (501, "Transfer-Encoding: identity, chunked: identity is a 501"),
+    "029": (501, "Transfer-Encoding identity then chunked, in two fields: identity is a 501"),
+    "030": (501, "Transfer-Encoding identity then chunked, in two fields: identity is a 501"),
     "027": (400, "raw non-ASCII bytes in the request-target: a target is visible ASCII"),
     "028": (400, "space before the colon; gunicorn accepts it only with strip_header_spaces"),
     "031compat": (400, "lower-case method; gunicorn accepts it only with permit_unconventional_http_method"),
@@ -751,7 +771,7 @@ VALID_REFUSED = {
 # In 022 the request before it (HTTP/1.0, kept alive) is served first.
 NO_HOST = {
     *("004", "005", "006", "007", "010", "011", "012", "013", "014", "018", "021", "022", "023"),
-    *("029", "030", "031", "100"),
+    *("031", "100"),
 }
 VALID_REFUSED.update({name: (400, "HTTP/1.1 without Host (RFC 9112 section 3.2)") for name in NO_HOST})
 # pp_03 (no PROXY line at all) and 040_compat (header_map only changes what a WSGI app sees of
@@ -821,11 +841,9 @@ def test_corpus_valid_needs_its_limits(name, status):
         ("012", b"hello world"),  # with trailers
         ("013", b"hello world"),  # with chunk extensions
         ("023", b"hello world"),  # followed by a second request
-        ("029", b"hello"),  # Transfer-Encoding: identity, then chunked in a second field
         ("rfc9112_chunked_ext_quoted_01", b"hello"),
         ("rfc9112_chunked_size_leading_zeros_01", b"hello"),
         ("rfc9112_chunked_size_uppercase_hex_01", b"0123456789"),
-        ("rfc9112_smuggle_te_identity_chunked_01", b"hello"),
         ("001", b'{"nom": "nom"}'),
         ("020", b"GET /second HTTP/1.1\r\n\r\n"),  # HTTP/1.0 body that looks like a request
         ("040_compat", b"tricked"),
