@@ -97,3 +97,45 @@ def test_the_cli_refuses_a_missing_baseline_with_exit_2(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "runner.report", str(tmp_path), "--baseline", str(tmp_path / "no")],
                           cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 2 and "no such directory" in proc.stderr
+
+
+def _sweep(root: Path, rates: dict[str, list[float]]) -> Path:
+    for server, values in rates.items():
+        for repeat, rps in enumerate(values):
+            write_run(root, f"{server}_r{repeat}", server, repeat, rps, 10.0)
+    return root
+
+
+def _gate(tmp_path: Path, new: dict[str, list[float]], old: dict[str, list[float]]) -> subprocess.CompletedProcess:
+    _sweep(tmp_path / "new", new)
+    _sweep(tmp_path / "old", old)
+    return subprocess.run([sys.executable, "-c", "from runner.run.cli import command; command()", "compare",
+                           str(tmp_path / "new"), str(tmp_path / "old"), "--fail-on-regression"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_the_regression_gate_fails_on_a_row_significantly_and_markedly_slower(tmp_path):
+    old = {"select": [10_000.0, 10_300.0, 9_800.0], "thread": [5_000.0, 5_100.0, 4_900.0]}
+    slower = {"select": [10_100.0, 9_900.0, 10_200.0], "thread": [3_000.0, 3_100.0, 2_950.0]}  # thread: -40%
+    failed = _gate(tmp_path / "a", slower, old)
+    assert failed.returncode == 6, failed.stdout + failed.stderr
+    last = failed.stdout.splitlines()[-1]
+    assert last.startswith("regression against ") and "thread: RPS 5,000.0 → 3,000.0 (-40.0%)" in last, last
+    assert "select" not in last.split(": ", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        {"select": [10_000.0, 10_300.0, 9_800.0], "thread": [5_000.0, 5_100.0, 4_900.0]},  # the same sweep
+        {"select": [9_000.0, 9_100.0, 8_950.0], "thread": [5_000.0, 5_100.0, 4_900.0]},  # -10%: significant, small
+        {"select": [7_000.0], "thread": [5_000.0]},  # -30%, one run each: within the noise floor (3x)
+    ],
+    ids=["identical", "small", "single-runs"],
+)
+def test_the_regression_gate_passes_what_it_cannot_call_slower(tmp_path, new):
+    old = {"select": [10_000.0, 10_300.0, 9_800.0], "thread": [5_000.0, 5_100.0, 4_900.0]}
+    if len(new["select"]) == 1:
+        old = {"select": [10_000.0], "thread": [5_000.0]}
+    passed = _gate(tmp_path, new, old)
+    assert passed.returncode == 0, passed.stdout + passed.stderr

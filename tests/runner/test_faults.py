@@ -641,7 +641,7 @@ def test_a_second_run_or_sweep_into_a_directory_that_holds_one_is_refused(tmp_pa
             env={**os.environ, "OLD_RUN": str(old)},
         )
         assert second.returncode == 2, argv + [second.stdout[-2000:], second.stderr[-2000:]]
-        assert f"{old} already holds .hydra, locust.html" in second.stderr, second.stderr
+        assert f"{old} already holds .hydra, latency.png, locust.html" in second.stderr, second.stderr
         assert "Traceback" not in second.stderr, second.stderr
         assert _snapshot(old) == before, argv  # not a byte written, .hydra/ included
     assert not _run_processes()
