@@ -353,11 +353,6 @@ class Disagreement:
         error = self.ours.error
         return error.reason if error is not None and self.mine is None else ""
 
-    @property
-    def head(self) -> bytes:
-        """The rest's head: up to its first empty line (CRLF or bare LF), or all of it."""
-        return re.split(rb"\r?\n\r?\n", self.rest.lstrip(b"\r\n"), maxsplit=1)[0]
-
 
 @dataclass(frozen=True)
 class Allowance:
@@ -372,7 +367,7 @@ def _we_refuse(*reasons: str, where: Callable[[Disagreement], bool] = lambda d: 
 
 
 _CTL_IN_VALUE = re.compile(rb"\n[^:\r\n]*:[^\r\n]*[\x01-\x08\x0e-\x1f\x7f]")
-_H11_CHUNK_LINE = re.compile(rb"(?:^|\n)[0-9A-Fa-f]{1,20}(?:;[^\r\n]*)?[ \t]*\r\n")
+_H11_CHUNK_LINE = re.compile(rb"(?:^|\n)[0-9A-Fa-f]{1,20}(?:;[^\n]*)?[ \t]*\r\n")  # h11's ";.*": a bare CR too
 _REQUEST_LINE = re.compile(rb"(?:\r?\n)*([^ \r\n]*) ([^ \r\n]*) HTTP/([0-9])\.([0-9])\r?\n")
 
 
@@ -390,8 +385,8 @@ ALLOWANCES = [
     ),
     Allowance(
         "obs-fold",
-        "RFC 9112 section 5.2: a server may refuse obsolete line folding (we do; h11 unfolds)",
-        _we_refuse("malformed header field", where=lambda d: re.search(rb"\n[ \t]", d.head) is not None),
+        "RFC 9112 section 5.2: a server may refuse obsolete line folding (we do, in a head or a trailer; h11 unfolds)",
+        _we_refuse("malformed header field", where=lambda d: re.search(rb"\n[ \t]", d.rest) is not None),  # or trailer
     ),
     Allowance(
         "lower-case method",
@@ -446,7 +441,7 @@ ALLOWANCES = [
     Allowance(
         "chunk line",
         "RFC 9112 section 7.1's chunk-ext grammar, no whitespace after the size, 1 KiB per "
-        "line; h11 skips extensions unread and allows whitespace",
+        "line; h11 skips extensions unread (a bare CR in one included) and allows whitespace",
         _we_refuse(
             "invalid chunk size line",
             "chunk size line too long",
@@ -565,9 +560,13 @@ def cut(data: bytes, points: list[int]) -> list[bytes]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 # what the long runs found, kept: a bare CR passed over by the split path (fixed in servers/http.py),
-# and a control character in a trailer, not a head (an allowance that was too narrow)
+# then allowances that were too narrow: a control character in a trailer, not a head; a bare CR in a
+# chunk extension, which h11 reads as part of it
 @example(data=b"OPTIONS / HTTP/1.1\r\r\r\n", points=[], limits=LIMITS)
 @example(data=CHUNKED_GET + b"0\r\nX:\x01!\r\n\r\n", points=[], limits=LIMITS)
+@example(data=CHUNKED_GET + b"0;\r\r\n\r\n", points=[], limits=LIMITS)
+@example(data=CHUNKED_GET + b"0;a=b\r\r\n", points=[], limits=LIMITS)
+@example(data=CHUNKED_GET + b"0\r\nX: a\r\n b\r\n\r\n", points=[], limits=LIMITS)  # the same, seen before it was found
 @given(data=streams(), points=st.lists(st.integers(0, 1 << 16), max_size=6), limits=often([LIMITS] * 4 + [TIGHT]))
 def test_our_parser_agrees_with_itself_and_with_h11(batch: int, data: bytes, points: list[int], limits: Limits) -> None:
     note(f"stream: {data!r}")
