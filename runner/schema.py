@@ -134,7 +134,7 @@ class ValidityConfig:
     unstable_spread: float = 0.1  # unstable: (max - min) / median of repeats at or above this
     # contended: other processes used more than this % of the server's or Locust's cores over the window
     # (runner/run/resources.py others_pct); docs/design.md has the measurements behind it
-    max_others_pct: float = 25.0
+    max_others_pct: float = 15.0
     # contended, for a side with one runnable thread per core (runner/run/validity.py one_runnable): its threads'
     # run-queue wait above this % of the window (docs/design.md has the measurements behind both thresholds)
     max_wait_pct: float = 15.0

@@ -146,7 +146,6 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
     split = cores.split(cfg.run.pin, cfg.run.server_cores, cores.available())
     result = _new_result(cfg, overrides, split)
     target, generator = resolve(cfg, job_dir, split)
-    result.load["processes_run"] = generator.processes
     sampler, partial, tcp = None, False, None
     try:
         # raised here so that the server and Locust inherit it (the original run hit EMFILE)
@@ -251,6 +250,7 @@ def _collect(
     beside them), both trees' costs, then the target's own account."""
     target, generator = parts
     if generator.proc is not None:
+        result.load["processes_run"] = generator.processes  # Locust's processes (distributed: the local workers)
         generator.collect(result, partial, sampler)
         if cfg.load.capacity.enabled:
             capacity.collect(result, job_dir, cfg.load.capacity, sampler.series["server"] if sampler else None)
