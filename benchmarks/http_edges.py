@@ -40,9 +40,10 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+from runner.run import resources  # noqa: E402
+
 SHARED = {"__init__", "http", "base", "workload", "connection", "loop"}
 MODELS = sorted(p.stem for p in (REPO / "servers").glob("*.py") if p.stem not in SHARED)
 UPLOAD = b"u" * 2048
@@ -77,15 +78,7 @@ class Server:
             self.proc.wait()
 
     def largest_rss(self) -> int:
-        procs = [psutil.Process(self.proc.pid)]
-        procs += procs[0].children(recursive=True)
-        sizes = [0]
-        for proc in procs:
-            try:
-                sizes.append(proc.memory_info().rss)
-            except psutil.NoSuchProcess:
-                pass
-        return max(sizes)
+        return resources.largest_rss(self.proc.pid)
 
 
 def read_response(sock: socket.socket) -> int:

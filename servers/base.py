@@ -1,7 +1,10 @@
 """What every server shares except its concurrency model: the command line, the listening socket,
 the READY/SERVED contract, turning a request into response bytes, and the blocking side of a
-connection that the single, thread, threadpool and process models all run (serve_connection: how a
-blocking model blocks; what the connection does is servers/connection.py's, as in every model).
+connection that the single, thread, threadpool and process models all run: one accept loop
+(serve_blocking) that differs between them only in how an admitted connection is handed off (a
+Handoff, as CPython's socketserver variants differ only in process_request), and serve_connection,
+how a blocking worker blocks (what the connection does is servers/connection.py's, as in every
+model). A forked worker (process, prefork) lives its whole life in child_life.
 
 The contract with the runner (see docs/design.md):
     python -m servers.<name> --host 127.0.0.1 --port 0 [--workload hello] [--no-keepalive] ...
@@ -33,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import NoReturn
 
 from servers.connection import Connection
 from servers.http import HTTPError, Limits, Request, build_response, error_response
@@ -51,6 +55,11 @@ class Shutdown(BaseException):
 
 # The signals that raise Shutdown; a model blocks them around a step that must not be cut in two.
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+# Blocked around fork() and the parent's record of the child (process, prefork): SIGCHLD so a child cannot
+# be reaped before its pid is recorded; SIGTERM and SIGINT so Shutdown cannot land between fork() and the
+# record (an orphan nobody stops), nor in the new child before child_life takes over (it would run the
+# parent's wind-down).
+FORK_BLOCKED = frozenset({signal.SIGCHLD}) | STOP_SIGNALS
 
 # Read end of the self-pipe that CPython's C-level signal handler writes a byte to (set up by run()).
 _signalled = -1
@@ -119,6 +128,14 @@ def make_parser(model: str, options: Options | None = None) -> argparse.Argument
     if options is not None:
         options(parser.add_argument_group(f"{model} options"))
     return parser
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for a model's counts (--threads, --queue, --workers): an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def make_app(args: argparse.Namespace) -> App:
@@ -254,6 +271,68 @@ def accept(sock: socket.socket) -> socket.socket | None:
             time.sleep(ACCEPT_BACKOFF_S)
         return None
     return conn
+
+
+class Handoff:
+    """What a blocking model says to serve_blocking: how it hands over a connection it admitted, how many
+    it holds (for limits.max_connections), and how it winds down. The defaults are `single`'s: it serves
+    the connection itself, holds nothing once it has, and has nothing to wait for."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def held(self) -> int:
+        """Connections admitted and not yet closed."""
+        return 0
+
+    def hand(self, conn: socket.socket) -> str | None:
+        """Serve `conn` or have it served; the reason it cannot be (then serve_blocking answers 503)."""
+        serve_connection(conn, self.app)
+        return None
+
+    def wind_down(self) -> None:
+        """After Shutdown, the listening socket closed: end what is held within app.grace."""
+
+
+def serve_blocking(sock: socket.socket, app: App, handoff: Handoff) -> None:
+    """The blocking models' accept loop: accept (waking for signals, backing off when out of
+    descriptors), admit up to limits.max_connections held at once (past it: 503 and close), hand the
+    connection over, and on Shutdown stop accepting and let the model wind down."""
+    try:
+        while True:
+            conn = accept(sock)
+            if conn is None:
+                continue
+            if handoff.held() >= app.limits.max_connections:
+                refuse(conn, 503, "too many connections")
+                continue
+            refusal = handoff.hand(conn)
+            if refusal is not None:
+                refuse(conn, 503, refusal)
+    except Shutdown:
+        sock.close()
+        handoff.wind_down()
+
+
+def child_life(body: Callable[[], None], last_words: Callable[[], None]) -> NoReturn:
+    """The whole life of a forked worker (process, prefork), called in the child right after fork()
+    with FORK_BLOCKED blocked: default SIGCHLD, the signals unblocked (a SIGTERM held back lands here
+    as Shutdown), `body` until it returns or Shutdown, then `last_words` (its count, for the parent),
+    and exit: never back into the parent's loop, status 1 if `body` raised anything but Shutdown."""
+    status = 0
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
+        body()
+    except Shutdown:
+        pass
+    except BaseException:
+        status = 1
+    finally:
+        try:
+            last_words()
+        finally:
+            os._exit(status)
 
 
 def send_and_close(conn: socket.socket, data: bytes) -> None:

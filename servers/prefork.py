@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import NoReturn
 
 from servers import base, epoll
 
@@ -55,21 +56,15 @@ from servers import base, epoll
 ONE_RUNNABLE = True
 
 RESPAWN_PAUSE_S = 1.0  # before replacing a worker that died within this long of starting
-# Blocked around fork() and around the parent's bookkeeping: Shutdown must not land between fork()
-# and recording the pid (an orphan nobody stops), nor in a new worker before it takes over.
-FORK_BLOCKED = base.STOP_SIGNALS
-
-
-def _workers(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+FORK_BLOCKED = base.FORK_BLOCKED  # around fork() and the parent's bookkeeping (base.FORK_BLOCKED says why)
 
 
 def options(parser: argparse._ArgumentGroup) -> None:
     parser.add_argument(
-        "--workers", type=_workers, default=None, help="worker processes (default: the CPUs this process may use)"
+        "--workers",
+        type=base.positive_int,
+        default=None,
+        help="worker processes (default: the CPUs this process may use)",
     )
     parser.add_argument(
         "--reuse-port", action="store_true", help="a listening socket per worker (SO_REUSEPORT) instead of one shared"
@@ -127,16 +122,14 @@ class SharedGate:
 
 def _worker(
     index: int, listener: socket.socket, others: list[socket.socket], app: base.App, shared: Shared, exclusive: bool
-) -> None:
+) -> NoReturn:
     """The forked child: serve until SIGTERM, leave the final count in its slot, never return."""
-    status = 0
     app.served = 0  # the fork copied the parent's
-    try:
+    slots, slot = shared.slots, 2 * index
+
+    def body() -> None:
         for sock in others:
             sock.close()  # a worker polls only its own listener
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)  # a SIGTERM held back lands here
-        slots, slot = shared.slots, 2 * index
 
         def tick(served: int) -> None:
             slots[slot] = served
@@ -148,15 +141,8 @@ def _worker(
             tick=tick,
             exclusive=exclusive,
         )
-    except base.Shutdown:
-        pass
-    except BaseException:
-        status = 1
-    finally:
-        try:
-            shared.set_served(index, app.served)
-        finally:
-            os._exit(status)
+
+    base.child_life(body, lambda: shared.set_served(index, app.served))
 
 
 def serve(sock: socket.socket, app: base.App) -> None:

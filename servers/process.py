@@ -28,59 +28,70 @@ import socket
 import struct
 import sys
 import time
+from typing import NoReturn
 
 from servers import base
 
 COUNT = struct.Struct("Q")
-# Blocked around fork(): SIGCHLD so a child cannot be reaped before its pid is recorded; SIGTERM and
-# SIGINT so Shutdown cannot land between fork() and children.add() (an orphan nobody stops), nor in
-# the new child before _child() takes over (it would run the parent's wind-down).
-FORK_BLOCKED = frozenset({signal.SIGCHLD}) | base.STOP_SIGNALS
 
 
-def _child(listener: socket.socket, conn: socket.socket, app: base.App, counts: int) -> None:
-    status = 0
-    app.served = 0  # the fork copied the parent's running total; report only this connection's
-    try:
-        listener.close()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)  # a SIGTERM held back lands here
-        base.serve_connection(conn, app)
-    except base.Shutdown:
-        pass
-    except BaseException:
-        status = 1
-    finally:
+class PerProcess(base.Handoff):
+    """A forked child for each connection, up to limits.max_connections alive; reaped on SIGCHLD."""
+
+    def __init__(self, listener: socket.socket, app: base.App) -> None:
+        super().__init__(app)
+        self.listener = listener
+        self.counts_r, self.counts_w = os.pipe()
+        os.set_blocking(self.counts_r, False)
+        self.children: set[int] = set()
+        self.died = 0  # children that exited abnormally (killed, crashed); reported at exit
+        signal.signal(signal.SIGCHLD, self.reap)
+
+    def held(self) -> int:
+        return len(self.children)
+
+    def hand(self, conn: socket.socket) -> str | None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, base.FORK_BLOCKED)
         try:
-            os.write(counts, COUNT.pack(app.served))
+            try:
+                pid = os.fork()
+            except OSError:  # EAGAIN (process limit) or ENOMEM: no worker for this connection
+                return "cannot start a worker"
+            if pid == 0:
+                self._child(conn)
+            self.children.add(pid)
         finally:
-            os._exit(status)  # never return into the parent's accept loop
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, base.FORK_BLOCKED)
+        conn.close()
+        return None
 
+    def _child(self, conn: socket.socket) -> NoReturn:
+        os.close(self.counts_r)
+        self.app.served = 0  # the fork copied the parent's running total; report only this connection's
 
-def serve(sock: socket.socket, app: base.App) -> None:
-    counts_r, counts_w = os.pipe()
-    os.set_blocking(counts_r, False)
-    children: set[int] = set()
-    died = 0  # children that exited abnormally (killed, crashed); reported at exit
+        def body() -> None:
+            self.listener.close()
+            base.serve_connection(conn, self.app)
 
-    def drain() -> None:
+        base.child_life(body, lambda: os.write(self.counts_w, COUNT.pack(self.app.served)))
+
+    def drain(self) -> None:
         while True:
             try:
-                data = os.read(counts_r, 65536)  # a multiple of 8: every write is 8 bytes, atomic
+                data = os.read(self.counts_r, 65536)  # a multiple of 8: every write is 8 bytes, atomic
             except BlockingIOError:
                 return
             answered = sum(n for (n,) in COUNT.iter_unpack(data))
             # No call between reading and writing app.served: a SIGCHLD that runs a nested drain()
             # inside the sum() above would otherwise have its addition overwritten.
-            app.served += answered
+            self.app.served += answered
 
-    def reap(signum: int = 0, frame: object = None) -> None:
-        nonlocal died
+    def reap(self, signum: int = 0, frame: object = None) -> None:
         # A Shutdown between waitpid() and discard() would leave a dead pid in `children`: the
         # wind-down would wait the whole grace period for it, then SIGKILL whoever has that pid now.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
         try:
-            drain()
+            self.drain()
             while True:
                 try:
                     pid, status = os.waitpid(-1, os.WNOHANG)
@@ -88,64 +99,45 @@ def serve(sock: socket.socket, app: base.App) -> None:
                     return
                 if pid == 0:
                     return
-                children.discard(pid)
-                died += status != 0
+                self.children.discard(pid)
+                self.died += status != 0
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
-    signal.signal(signal.SIGCHLD, reap)
-    try:
-        while True:
-            conn = base.accept(sock)
-            if conn is None:
-                continue
-            if len(children) >= app.limits.max_connections:
-                base.refuse(conn, 503, "too many connections")
-                continue
-            signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
+    def wind_down(self) -> None:
+        """SIGTERM the children, SIGKILL those left after the grace period, then the last counts."""
+        for pid in list(self.children):
+            base.signal_child(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.app.grace
+        while self.children and time.monotonic() < deadline:
+            time.sleep(0.01)
+            self.reap()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # reaped below: not counted as having died
+        for pid in list(self.children):
+            base.signal_child(pid, signal.SIGKILL)
+        for pid in list(self.children):
             try:
-                pid = os.fork()
-            except OSError:  # EAGAIN (process limit) or ENOMEM: no worker for this connection
-                pid = -1
-            else:
-                if pid == 0:
-                    os.close(counts_r)
-                    _child(sock, conn, app, counts_w)
-                children.add(pid)
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
-            if pid < 0:
-                base.refuse(conn, 503, "cannot start a worker")
-                continue
-            conn.close()
-    except base.Shutdown:
-        sock.close()
-        _stop_children(children, app.grace, reap)
-    finally:
-        drain()
-        os.close(counts_r)
-        os.close(counts_w)
-        if died:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    def close(self) -> None:
+        self.drain()
+        os.close(self.counts_r)
+        os.close(self.counts_w)
+        if self.died:
             print(
-                f"process: {died} worker(s) died abnormally; a killed one's requests are not in SERVED", file=sys.stderr
+                f"process: {self.died} worker(s) died abnormally; a killed one's requests are not in SERVED",
+                file=sys.stderr,
             )
 
 
-def _stop_children(children: set[int], grace: float, reap) -> None:
-    for pid in list(children):
-        base.signal_child(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while children and time.monotonic() < deadline:
-        time.sleep(0.01)
-        reap()
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # reaped below: not counted as having died
-    for pid in list(children):
-        base.signal_child(pid, signal.SIGKILL)
-    for pid in list(children):
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+def serve(sock: socket.socket, app: base.App) -> None:
+    children = PerProcess(sock, app)
+    try:
+        base.serve_blocking(sock, app, children)
+    finally:
+        children.close()
 
 
 if __name__ == "__main__":

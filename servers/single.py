@@ -20,10 +20,7 @@ ONE_RUNNABLE = True
 
 
 def serve(sock: socket.socket, app: base.App) -> None:
-    while True:
-        conn = base.accept(sock)
-        if conn is not None:
-            base.serve_connection(conn, app)
+    base.serve_blocking(sock, app, base.Handoff(app))  # the default hand-off: serve it here, to its end
 
 
 if __name__ == "__main__":

@@ -22,49 +22,52 @@ import time
 from servers import base
 
 
-def serve(sock: socket.socket, app: base.App) -> None:
-    open_conns: set[socket.socket] = set()
-    lock = threading.Lock()
+class PerThread(base.Handoff):
+    """A new thread for each connection, up to limits.max_connections alive."""
 
-    def worker(conn: socket.socket) -> None:
+    def __init__(self, app: base.App) -> None:
+        super().__init__(app)
+        self.open: set[socket.socket] = set()
+        self.lock = threading.Lock()
+
+    def held(self) -> int:
+        return len(self.open)
+
+    def hand(self, conn: socket.socket) -> str | None:
+        # Shutdown must not land between registering the connection and starting its worker:
+        # nothing would serve or close it, and the wind-down would wait out the grace period.
+        # (Workers inherit the mask, so SIGTERM always reaches the main thread.)
+        signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
         try:
-            base.serve_connection(conn, app)
-        finally:
-            with lock:
-                open_conns.discard(conn)
-
-    try:
-        while True:
-            conn = base.accept(sock)
-            if conn is None:
-                continue
-            # Shutdown must not land between registering the connection and starting its worker:
-            # nothing would serve or close it, and the wind-down would wait out the grace period.
-            # (Workers inherit the mask, so SIGTERM always reaches the main thread.)
-            signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
+            with self.lock:
+                self.open.add(conn)
             try:
-                with lock:
-                    refusal = "too many connections" if len(open_conns) >= app.limits.max_connections else None
-                    if refusal is None:
-                        open_conns.add(conn)
-                if refusal is None:
-                    try:
-                        threading.Thread(target=worker, args=(conn,), daemon=True).start()
-                    except RuntimeError:  # no thread to be had (RLIMIT_NPROC, memory): refuse this one
-                        with lock:
-                            open_conns.discard(conn)
-                        refusal = "cannot start a worker"
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)
-            if refusal is not None:
-                base.refuse(conn, 503, refusal)
-    except base.Shutdown:
-        sock.close()
-        with lock:
-            base.stop_reading(open_conns)
-        deadline = time.monotonic() + app.grace
-        while open_conns and time.monotonic() < deadline:
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            except RuntimeError:  # no thread to be had (RLIMIT_NPROC, memory): refuse this one
+                with self.lock:
+                    self.open.discard(conn)
+                return "cannot start a worker"
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)
+        return None
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            base.serve_connection(conn, self.app)
+        finally:
+            with self.lock:
+                self.open.discard(conn)
+
+    def wind_down(self) -> None:
+        with self.lock:
+            base.stop_reading(self.open)
+        deadline = time.monotonic() + self.app.grace
+        while self.open and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+def serve(sock: socket.socket, app: base.App) -> None:
+    base.serve_blocking(sock, app, PerThread(app))
 
 
 if __name__ == "__main__":

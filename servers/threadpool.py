@@ -42,106 +42,95 @@ DEFAULT_THREADS = 128
 DEFAULT_QUEUE = 128
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def options(parser: argparse._ArgumentGroup) -> None:
-    parser.add_argument("--threads", type=_positive, default=DEFAULT_THREADS, help="worker threads in the pool")
+    parser.add_argument("--threads", type=base.positive_int, default=DEFAULT_THREADS, help="worker threads in the pool")
     parser.add_argument(
-        "--queue", type=_positive, default=DEFAULT_QUEUE, help="connections that may wait for a worker; past it: 503"
+        "--queue",
+        type=base.positive_int,
+        default=DEFAULT_QUEUE,
+        help="connections that may wait for a worker; past it: 503",
     )
 
 
-def serve(sock: socket.socket, app: base.App) -> None:
-    size = getattr(app.options, "threads", DEFAULT_THREADS)
-    waiting: queue.Queue[socket.socket | None] = queue.Queue(getattr(app.options, "queue", DEFAULT_QUEUE))
-    serving: set[socket.socket] = set()  # connections a worker holds
-    held = [0]  # connections queued or served, counted from admission to close (for max_connections)
-    lock = threading.Lock()
+class Pool(base.Handoff):
+    """A queue of `--queue` places in front of `--threads` workers started once."""
 
-    def worker() -> None:
+    def __init__(self, app: base.App) -> None:
+        super().__init__(app)
+        size = getattr(app.options, "threads", DEFAULT_THREADS)
+        self.waiting: queue.Queue[socket.socket | None] = queue.Queue(getattr(app.options, "queue", DEFAULT_QUEUE))
+        self.serving: set[socket.socket] = set()  # connections a worker holds
+        self.admitted = 0  # connections queued or served, counted from admission to close (for max_connections)
+        self.lock = threading.Lock()
+        # Workers inherit the signal mask: started with SIGTERM blocked, so it always reaches the main
+        # thread, whose handler raises Shutdown out of accept().
+        self.workers: list[threading.Thread] = []
+        signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
+        try:
+            for _ in range(size):
+                thread = threading.Thread(target=self._work, daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # RLIMIT_NPROC, memory: serve with what could start
+                    break
+                self.workers.append(thread)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)
+        if len(self.workers) < size:
+            print(f"threadpool: started {len(self.workers)} of {size} worker threads", file=sys.stderr)
+
+    def _work(self) -> None:
         while True:
-            conn = waiting.get()
+            conn = self.waiting.get()
             if conn is None:
                 return
-            with lock:
-                serving.add(conn)
+            with self.lock:
+                self.serving.add(conn)
             try:
-                base.serve_connection(conn, app)
+                base.serve_connection(conn, self.app)
             finally:
-                with lock:
-                    serving.discard(conn)
-                    held[0] -= 1
+                with self.lock:
+                    self.serving.discard(conn)
+                    self.admitted -= 1
 
-    # Workers inherit the signal mask: started with SIGTERM blocked, so it always reaches the main
-    # thread, whose handler raises Shutdown out of accept().
-    workers: list[threading.Thread] = []
-    signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
-    try:
-        for _ in range(size):
-            thread = threading.Thread(target=worker, daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # RLIMIT_NPROC, memory: serve with what could start
-                break
-            workers.append(thread)
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)
-    if len(workers) < size:
-        print(f"threadpool: started {len(workers)} of {size} worker threads", file=sys.stderr)
+    def held(self) -> int:
+        return self.admitted
 
-    try:
-        while True:
-            conn = base.accept(sock)
-            if conn is None:
-                continue
-            if not workers:
-                base.refuse(conn, 503, "no worker threads")
-                continue
-            if held[0] >= app.limits.max_connections:
-                base.refuse(conn, 503, "too many connections")
-                continue
-            with lock:
-                held[0] += 1
-            try:
-                waiting.put_nowait(conn)
-            except queue.Full:
-                with lock:
-                    held[0] -= 1
-                base.refuse(conn, 503, "all workers busy and the queue is full")
-    except base.Shutdown:
-        sock.close()
-        _wind_down(app, waiting, serving, lock, workers)
-
-
-def _wind_down(
-    app: base.App,
-    waiting: queue.Queue[socket.socket | None],
-    serving: set[socket.socket],
-    lock: threading.Lock,
-    workers: list[threading.Thread],
-) -> None:
-    while True:  # never served: just close
+    def hand(self, conn: socket.socket) -> str | None:
+        if not self.workers:
+            return "no worker threads"
+        with self.lock:
+            self.admitted += 1
         try:
-            conn = waiting.get_nowait()
-        except queue.Empty:
-            break
-        if conn is not None:
-            conn.close()
-    with lock:
-        base.stop_reading(serving)
-    deadline = time.monotonic() + app.grace
-    try:
-        for _ in workers:  # one stop sign each, as fast as the workers make room for them
-            waiting.put(None, timeout=max(0.01, deadline - time.monotonic()))
-    except queue.Full:
-        pass  # the grace period is over: the workers are daemons and end with the process
-    for thread in workers:
-        thread.join(max(0.0, deadline - time.monotonic()))
+            self.waiting.put_nowait(conn)
+        except queue.Full:
+            with self.lock:
+                self.admitted -= 1
+            return "all workers busy and the queue is full"
+        return None
+
+    def wind_down(self) -> None:
+        while True:  # never served: just close
+            try:
+                conn = self.waiting.get_nowait()
+            except queue.Empty:
+                break
+            if conn is not None:
+                conn.close()
+        with self.lock:
+            base.stop_reading(self.serving)
+        deadline = time.monotonic() + self.app.grace
+        try:
+            for _ in self.workers:  # one stop sign each, as fast as the workers make room for them
+                self.waiting.put(None, timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Full:
+            pass  # the grace period is over: the workers are daemons and end with the process
+        for thread in self.workers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def serve(sock: socket.socket, app: base.App) -> None:
+    base.serve_blocking(sock, app, Pool(app))
 
 
 if __name__ == "__main__":

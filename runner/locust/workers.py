@@ -1,4 +1,4 @@
-"""A Locust plugin (loaded beside locustfile.py: `-f locustfile.py,locust_workers.py`) that makes
+"""A Locust plugin (loaded beside locustfile.py: `-f locustfile.py,workers.py`) that makes
 the master keep a ledger of its workers: who joined, from which host and pid, how many requests
 each one made, and whether it was still alive at the end. The runner reads it
 (`locust_workers.json`) to record each worker's share and to tell "2 of 3 workers joined" or "a

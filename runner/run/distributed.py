@@ -99,7 +99,7 @@ def master_argv(cfg: Config, host: str, port: int, job_dir: Path, bind_port: int
 
 def worker_argv(cfg: Config, master_host: str, bind_port: int, job_dir: Path | None) -> list[str]:
     """A worker's command; `job_dir` None: a remote one, which takes the locustfile's options from
-    the master (locust_workers.py) and so serves any sweep point; its statistics reach us through
+    the master (runner/locust/workers.py) and so serves any sweep point; its statistics reach us through
     the master."""
     return [
         sys.executable if job_dir else "python", "-m", "locust", "-f", _files() if job_dir else _relative_files(),

@@ -108,16 +108,17 @@ def sentence(found: list[dict], port: int) -> str:
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
     """Wait until each is dead or a zombie (an orphan's zombie is init's to reap); return the others."""
     deadline = time.monotonic() + timeout
-    alive = list(procs)
-    while alive:
-        alive = [p for p in alive if _alive(p)]
-        if not alive or time.monotonic() > deadline:
+    left = list(procs)
+    while left:
+        left = [p for p in left if alive(p)]
+        if not left or time.monotonic() > deadline:
             break
         time.sleep(POLL_S)
-    return alive
+    return left
 
 
-def _alive(proc: psutil.Process) -> bool:
+def alive(proc: psutil.Process) -> bool:
+    """Whether `proc` still runs: a zombie has ended (its parent has yet to reap it)."""
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

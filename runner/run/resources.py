@@ -118,6 +118,23 @@ def _memory(proc: psutil.Process) -> int:
     return proc.memory_info().rss
 
 
+def largest_rss(pid: int) -> int:
+    """The resident memory of the largest process in `pid`'s tree (a pool has several); 0 once it is gone.
+    For a server's memory under attack (benchmarks/http_edges.py, tests/servers/test_reliability.py)."""
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    sizes = [0]
+    for proc in procs:
+        try:
+            sizes.append(proc.memory_info().rss)
+        except psutil.NoSuchProcess:
+            pass
+    return max(sizes)
+
+
 def _sample_tree(root: psutil.Process, series: Series, with_memory: bool) -> None:
     try:
         with root.oneshot():

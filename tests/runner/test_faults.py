@@ -31,6 +31,7 @@ from hydra.core.global_hydra import GlobalHydra
 from runner.config import CONF_DIR
 from runner.result import RESULT_FILE, RunResult, read_result, write_result
 from runner.run import experiment, load, procs
+from runner.run.escapes import alive
 from runner.run.experiment import run_experiment
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -55,13 +56,6 @@ def _role(proc: psutil.Process) -> str | None:
     return None
 
 
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def _run_processes(root: psutil.Process | None = None) -> dict[psutil.Process, str]:
     """Live servers and Locusts under `root` (this test process by default), with their role."""
     root = root or psutil.Process()
@@ -69,7 +63,7 @@ def _run_processes(root: psutil.Process | None = None) -> dict[psutil.Process, s
         children = root.children(recursive=True)
     except psutil.NoSuchProcess:
         return {}
-    return {p: role for p in children if (role := _role(p)) and _alive(p)}
+    return {p: role for p in children if (role := _role(p)) and alive(p)}
 
 
 def _find(role: str, root: psutil.Process | None = None) -> psutil.Process | None:
@@ -102,7 +96,7 @@ def _port_closed(port: int) -> bool:
 def _kill(processes) -> None:
     """The safety net: SIGKILL by pid whatever a failed test left behind."""
     for proc in processes:
-        if _alive(proc):
+        if alive(proc):
             try:
                 proc.kill()
             except psutil.NoSuchProcess:
@@ -110,7 +104,7 @@ def _kill(processes) -> None:
 
 
 def _assert_nothing_left(seen: dict[psutil.Process, str], port: int | None) -> None:
-    survivors = {p: role for p, role in seen.items() if _alive(p)} | _run_processes()
+    survivors = {p: role for p, role in seen.items() if alive(p)} | _run_processes()
     assert not survivors, [f"{p.pid} {role}" for p, role in survivors.items()]
     if port:
         assert _port_closed(port), port
@@ -207,7 +201,7 @@ def _gone_within(proc: psutil.Process, timeout: float) -> float | None:
     waits: the runner's Popen must be the one to reap it."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        if not _alive(proc):
+        if not alive(proc):
             return time.monotonic() - start
         time.sleep(0.02)
     return None
@@ -378,7 +372,7 @@ def test_ctrl_c_while_the_server_starts_stops_it_and_records_the_run(tmp_path, m
     try:
         with pytest.raises(KeyboardInterrupt):
             run_experiment(cfg, tmp_path)
-        assert len(servers) == 1 and not _alive(servers[0])
+        assert len(servers) == 1 and not alive(servers[0])
         assert _on_disk(tmp_path)["outcome"] == "interrupted"
         assert not (tmp_path / load.LOCUST_LOG).exists()
     finally:
@@ -402,7 +396,7 @@ def test_ctrl_c_during_the_teardown_is_held_until_the_run_is_recorded(tmp_path, 
     try:
         with pytest.raises(KeyboardInterrupt):  # still raised: no further run may start
             run_experiment(cfg, tmp_path)
-        assert servers and not _alive(servers[0])
+        assert servers and not alive(servers[0])
         result = read_result(tmp_path / RESULT_FILE)
         assert result.outcome == "ok", result.detail  # the run itself had finished
         assert result.server["exit_code"] == 0 and result.server["served"]
@@ -417,7 +411,7 @@ def _processes_in(cwd: Path) -> dict[psutil.Process, str]:
     found = {}
     for proc in psutil.process_iter():
         try:
-            if Path(proc.cwd()) == cwd and (role := _role(proc)) and _alive(proc):
+            if Path(proc.cwd()) == cwd and (role := _role(proc)) and alive(proc):
                 found[proc] = role
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -429,7 +423,7 @@ def _follow(cli: subprocess.Popen, cwd: Path, seen: dict[psutil.Process, str]) -
     while cli.poll() is None:
         seen.update(_processes_in(cwd))
         time.sleep(0.1)
-    return [f"{p.pid} {role}" for p, role in (seen | _processes_in(cwd)).items() if _alive(p)]
+    return [f"{p.pid} {role}" for p, role in (seen | _processes_in(cwd)).items() if alive(p)]
 
 
 def _reap(cli: subprocess.Popen, cwd: Path, seen: dict[psutil.Process, str]) -> None:
@@ -498,7 +492,7 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when, 
         else:
             os.killpg(cli.pid, sig)
         code = cli.wait(60)
-        left = [f"{p.pid} {role}" for p, role in (seen | _processes_in(tmp_path)).items() if _alive(p)]
+        left = [f"{p.pid} {role}" for p, role in (seen | _processes_in(tmp_path)).items() if alive(p)]
     finally:
         _reap(cli, tmp_path, seen)
     output = (tmp_path / "runner.out").read_text()

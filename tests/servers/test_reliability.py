@@ -21,6 +21,8 @@ import psutil
 import pytest
 from rawhttp import Reader, connect, is_closed, parse_all, read_to_close, request, reset
 
+from runner.run import resources
+
 if TYPE_CHECKING:
     from conftest import Server
 
@@ -167,16 +169,7 @@ CHUNKED_HEAD = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\
 
 
 def largest_rss(server: Server) -> int:
-    """The resident memory of the largest process of the server (a pool has several)."""
-    procs = [psutil.Process(server.pid)]
-    procs += procs[0].children(recursive=True)
-    sizes = []
-    for proc in procs:
-        try:
-            sizes.append(proc.memory_info().rss)
-        except psutil.NoSuchProcess:
-            pass
-    return max(sizes)
+    return resources.largest_rss(server.pid)
 
 
 @pytest.mark.slow
