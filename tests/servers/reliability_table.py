@@ -163,10 +163,24 @@ class Recorder:
         ]
         for case, spec in CASES.items():
             lines.append(row([spec.title, spec.expected, *(self.cell(case, m) for m in self.models)]))
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + ["", *_refusals()]) + "\n"
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(self.render(), encoding="utf-8")
         os.replace(tmp, path)
+
+
+def _refusals() -> list[str]:
+    """The policy behind "documented" in the valid-corpus rows: each refusal of a request gunicorn's
+    corpus calls valid, with its status, its reason and the files it applies to (test_http.VALID_REFUSED)."""
+    from test_http import VALID_REFUSED  # a sibling test module, importable as the server tests import it
+
+    files: dict[tuple[int, str], list[str]] = {}
+    for name, (status, reason) in sorted(VALID_REFUSED.items()):
+        files.setdefault((status, reason), []).append(name)
+    lines = ["## Documented refusals of valid-corpus requests", ""]
+    lines += ["Valid for gunicorn (some only with one of its options), refused here by a stated policy:", ""]
+    lines += [f"- {status}: {reason} ({', '.join(names)})" for (status, reason), names in sorted(files.items())]
+    return lines
