@@ -38,7 +38,11 @@ from runner.schema import (  # noqa: F401  (the schema, registered here; importa
     WorkloadConfig,
 )
 
+# The configs: conf/ beside this package in a checkout (and an editable install); installed (pip install .,
+# pipx), the same files as runner/conf (pyproject.toml maps them there)
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+if not (CONF_DIR / "config.yaml").is_file():
+    CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 ConfigStore.instance().store(name="base_config", node=Config)
