@@ -175,13 +175,16 @@ def write_report(directory: Path | str) -> Path:
 
 def _legend(thresholds: dict[str, Any]) -> dict[str, str]:
     """What each flag and diagnosis means, for report.html's tooltips: the Flags section's own words."""
-    flags = {}
-    for flag, text in FLAG_LEGEND.items():
-        try:
-            flags[flag] = text.format(**thresholds)
-        except (KeyError, ValueError, IndexError):
-            continue
+    flags = {flag: text for flag in FLAG_LEGEND if (text := _flag_text(flag, thresholds)) is not None}
     return flags | DIAGNOSES
+
+
+def _flag_text(flag: str, thresholds: dict[str, Any]) -> str | None:
+    """A flag's meaning with these thresholds filled in; None for a flag this report does not know."""
+    try:
+        return FLAG_LEGEND[flag].format(**thresholds)
+    except (KeyError, ValueError, IndexError):
+        return None
 
 
 def _searches_note(frame: pd.DataFrame) -> str:
@@ -332,10 +335,7 @@ def _flags_legend(frame: pd.DataFrame, cells: pd.DataFrame, thresholds: dict[str
         having["unstable"] = [r for r in runs if r["cell"] in unstable and is_complete(r)]
     lines = []
     for flag in ordered_flags(having):
-        try:
-            text = FLAG_LEGEND[flag].format(**thresholds)
-        except (KeyError, ValueError, IndexError):
-            text = "a flag this report does not know."
+        text = _flag_text(flag, thresholds) or "a flag this report does not know."
         lines.append(f"- **{flag}**: {text} Seen in: {_who(having[flag])}.")
     return "## Flags\n\n" + "\n".join(lines) + "\n" if lines else ""
 

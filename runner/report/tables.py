@@ -219,25 +219,27 @@ def ranking_tables(frame: pd.DataFrame, cells: pd.DataFrame | None = None) -> li
     """(heading, columns, markdown) of each table: two rankings of runs, or of cells plus every run."""
     if cells is None:
         columns = _columns(frame, "runs")
+        by_rps = _rankings(frame, "rps", True, columns)
         return [
-            ("Table 1. Ranked by requests per second", columns, _rankings(frame, "rps", True, columns)),
-            ("Table 2. Ranked by average response time", columns, _by_latency(frame, columns)),
+            ("Table 1. Ranked by requests per second", columns, by_rps),
+            ("Table 2. Ranked by average response time", columns, _by_latency(frame, columns, by_rps)),
         ]
     ranked, every = _columns(frame, "cells"), _columns(frame, "all")
     table_1 = [row for _, rows in ranking_groups(cells) for row in _ranked_order(rows, "rps", True)]
     place = {row["cell"]: i for i, row in enumerate(table_1)}
     runs = sorted(frame.to_dict("records"), key=lambda r: (place[r["cell"]], _repeat(r), natural_key(r["run"])))
+    by_rps = _rankings(cells, "rps", True, ranked, ties=True)
     return [
-        ("Table 1. Cells ranked by requests per second", ranked, _rankings(cells, "rps", True, ranked, ties=True)),
-        ("Table 2. Cells ranked by average response time", ranked, _by_latency(cells, ranked, ties=True)),
+        ("Table 1. Cells ranked by requests per second", ranked, by_rps),
+        ("Table 2. Cells ranked by average response time", ranked, _by_latency(cells, ranked, by_rps, ties=True)),
         ("Table 3. All runs", every, markdown_table(runs, every)),
     ]
 
 
-def _by_latency(frame: pd.DataFrame, columns: list, ties: bool = False) -> str:
-    """Table 2, or when it would be Table 1 again (the same rows, ranks and order), a sentence saying so: the same
-    table twice, each 19 columns wide, told the reader nothing new."""
+def _by_latency(frame: pd.DataFrame, columns: list, table_1: str, ties: bool = False) -> str:
+    """Table 2, or when it would be `table_1` again (the same rows, ranks and order), a sentence saying so: the
+    same table twice, each 19 columns wide, told the reader nothing new."""
     table = _rankings(frame, "avg_ms", False, columns, ties)
-    if table == _rankings(frame, "rps", True, columns, ties):
+    if table == table_1:
         return "The same table as Table 1: ranked by average response time, every row keeps its place and rank."
     return table

@@ -85,20 +85,19 @@ Every key, the reports and the results: README.md and docs/ in the repository.
 
 def command() -> None:
     """The `stressbench` command: the reporter's words first, anything else is the runner's (Hydra's) command line."""
-    words = sys.argv[1:]
-    if words[:1] == ["report"]:
-        from runner.report.document import main as report
+    word, *rest = sys.argv[1:] or [""]
+    if word not in ("report", "compare"):
+        main()
+        return
+    from runner.report.document import main as report
 
-        sys.exit(report(words[1:]))
-    if words[:1] == ["compare"]:
-        from runner.report.document import main as report
-
-        if len(words) < 3 or words[1].startswith("-") or words[2].startswith("-"):
+    if word == "compare":  # compare NEW OLD ...: the reporter's NEW --baseline OLD ...
+        if len(rest) < 2 or rest[0].startswith("-") or rest[1].startswith("-"):
             print("usage: stressbench compare NEW OLD [--fail-on-regression] [--min-change X] [--noise-ratio X]",
                   file=sys.stderr)  # fmt: skip
             sys.exit(exits.EXIT_REFUSED)
-        sys.exit(report([words[1], "--baseline", words[2], *words[3:]]))
-    main()
+        rest = [rest[0], "--baseline", *rest[1:]]
+    sys.exit(report(rest))
 
 
 def main() -> None:
