@@ -149,11 +149,11 @@ def render(
     return "\n".join(part for part in parts if part)
 
 
-def write_report(directory: Path | str) -> Path:
-    """Write report.md, results.csv and (with repeats) cells.csv into `directory`, each atomically;
-    return the report's path."""
+def write_report(directory: Path | str, runs: list | None = None) -> Path:
+    """Write report.md, report.html, results.csv and (with repeats) cells.csv into `directory`, each atomically,
+    from its runs (`runs`, when the caller has loaded them already); return the report's path."""
     root = Path(directory)
-    runs = load_runs(root)
+    runs = load_runs(root) if runs is None else runs
     frame = to_frame(runs)
     provenance = next((p for run in runs if (p := run.section("provenance"))), {})
     validity = next((v for run in runs if isinstance(v := lookup(run.config, "run.validity"), dict)), None)
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"{args.directory}: no run found (a run's directory holds a result.json or .hydra/config.yaml)")
         return exits.EXIT_RUNS_NOT_OK
-    print(write_report(args.directory))
+    print(write_report(args.directory, runs))
     if args.baseline is None:
         return 0
     path, text = compare.write_comparison(args.directory, args.baseline, args.noise_ratio)
