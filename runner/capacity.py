@@ -341,7 +341,4 @@ def write_steps(path: Path, steps: list[dict], block: dict) -> None:
         "stop_reason": block["stop_reason"],
         "stop_detail": block["stop_detail"],
     }
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, default=list)
-    os.replace(tmp, path)
+    result.write_atomic(path, lambda f: json.dump(data, f, default=list), sync=False)

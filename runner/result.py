@@ -202,17 +202,20 @@ def aggregate(entries: list[dict], elapsed: float | None, hdr: list[str] | None 
     )
 
 
-def write_atomic(target: Path, write: Callable[[IO[str]], object]) -> Path:
+def write_atomic(target: Path, write: Callable[[IO[str]], object], *, sync: bool = True) -> Path:
     """Write `target` through `write(file)` into a temporary file, then os.replace: the file is
-    either whole or as it was, never half-written. Used for every file a run or a report leaves."""
+    either whole or as it was, never half-written. Used for every file a run or a report leaves.
+    `sync=False` skips the fsync, for files another process reads at once and that need not outlive
+    a crash of the machine (Locust's files: an fsync would stall its event loop mid-run)."""
     target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600: private, unlike every other file of a run
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

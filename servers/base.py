@@ -1,5 +1,5 @@
 """What every server shares except its concurrency model: the command line, the listening socket,
-the READY/SERVED contract, turning a request into response bytes, and the blocking side of a
+the READY/SERVED contract (what a request is answered with is the App's, servers/app.py), and the blocking side of a
 connection that the single, thread, threadpool and process models all run: one accept loop
 (serve_blocking) that differs between them only in how an admitted connection is handed off (a
 Handoff, as CPython's socketserver variants differ only in process_request), and serve_connection,
@@ -32,21 +32,20 @@ import select
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from typing import NoReturn
 
+from servers.app import GRACE_S, App
 from servers.connection import Connection
-from servers.http import HTTPError, Limits, Request, build_response, error_response
-from servers.workload import WORKLOADS, Reply, Workload, make
+from servers.http import HTTPError, Limits, error_response
+from servers.workload import WORKLOADS, make
 
 # accept() failures that say "out of a resource": back off instead of spinning (EMFILE busy-loop).
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 ACCEPT_BACKOFF_S = 0.1
 BACKLOG = 1024  # the listen backlog; 5 (the original) turns bursts into 1 s SYN retries
-GRACE_S = 5.0  # after SIGTERM: stop accepting, finish what is in flight for at most this, then exit
 
 
 class Shutdown(BaseException):
@@ -63,45 +62,6 @@ FORK_BLOCKED = frozenset({signal.SIGCHLD}) | STOP_SIGNALS
 
 # Read end of the self-pipe that CPython's C-level signal handler writes a byte to (set up by run()).
 _signalled = -1
-
-
-@dataclass
-class App:
-    """Per-server settings plus the one piece of shared state: how many requests were answered."""
-
-    workload: Workload
-    limits: Limits
-    keepalive: bool = True
-    grace: float = GRACE_S
-    options: argparse.Namespace = field(default_factory=argparse.Namespace)  # the whole command line
-    served: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    # (reply, keep-alive, HEAD, second, bytes): the last response built, reused while the workload
-    # returns the same Reply object within the same second (every workload but echo does)
-    _last: tuple = field(default=(None, None, None, 0, b""), repr=False)
-
-    def respond(self, request: Request) -> tuple[bytes, bool, float]:
-        """Response bytes for one request, whether the connection stays open after it, and how
-        long to wait before sending (the model decides how to wait)."""
-        keep = self.keepalive and request.keep_alive
-        try:
-            reply = self.workload(request)
-        except Exception:  # a handler bug costs that request a 500, not the server
-            reply, keep = Reply(500, b"500 Internal Server Error\n"), False
-        head_only = request.method == "HEAD"
-        last = self._last
-        second = int(time.time())
-        if last[0] is reply and last[1] is keep and last[2] is head_only and last[3] == second:
-            return last[4], keep, reply.delay_s
-        data = build_response(
-            reply.status, reply.body, content_type=reply.content_type, keep_alive=keep, head_only=head_only
-        )
-        self._last = (reply, keep, head_only, second, data)
-        return data, keep, reply.delay_s
-
-    def count(self, n: int = 1) -> None:
-        with self._lock:
-            self.served += n
 
 
 Options = Callable[[argparse.ArgumentParser], None]  # a model adds its own arguments to the parser

@@ -36,12 +36,8 @@ model had inline before this module existed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from servers.app import App
 from servers.http import HTTPError, RequestParser, error_response
-
-if TYPE_CHECKING:  # base imports this module; the App is only a type here
-    from servers.base import App
 
 __all__ = ["Connection"]
 

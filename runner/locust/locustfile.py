@@ -71,6 +71,7 @@ from locust.stats import RequestStats, StatsEntry, bucket_response_time
 from runner import latency
 from runner.locust import CRASHED, arrivals, wire
 from runner.locust.engine import SWEEP_S, Engine
+from runner.result import write_atomic
 from runner.schema import LoadConfig, WorkloadConfig
 
 PHASES = ("ramp", "warmup", "steady", "stopping")
@@ -155,10 +156,7 @@ class _Phases:
             data["hdr_uncorrected"] = {p: self.uncorrected[p].encode() for p in PHASES}
             data["arrivals"] = self._arrivals(_engine.arrivals)
         data["loop_s"], data["loopers"] = self.loop_s, {p: len(self.loopers[p]) for p in PHASES}
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, default=list)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: json.dump(data, f, default=list), sync=False)
 
 
 _phases = _Phases()

@@ -31,6 +31,8 @@ import time
 
 from locust import events
 
+from runner.result import write_atomic
+
 _ledger: dict[str, dict] = {}
 _master: list = []  # [(environment, ledger path)] on the master; empty on workers
 
@@ -58,10 +60,7 @@ def _write() -> None:
         if node is not None and node.state == "missing":
             entry["state"] = "missing"
     data = {"written": time.time(), "workers": _ledger}
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: json.dump(data, f, indent=1), sync=False)
 
 
 @events.worker_connect.add_listener

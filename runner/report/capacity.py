@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from runner.capacity import LOWER_BOUND, STOP_REASONS, plan_from
@@ -41,13 +42,8 @@ def capacity_section(runs: list[Run]) -> str:
     """Servers ranked by maximum sustainable RPS, then each run's steps, from each run's capacity block."""
     if not runs:
         return ""
-    ranked = _ranked(runs, "max_rps")
-    rows = []
-    for place, r in enumerate(ranked, 1):
-        block = r.capacity
-        rows.append([str(place) if block.get("max_rps") is not None else MISSING, r.server, r.run,
-                     _bounded(block, "max_rps", "{:.1f}"), _fmt(block.get("users_at_max"), "{:.0f}"),
-                     block.get("stop_reason") or MISSING, block.get("stop_detail") or ""])  # fmt: skip
+    ranked, rows = _ranking(runs, "max_rps", lambda block: [
+        _bounded(block, "max_rps", "{:.1f}"), _fmt(block.get("users_at_max"), "{:.0f}")])  # fmt: skip
     plan = plan_from(lookup(ranked[0].config, "load.capacity") or {})
     text = [
         "## Capacity\n",
@@ -169,15 +165,7 @@ def rate_capacity_section(runs: list[Run]) -> str:
     steps in the order measured, from each run's capacity block."""
     if not runs:
         return ""
-    ranked = _ranked(runs, "max_rate")
-    rows = []
-    for place, r in enumerate(ranked, 1):
-        block = r.capacity
-        low, high = (list(block.get("bracket") or []) + [None, None])[:2]
-        rows.append([str(place) if block.get("max_rate") is not None else MISSING, r.server, r.run,
-                     _bounded(block, "max_rate", "{:g}"), _fmt(block.get("max_rps"), "{:.1f}"),
-                     f"{_fmt(low, '{:g}')} – {_fmt(high, '{:g}')}", str(len(block.get("steps") or [])),
-                     block.get("stop_reason") or MISSING, block.get("stop_detail") or ""])  # fmt: skip
+    ranked, rows = _ranking(runs, "max_rate", _rate_cells)
     plan, pool = plan_from(lookup(ranked[0].config, "load.capacity") or {}), lookup(ranked[0].config, "load.users")
     text = [
         "## Capacity by rate\n",
@@ -247,9 +235,20 @@ def _fail_pct(step: dict) -> float | None:
     return None if ratio is None else 100 * ratio
 
 
-def _ranked(runs: list[Run], key: str) -> list[Run]:
-    """Runs by their capacity block's `key`, highest first; those without one last."""
-    return sorted(runs, key=lambda run: (run.capacity.get(key) is None, -(run.capacity.get(key) or 0), run.run))
+def _ranking(runs: list[Run], key: str, cells: Callable[[dict], list[str]]) -> tuple[list[Run], list[list[str]]]:
+    """Runs by their capacity block's `key`, highest first (those without one last, unranked), and a row
+    each: place, server, run, `cells(block)`, why the search stopped."""
+    ranked = sorted(runs, key=lambda run: (run.capacity.get(key) is None, -(run.capacity.get(key) or 0), run.run))
+    rows = [[str(place) if r.capacity.get(key) is not None else MISSING, r.server, r.run, *cells(r.capacity),
+             r.capacity.get("stop_reason") or MISSING, r.capacity.get("stop_detail") or ""]
+            for place, r in enumerate(ranked, 1)]  # fmt: skip
+    return ranked, rows
+
+
+def _rate_cells(block: dict) -> list[str]:
+    low, high = (list(block.get("bracket") or []) + [None, None])[:2]
+    return [_bounded(block, "max_rate", "{:g}"), _fmt(block.get("max_rps"), "{:.1f}"),
+            f"{_fmt(low, '{:g}')} – {_fmt(high, '{:g}')}", str(len(block.get("steps") or []))]  # fmt: skip
 
 
 def _fmt(value: Any, fmt: str) -> str:

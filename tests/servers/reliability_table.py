@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from runner.result import write_atomic
+
 
 @dataclass(frozen=True)
 class Case:
@@ -167,9 +169,7 @@ class Recorder:
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.render(), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: f.write(self.render()))
 
 
 def _refusals() -> list[str]:
