@@ -730,17 +730,15 @@ def test_cli_refuses_a_missing_directory_with_exit_2(tmp_path: Path) -> None:
 
 
 def test_when_every_run_is_generator_bound_the_summary_compares_what_a_request_cost(made: Any) -> None:
-    from runner.report.document import _summary
-
     def run(server: str, per_cpu_s: float | None, flags: tuple[str, ...] = ("generator-bound",)) -> Run:
         return made(server=server, outcome="ok", rps=3900.0, requests_per_cpu_s=per_cpu_s, flags=flags, run=server)
 
     runs = [run("select", 20012.0), run("epoll", 30828.0), run("thread", None)]
-    text = _summary(to_frame(runs), None, {})
+    text = render(to_frame(runs), "t", {})
     assert "**3 of 3 runs are generator-bound**" in text
     assert "(Req/CPU-s, higher is cheaper): epoll 30,828, select 20,012.\n" in text  # thread: no number
     runs[1] = run("epoll", 30828.0, flags=())
-    assert "Req/CPU-s, higher is cheaper" not in _summary(to_frame(runs), None, {})  # not all: the tables say it
+    assert "Req/CPU-s, higher is cheaper" not in render(to_frame(runs), "t", {})  # not all: the tables say it
 
 
 def test_open_model_runs_rank_by_corrected_latency_per_rate_and_show_the_schedule(made: Any) -> None:
