@@ -9,7 +9,7 @@ round so that the machine's drift spreads over all of them:
 - loop-server, loop-locust: the busy loop pinned to the server's core, or to Locust's.
 The busy loop is this script's own child, started before the run and killed after it.
 
-A measurement, so it lives here and not in a timed test (tests/runner/test_numbers.py checks the flag
+A measurement, so it lives here and not in a timed test (tests/runner/run/test_numbers.py checks the flag
 against a pinned busy loop). docs/design.md quotes its table; runner/run/validity.py has the rule.
 
     python benchmarks/contention.py [--runs 10] [--quiet select,thread,process] [--busy select] [--run-time 8s]

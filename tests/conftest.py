@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from programs import OPTIONAL
+from support.programs import OPTIONAL
 
 from runner.run.server import find_program
 
@@ -31,7 +31,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def results_follow_their_schema(tmp_path_factory: pytest.TempPathFactory):
     """Every result.json this session wrote (real runs, in-process and in subprocesses, under the session's
-    temporary directory) follows docs/result.schema.json (tests/test_result_schema.py)."""
+    temporary directory) follows docs/result.schema.json (tests/runner/test_result_schema.py)."""
     yield
     from test_result_schema import problems
 

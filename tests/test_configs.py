@@ -9,8 +9,9 @@ import typing
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from support.runs import compose
 
 from runner.config import CONF_DIR, available_choices, own_servers, parse_duration
 from runner.run import server as server_mod
@@ -22,9 +23,7 @@ GROUPS = ["server", "load", "workload"]
 
 @pytest.fixture
 def compose_cfg():
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        yield lambda *overrides: compose(config_name="config", overrides=list(overrides))
+    yield compose
     GlobalHydra.instance().clear()
 
 

@@ -16,8 +16,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("runner", "servers", "hydra_plugins")
 MAX_FUNCTION_LINES = 80
 

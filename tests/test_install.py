@@ -20,8 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
 
 
 def tracked() -> list[str]:

@@ -26,8 +26,8 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ALLOWED = {"tests/test_repository.py"}  # the rules themselves
 
 SHARED = re.compile(r"\.\./shared\b")
@@ -97,8 +97,8 @@ def test_no_tracked_file_refers_outside_the_repository() -> None:
 @pytest.mark.parametrize(
     ("relative", "line"),
     [
-        ("tests/servers/corpus.py", 'CORPUS = Path(__file__).resolve().parents[3] / "shared" / "http-corpus"'),
-        ("tests/servers/corpus.py", "ROOT = Path(__file__).parent.parent.parent.parent"),
+        ("tests/support/corpus.py", 'CORPUS = Path(__file__).resolve().parents[3] / "shared" / "http-corpus"'),
+        ("tests/support/corpus.py", "ROOT = Path(__file__).parent.parent.parent.parent"),
         ("README.md", "The corpus in `../shared/http-corpus` is checked"),
         ("docs/design.md", "see [the target](../../shared/DESIGN.md)"),
         ("servers/base.py", "read /work/shared/DESIGN.md first"),
@@ -113,7 +113,7 @@ def test_the_rules_catch_what_they_are_for(relative: str, line: str) -> None:
 @pytest.mark.parametrize(
     ("relative", "line"),
     [
-        ("tests/servers/corpus.py", 'CORPUS = Path(__file__).resolve().parents[1] / "data" / "http-corpus"'),
+        ("tests/support/corpus.py", 'CORPUS = Path(__file__).resolve().parents[1] / "data" / "http-corpus"'),
         ("runner/config.py", 'CONF_DIR = Path(__file__).resolve().parent.parent / "conf"'),
         ("docs/design.md", "the commands are in [the README](../README.md)"),
         ("runner/run/resources.py", "read /proc/{pid}/status; #!/usr/bin/env bash; tail /tmp/ci-apt.log"),
@@ -126,9 +126,9 @@ def test_the_rules_leave_the_tree_s_own_paths_alone(relative: str, line: str) ->
 
 
 def test_ci_hides_exactly_the_programs_the_tests_treat_as_optional() -> None:
-    """.ci/run's bare-machine pass hides the programs tests/programs.py lists for the `needs` marker, and its second
-    pass installs them: a program added to one list and not the other would go untested on one machine."""
-    from programs import OPTIONAL
+    """.ci/run's bare-machine pass hides the programs tests/support/programs.py lists for the `needs` marker, and
+    its second pass installs them: a program added to one list and not the other would go untested on one machine."""
+    from support.programs import OPTIONAL
 
     line = re.search(r"^optional=\((.*)\)$", (REPO / ".ci" / "run").read_text(), re.MULTILINE)
     assert line is not None, ".ci/run has no optional=(...) line"

@@ -14,7 +14,7 @@ BATCH ready connections, then gives the gevent hub one turn by waiting on the ep
 through a gevent io watcher: the hub runs its due timers and other greenlets (Locust's stats,
 shape ticks, runner messages, the phase timers), sees the descriptor ready and switches back. A
 loop that yielded with gevent.sleep(0) instead starved gevent's timers (a 10 ms timer fired 84 of
-600 times); tests/runner/test_loop_user.py measures a 10 ms timer beside a saturated engine.
+600 times); tests/runner/locust/test_loop_user.py measures a 10 ms timer beside a saturated engine.
 
 Scheduling: every send goes through `_schedule`. Closed loop (the default): a connection sends its
 next request at once, or after think time on the engine's timer heap. Open model (load.arrival_rate,

@@ -1,5 +1,5 @@
 """The client's side of HTTP/1.1 on the wire, without the wire: request bytes in, response framing
-out. No sockets and no locust here, so pytest checks the framing byte by byte (tests/runner/test_wire.py)
+out. No sockets and no locust here, so pytest checks the framing byte by byte (tests/runner/locust/test_wire.py)
 and the load engine (runner/locust/engine.py) only moves bytes.
 
 Strategy: a client sends one request on a connection and waits for its whole response (no

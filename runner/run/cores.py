@@ -12,7 +12,7 @@ cannot give is refused before anything starts, naming the cores there are.
 
 On 16 cores, the default: server on core 0, Locust on 1-15 as 15 processes; run.server_cores=4: server on
 0-3, Locust on 4-15 as 12 processes; run.server_cores=all: server on 0-15, one Locust process sharing them
-(tests/runner/test_cores.py checks it with the core count faked).
+(tests/runner/run/test_cores.py checks it with the core count faked).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Strategy: pure, over the record and the config, in the order of DIAGNOSES. Each 
 evidence from both sides where it can have two (a kernel counter that counts the whole machine needs the
 run's own clients to have seen the same), and each says what to change. The built-in servers fire
 only what is true of them: `single` (a connection per request, as server.keepalive=false asks), and
-nothing else (tests/runner/test_diagnosis.py runs the naive servers of tests/data/first_servers and ours).
+nothing else (tests/runner/run/test_diagnosis.py runs the naive servers of tests/data/first_servers and ours).
 """
 
 from __future__ import annotations

@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Sweep:
-    path: Path
-    output: str  # the CLI's stdout and stderr, captured (not a terminal)
-
-
-def run_sweep(path: Path, *overrides: str) -> Sweep:
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "-m", "load=smoke", *overrides, f"hydra.sweep.dir={path}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return Sweep(path, proc.stdout + proc.stderr)
+from support.runs import Sweep, run_sweep
 
 
 @pytest.fixture(scope="session")

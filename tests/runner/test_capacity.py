@@ -4,18 +4,15 @@ server next to a fixed-users run that the search's shape must leave alone."""
 
 from __future__ import annotations
 
-import functools
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from support.locust_stats import in_locust, stats_entry
+from support.runs import compose
 
 from runner import capacity
-from runner.config import CONF_DIR, CapacityConfig
+from runner.config import CapacityConfig
 from runner.report import capacity as capacity_report
 from runner.report.document import write_report
 from runner.report.record import Run
@@ -36,11 +33,6 @@ def step(
             "failure_ratio": failure_ratio, "p50_ms": p99 / 3, "p95_ms": p99 / 1.5, "p99_ms": p99,
             "locust_cpu_pct": cpu, "locust_wait_pct": wait, "server_cpu_pct": None, "verdict": None}  # fmt: skip
 
-
-def _compose(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 # --- the decision -------------------------------------------------------------------------------
@@ -121,38 +113,9 @@ def test_every_step_within_the_slo_stops_at_max_users_and_fewer_is_incomplete():
 # --- the record, from real StatsEntry objects ---------------------------------------------------
 
 
-def _in_locust(script: str):
-    """Run `script` in a Python of its own and return what it prints as JSON. Importing locust
-    monkey-patches the whole process with gevent, so never in pytest's own (a later test's
-    subprocess and pty reads hung in a patched process)."""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
-    return json.loads(done.stdout)
-
-
-def _entry(times_ms: tuple[float, ...], failures: int = 0) -> dict:
-    """A serialized StatsEntry as the locustfile logs it: a failed request is logged, then its error."""
-    return json.loads(_serialized(times_ms, failures))  # a fresh copy for each caller
-
-
-@functools.cache
-def _serialized(times_ms: tuple[float, ...], failures: int) -> str:
-    return json.dumps(
-        _in_locust(f"""
-import json
-from locust.stats import RequestStats, StatsEntry
-entry = StatsEntry(RequestStats(), "step", "ALL")
-for i, t in enumerate({list(times_ms)!r}):
-    entry.log(t, 100)
-    if i < {failures}:
-        entry.log_error(RuntimeError("boom"))
-print(json.dumps(entry.serialize(), default=list))
-""")
-    )
-
-
 def test_step_numbers_match_locusts_own_percentiles_and_rates():
     times = [10.0] * 900 + [40.0] * 90 + [400.0] * 10  # p99 at the 990th of 1000
-    entry, percentiles = _in_locust(f"""
+    entry, percentiles = in_locust(f"""
 import json
 from locust.stats import RequestStats, StatsEntry
 entry = StatsEntry(RequestStats(), "step", "ALL")
@@ -173,9 +136,10 @@ def _write_step_file(job: Path, raw: list[dict], live_reason: str) -> None:
 def test_collect_records_the_block_and_leaves_the_runs_own_metrics_as_measured(tmp_path):
     # 10 users: 300 requests in 3 s; 30 users: 900; 50 users: 880, 5 of them failed (RPS fell: the knee)
     raw = [
-        {"users": 10, "start": 10.0, "end": 13.0, "entry": _entry((12.0,) * 300), "locust_cpu_pct": 20.0},
-        {"users": 30, "start": 14.0, "end": 17.0, "entry": _entry((15.0,) * 900), "locust_cpu_pct": 50.0},
-        {"users": 50, "start": 18.0, "end": 21.0, "entry": _entry((30.0,) * 880, failures=5), "locust_cpu_pct": 55.0},
+        {"users": 10, "start": 10.0, "end": 13.0, "entry": stats_entry((12.0,) * 300), "locust_cpu_pct": 20.0},
+        {"users": 30, "start": 14.0, "end": 17.0, "entry": stats_entry((15.0,) * 900), "locust_cpu_pct": 50.0},
+        {"users": 50, "start": 18.0, "end": 21.0, "entry": stats_entry((30.0,) * 880, failures=5),
+         "locust_cpu_pct": 55.0},  # fmt: skip
     ]
     for r, v in zip(raw, ["ok", "ok", "knee"], strict=True):
         r["verdict"] = v
@@ -192,7 +156,7 @@ def test_collect_records_the_block_and_leaves_the_runs_own_metrics_as_measured(t
 
 
 def test_collect_says_when_the_live_decision_disagrees_or_no_file_was_left(tmp_path):
-    raw = [{"users": 10, "start": 0.0, "end": 3.0, "entry": _entry((12.0,) * 300), "locust_cpu_pct": 20.0,
+    raw = [{"users": 10, "start": 0.0, "end": 3.0, "entry": stats_entry((12.0,) * 300), "locust_cpu_pct": 20.0,
             "verdict": "ok"}]  # fmt: skip
     _write_step_file(tmp_path, raw, "max-users")
     result = RunResult(outcome="ok")
@@ -208,11 +172,11 @@ def test_collect_says_when_the_live_decision_disagrees_or_no_file_was_left(tmp_p
 
 
 def test_only_a_capacity_load_asks_locust_for_the_search(tmp_path):
-    argv = locust_argv(_compose("load=capacity"), "127.0.0.1", 8000, tmp_path)
+    argv = locust_argv(compose("load=capacity"), "127.0.0.1", 8000, tmp_path)
     plan = json.loads(argv[argv.index("--capacity") + 1])
     assert plan["start_users"] == 10 and plan["max_users"] == 200
     assert argv[argv.index("--run-time") + 1] == f"{capacity.schedule_s(capacity.plan_from(plan)):g}s"
-    assert "--capacity" not in locust_argv(_compose("load=default"), "127.0.0.1", 8000, tmp_path)
+    assert "--capacity" not in locust_argv(compose("load=default"), "127.0.0.1", 8000, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -226,8 +190,8 @@ def test_only_a_capacity_load_asks_locust_for_the_search(tmp_path):
     ],
 )
 def test_a_bad_capacity_plan_is_refused(override, expected):
-    assert any(expected in e for e in check(_compose("load=capacity", override)))
-    assert check(_compose("load=default", override.replace("load.processes=2", "load.processes=1"))) == []
+    assert any(expected in e for e in check(compose("load=capacity", override)))
+    assert check(compose("load=default", override.replace("load.processes=2", "load.processes=1"))) == []
 
 
 # --- report sections ----------------------------------------------------------------------------
@@ -312,7 +276,7 @@ def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
 
     overrides = ["server=select", "load=capacity", "workload=io", "load.capacity.start_users=5",
                  "load.capacity.step_users=5", "load.capacity.max_users=15", "load.capacity.step_s=2"]  # fmt: skip
-    cfg = _compose(*overrides)
+    cfg = compose(*overrides)
     result = run_experiment(cfg, tmp_path)
     block = result.capacity
     assert result.outcome == "ok", result.detail
@@ -339,7 +303,7 @@ def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
 def test_a_fixed_users_run_is_untouched_by_the_shape(tmp_path):
     from runner.run.experiment import run_experiment
 
-    result = run_experiment(_compose("server=select", "load=smoke"), tmp_path)
+    result = run_experiment(compose("server=select", "load=smoke"), tmp_path)
     assert result.outcome == "ok", result.detail
     assert result.capacity is None and result.metrics.window == "steady"
     assert not (tmp_path / capacity.STEPS_FILE).exists()

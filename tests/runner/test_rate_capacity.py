@@ -14,6 +14,8 @@ import math
 from pathlib import Path
 
 import pytest
+from support.locust_stats import stats_entry
+from support.runs import compose
 
 from runner import capacity
 from runner.config import CapacityConfig
@@ -229,10 +231,8 @@ def test_max_steps_bounds_the_search_and_a_short_record_is_incomplete():
 )
 def test_a_real_rate_search_finds_single_under_io_near_100_per_s(tmp_path, spread):
     from runner.run.experiment import run_experiment
-    from tests.runner.test_capacity import _compose
-
     result = run_experiment(
-        _compose("server=single", "load=capacity", "load.capacity.by=rate", "workload=io", *spread), tmp_path
+        compose("server=single", "load=capacity", "load.capacity.by=rate", "workload=io", *spread), tmp_path
     )
     assert len(list(tmp_path.glob("locust_phases_*.json"))) == (2 if spread else 1)
     block = result.capacity
@@ -325,9 +325,8 @@ def test_a_rate_sweep_has_its_curves_section_and_figure(tmp_path):
 
 def test_a_steps_late_ratio_is_the_servers_share_and_its_uncorrected_p99_comes_from_its_own_histogram():
     from runner import latency
-    from tests.runner.test_capacity import _entry
 
-    entry, raw = _entry((10.0,) * 300), latency.Recorder()
+    entry, raw = stats_entry((10.0,) * 300), latency.Recorder()
     for _ in range(300):
         raw.record(4.0)
     entry["hdr_uncorrected"] = raw.encode()

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from reliability_table import Recorder
+from support import REPO
+from support.reliability_table import Recorder
 
-REPO = Path(__file__).resolve().parents[2]
 # Found by path, not by importing `servers`: with tests/ on sys.path that name can resolve to
 # tests/servers (a namespace package) instead of the real one.
 SHARED_MODULES = frozenset({"__init__", "http", "base", "workload", "connection", "loop"})

@@ -19,9 +19,9 @@ import time
 from dataclasses import fields
 from typing import TYPE_CHECKING, NamedTuple
 
-import corpus
 import pytest
-from rawhttp import Reader, Response, connect, exchange, is_closed, parse_all
+from support import corpus
+from support.rawhttp import Reader, Response, connect, exchange, is_closed, parse_all
 
 # The documented policy exceptions, one table for both suites (test_http.py explains each).
 from test_http import GUNICORN_ONLY, INVALID_LIMITS, VALID_LIMITS, VALID_REFUSED, VALID_TRUNCATED

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import random
 
-import corpus
 import pytest
+from support import corpus
 from test_http import CORPUS_SPLITS, INVALID_LIMITS, VALID_LIMITS, Outcome, random_chunks, run, summary
 
 from servers import base, http

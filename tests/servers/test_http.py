@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-import corpus
 import pytest
+from support import corpus
 
 from servers import http
 from servers.http import REASONS, HTTPError, Limits, Request, RequestParser, build_response, error_response

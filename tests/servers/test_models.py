@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 import pytest
-from conftest import REPO
-from rawhttp import TIMEOUT, Reader, connect, exchange, request
+from support import REPO
+from support.rawhttp import TIMEOUT, Reader, connect, exchange, request
 from test_reliability import LONG_DEADLINE, close_all, get_ok, open_connections, sort_out
 
 if TYPE_CHECKING:

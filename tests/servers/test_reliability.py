@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 import pytest
-from rawhttp import Reader, connect, is_closed, parse_all, read_to_close, request, reset
+from support.rawhttp import Reader, connect, is_closed, parse_all, read_to_close, request, reset
 
 from runner.run import resources
 

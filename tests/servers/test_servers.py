@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 import pytest
-from rawhttp import TIMEOUT, Reader, connect, exchange, is_closed, request, reset, wait_closed
+from support.rawhttp import TIMEOUT, Reader, connect, exchange, is_closed, request, reset, wait_closed
 
 if TYPE_CHECKING:  # the fixtures come from conftest.py; a test module never imports it
     from conftest import Server

@@ -11,13 +11,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from support.runs import compose
 
-from runner.config import CONF_DIR
 from runner.run.experiment import run_experiment
 
-REPO = Path(__file__).resolve().parents[2]
 FOUR = ["single", "thread", "process", "select"]
 
 
@@ -90,14 +87,9 @@ def test_sweep_of_the_four_servers_writes_a_ranked_report(tmp_path):
     assert (sweep / "results.csv").exists()
 
 
-def _compose(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
 
 def test_a_server_that_never_gets_ready_is_recorded_and_locust_never_starts(tmp_path):
-    cfg = _compose("server=thread", "load=smoke", "server.ready_timeout_s=0.001")
+    cfg = compose("server=thread", "load=smoke", "server.ready_timeout_s=0.001")
     result = run_experiment(cfg, tmp_path)
     assert result.outcome == "server_failed_to_start"
     assert "READY" in result.detail
@@ -170,7 +162,7 @@ def test_server_port_names_the_port_and_one_in_use_is_refused_before_anything_st
     from runner.run.procs import free_port
 
     port = free_port("127.0.0.1")
-    cfg = _compose("server=select", "load=smoke", "load.run_time=1s", f"server.port={port}")
+    cfg = compose("server=select", "load=smoke", "load.run_time=1s", f"server.port={port}")
     for name in ("free", "taken"):
         (tmp_path / name).mkdir()
     result = run_experiment(cfg, tmp_path / "free")

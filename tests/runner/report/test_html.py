@@ -2,7 +2,7 @@
 its own): it renders with no console error and no request beyond the file itself, every figure is visible, a
 click on a column's header reorders the rows, a flag in a table explains itself, the commands can be copied.
 
-STRESSBENCH_SCREENSHOT=docs/report.png python -m pytest tests/runner/test_html.py renews the picture the
+STRESSBENCH_SCREENSHOT=docs/report.png python -m pytest tests/runner/report/test_html.py renews the picture the
 README shows (a plain run writes nothing into the checkout)."""
 
 from __future__ import annotations

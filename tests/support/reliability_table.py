@@ -153,7 +153,7 @@ class Recorder:
             "# Faults and bad input: what each server did",
             "",
             "Written by the server tests (`STRESSBENCH_RELIABILITY_TABLE=docs/reliability.md python -m pytest"
-            " tests/servers`, see tests/servers/reliability_table.py) when every case below ran; do not edit by hand."
+            " tests/servers`, see tests/support/reliability_table.py) when every case below ran; do not edit by hand."
             " Each cell is what the test saw; one that starts `FAILED:` comes from a failing test."
             " Deadlines are cut to 1-2 s so that the cases end quickly; ×n counts corpus files.",
             "",

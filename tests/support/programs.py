@@ -9,5 +9,5 @@ tests once more with them installed; its `optional=(...)` line names these same 
 OPTIONAL = {
     "nginx": "Debian: apt-get install nginx",
     "wrk": "Debian: apt-get install wrk",
-    "chromium": "Debian: apt-get install chromium",  # tests/runner/test_html.py drives it headless
+    "chromium": "Debian: apt-get install chromium",  # tests/runner/report/test_html.py drives it headless
 }

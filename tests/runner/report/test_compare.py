@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import REPO
 
 from runner.report.compare import compare, welch
 from runner.report.record import load_runs
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def write_run(root: Path, name: str, server: str, repeat: int, rps: float, p99: float, capacity: float | None = None,

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from support import REPO
 
 from runner.result import SCHEMA_VERSION, Metrics, RunResult, write_result
 
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "result.schema.json"
+SCHEMA_FILE = REPO / "docs" / "result.schema.json"
 
 
 def validator() -> jsonschema.Draft202012Validator:

@@ -1,6 +1,6 @@
 """Spare Locust processes (runner/run/spare.py, runner/locust/spare.py), for real: a spare handed a
 real Locust command line, paused and resumed, stopped by closing its stdin, and killed with the
-runner. How a whole sweep uses them: tests/runner/test_sweep.py."""
+runner. How a whole sweep uses them: tests/runner/run/test_sweep.py."""
 
 from __future__ import annotations
 

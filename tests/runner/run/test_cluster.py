@@ -7,18 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
-
-from runner.config import CONF_DIR
+from support.runs import compose
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[cluster]'")
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
@@ -43,9 +38,7 @@ def test_the_submitit_local_launcher_runs_a_sweep_with_one_consolidated_report(t
 
 
 def _launcher(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    cfg = compose(*overrides, hydra=True)
     return OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
 
 

@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from support import REPO
+from support.runs import smoke
 
-from runner.config import CONF_DIR
 from runner.report.document import write_report
 from runner.report.record import load_runs
 from runner.result import Metrics, RunResult
@@ -21,14 +20,8 @@ from runner.run import load
 from runner.run.diagnosis import diagnose
 from runner.run.experiment import run_experiment
 
-REPO = Path(__file__).resolve().parents[2]
 FIRST = REPO / "tests" / "data" / "first_servers"
 
-
-def _cfg(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=["load=smoke", *overrides])
 
 
 def _result(outcome="ok", cpu=20.0, median=2.0, requests=10_000, failures=0, **extra) -> RunResult:
@@ -41,7 +34,7 @@ def _result(outcome="ok", cpu=20.0, median=2.0, requests=10_000, failures=0, **e
 
 
 def _kinds(result: RunResult, *overrides: str) -> list[str]:
-    return [d["kind"] for d in diagnose(result, _cfg(*overrides))]
+    return [d["kind"] for d in diagnose(result, smoke(*overrides))]
 
 
 # -- each rule, on the evidence that makes it and on evidence that does not -----------------------------------
@@ -52,7 +45,7 @@ OVERFLOW = {"listen_overflows": 212, "listen_drops": 212, "syn_retransmits": 69}
 def test_a_listen_queue_needs_the_kernel_and_the_run_s_own_clients_to_agree():
     slow = {"slow_starts": 69, "slowest_start_ms": 3012.0}
     assert _kinds(_result(tcp=OVERFLOW, connections=slow)) == ["listen-queue"]
-    said = diagnose(_result(tcp=OVERFLOW, connections=slow), _cfg())[0]["says"]
+    said = diagnose(_result(tcp=OVERFLOW, connections=slow), smoke())[0]["says"]
     assert "69 new connections waited 1 s or more" in said and "the longest 3.0 s" in said and "212" in said
     assert _kinds(_result(tcp=OVERFLOW)) == []  # another program's overflow, this machine
     assert _kinds(_result(connections=slow)) == []  # slow, but the kernel turned nobody away
@@ -62,7 +55,7 @@ def test_a_listen_queue_needs_the_kernel_and_the_run_s_own_clients_to_agree():
 def test_a_delayed_ack_is_most_responses_in_two_parts_about_40_ms_apart_from_an_idle_server():
     waits = {"connections": {"split_waits": {"40": 3000, "43": 5000, "48": 1000}}}
     assert _kinds(_result(cpu=19.0, **waits)) == ["delayed-ack"]
-    assert "a median 43 ms apart" in diagnose(_result(cpu=19.0, **waits), _cfg())[0]["says"]
+    assert "a median 43 ms apart" in diagnose(_result(cpu=19.0, **waits), smoke())[0]["says"]
     assert _kinds(_result(cpu=95.0, **waits)) == []  # a busy server: slow for its own reasons
     assert _kinds(_result(connections={"split_waits": {"40": 100}})) == []  # a few: not the server's way
     assert _kinds(_result(connections={"split_waits": {"21": 9000}})) == []  # not a delayed ACK's wait
@@ -71,29 +64,29 @@ def test_a_delayed_ack_is_most_responses_in_two_parts_about_40_ms_apart_from_an_
 def test_a_connection_per_request_is_said_with_what_announced_the_closes():
     closes = {"connections": {"closes": {"HTTP/1.0": 9_900}}, "reconnects": 9_900}
     assert _kinds(_result(**closes)) == ["connection-per-request"]
-    assert "(HTTP/1.0 x9,900)" in diagnose(_result(**closes), _cfg())[0]["says"]
-    silent = diagnose(_result(retries=9_000, reconnects=9_000), _cfg())[0]["says"]
+    assert "(HTTP/1.0 x9,900)" in diagnose(_result(**closes), smoke())[0]["says"]
+    silent = diagnose(_result(retries=9_000, reconnects=9_000), smoke())[0]["says"]
     assert "without saying so" in silent
     assert _kinds(_result(connections={"closes": {"Connection: close": 100}})) == []  # a few closes: keep-alive
 
 
 def test_a_malformed_response_quotes_the_line():
     kinds = {"MalformedResponse(\"bad header line: b'Hello, World!'\")": 500}
-    said = diagnose(_result(failures=500, failure_kinds=kinds), _cfg())[0]
+    said = diagnose(_result(failures=500, failure_kinds=kinds), smoke())[0]
     assert said["kind"] == "malformed-response" and "for bad header line: b'Hello, World!'." in said["says"]
 
 
 def test_unanswered_requests_are_the_server_s_when_it_sat_idle():
     hung = {"connections": {"timeouts": 100, "timeouts_reused": 100}}
-    said = diagnose(_result(cpu=0.4, **hung), _cfg())
+    said = diagnose(_result(cpu=0.4, **hung), smoke())
     assert [d["kind"] for d in said] == ["unanswered"] and "stops reading a kept-alive connection" in said[0]["says"]
     assert _kinds(_result(cpu=80.0, **hung)) == []  # busy: overloaded, not deaf
-    assert "never answered on them" in diagnose(_result(cpu=0.4, connections={"timeouts": 5}), _cfg())[0]["says"]
+    assert "never answered on them" in diagnose(_result(cpu=0.4, connections={"timeouts": 5}), smoke())[0]["says"]
 
 
 def test_a_server_that_exited_is_said_with_its_status():
     crashed = _result(outcome="server_crashed", detail="server exited with status 1 during the run; log tail: boom")
-    assert diagnose(crashed, _cfg())[0]["says"].endswith("log tail: boom")
+    assert diagnose(crashed, smoke())[0]["says"].endswith("log tail: boom")
 
 
 # -- the numbers a window can have ------------------------------------------------------------------------
@@ -134,7 +127,7 @@ def test_the_whole_run_fallback_spans_the_run_time_at_least(tmp_path):
 
 
 def _first(name: str, *overrides: str):
-    cfg = _cfg("server=external", f"server.name={name}", *overrides)
+    cfg = smoke("server=external", f"server.name={name}", *overrides)
     cfg.server.command = f"{{python}} {FIRST / f'{name}.py'} {{port}}"
     return cfg
 
@@ -153,7 +146,7 @@ def test_readiness_asks_an_http_question_so_a_server_that_dies_of_a_bare_connect
 
 
 def test_a_server_that_accepts_and_never_answers_is_not_ready(tmp_path):
-    cfg = _cfg("server=external", "server.name=mute", "server.ready_timeout_s=3")
+    cfg = smoke("server=external", "server.name=mute", "server.ready_timeout_s=3")
     cfg.server.command = "{python} -c " + repr(
         "import socket,sys,time; s=socket.create_server(('127.0.0.1', int(sys.argv[1]))); c=s.accept(); time.sleep(60)"
     ) + " {port}"

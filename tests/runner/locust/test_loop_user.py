@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import run_sweep
+from support import REPO
+from support.runs import run_sweep
 
-REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO / "runner" / "locust" / "locustfile.py"
 BODY = b"Hello, World!\n"
 CHUNKED = b"5\r\nHello\r\n9\r\n, World!\n\r\n0\r\n\r\n"  # BODY in two chunks

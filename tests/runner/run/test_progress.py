@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support import REPO
 
 from runner.run.progress import Line, format_line, read_last
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_line_says_job_server_time_rps_and_failures() -> None:

@@ -6,23 +6,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from support import REPO
+from support.runs import compose
 
-from runner.config import CONF_DIR
 from runner.run import procs, sweep
 from runner.run.experiment import run_experiment
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _compose(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.fixture
@@ -47,7 +37,7 @@ def test_a_remote_target_is_loaded_not_started_nor_stopped(running_server, tmp_p
     proc, port, log = running_server
     job = tmp_path / "job"
     job.mkdir()
-    cfg = _compose("server=remote", "server.target_host=127.0.0.1", f"server.target_port={port}", "load=smoke")
+    cfg = compose("server=remote", "server.target_host=127.0.0.1", f"server.target_port={port}", "load=smoke")
     result = run_experiment(cfg, job)
 
     assert result.outcome == "ok", result.detail
@@ -69,7 +59,7 @@ def test_an_unreachable_target_is_recorded_and_locust_never_starts(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    cfg = _compose("server=remote", f"server.target_port={port}", "server.ready_timeout_s=0.5", "load=smoke")
+    cfg = compose("server=remote", f"server.target_port={port}", "server.ready_timeout_s=0.5", "load=smoke")
     result = run_experiment(cfg, tmp_path)
     assert result.outcome == "server_failed_to_start"
     assert f"remote target 127.0.0.1:{port} did not accept a connection within 0.5 s" in result.detail

@@ -12,26 +12,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import psutil
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from support import REPO
+from support.runs import compose
 
-from runner.config import CONF_DIR
 from runner.report import workers as workers_report
 from runner.report.record import load_runs
 from runner.run import distributed, procs, sweep
 from runner.run.experiment import run_experiment
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _compose(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def _ours() -> list[psutil.Process]:
@@ -55,7 +45,7 @@ def _port_closed(port: int) -> bool:
 
 @pytest.mark.slow
 def test_a_master_and_two_local_workers_count_what_the_server_served(tmp_path):
-    cfg = _compose("server=select", "load=distributed", "load.users=20", "load.spawn_rate=20", "load.run_time=3s")
+    cfg = compose("server=select", "load=distributed", "load.users=20", "load.spawn_rate=20", "load.run_time=3s")
     result = run_experiment(cfg, tmp_path)
 
     assert result.outcome == "ok", result.detail
@@ -81,7 +71,7 @@ def test_a_master_and_two_local_workers_count_what_the_server_served(tmp_path):
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_is_an_outcome_with_partial_numbers(tmp_path):
-    cfg = _compose("server=select", "load=distributed", "load.users=10", "load.spawn_rate=10", "load.run_time=20s")
+    cfg = compose("server=select", "load=distributed", "load.users=10", "load.spawn_rate=10", "load.run_time=20s")
     killed: list[int] = []
 
     def kill_one_worker() -> None:
@@ -114,7 +104,7 @@ def test_a_worker_killed_mid_run_is_an_outcome_with_partial_numbers(tmp_path):
 
 
 def test_too_few_workers_is_an_outcome_not_a_hang(tmp_path, capfd):
-    cfg = _compose(
+    cfg = compose(
         "server=select", "load=distributed", "load.workers=1", "load.expect_workers=2",
         "load.expect_workers_timeout_s=2", "load=smoke", "load.mode=distributed",
     )  # fmt: skip
@@ -149,7 +139,7 @@ def test_remote_workers_need_the_explicit_switch_and_get_the_exact_command():
     assert not sweep.validate_argv(
         ["load=distributed", "load.master_bind_host=0.0.0.0", "load.allow_remote_workers=true", "load.expect_workers=3"]
     )
-    cfg = _compose("load=distributed", "load.master_bind_host=10.1.2.3", "load.allow_remote_workers=true")
+    cfg = compose("load=distributed", "load.master_bind_host=10.1.2.3", "load.allow_remote_workers=true")
     command = distributed.remote_command(cfg, 5557)
     assert command.startswith("python -m locust -f runner/locust/locustfile.py,runner/locust/workers.py --worker")
     assert "--master-host 10.1.2.3 --master-port 5557" in command and "--phases-prefix" not in command
@@ -162,7 +152,7 @@ def test_a_worker_started_by_hand_with_the_printed_command_joins_and_is_counted(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg = _compose(
+    cfg = compose(
         "server=select", "load=distributed", "load.workers=1", "load.expect_workers=2", "load.users=10",
         "load.spawn_rate=10", "load.run_time=3s", f"load.master_bind_port={port}", "workload.path=/by-hand",
     )  # fmt: skip
@@ -207,7 +197,7 @@ def test_the_open_model_over_workers_keeps_the_rate_counts_each_request_once_and
     """Two workers keep 250/s each (the master's options carry each one's share), their schedules' counts and
     corrected and uncorrected histograms merge into the run's numbers, the server's count matches, and a 1 s
     SIGSTOP of the server shows in the corrected p99 as it does with one process (test_loop_user.py)."""
-    cfg = _compose("server=epoll", "load=distributed", "load.arrival_rate=500", "load.users=20", "load.run_time=10s")
+    cfg = compose("server=epoll", "load=distributed", "load.arrival_rate=500", "load.users=20", "load.run_time=10s")
     stall = _stall_the_server(5.5, 1.0)  # the workers join, then ramp 0.2 s and warm up 1 s: mid-window
     result = run_experiment(cfg, tmp_path)
     stall.join()
@@ -222,7 +212,7 @@ def test_the_open_model_over_workers_keeps_the_rate_counts_each_request_once_and
 
 @pytest.mark.slow
 def test_the_open_model_over_two_local_processes_keeps_the_rate_and_counts_each_request_once(tmp_path):
-    cfg = _compose("server=epoll", "load.processes=2", "load.arrival_rate=1000", "load.users=20", "load.run_time=6s")
+    cfg = compose("server=epoll", "load.processes=2", "load.arrival_rate=1000", "load.users=20", "load.run_time=6s")
     result = run_experiment(cfg, tmp_path)
     m = result.metrics
     assert result.outcome == "ok", result.detail

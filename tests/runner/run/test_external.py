@@ -17,10 +17,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from support.runs import smoke
 
-from runner.config import CONF_DIR
 from runner.run import procs
 from runner.run import server as server_mod
 from runner.run.experiment import run_experiment
@@ -38,9 +36,7 @@ WRAPPED_SELECT = (
 
 
 def _compose(*overrides: str, command: str | None = None):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["load=smoke", *overrides])
+    cfg = smoke(*overrides)
     if command is not None:  # set after composing: a shell line is not Hydra override grammar
         cfg.server.command = command
     return cfg

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from support import REPO
 
 from runner.report import stats
 from runner.report.columns import COLUMNS as REGISTRY
@@ -226,7 +227,7 @@ def test_render_matches_golden_markdown(sweep: Path) -> None:
 def test_write_report_writes_the_same_markdown(sweep: Path) -> None:
     path = write_report(sweep)
     assert path == sweep / "report.md"
-    text = path.read_text()  # EXPECTED, with the figures (tests/runner/test_plots.py) between title and summary
+    text = path.read_text()  # EXPECTED, with the figures (tests/runner/report/test_plots.py) between title and summary
     title, rest = EXPECTED.split("\n", 1)
     assert text.startswith(title + "\n\n![") and text.endswith(rest)
     assert not (sweep / CELLS_FILE).exists()  # no repeats, no cells
@@ -709,7 +710,7 @@ def test_pinning_line_names_the_runs_when_it_differs(made: Any) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    repo = Path(__file__).resolve().parents[2]
+    repo = REPO
     return subprocess.run(
         [sys.executable, "-m", "runner.report", *args], cwd=repo, capture_output=True, text=True, timeout=60
     )

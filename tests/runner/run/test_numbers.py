@@ -14,24 +14,17 @@ import time
 
 import psutil
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from support.runs import smoke
 
-from runner.config import CONF_DIR, ValidityConfig
+from runner.config import ValidityConfig
 from runner.result import read_result
 from runner.run import cores, resources, tenancy
 from runner.run.experiment import run_experiment
 
 
-def _compose(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=["load=smoke", *overrides])
-
-
 def test_a_smoke_run_keeps_littles_law(tmp_path):
     """Every smoke run was flagged: its users spent ~20% of their cycle between requests, on the generator."""
-    result = run_experiment(_compose(), tmp_path)
+    result = run_experiment(smoke(), tmp_path)
     assert result.outcome == "ok", result.detail
     assert result.metrics.users_reached == 5
     assert 4 <= result.metrics.loop_users <= 5.5, result.metrics
@@ -43,7 +36,7 @@ def test_locust_runs_for_its_whole_run_time(tmp_path):
     A busy machine can only make a run longer than asked (a timer fires late, never early)."""
     import json
 
-    result = run_experiment(_compose("load.run_time=3s"), tmp_path)
+    result = run_experiment(smoke("load.run_time=3s"), tmp_path)
     assert result.outcome == "ok", result.detail
     (phases,) = [json.loads(p.read_text()) for p in tmp_path.glob("locust_phases_*.json")]
     ran = phases["started"]["stopping"] - phases["started"]["ramp"]
@@ -53,7 +46,7 @@ def test_locust_runs_for_its_whole_run_time(tmp_path):
 def test_users_stuck_in_one_request_break_littles_law(tmp_path):
     """single with keep-alive serves one connection until it closes: the other users wait in a request that
     outlives the window, and their time is really lost."""
-    result = run_experiment(_compose("server=single", "server.keepalive=true"), tmp_path)
+    result = run_experiment(smoke("server=single", "server.keepalive=true"), tmp_path)
     assert result.metrics.loop_users is None  # some user logged no cycle in the window
     assert "littles-law" in result.flags
 
@@ -61,7 +54,7 @@ def test_users_stuck_in_one_request_break_littles_law(tmp_path):
 def test_a_ramp_up_longer_than_the_run_records_the_users_reached(tmp_path):
     """`load.users=1000 load.run_time=4s` reached 400 and was reported as 1000, ok (validation now refuses it;
     run_experiment is called here without it, as a run that still falls short would be)."""
-    result = run_experiment(_compose("load.users=40", "load.spawn_rate=10", "load.run_time=2s"), tmp_path)
+    result = run_experiment(smoke("load.users=40", "load.spawn_rate=10", "load.run_time=2s"), tmp_path)
     assert 0 < result.metrics.users_reached < 40, result.metrics
     assert "users-not-reached" in result.flags
 
@@ -78,7 +71,7 @@ def test_a_busy_loop_on_the_servers_core_is_contended(tmp_path):
     core = min(cores.split(True, 1, cores.available()).server or os.sched_getaffinity(0))
     hog = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass"])
     try:
-        result = run_experiment(_compose(), tmp_path)
+        result = run_experiment(smoke(), tmp_path)
     finally:
         hog.kill()
         hog.wait()
@@ -93,7 +86,7 @@ def test_a_busy_loop_free_to_move_between_cores_is_contended(tmp_path):
     flagged; it makes select and Locust, one thread each, wait for their cores a quarter of the window."""
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        result = run_experiment(_compose("load=default", "load.run_time=4s"), tmp_path)
+        result = run_experiment(smoke("load=default", "load.run_time=4s"), tmp_path)
     finally:
         hog.kill()
         hog.wait()
@@ -107,7 +100,7 @@ def test_a_quiet_run_is_not_contended(tmp_path):
     if max(background) > limit / 2:
         shares = ", ".join(f"core {core}: {share:.0f}%" for core, share in enumerate(background))
         pytest.skip(f"the machine is busy: other processes used {shares} before the run")
-    result = run_experiment(_compose(), tmp_path)
+    result = run_experiment(smoke(), tmp_path)
     assert result.resources["server"]["others_pct"] is not None
     assert "contended" not in result.flags, (result.resources, _others_now())
 

@@ -25,10 +25,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from support.runs import compose
 
-from runner.config import CONF_DIR
 from runner.result import RESULT_FILE, RunResult, read_result, write_result
 from runner.run import experiment, load, procs
 from runner.run.escapes import alive
@@ -36,11 +34,6 @@ from runner.run.experiment import run_experiment
 
 # --- helpers ------------------------------------------------------------------------------------
 
-
-def _compose(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def _role(proc: psutil.Process) -> str | None:
@@ -219,7 +212,7 @@ def _sigterm_logged_at(job_dir: Path) -> float:
 
 
 def test_a_server_killed_mid_run_is_noticed_and_locust_still_writes_its_stats(tmp_path, background):
-    run = background(_compose("server=thread", "load=smoke", "load.run_time=6s"), tmp_path)
+    run = background(compose("server=thread", "load=smoke", "load.run_time=6s"), tmp_path)
     server, locust = run.wait_ready()
     time.sleep(2)
     server.kill()
@@ -296,7 +289,7 @@ def test_a_crash_of_the_loop_engine_ends_the_run_as_loadgen_failed(tmp_path, mon
     argv = load.locust_argv
     monkeypatch.setattr(load, "locust_argv", lambda *a, **kw: argv(*a, **kw, files=files))
     started = time.monotonic()
-    result = run_experiment(_compose("server=thread", "load=smoke", "load.run_time=20s"), tmp_path)
+    result = run_experiment(compose("server=thread", "load=smoke", "load.run_time=20s"), tmp_path)
     assert time.monotonic() - started < 12  # ended at the crash, not at the run time
     assert result.outcome == "loadgen_failed", result.detail
     assert result.load["exit_code"] == 2 and "status 2" in result.detail
@@ -305,7 +298,7 @@ def test_a_crash_of_the_loop_engine_ends_the_run_as_loadgen_failed(tmp_path, mon
 
 @pytest.mark.parametrize("when_s", [0.0, 2.0], ids=["at-start", "mid-run"])
 def test_a_killed_locust_is_loadgen_failed_with_only_numbers_it_wrote(tmp_path, background, when_s):
-    run = background(_compose("server=thread", "load=smoke", "load.run_time=6s"), tmp_path)
+    run = background(compose("server=thread", "load=smoke", "load.run_time=6s"), tmp_path)
     server, locust = run.wait_ready(running=when_s > 0)
     time.sleep(when_s)
     locust.kill()
@@ -334,7 +327,7 @@ def test_a_killed_locust_is_loadgen_failed_with_only_numbers_it_wrote(tmp_path, 
 
 
 def test_a_stopped_locust_hits_the_deadline_and_everything_is_torn_down(tmp_path, background):
-    cfg = _compose("server=thread", "load=smoke", "load.run_time=2s", "run.deadline_slack_s=2")
+    cfg = compose("server=thread", "load=smoke", "load.run_time=2s", "run.deadline_slack_s=2")
     deadline = load.deadline_s(cfg)
     run = background(cfg, tmp_path)
     server, locust = run.wait_ready()
@@ -359,7 +352,7 @@ def test_a_stopped_locust_hits_the_deadline_and_everything_is_torn_down(tmp_path
 
 def test_ctrl_c_while_the_server_starts_stops_it_and_records_the_run(tmp_path, monkeypatch):
     """Ctrl-C while waiting for READY: before, the server was left running with no owner."""
-    cfg = _compose("server=thread", "load=smoke")
+    cfg = compose("server=thread", "load=smoke")
     servers: list[psutil.Process] = []
     wait_for_line = procs.wait_for_line
 
@@ -382,7 +375,7 @@ def test_ctrl_c_while_the_server_starts_stops_it_and_records_the_run(tmp_path, m
 def test_ctrl_c_during_the_teardown_is_held_until_the_run_is_recorded(tmp_path, monkeypatch):
     """Ctrl-C as the server is being stopped after a finished run: before, it cut the teardown
     short -- the server kept running and no result.json was written."""
-    cfg = _compose("server=thread", "load=smoke", "load.run_time=1s")
+    cfg = compose("server=thread", "load=smoke", "load.run_time=1s")
     stop = experiment.server_mod.stop
     servers: list[psutil.Process] = []
 
@@ -572,7 +565,7 @@ def test_the_ctrl_c_tests_pass_however_pytest_was_started():
 
 @pytest.mark.slow
 def test_forked_grandchildren_die_with_their_groups(tmp_path, background):
-    cfg = _compose("server=process", "server.keepalive=true", "load=smoke", "load.run_time=3s", "load.processes=2")
+    cfg = compose("server=process", "server.keepalive=true", "load=smoke", "load.run_time=3s", "load.processes=2")
     run = background(cfg, tmp_path)
     run.wait_ready(30)
     result = run.join(60)
@@ -646,13 +639,13 @@ def test_run_experiment_refuses_a_job_dir_holding_an_earlier_run(tmp_path):
     would be read as this run's."""
     (tmp_path / "server.log").write_text("READY 127.0.0.1 1\n")
     with pytest.raises(experiment.RunDirTaken, match="already holds server.log"):
-        run_experiment(_compose("server=thread", "load=smoke"), tmp_path)
+        run_experiment(compose("server=thread", "load=smoke"), tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["server.log"]
     assert not _run_processes()
 
 
 def test_run_experiment_refuses_an_unusable_job_dir_before_launching(tmp_path, monkeypatch):
-    cfg = _compose("server=thread", "load=smoke")
+    cfg = compose("server=thread", "load=smoke")
     afile = tmp_path / "afile"
     afile.write_text("")
     with pytest.raises(experiment.OutputDirUnusable, match="not a directory"):

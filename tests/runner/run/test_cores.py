@@ -7,21 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from support.runs import smoke
 
-from runner.config import CONF_DIR
 from runner.run import cores, experiment
 from runner.run.sweep import validate_argv
 
 HERE = cores.available()
 pytestmark = pytest.mark.skipif(len(HERE) < 2, reason="pinning needs 2 cores")
 
-
-def _cfg(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=["load=smoke", *overrides])
 
 
 def _allowed_list(pid: int) -> str:
@@ -47,7 +40,7 @@ def _allowed(pid: int) -> set[int]:
     ],
 )
 def test_each_side_runs_on_the_cores_it_was_given(tmp_path, value, server, locust, shared):
-    cfg = _cfg(f"run.server_cores={value}")
+    cfg = smoke(f"run.server_cores={value}")
     assert validate_argv([f"run.server_cores={value}"]) == []
     split = cores.split(cfg.run.pin, cfg.run.server_cores, HERE)
     assert split.shared is shared
