@@ -33,7 +33,7 @@ def results_follow_their_schema(tmp_path_factory: pytest.TempPathFactory):
     """Every result.json this session wrote (real runs, in-process and in subprocesses, under the session's
     temporary directory) follows docs/result.schema.json (tests/runner/test_result_schema.py)."""
     yield
-    from test_result_schema import problems
+    from support.result_schema import problems
 
     base = tmp_path_factory.getbasetemp()
     found = {str(path.relative_to(base)): said for path in base.rglob("result.json") if (said := problems(path))}

@@ -30,7 +30,7 @@ from support.reliability_table import Recorder
 
 # Found by path, not by importing `servers`: with tests/ on sys.path that name can resolve to
 # tests/servers (a namespace package) instead of the real one.
-SHARED_MODULES = frozenset({"__init__", "http", "base", "workload", "connection", "loop"})
+SHARED_MODULES = frozenset({"__init__", "http", "base", "app", "workload", "connection", "loop"})
 SERVERS = sorted(p.stem for p in (REPO / "servers").glob("*.py") if p.stem not in SHARED_MODULES)
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0

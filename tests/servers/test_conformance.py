@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 from support import corpus
-from support.rawhttp import Reader, Response, connect, exchange, is_closed, parse_all
 
 # The documented policy exceptions, one table for both suites (test_http.py explains each).
-from test_http import GUNICORN_ONLY, INVALID_LIMITS, VALID_LIMITS, VALID_REFUSED, VALID_TRUNCATED
+from support.corpus import GUNICORN_ONLY, INVALID_LIMITS, VALID_LIMITS, VALID_REFUSED, VALID_TRUNCATED
+from support.rawhttp import Reader, Response, connect, exchange, is_closed, parse_all
 
 from servers.http import HTTPError, Limits, RequestParser
 

@@ -16,7 +16,8 @@ import random
 
 import pytest
 from support import corpus
-from test_http import CORPUS_SPLITS, INVALID_LIMITS, VALID_LIMITS, Outcome, random_chunks, run, summary
+from support.corpus import INVALID_LIMITS, VALID_LIMITS
+from support.feeding import CORPUS_SPLITS, Outcome, random_chunks, run, summary
 
 from servers import base, http
 from servers.http import HTTPError, Limits, RequestParser, build_response

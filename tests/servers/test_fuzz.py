@@ -42,7 +42,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
-from test_http import run
+from support.feeding import run
 
 from servers import base
 from servers.connection import Connection

@@ -9,60 +9,33 @@ that would complete the head, so only the early check can catch them.
 
 from __future__ import annotations
 
-import random
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import pytest
 from support import corpus
+from support.corpus import GUNICORN_ONLY, INVALID_LIMITS, NO_HOST, VALID_LIMITS, VALID_REFUSED, VALID_TRUNCATED
+from support.feeding import CORPUS_SPLITS, Outcome, bytewise, random_chunks, run, summary, whole
 
 from servers import http
-from servers.http import REASONS, HTTPError, Limits, Request, RequestParser, build_response, error_response
+from servers.http import REASONS, HTTPError, Limits, RequestParser, build_response, error_response
 
 # -- feeding ----------------------------------------------------------------------------------
 
 
-def whole(data: bytes) -> list[bytes]:
-    return [data]
 
 
-def bytewise(data: bytes) -> list[bytes]:
-    return [data[i : i + 1] for i in range(len(data))]
 
 
-def by_line(data: bytes) -> list[bytes]:
-    return re.split(rb"(?<=\n)", data)
 
 
-def random_chunks(seed: int) -> Callable[[bytes], list[bytes]]:
-    def split(data: bytes) -> list[bytes]:
-        rng, pieces, i = random.Random(seed), [], 0
-        while i < len(data):
-            n = rng.randint(1, 23)
-            pieces.append(data[i : i + n])
-            i += n
-        return pieces
-
-    return split
 
 
 SPLITS = {"whole": whole, "bytewise": bytewise, "random": random_chunks(2024)}
 split_ids = pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
 
 
-@dataclass
-class Outcome:
-    requests: list[Request]
-    error: HTTPError | None
-    parser: RequestParser
-    fed: int  # bytes fed when the parser stopped (at the error, or all of them)
-
-    @property
-    def status(self) -> int | None:
-        return self.error.status if self.error else None
 
 
 def parse(pieces: list[bytes], limits: Limits | None = None, *, stop_at_close: bool = False) -> Outcome:
@@ -74,30 +47,8 @@ def parse(pieces: list[bytes], limits: Limits | None = None, *, stop_at_close: b
     return run(RequestParser(limits), pieces, whole=False, stop_at_close=stop_at_close)
 
 
-def run(parser: RequestParser, pieces: list[bytes], *, whole: bool, stop_at_close: bool) -> Outcome:
-    """parse() with a given parser; `whole`: each piece goes through feed_whole() first, as the
-    event-loop servers feed each recv() (test_fastpath.py)."""
-    requests, fed = [], 0
-    try:
-        for piece in pieces:
-            fed += len(piece)
-            request = parser.feed_whole(piece) if whole else parser.feed(piece)
-            if request is not None:
-                requests.append(request)
-                if stop_at_close and not request.keep_alive:
-                    return Outcome(requests, None, parser, fed)
-                continue
-            while (request := parser.next_request()) is not None:
-                requests.append(request)
-                if stop_at_close and not request.keep_alive:
-                    return Outcome(requests, None, parser, fed)
-    except HTTPError as error:
-        return Outcome(requests, error, parser, fed)
-    return Outcome(requests, None, parser, fed)
 
 
-def summary(request: Request) -> tuple:
-    return request.method, request.target, request.version, request.keep_alive, request.body
 
 
 def get(target: str = "/", version: str = "1.1", keep_alive: bool = True, body: bytes = b"") -> tuple:
@@ -742,53 +693,9 @@ def test_every_error_status_has_a_reason(status):
 VALID_MANIFEST = corpus.manifest("valid")
 INVALID_MANIFEST = corpus.manifest("invalid")
 
-# Valid for gunicorn (several only with a non-default option), refused here by a stated policy.
-VALID_REFUSED = {
-    "009": (400, "Transfer-Encoding (identity) with Content-Length: CL and TE together are a 400"),
-    "025": (501, "Transfer-Encoding gzip then chunked: a coding we do not implement is a 501"),
-    "025_line": (501, "Transfer-Encoding: gzip,chunked: a coding we do not implement is a 501"),
-    "rfc9112_smuggle_gzip_chunked_01": (501, "Transfer-Encoding: gzip, chunked: not implemented, so 501"),
-    # identity is no longer a registered coding; a front end that reads its body another way would
-    # disagree with us about where the request ends (029 and 030 also lack a Host: 501 comes first)
-    "rfc9112_smuggle_te_identity_chunked_01": (501, "Transfer-Encoding: identity, chunked: identity is a 501"),
-    "029": (501, "Transfer-Encoding identity then chunked, in two fields: identity is a 501"),
-    "030": (501, "Transfer-Encoding identity then chunked, in two fields: identity is a 501"),
-    "027": (400, "raw non-ASCII bytes in the request-target: a target is visible ASCII"),
-    "028": (400, "space before the colon; gunicorn accepts it only with strip_header_spaces"),
-    "031compat": (400, "lower-case method; gunicorn accepts it only with permit_unconventional_http_method"),
-    "031compat2": (400, "lower-case method; gunicorn accepts it only with permit_unconventional_http_method"),
-    "compat_obs_fold": (400, "obsolete line folding; gunicorn accepts it only with permit_obsolete_folding"),
-    "compat_obs_fold_huge": (400, "obsolete line folding; gunicorn accepts it only with permit_obsolete_folding"),
-    "pp_01": (400, "PROXY protocol v1 line; gunicorn reads it only with proxy_protocol"),
-    "pp_02": (400, "PROXY protocol v1 line; gunicorn reads it only with proxy_protocol"),
-    "pp_04": (400, "PROXY protocol v2 header (starts with CRLFCRLF NUL); gunicorn only with proxy_protocol"),
-    "pp_05": (400, "PROXY protocol v2 header (starts with CRLFCRLF NUL); gunicorn only with proxy_protocol"),
-    "rfc9112_target_authority_connect_01": (501, "CONNECT: these servers tunnel nothing, and a 2xx would say they do"),
-    "rfc9112_target_authority_ipv6_01": (501, "CONNECT: these servers tunnel nothing, and a 2xx would say they do"),
-}
-# HTTP/1.1 requests without a Host field: gunicorn serves them, RFC 9112 section 3.2 makes them a 400.
-# test_corpus_valid also parses each with a Host added, so what they test of framing is still tested.
-# In 022 the request before it (HTTP/1.0, kept alive) is served first.
-NO_HOST = {
-    *("004", "005", "006", "007", "010", "011", "012", "013", "014", "018", "021", "022", "023"),
-    *("031", "100"),
-}
-VALID_REFUSED.update({name: (400, "HTTP/1.1 without Host (RFC 9112 section 3.2)") for name in NO_HOST})
-# pp_03 (no PROXY line at all) and 040_compat (header_map only changes what a WSGI app sees of
-# underscore names; the framing is the same as 040's) are plain valid requests here.
 
-# Valid with the limits gunicorn's fixture raises (the manifest's config_overrides): the request
-# line is 8191 bytes and a header line 8206, CRLF included, just over our 8190 defaults.
-VALID_LIMITS = {
-    "024": Limits(max_request_line=8200, max_header_line=8210),
-    "026": Limits(max_request_line=8200, max_header_line=8210),
-}
 
-# Content-Length: 17914 but only 8599 body bytes in the file: gunicorn reads the body to EOF and
-# accepts it; a truncated body is never a complete request here (RELIABILITY.md).
-VALID_TRUNCATED = {"099"}
 
-CORPUS_SPLITS = [whole, by_line, bytewise, random_chunks(1), random_chunks(2), random_chunks(3)]  # the README's ways
 
 
 def corpus_outcome(kind: str, name: str, limits: Limits | None, *, add_host: bool = False) -> tuple:
@@ -853,28 +760,7 @@ def test_corpus_valid_bodies(name, body):
     assert corpus_outcome("valid", name, None, add_host=name in NO_HOST)[1][0][-1] == body
 
 
-# gunicorn-only features (the corpus README): nothing in them is invalid HTTP/1.1 framing.
-GUNICORN_ONLY = {
-    "pp_01": "PROXY protocol (proxy_protocol=True)",
-    "pp_02": "PROXY protocol (proxy_protocol=True)",
-    "pp_03": "PROXY protocol (proxy_protocol=True)",
-    "019": "X-Forwarded-* trust (forwarded_allow_ips)",
-    "040": "refusing underscores in header names (header_map=refuse)",
-    "chunked_07": "refusing underscores in header names (header_map=refuse)",
-}
 
-# Cases that fail in gunicorn only under a limit: replayed with the same limit. gunicorn's
-# limit_request_field_size counts the CRLF, as our max_header_line does, so the number maps
-# unchanged; that is the mapping under which 012 (a 99-byte line, CRLF included, against 98) is
-# over its limit at all. gunicorn's limit_request_line leaves the CRLF out, so its default 4094,
-# which 006 exceeds, is our 4096.
-INVALID_LIMITS = {
-    "006": Limits(max_request_line=4094 + 2),
-    "010": Limits(max_header_line=10),
-    "011": Limits(max_header_count=2),
-    "012": Limits(max_header_line=98),
-    "013": Limits(max_header_line=14),
-}
 # Each of these, one byte (or field) more generous, is a valid request: the limits bite exactly.
 INVALID_LIMITS_PASS = {
     "006": Limits(max_request_line=4114),

@@ -18,8 +18,18 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 from support import REPO
-from support.rawhttp import TIMEOUT, Reader, connect, exchange, request
-from test_reliability import LONG_DEADLINE, close_all, get_ok, open_connections, sort_out
+from support.rawhttp import (
+    LONG_DEADLINE,
+    TIMEOUT,
+    Reader,
+    close_all,
+    connect,
+    exchange,
+    get_ok,
+    open_connections,
+    request,
+    sort_out,
+)
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -19,7 +19,21 @@ from typing import TYPE_CHECKING
 
 import psutil
 import pytest
-from support.rawhttp import Reader, connect, is_closed, parse_all, read_to_close, request, reset
+from support.rawhttp import (
+    LONG_DEADLINE,
+    Reader,
+    close_all,
+    connect,
+    get_ok,
+    is_closed,
+    open_connections,
+    parse_all,
+    read_to_close,
+    readable,
+    request,
+    reset,
+    sort_out,
+)
 
 from runner.run import resources
 
@@ -27,17 +41,6 @@ if TYPE_CHECKING:
     from conftest import Server
 
 HELLO = b"Hello, World!\n"
-LONG_DEADLINE = ("--header-timeout", "60")  # idle connections stay open for the whole test
-
-
-def get_ok(server: Server, path: str = "/next") -> bool:
-    """A request on a fresh connection, answered 200?"""
-    try:
-        with connect(server.host, server.port) as sock:
-            sock.sendall(request("GET", path))
-            return Reader(sock).read().status == 200
-    except (OSError, AssertionError):
-        return False
 
 
 def wait_until_serving(server: Server, within: float) -> float:
@@ -47,44 +50,6 @@ def wait_until_serving(server: Server, within: float) -> float:
         assert time.monotonic() - started < within, f"{server.model} not serving {within} s later"
         time.sleep(0.05)
     return time.monotonic() - started
-
-
-def open_connections(server: Server, n: int) -> list[socket.socket]:
-    # the kernel completes the handshake whether or not the server accepts: connect never waits
-    return [connect(server.host, server.port) for _ in range(n)]
-
-
-def close_all(socks: list[socket.socket]) -> None:
-    for sock in socks:
-        sock.close()
-
-
-def readable(socks: list[socket.socket], wait: float) -> list[socket.socket]:
-    """The sockets with something to read (data or EOF), collected until none has turned readable
-    for `wait` s; poll(), as the test's own fds can pass select()'s 1024."""
-    poller = select.poll()
-    by_fd = {sock.fileno(): sock for sock in socks}
-    for fd in by_fd:
-        poller.register(fd, select.POLLIN)
-    ready = []
-    while events := poller.poll(wait * 1000):
-        for fd, _ in events:
-            poller.unregister(fd)
-            ready.append(by_fd[fd])
-    return ready
-
-
-def sort_out(socks: list[socket.socket], wait: float = 0.5) -> tuple[list[socket.socket], list[int | None]]:
-    """Split connections into those the server holds open and those it turned away.
-
-    A turned-away connection was answered (its status) or closed without a word (None)."""
-    turned_away = readable(socks, wait)
-    held = [s for s in socks if s not in turned_away]
-    answers = []
-    for sock in turned_away:
-        responses = parse_all(read_to_close(sock, 2.0))
-        answers.append(responses[0].status if responses else None)
-    return held, answers
 
 
 def refusals(answers: list[int | None]) -> str:

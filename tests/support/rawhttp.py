@@ -7,9 +7,10 @@ Every read has a deadline, so a server that never answers fails the test instead
 from __future__ import annotations
 
 import re
+import select
 import socket
 import time
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 TIMEOUT = 3.0  # seconds any single read or connect may take
 
@@ -164,3 +165,62 @@ def read_to_close(sock: socket.socket, timeout: float) -> bytes:
     except ConnectionResetError:
         pass
     return bytes(received)
+
+
+# -- many connections at once: what a server holds, what it turns away ------------------------------
+
+
+LONG_DEADLINE = ("--header-timeout", "60")  # a server's option: idle connections stay open for the whole test
+
+
+class Address(Protocol):
+    host: str
+    port: int
+
+
+def get_ok(server: Address, path: str = "/next") -> bool:
+    """A request on a fresh connection, answered 200?"""
+    try:
+        with connect(server.host, server.port) as sock:
+            sock.sendall(request("GET", path))
+            return Reader(sock).read().status == 200
+    except (OSError, AssertionError):
+        return False
+
+
+def open_connections(server: Address, n: int) -> list[socket.socket]:
+    # the kernel completes the handshake whether or not the server accepts: connect never waits
+    return [connect(server.host, server.port) for _ in range(n)]
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+def readable(socks: list[socket.socket], wait: float) -> list[socket.socket]:
+    """The sockets with something to read (data or EOF), collected until none has turned readable
+    for `wait` s; poll(), as the test's own fds can pass select()'s 1024."""
+    poller = select.poll()
+    by_fd = {sock.fileno(): sock for sock in socks}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    ready = []
+    while events := poller.poll(wait * 1000):
+        for fd, _ in events:
+            poller.unregister(fd)
+            ready.append(by_fd[fd])
+    return ready
+
+
+def sort_out(socks: list[socket.socket], wait: float = 0.5) -> tuple[list[socket.socket], list[int | None]]:
+    """Split connections into those the server holds open and those it turned away.
+
+    A turned-away connection was answered (its status) or closed without a word (None)."""
+    turned_away = readable(socks, wait)
+    held = [s for s in socks if s not in turned_away]
+    answers = []
+    for sock in turned_away:
+        responses = parse_all(read_to_close(sock, 2.0))
+        answers.append(responses[0].status if responses else None)
+    return held, answers

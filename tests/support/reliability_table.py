@@ -175,7 +175,7 @@ class Recorder:
 def _refusals() -> list[str]:
     """The policy behind "documented" in the valid-corpus rows: each refusal of a request gunicorn's
     corpus calls valid, with its status, its reason and the files it applies to (test_http.VALID_REFUSED)."""
-    from test_http import VALID_REFUSED  # a sibling test module, importable as the server tests import it
+    from support.corpus import VALID_REFUSED
 
     files: dict[tuple[int, str], list[str]] = {}
     for name, (status, reason) in sorted(VALID_REFUSED.items()):
