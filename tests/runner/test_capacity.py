@@ -312,7 +312,8 @@ def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
     from runner.run.experiment import run_experiment
 
     overrides = ["server=select", "load=capacity", "workload=io", "load.capacity.start_users=5",
-                 "load.capacity.step_users=5", "load.capacity.max_users=15", "load.capacity.step_s=2"]  # fmt: skip
+                 "load.capacity.step_users=5", "load.capacity.max_users=15", "load.capacity.step_s=2",
+                 "load.run_time=30s"]  # fmt: skip  (a search runs for its schedule instead, 10 s)
     cfg = _compose(*overrides)
     result = run_experiment(cfg, tmp_path)
     block = result.capacity
