@@ -47,11 +47,12 @@ def run_locust(started: Started, server, user_class: str, args: argparse.Namespa
     cfg.load.user_class, cfg.load.users, cfg.load.spawn_rate = user_class, args.users, float(args.users)
     cfg.load.run_time, cfg.load.warmup_s = f"{args.duration}s", 1.0
     out.mkdir(parents=True, exist_ok=True)
-    argv = load.locust_argv(cfg, server.host, server.port, out)
+    told = load.told(cfg, out, 1)
+    argv = load.locust_argv(told, server.host, server.port, out)
     proc = procs.spawn(argv, out / load.LOCUST_LOG, cpus={cpu} if cpu is not None else None)
     with Sampler(locust=proc.pid, server=server.proc.pid) as sampler:
         try:
-            proc.wait(load.deadline_s(cfg))
+            proc.wait(load.deadline_s(cfg, told))
         finally:
             procs.terminate(proc, 1.0)
     metrics = load.read_stats(out)

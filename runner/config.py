@@ -15,7 +15,6 @@ import difflib
 import functools
 import ipaddress
 import math
-import re
 import typing
 from dataclasses import is_dataclass
 from enum import Enum
@@ -36,6 +35,8 @@ from runner.schema import (  # noqa: F401  (the schema, registered here; importa
     UserClass,
     ValidityConfig,
     WorkloadConfig,
+    parse_duration,
+    spawn_s,
 )
 
 # The configs: conf/ beside this package in a checkout (and an editable install); installed (pip install .,
@@ -46,29 +47,6 @@ if not (CONF_DIR / "config.yaml").is_file():
 
 
 ConfigStore.instance().store(name="base_config", node=Config)
-
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?")
-
-
-def parse_duration(text: str) -> float:
-    """'90', '90s', '1m30s', '1h' -> seconds; ValueError for anything else or zero."""
-    match = _DURATION.fullmatch(str(text).strip())
-    if not match or not any(match.groups()):
-        raise ValueError(f"cannot parse {text!r} as a duration (use e.g. 20s, 1m, 1m30s)")
-    hours, minutes, seconds = match.groups()
-    total = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
-    if total <= 0:
-        raise ValueError(f"duration {text!r} must be > 0")
-    return total
-
-
-def spawn_s(users: int, spawn_rate: float) -> float:
-    """When Locust has started the last of `users`: it starts max(1, floor(rate)) users at once, a
-    batch every batch/rate seconds, the first at 0 (locust/dispatch.py), so 1000 users at 100/s are
-    all running after 9 s, and 100 at 100/s at once."""
-    batch = max(1, math.floor(spawn_rate))
-    return (math.ceil(users / batch) - 1) * batch / spawn_rate
-
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":

@@ -1,4 +1,5 @@
-"""The schema of a run: every key the runner reads, its type and its one default.
+"""The schema of a run: every key the runner reads, its type and its one default, and what a duration's
+text means (parse_duration) and how long Locust takes to start load.users (spawn_s).
 
 Plain dataclasses with nothing to import, so that Locust's processes (which take their options'
 defaults from here) do not load Hydra and OmegaConf (190 ms of each Locust's start). runner/config.py
@@ -9,11 +10,34 @@ its option changes from these defaults (tests/test_configs.py checks it).
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 MISSING = "???"  # omegaconf.MISSING: a value each config group's file must give
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '1m30s', '1h' -> seconds; ValueError for anything else or zero."""
+    match = _DURATION.fullmatch(str(text).strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"cannot parse {text!r} as a duration (use e.g. 20s, 1m, 1m30s)")
+    hours, minutes, seconds = match.groups()
+    total = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
+    if total <= 0:
+        raise ValueError(f"duration {text!r} must be > 0")
+    return total
+
+
+def spawn_s(users: int, spawn_rate: float) -> float:
+    """When Locust has started the last of `users`: it starts max(1, floor(rate)) users at once, a
+    batch every batch/rate seconds, the first at 0 (locust/dispatch.py), so 1000 users at 100/s are
+    all running after 9 s, and 100 at 100/s at once."""
+    batch = max(1, math.floor(spawn_rate))
+    return (math.ceil(users / batch) - 1) * batch / spawn_rate
 
 
 ARRIVALS = ("constant", "poisson")  # load.arrival: even gaps, or exponential ones (runner/locust/arrivals.py)

@@ -13,10 +13,11 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from support.runs import compose
 
-from runner.config import CONF_DIR, available_choices, own_servers, parse_duration
+from runner.config import CONF_DIR, available_choices, own_servers
 from runner.run import server as server_mod
 from runner.run.server import find_program, no_program
 from runner.run.sweep import check, dry_run, expand_repeats, validate_argv
+from runner.schema import parse_duration
 
 GROUPS = ["server", "load", "workload"]
 
@@ -285,7 +286,7 @@ def test_a_ramp_up_longer_than_the_run_is_refused():
 @pytest.mark.parametrize("spawn,expected", [((5, 5), 0), ((100, 100), 0), ((1000, 100), 9), ((400, 100), 3),
                                             ((10, 0.5), 18), ((7, 2.5), 2.4)])  # fmt: skip
 def test_spawn_s_follows_locusts_dispatcher(spawn, expected):
-    from runner.config import spawn_s
+    from runner.schema import spawn_s
 
     assert spawn_s(*spawn) == pytest.approx(expected)
 
@@ -373,11 +374,14 @@ def test_a_capacity_search_by_rate_is_accepted():
 
 
 def test_an_arrival_rate_is_split_over_locust_processes(compose_cfg, tmp_path):
-    from runner.run.load import locust_argv
+    from runner.run.load import locust_argv, told
 
-    argv = locust_argv(compose_cfg("load.arrival_rate=150", "load.users=10"), "::1", 1, tmp_path, processes=2)
-    assert argv[argv.index("--arrival-rate") + 1] == "75" and argv[argv.index("--arrival") + 1] == "constant"
-    assert "--arrival-rate" not in locust_argv(compose_cfg(), "::1", 1, tmp_path)  # the closed loop
+    split = told(compose_cfg("load.arrival_rate=150", "load.users=10"), tmp_path, 2)
+    argv = locust_argv(split, "::1", 1, tmp_path, processes=2)
+    assert argv[argv.index("--arrival-rate") + 1] == "150.0" and argv[argv.index("--rate-shares") + 1] == "2"
+    assert argv[argv.index("--arrival") + 1] == "constant" and split.process_rate() == 75
+    closed = told(compose_cfg(), tmp_path, 1)
+    assert "--arrival-rate" not in locust_argv(closed, "::1", 1, tmp_path) and closed.process_rate() is None
 
 
 def test_a_sweep_point_is_composed_once_and_launched_as_it_was_checked():

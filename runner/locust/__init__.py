@@ -1,7 +1,7 @@
 """Code that runs inside Locust's processes, loaded by path on Locust's command line
 (`-f runner/locust/locustfile.py,runner/locust/progress.py`). It imports Locust and gevent, so
-nothing in the orchestrator or the reporter imports these modules; the paths below are how they
-name them."""
+nothing in the orchestrator or the reporter imports these modules (the paths below are how they
+name them) but options.py, the crossing of that command line, which imports neither."""
 
 from pathlib import Path
 

@@ -64,7 +64,8 @@ class Counts:
 
 
 class OpenLoop:
-    """Intended send times at `rate` per second and the queue of those not sent yet."""
+    """Intended send times at `rate` per second (> 0: runner/config.py refuses any other load.arrival_rate before a
+    run starts, and a rate search's rates are runner/capacity.py next_rate's) and the queue of those not sent yet."""
 
     def __init__(
         self,
@@ -75,8 +76,6 @@ class OpenLoop:
         drop_after_s: float = LoadConfig.request_timeout_s,
         rng: random.Random | None = None,
     ) -> None:
-        if not rate > 0:
-            raise ValueError(f"arrival rate must be > 0, got {rate}")
         if kind not in ARRIVALS:
             raise ValueError(f"arrivals are one of {', '.join(ARRIVALS)}, got {kind!r}")
         self.rate, self.kind, self.late_s, self.drop_after_s = rate, kind, late_s, drop_after_s
@@ -96,8 +95,6 @@ class OpenLoop:
         """Begin the schedule at `now` (the first request is due at once); again after stop(), or at a new
         `rate` (a rate search's next step) -- constant arrivals then count k / rate from now."""
         if rate is not None:
-            if not rate > 0:
-                raise ValueError(f"arrival rate must be > 0, got {rate}")
             self.rate = rate
         self._start, self._k, self.next_at = now, 0, now
 

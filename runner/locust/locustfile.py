@@ -19,8 +19,9 @@ Each phase also has an HDR histogram of response times in microseconds (runner/l
 own rounds to whole milliseconds), for every user class, and so does each second of the run
 (`seconds`, by each second's end: the report's timeline, merged over processes); the file says how
 often the `loop` engine reconnected.
-Open model (--arrival-rate, the `loop` user only): the response times logged are the corrected ones
-(from each request's intended send time, runner/locust/arrivals.py), so Locust's numbers and the HDR
+Open model (--arrival-rate, or a search by rate: runner/locust/options.py; the `loop` user only): the
+response times logged are the corrected ones (from each request's intended send time,
+runner/locust/arrivals.py), so Locust's numbers and the HDR
 histogram above are corrected; each phase gets a second HDR histogram of the uncorrected ones (from
 the actual send: a failure's travels in the request event's context, a success's in the batch) and
 the schedule's counts over the phase (`arrivals`: intended, sent, late, queued, generator_late,
@@ -44,7 +45,7 @@ runner/capacity.py decides whether to go on, and the steps go to `--capacity-fil
 to check. Locust uses any LoadTestShape it finds in a locustfile, so without --capacity the init
 listener removes the shape from the environment before the run starts, and the fixed-users run
 (--users, --run-time) goes on as if it were not here.
-By rate (the plan's "by": "rate", with --arrival-rate: the engine is an open model): the shape opens
+By rate (the plan's "by": "rate": the engine is an open model, at its share of start_rate): the shape opens
 the whole pool (--users connections) at once and one greenlet runs the steps (_RateSearch): the
 engine's rate set live (Engine.retune), the window measured as above plus its uncorrected times and
 the schedule's counts, then a drain -- no arrivals until nothing is in flight, unmeasured -- so that
@@ -71,8 +72,9 @@ from locust.stats import RequestStats, StatsEntry, bucket_response_time
 from runner import latency
 from runner.locust import CRASHED, arrivals, wire
 from runner.locust.engine import SWEEP_S, Engine
+from runner.locust.options import Told, add_arguments, read, read_plan, share
 from runner.result import write_atomic
-from runner.schema import LoadConfig, WorkloadConfig
+from runner.schema import CapacityConfig, LoadConfig, WorkloadConfig
 
 PHASES = ("ramp", "warmup", "steady", "stopping")
 
@@ -165,11 +167,11 @@ _phases = _Phases()
 class _Search:
     """The live capacity search: which step runs, its measured window, the steps so far."""
 
-    def __init__(self, plan_json: str, spawn_rate: float, path: str) -> None:
+    def __init__(self, plan: CapacityConfig, spawn_rate: float, path: str) -> None:
         from runner import capacity, schedstat  # only in capacity mode: the fixed-users run does not pay for it
 
         self.capacity, self.schedstat = capacity, schedstat
-        self.plan = capacity.plan_from(json.loads(plan_json))
+        self.plan = plan
         self.schedule = capacity.users_schedule(self.plan)
         self.spawn_rate, self.path = spawn_rate, path
         self.stats = RequestStats()
@@ -188,6 +190,13 @@ class _Search:
         """(CPU seconds used, seconds spent runnable but waiting for a CPU -- main thread, Linux only)."""
         t = self.process.cpu_times()
         return t.user + t.system, self.schedstat.wait_s("/proc/thread-self/schedstat")
+
+    def _usage(self, now: float) -> tuple[float | None, float | None]:
+        """(% of the window since it opened that this process was on a CPU, % it waited for one)."""
+        (cpu0, wait0), (cpu1, wait1), span = self.cpu0, self._cpu(), now - self.opened
+        cpu = 100.0 * (cpu1 - cpu0) / span if span > 0 else None
+        wait = 100.0 * (wait1 - wait0) / span if span > 0 and wait0 is not None and wait1 is not None else None
+        return cpu, wait
 
     def tick(self) -> tuple[int, float] | None:
         if self.done:
@@ -219,9 +228,7 @@ class _Search:
         if window is None:  # its timer never fired (a starved event loop): stop, the record says "incomplete"
             self.done = True
             return
-        (cpu0, wait0), (cpu1, wait1), span = self.cpu0, self._cpu(), now - self.opened
-        cpu = 100.0 * (cpu1 - cpu0) / span if span > 0 else None
-        wait = 100.0 * (wait1 - wait0) / span if span > 0 and wait0 is not None and wait1 is not None else None
+        cpu, wait = self._usage(now)
         entry = window.serialize()
         entry["hdr"] = self.latencies.encode()  # capacity.step_numbers takes the percentiles from it
         users = self.schedule[self.index]
@@ -254,9 +261,9 @@ class _RateSearch(_Search):
     each worker measures it on its own engine as above and sends back its raw step ("capacity-result"); the
     master merges them (counts added, histograms merged, the busiest process's CPU) and judges the whole."""
 
-    def __init__(self, plan_json: str, pool: int, timeout_s: float, path: str, environment=None) -> None:
-        super().__init__(plan_json, float(pool), path)
-        self.pool, self.timeout_s, self.plan_json, self.environment = pool, timeout_s, plan_json, environment
+    def __init__(self, plan: CapacityConfig, pool: int, timeout_s: float, path: str, environment=None) -> None:
+        super().__init__(plan, float(pool), path)
+        self.pool, self.timeout_s, self.environment = pool, timeout_s, environment
         self.greenlet: gevent.Greenlet | None = None
         self.results: list[dict] = []  # the master's: this step's raw steps from the workers
 
@@ -305,7 +312,8 @@ class _RateSearch(_Search):
         """One step on every worker, each at its share of `rate`; False when one did not answer in time."""
         workers = max(runner.worker_count, 1)
         self.results = []
-        runner.send_message("capacity-step", {"index": self.index, "rate": rate / workers, "plan": self.plan_json,
+        runner.send_message("capacity-step", {"index": self.index, "rate": share(rate, workers),
+                                              "plan": self.capacity.plan_json(self.plan),
                                               "timeout_s": self.timeout_s})  # fmt: skip
         deadline = time.time() + self.plan.step_s + self.timeout_s + 10.0
         while len(self.results) < workers and time.time() < deadline:
@@ -329,9 +337,7 @@ class _RateSearch(_Search):
         gevent.sleep(self.plan.step_s - self.plan.ramp_s)
         engine.retune(None)  # the drain: what is still queued is dropped, counted in this step
         window, self.window, now = self.window, None, time.time()
-        (cpu0, wait0), (cpu1, wait1), span = self.cpu0, self._cpu(), now - self.opened
-        cpu = 100.0 * (cpu1 - cpu0) / span if span > 0 else None
-        wait = 100.0 * (wait1 - wait0) / span if span > 0 and wait0 is not None and wait1 is not None else None
+        cpu, wait = self._usage(now)
         counts = engine.arrivals.counts.since(counts0)
         entry = window.serialize()
         entry["hdr"], entry["hdr_uncorrected"] = self.latencies.encode(), self.uncorrected.encode()
@@ -381,7 +387,7 @@ def _on_step(environment, msg, **_kwargs) -> None:
 def _measure_step(environment, data: dict) -> None:
     global _search
     if not isinstance(_search, _RateSearch):  # a local worker is started without --capacity
-        _search = _RateSearch(data["plan"], 0, data["timeout_s"], "", environment)
+        _search = _RateSearch(read_plan(data["plan"]), 0, data["timeout_s"], "", environment)
     _search.pool, _search.index = environment.runner.user_count, data["index"]
     engine = _search._engine()
     if engine is not None:
@@ -409,20 +415,7 @@ class CapacitySearch(LoadTestShape):
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
-    # The runner always passes these (runner/run/load.py); the schema's defaults are only what a remote
-    # worker holds until its master's options arrive (it is started without them)
-    parser.add_argument("--path", default=WorkloadConfig.path, help="URL path every user requests")
-    parser.add_argument("--method", default=WorkloadConfig.method, help="the request's method")
-    parser.add_argument("--body", default=WorkloadConfig.body, help="the request's body")
-    parser.add_argument("--wait-min", type=float, default=LoadConfig.wait_min_s, help="think time lower bound, s")
-    parser.add_argument("--wait-max", type=float, default=LoadConfig.wait_max_s, help="think time upper bound, s")
-    parser.add_argument("--request-timeout", type=float, default=LoadConfig.request_timeout_s, help="per request, s")
-    parser.add_argument("--warmup", type=float, default=LoadConfig.warmup_s, help="s after spawning, then measured")
-    parser.add_argument("--phases-prefix", default="", help="write per-phase stats to <prefix>_<pid>.json")
-    parser.add_argument("--capacity", default="", help="a capacity search: load.capacity as JSON (runner/capacity.py)")
-    parser.add_argument("--arrival-rate", type=float, default=0.0, help="this process's requests/s (0: closed loop)")
-    parser.add_argument("--arrival", default=LoadConfig.arrival, choices=arrivals.ARRIVALS, help="how requests arrive")
-    parser.add_argument("--capacity-file", default="locust_capacity.json", help="where the search writes its steps")
+    add_arguments(parser)  # the runner passes them all (runner/locust/options.py is both sides)
 
 
 @events.init.add_listener
@@ -430,23 +423,21 @@ def _configure(environment, **_kwargs) -> None:
     # Locust arms its --run-time timer just after this event on gevent's cached loop clock, which has
     # not moved since the hub was made during the imports: runs ended 0.35-1.4 s before their run time.
     gevent.get_hub().loop.update_now()
-    options = environment.parsed_options
-    if options is None:
+    if environment.parsed_options is None:
         return
     _once(environment)
-    loop.options = options
+    told = loop.told = read(environment.parsed_options)
     for user in (fast, http):
-        user.wait_time = between(options.wait_min, options.wait_max)
-        user.path, user.method, user.body = options.path, options.method, options.body.encode() or None
-        user.timeout = options.request_timeout
-    fast.network_timeout = fast.connection_timeout = options.request_timeout
-    _phases.warmup = options.warmup
+        user.wait_time = between(told.wait_min_s, told.wait_max_s)
+        user.path, user.method, user.body = told.path, told.method, told.body.encode() or None
+        user.timeout = told.request_timeout_s
+    fast.network_timeout = fast.connection_timeout = told.request_timeout_s
+    _phases.warmup = told.warmup_s
     global _search
-    if options.capacity and json.loads(options.capacity).get("by") == "rate":
-        _search = _RateSearch(options.capacity, options.num_users or 1, options.request_timeout, options.capacity_file,
-                              environment)  # fmt: skip
-    elif options.capacity:
-        _search = _Search(options.capacity, options.spawn_rate or 1.0, options.capacity_file)
+    if told.capacity is not None and told.capacity.by == "rate":
+        _search = _RateSearch(told.capacity, told.users or 1, told.request_timeout_s, told.capacity_file, environment)
+    elif told.capacity is not None:
+        _search = _Search(told.capacity, told.spawn_rate or 1.0, told.capacity_file)
     else:
         environment.shape_class = None  # a fixed-users run: Locust would otherwise run the shape
 
@@ -544,32 +535,31 @@ _getaddrinfo = get_original("socket", "getaddrinfo")
 def _the_engine(user: User) -> Engine:
     global _engine
     if _engine is None:
-        options, url = user.options, urlsplit(user.host)
+        told, url = user.told, urlsplit(user.host)
         if url.scheme != "http":
             raise ValueError(f"the loop user speaks plain HTTP only, not {url.scheme!r}: use load.user_class=fast")
         port = url.port or 80
         # gevent's getaddrinfo would yield, and the next user's on_start would make a second engine
         family, _, _, _, address = _getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)[0]
-        request = wire.build_request(options.method, options.path, url.netloc, options.body.encode())
+        request = wire.build_request(told.method, told.path, url.netloc, told.body.encode())
         fire, stats = user.environment.events.request.fire, user.environment.stats
 
-        schedule = None
-        if options.arrival_rate > 0:
-            schedule = arrivals.OpenLoop(options.arrival_rate, options.arrival, drop_after_s=options.request_timeout)
+        rate = told.process_rate()
+        schedule = None if rate is None else arrivals.OpenLoop(rate, told.arrival, drop_after_s=told.request_timeout_s)
         open_model = schedule is not None
 
         def context(conn: object, raw: float) -> dict:  # an open model's failures carry their uncorrected time
             return {"user": conn, "uncorrected_ms": raw} if open_model else {"user": conn}
 
         def log(conn: object, ms: float, raw: float, length: int, exception: Exception) -> None:
-            fire(request_type=options.method, name=options.path, response_time=ms, response_length=length,
+            fire(request_type=told.method, name=told.path, response_time=ms, response_length=length,
                  exception=exception, context=context(conn, raw))  # fmt: skip
 
         def log_many(conns: list[object], times: list[float], raw: list[float] | None, length: int) -> None:
-            _log_successes([stats.total, stats.get(options.path, options.method)], conns, times, length, raw)
+            _log_successes([stats.total, stats.get(told.path, told.method)], conns, times, length, raw)
 
-        wait = (options.wait_min, options.wait_max)
-        _engine = Engine(address, family, request, log, log_many, options.request_timeout, wait, schedule)
+        wait = (told.wait_min_s, told.wait_max_s)
+        _engine = Engine(address, family, request, log, log_many, told.request_timeout_s, wait, schedule)
         _engine.greenlet.link_exception(lambda greenlet: _crashed(user.environment, greenlet))
         if schedule is not None:
             _phases.epochs[_phases.current] = 0  # the schedule's first epoch is the phase the engine began in
@@ -636,7 +626,7 @@ class loop(User):  # noqa: N801
     Stopping: Locust's graceful stop (stop_timeout) drains the connection -- no new request, the one
     in flight finishes -- and on_stop closes it; a request still in flight then is one failure."""
 
-    options = None  # set by _configure: path, think time, timeout
+    told: Told | None = None  # set by _configure: path, think time, timeout, an open model's rate
     wait_time = constant(0)
 
     def on_start(self) -> None:

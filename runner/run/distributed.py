@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Config, is_loopback
-from runner.locust import LOCUSTFILE, PROGRESS_PLUGIN, WORKERS_PLUGIN
+from runner.locust import LOCUSTFILE, PROGRESS_PLUGIN, WORKERS_PLUGIN, options
 from runner.result import RunResult
 from runner.run import cores, load, procs, spare
 from runner.run.resources import Series
@@ -84,7 +84,7 @@ def _files() -> str:
     return f"{LOCUSTFILE},{WORKERS_PLUGIN}"
 
 
-def master_argv(cfg: Config, host: str, port: int, job_dir: Path, bind_port: int) -> list[str]:
+def master_argv(cfg: Config, told: options.Told, host: str, port: int, job_dir: Path, bind_port: int) -> list[str]:
     master = [
         "--master", "--master-bind-host", cfg.load.master_bind_host, "--master-bind-port", str(bind_port),
         "--expect-workers", str(expect(cfg)),
@@ -92,20 +92,20 @@ def master_argv(cfg: Config, host: str, port: int, job_dir: Path, bind_port: int
         "--workers-ledger", str(job_dir / LEDGER),
     ]  # fmt: skip
     # live numbers: the master's only. Its options reach every worker with its share of the users (Locust's
-    # spawn message carries them), so an open model's rate is split here: each worker keeps its own schedule
-    return load.locust_argv(cfg, host, port, job_dir, files=f"{_files()},{PROGRESS_PLUGIN}", role=master,
-                            processes=expect(cfg))  # fmt: skip
+    # spawn message carries them), an open model's rate with them, and each worker keeps its share of the rate
+    # (told.rate_shares: the workers expected) on its own schedule
+    return load.locust_argv(told, host, port, job_dir, files=f"{_files()},{PROGRESS_PLUGIN}", role=master)
 
 
-def worker_argv(cfg: Config, master_host: str, bind_port: int, job_dir: Path | None) -> list[str]:
-    """A worker's command; `job_dir` None: a remote one, which takes the locustfile's options from
-    the master (runner/locust/workers.py) and so serves any sweep point; its statistics reach us through
-    the master."""
+def worker_argv(master_host: str, bind_port: int, told: options.Told | None) -> list[str]:
+    """A local worker's command, told what its run's Locust processes are; `told` None: a remote one, which takes
+    the locustfile's options from the master (runner/locust/workers.py) and so serves any sweep point; its
+    statistics reach us through the master."""
     return [
-        sys.executable if job_dir else "python", "-m", "locust", "-f", _files() if job_dir else _relative_files(),
+        sys.executable if told else "python", "-m", "locust", "-f", _files() if told else _relative_files(),
         "--worker", "--master-host", master_host, "--master-port", str(bind_port),
         "--exit-code-on-error", "0",  # failed requests are counted by the master; non-zero = the worker broke
-        *(load.locustfile_args(cfg, job_dir, expect(cfg)) if job_dir else []),
+        *(options.locustfile_args(told) if told else []),
     ]  # fmt: skip
 
 
@@ -121,7 +121,7 @@ def advertised_host(bind_host: str) -> str:
 
 def remote_command(cfg: Config, bind_port: int) -> str:
     """What to run on another machine, from a checkout of the same commit, to join this run."""
-    return shlex.join(worker_argv(cfg, advertised_host(cfg.load.master_bind_host), bind_port, None))
+    return shlex.join(worker_argv(advertised_host(cfg.load.master_bind_host), bind_port, None))
 
 
 def _free_port(host: str) -> int:
@@ -150,19 +150,23 @@ class DistributedLocust(load.Locust):
     def processes(self) -> int:
         return len(self.workers)
 
+    def _rate_shares(self) -> int:
+        """Every worker expected, local and remote, keeps its share of an open model's rate."""
+        return expect(self.cfg)
+
     def start(self, host: str, port: int) -> None:
         """The master, then the local workers (they retry until it listens); the command for remote ones."""
         cfg, job_dir = self.cfg, self.job_dir
         self.bind_port = cfg.load.master_bind_port or _free_port(cfg.load.master_bind_host)
         connect = "127.0.0.1" if cfg.load.master_bind_host in ("0.0.0.0", "*") else cfg.load.master_bind_host
         connect = "::1" if connect == "::" else connect
-        self.argv = master_argv(cfg, host, port, job_dir, self.bind_port)
+        self.argv = master_argv(cfg, self.told, host, port, job_dir, self.bind_port)
         spare.pause()  # spare Locust processes (runner/run/spare.py) never import through a run
         with procs.interrupts_held():  # each handle is kept before an interrupt goes up to stop() it
             self.proc = procs.spawn(self.argv, job_dir / MASTER_LOG, cpus=self.cpus)
         for i in range(cfg.load.workers):
             with procs.interrupts_held():
-                argv = worker_argv(cfg, connect, self.bind_port, job_dir)
+                argv = worker_argv(connect, self.bind_port, self.told)
                 self.workers.append(procs.spawn(argv, job_dir / WORKER_LOG.format(i), cpus=self.cpus))
         if self.expected > cfg.load.workers:
             _print_remote_command(cfg, host, self.bind_port, self.expected - cfg.load.workers)
@@ -200,7 +204,7 @@ class DistributedLocust(load.Locust):
         job_dir = self.job_dir
         result.workers = workers_record(self, job_dir)
         if len(list(job_dir.glob(f"{load.PHASES_PREFIX}_*.json"))) < result.workers["joined"]:
-            metrics = load.read_stats(job_dir, load.run_time_s(self.cfg), phases=False)
+            metrics = load.read_stats(job_dir, self.told.run_time_s, phases=False)
             if metrics is not None:
                 metrics.partial = metrics.partial or result.metrics.partial
                 result.metrics = metrics

@@ -35,7 +35,8 @@ from subprocess import Popen
 from typing import Protocol
 
 from runner.capacity import LOWER_BOUND
-from runner.config import Config, parse_duration, to_container
+from runner.config import Config, to_container
+from runner.locust.options import Told
 from runner.result import RESULT_FILE, RunResult, write_result
 from runner.run import capacity, cores, distributed, load, objectives, procs, progress, remote, resources
 from runner.run import server as server_mod
@@ -116,6 +117,7 @@ class Generator(Protocol):
 
     proc: Popen | None  # what the run waits for; None until started
     processes: int
+    told: Told  # what its Locust processes are told: the run time they got, the ramp-up (runner/locust/options.py)
 
     def start(self, host: str, port: int) -> None: ...
     def pids(self) -> dict[str, int]: ...
@@ -144,8 +146,8 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
     check_fresh(job_dir, RUN_FILES)  # Hydra wrote .hydra/ and its log here already
     started = time.monotonic()
     split = cores.split(cfg.run.pin, cfg.run.server_cores, cores.available())
-    result = _new_result(cfg, overrides, split)
     target, generator = resolve(cfg, job_dir, split)
+    result = _new_result(cfg, overrides, split, generator.told)
     sampler, partial, tcp = None, False, None
     try:
         # raised here so that the server and Locust inherit it (the original run hit EMFILE)
@@ -157,11 +159,12 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
             return result
         tcp = resources.tcp_counters() if not remote.is_remote(cfg) else None  # the kernel's, over the load
         generator.start(target.host, target.port)
-        line = progress.Line(cfg.server.name, load.run_time_s(cfg), job_dir / load.PROGRESS_FILE)
+        line = progress.Line(cfg.server.name, generator.told.run_time_s, job_dir / load.PROGRESS_FILE)
         with Sampler(**target.pids(), **generator.pids()) as sampler, line:
             sampler.series.setdefault("server", Series())  # a remote target is not sampled
-            event, code = supervise(target, generator, load.deadline_s(cfg), line.tick)
-        partial = _judge(result, event, code, target, cfg, job_dir)
+            deadline = load.deadline_s(cfg, generator.told)
+            event, code = supervise(target, generator, deadline, line.tick)
+        partial = _judge(result, (event, code), target, deadline, job_dir)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM/SIGHUP (procs.Stopped)
         result.outcome, partial = "interrupted", True
         result.detail = f"interrupted by {procs.stopped_by(interrupt)}"
@@ -178,9 +181,10 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
     return result
 
 
-def _new_result(cfg: Config, overrides: list[str] | None, split: cores.Split) -> RunResult:
-    """The record as it stands before anything starts: what was asked for, on which cores (each side's ids and
-    count; `shared`: Locust on the server's cores)."""
+def _new_result(cfg: Config, overrides: list[str] | None, split: cores.Split, told: Told) -> RunResult:
+    """The record as it stands before anything starts: what was asked for, the run time Locust is given (a
+    capacity search's: its schedule), on which cores (each side's ids and count; `shared`: Locust on the server's
+    cores)."""
     config = to_container(cfg)
     return RunResult(
         outcome="ok",
@@ -192,7 +196,7 @@ def _new_result(cfg: Config, overrides: list[str] | None, split: cores.Split) ->
                 "cores": len(split.server) if split.server else None, "shared_cores": split.shared},  # fmt: skip
         load={
             **config["load"],
-            "run_time_s": parse_duration(cfg.load.run_time),
+            "run_time_s": told.run_time_s,
             "cpus": sorted(split.locust) if split.locust else None,
             "cores": len(split.locust) if split.locust else None,
         },
@@ -220,8 +224,12 @@ def supervise(target: Target, generator: Generator, deadline: float, tick=lambda
             exits.wait(POLL_S)
 
 
-def _judge(result: RunResult, event: str, code: int | str | None, target: Target, cfg: Config, job_dir: Path) -> bool:
-    """The outcome of how the run ended; True when its numbers are partial (the run was cut short)."""
+def _judge(
+    result: RunResult, ended: tuple[str, int | str | None], target: Target, deadline: float, job_dir: Path
+) -> bool:
+    """The outcome of how the run ended (supervise's), `deadline` what it was given; True when its numbers are
+    partial (the run was cut short)."""
+    event, code = ended
     if event == "worker_lost":
         result.outcome, result.detail = "loadgen_failed", f"{code}; the run was stopped"
     elif event == "server_crashed":
@@ -229,7 +237,7 @@ def _judge(result: RunResult, event: str, code: int | str | None, target: Target
         result.detail = f"server exited with status {code} during the run; log tail: {procs.tail(target.log, 600)}"
     elif event == "timeout":
         result.outcome = "timeout"
-        result.detail = f"locust did not finish within {load.deadline_s(cfg):g} s and was stopped"
+        result.detail = f"locust did not finish within {deadline:g} s and was stopped"
     elif (crashed := target.exited()) is not None:
         result.outcome = "server_crashed"
         result.detail = f"server exited with status {crashed} before locust finished"

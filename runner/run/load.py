@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from runner import capacity, latency
-from runner.config import Config, parse_duration
-from runner.locust import CRASHED, LOCUSTFILE, PROGRESS_PLUGIN
+from runner.config import Config
+from runner.locust import CRASHED, LOCUSTFILE, PROGRESS_PLUGIN, options
 from runner.result import Metrics, RunResult, aggregate
 from runner.run import cores, procs, progress, spare
 
@@ -37,60 +37,38 @@ CSV_PREFIX = "locust"
 PHASES_PREFIX = "locust_phases"
 
 
+def told(cfg: Config, job_dir: Path, rate_shares: int) -> options.Told:
+    """What a run's Locust processes are told (runner/locust/options.py), `rate_shares` of them sharing an open
+    model's rate; made once per run (load.Locust), everything after reads its numbers."""
+    prefix, steps = str(job_dir / PHASES_PREFIX), str(job_dir / capacity.STEPS_FILE)
+    return options.told(cfg.load, cfg.workload, rate_shares, prefix, steps)
+
+
 def locust_argv(
-    cfg: Config, host: str, port: int, job_dir: Path, files: str = f"{LOCUSTFILE},{PROGRESS_PLUGIN}",
+    told: options.Told, host: str, port: int, job_dir: Path, files: str = f"{LOCUSTFILE},{PROGRESS_PLUGIN}",
     role: Sequence[str] = (), processes: int = 1,
 ) -> list[str]:  # fmt: skip
     """Locust's command line: `files` its locustfiles, `role` the options of a distributed master
     (runner/run/distributed.py), `processes` how many Locust processes (runner/run/cores.py); the user class
     comes last."""
-    load = cfg.load
     url_host = f"[{host}]" if ":" in host else host
-    run_time = run_time_s(cfg)
-    user_class = load.user_class.value if hasattr(load.user_class, "value") else str(load.user_class)
     return [
         sys.executable, "-m", "locust",
         "-f", files,
         "--progress-file", str(job_dir / PROGRESS_FILE),
         "--headless", "--only-summary",
         "--host", f"http://{url_host}:{port}",
-        "--users", str(load.users),
-        "--spawn-rate", str(load.spawn_rate),
-        "--run-time", f"{run_time:g}s",
-        "--stop-timeout", f"{load.stop_timeout_s:g}",
+        *options.locust_args(told),
         "--csv", str(job_dir / CSV_PREFIX),
         "--html", str(job_dir / "locust.html"),
         "--json-file", str(job_dir / "locust"),
         "--exit-code-on-error", "1",
-        *locustfile_args(cfg, job_dir, processes),
+        *options.locustfile_args(told),
         *(_processes_args(processes) if processes != 1 and not role else []),
-        *(_capacity_args(cfg, job_dir, processes) if load.capacity.enabled else []),
+        *options.capacity_args(told),
         *role,
-        user_class,
+        told.user_class,
     ]  # fmt: skip
-
-
-def locustfile_args(cfg: Config, job_dir: Path, processes: int = 1) -> list[str]:
-    """The options runner/locust/locustfile.py adds to Locust's command line, and where it writes its
-    per-phase file: for the runner's Locust and for a local distributed worker alike (`processes`: how many
-    Locust processes share the rate of an open model)."""
-    load = cfg.load
-    return [
-        "--path", cfg.workload.path,
-        "--method", cfg.workload.method,
-        "--body", cfg.workload.body,
-        "--wait-min", f"{load.wait_min_s:g}",
-        "--wait-max", f"{load.wait_max_s:g}",
-        "--request-timeout", f"{load.request_timeout_s:g}",
-        "--warmup", f"{load.warmup_s:g}",
-        "--phases-prefix", str(job_dir / PHASES_PREFIX),
-        *(_arrival_args(load, processes) if load.arrival_rate is not None else []),
-    ]  # fmt: skip
-
-
-def _arrival_args(load: Any, processes: int) -> list[str]:
-    """An open model: each Locust process keeps its share of the rate on its own share of the users."""
-    return ["--arrival-rate", f"{load.arrival_rate / processes:.6g}", "--arrival", load.arrival]
 
 
 def _processes_args(processes: int) -> list[str]:
@@ -105,31 +83,11 @@ def _processes_args(processes: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _capacity_args(cfg: Config, job_dir: Path, processes: int) -> list[str]:
-    """A capacity search instead of fixed users: the locustfile's shape reads the plan. By rate, the engine
-    (each process's) starts as an open model at its share of the first step's rate (the search then sets it
-    step by step)."""
-    plan = cfg.load.capacity
-    args = ["--capacity", capacity.plan_json(plan), "--capacity-file", str(job_dir / capacity.STEPS_FILE)]
-    if plan.by == "rate":
-        args += ["--arrival-rate", f"{plan.start_rate / processes:.6g}", "--arrival", cfg.load.arrival]
-    return args
-
-
-def run_time_s(cfg: Config) -> float:
-    """Locust's --run-time: load.run_time, or for a capacity search the whole step schedule (the
-    search normally ends sooner; this only bounds it)."""
-    if cfg.load.capacity.enabled:
-        return capacity.schedule_s(capacity.plan_from(cfg.load.capacity), cfg.load.request_timeout_s)
-    return parse_duration(cfg.load.run_time)
-
-
-def deadline_s(cfg: Config) -> float:
+def deadline_s(cfg: Config, told: options.Told) -> float:
     """How long Locust may take before we stop it: run time, ramp-up, stop timeout, slack."""
     load = cfg.load
-    ramp = load.users / load.spawn_rate
     wait = load.expect_workers_timeout_s if load.mode == "distributed" else 0.0  # for the workers to join
-    return run_time_s(cfg) + ramp + load.warmup_s + load.stop_timeout_s + cfg.run.deadline_slack_s + wait
+    return told.run_time_s + told.ramp_s() + told.warmup_s + told.stop_timeout_s + cfg.run.deadline_slack_s + wait
 
 
 def _phase_files(job_dir: Path) -> list[dict]:
@@ -365,6 +323,7 @@ class Locust:
         self.cfg, self.job_dir, self.cpus = cfg, Path(job_dir), split.locust
         searching = cfg.load.capacity.enabled and cfg.load.capacity.by == "users"  # one process decides each step
         self._processes = cores.locust_processes(cfg.load.processes, split, searching)
+        self.told = told(cfg, self.job_dir, self._rate_shares())  # what every Locust process of the run is told
         self.proc: subprocess.Popen | None = None  # the process the run waits for (a master's, distributed)
         self.argv: list[str] = []
         self.exit_code: int | None = None
@@ -377,8 +336,12 @@ class Locust:
         """How many Locust processes make the requests (runner/run/cores.py), for its share of the cores."""
         return self._processes
 
+    def _rate_shares(self) -> int:
+        """How many Locust processes share an open model's rate: each process of a local run."""
+        return self._processes
+
     def start(self, host: str, port: int) -> None:
-        self.argv = locust_argv(self.cfg, host, port, self.job_dir, processes=self.processes)
+        self.argv = locust_argv(self.told, host, port, self.job_dir, processes=self.processes)
         with procs.interrupts_held():  # held until `proc` is set, so that stop() finds it
             self.proc = spare.take(self.argv, self.job_dir / LOCUST_LOG, self.cpus)
             self.spare = self.proc is not None
@@ -415,7 +378,7 @@ class Locust:
             return
         result.load["command"], result.load["exit_code"] = shlex.join(self.argv), self.exit_code
         result.load["spare"] = self.spare
-        metrics = read_stats(self.job_dir, run_time_s(self.cfg))
+        metrics = read_stats(self.job_dir, self.told.run_time_s)
         if metrics is None:
             result.metrics.partial = True
             if result.outcome in ("ok", "completed_with_errors"):

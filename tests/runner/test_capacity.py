@@ -5,6 +5,7 @@ server next to a fixed-users run that the search's shape must leave alone."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from runner.report.record import Run
 from runner.report.runs import to_frame
 from runner.result import Metrics, RunResult, write_result
 from runner.run import capacity as capacity_record
-from runner.run.load import locust_argv
+from runner.run.load import locust_argv, told
 from runner.run.sweep import check
 
 PLAN = CapacityConfig(enabled=True, start_users=10, step_users=20, step_s=4, ramp_s=1, max_users=70,
@@ -172,11 +173,11 @@ def test_collect_says_when_the_live_decision_disagrees_or_no_file_was_left(tmp_p
 
 
 def test_only_a_capacity_load_asks_locust_for_the_search(tmp_path):
-    argv = locust_argv(compose("load=capacity"), "127.0.0.1", 8000, tmp_path)
+    argv = locust_argv(told(compose("load=capacity"), tmp_path, 1), "127.0.0.1", 8000, tmp_path)
     plan = json.loads(argv[argv.index("--capacity") + 1])
     assert plan["start_users"] == 10 and plan["max_users"] == 200
     assert argv[argv.index("--run-time") + 1] == f"{capacity.schedule_s(capacity.plan_from(plan)):g}s"
-    assert "--capacity" not in locust_argv(compose("load=default"), "127.0.0.1", 8000, tmp_path)
+    assert "--capacity" not in locust_argv(told(compose("load=default"), tmp_path, 1), "127.0.0.1", 8000, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -275,7 +276,8 @@ def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
     from runner.run.experiment import run_experiment
 
     overrides = ["server=select", "load=capacity", "workload=io", "load.capacity.start_users=5",
-                 "load.capacity.step_users=5", "load.capacity.max_users=15", "load.capacity.step_s=2"]  # fmt: skip
+                 "load.capacity.step_users=5", "load.capacity.max_users=15", "load.capacity.step_s=2",
+                 "load.run_time=30s"]  # fmt: skip  (a search runs for its schedule instead, 10 s)
     cfg = compose(*overrides)
     result = run_experiment(cfg, tmp_path)
     block = result.capacity
@@ -295,6 +297,8 @@ def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
     assert block["max_rps"] == max(s["rps"] for s in sustained)
     assert result.metrics.window == "steady" and result.metrics.requests >= sum(s["requests"] for s in block["steps"])
     assert result.load["users"] == cfg.load.users  # the config's: the steps say which users each ran
+    argv = shlex.split(result.load["command"])
+    assert f"{result.load['run_time_s']:g}s" == argv[argv.index("--run-time") + 1]  # the search's, not load.run_time
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk["capacity"] == json.loads(json.dumps(block))
 

@@ -328,7 +328,7 @@ def test_a_killed_locust_is_loadgen_failed_with_only_numbers_it_wrote(tmp_path, 
 
 def test_a_stopped_locust_hits_the_deadline_and_everything_is_torn_down(tmp_path, background):
     cfg = compose("server=thread", "load=smoke", "load.run_time=2s", "run.deadline_slack_s=2")
-    deadline = load.deadline_s(cfg)
+    deadline = load.deadline_s(cfg, load.told(cfg, tmp_path, 1))
     run = background(cfg, tmp_path)
     server, locust = run.wait_ready()
     started = time.monotonic()
