@@ -374,13 +374,12 @@ def _scaling(root: Path, frame: pd.DataFrame, palette: dict) -> Figure | None:
 
 
 def _capacity(root: Path, runs: list[Run], palette: dict) -> Figure | None:
-    searches = _searches(runs, "users")
-    if not searches:
+    if not (searches := _searches(runs, "users")):
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5))
     seen_verdicts: set[str] = set()
     for run in searches:
-        steps = [s for s in run.capacity["steps"] if isinstance(s, dict) and _num(s.get("users")) is not None]
+        steps = _steps(run, "users")
         colour = palette.get(run.server, "grey")
         users = [float(s["users"]) for s in steps]
         stop = run.capacity.get("stop_reason") or "?"
@@ -419,6 +418,12 @@ def _searches(runs: list[Run], by: str) -> list[Run]:
             and (r.capacity.get("by") or "users") == by]  # fmt: skip
 
 
+def _steps(run: Run, by: str) -> list[dict]:
+    """A search's steps that have a number for `by` (users or rate), in its order."""
+    steps = [s for s in run.capacity["steps"] if isinstance(s, dict) and _num(s.get(by)) is not None]
+    return sorted(steps, key=lambda s: float(s[by]))
+
+
 def _verdict_markers(x: float, ys: list[tuple[Any, float | None]], verdict: str, colour: Any) -> None:
     """One step's marker on each (axis, y): its verdict's shape, hollow when the step measured Locust."""
     hollow = verdict in _HOLLOW
@@ -438,15 +443,13 @@ def _verdict_legend(ax, seen: set[str]) -> None:
 
 def _capacity_rate(root: Path, runs: list[Run], palette: dict) -> Figure | None:
     """The hockey stick: each rate search's steps, corrected p99 and answers/s against the offered rate."""
-    searches = _searches(runs, "rate")
-    if not searches:
+    if not (searches := _searches(runs, "rate")):
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5))
     seen: set[str] = set()
     low, top = float("inf"), 0.0
     for run in searches:
-        steps = sorted((s for s in run.capacity["steps"] if isinstance(s, dict) and _num(s.get("rate")) is not None),
-                       key=lambda s: s["rate"])  # fmt: skip
+        steps = _steps(run, "rate")
         colour = palette.get(run.server, "grey")
         best, stop = _num(run.capacity.get("max_rate")), run.capacity.get("stop_reason") or "?"
         bound = "≥ " if stop in LOWER_BOUND else ""
