@@ -179,19 +179,16 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
 
 
 def _new_result(cfg: Config, overrides: list[str] | None, split: cores.Split) -> RunResult:
-    """The record as it stands before anything starts: what was asked for, on which cores (each side's ids and
-    count; `shared`: Locust on the server's cores)."""
-    config = to_container(cfg)
+    """The record as it stands before anything starts: what was asked for (the config, its only place), and what
+    was decided on each side: its cores (ids and count; `shared`: Locust on the server's cores), Locust's run time."""
     return RunResult(
         outcome="ok",
-        config=config,
+        config=to_container(cfg),
         rerun=shlex.join(["python", "-m", "runner", *(overrides or [])]),
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        workload=dict(config["workload"]),
-        server={**config["server"], "cpus": sorted(split.server) if split.server else None,
+        server={"cpus": sorted(split.server) if split.server else None,
                 "cores": len(split.server) if split.server else None, "shared_cores": split.shared},  # fmt: skip
         load={
-            **config["load"],
             "run_time_s": parse_duration(cfg.load.run_time),
             "cpus": sorted(split.locust) if split.locust else None,
             "cores": len(split.locust) if split.locust else None,
@@ -316,7 +313,7 @@ def _collect_others(result: RunResult, sampler: Sampler, split: cores.Split, sta
 
 def summary(result: RunResult) -> str:
     m = result.metrics
-    line = f"{result.server.get('name')}: {result.outcome}"
+    line = f"{result.config.get('server', {}).get('name')}: {result.outcome}"
     if result.capacity:  # a search: its own answer, not the whole search's averages
         block, bound = result.capacity, "≥ " if result.capacity.get("stop_reason") in LOWER_BOUND else ""
         if block.get("by") == "rate" and block.get("max_rate") is not None:

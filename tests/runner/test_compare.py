@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from runner.record import load_runs
 from runner.report.compare import compare, welch
-from runner.report.record import load_runs
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
 
 REPO = Path(__file__).resolve().parents[2]

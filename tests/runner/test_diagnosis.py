@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from runner.config import CONF_DIR
+from runner.record import load_runs
 from runner.report.document import write_report
-from runner.report.record import load_runs
 from runner.result import Metrics, RunResult
 from runner.run import load
 from runner.run.diagnosis import diagnose
