@@ -73,7 +73,7 @@ def job_spans(directory: Path) -> list[tuple[float, float, str, float | None]]:
         began = (path.parent / ".hydra" / "config.yaml").stat().st_mtime
         result = json.loads(path.read_text())
         run_time, rps = float(result["load"]["run_time_s"]), result["metrics"].get("rps")
-        spans.append((path.stat().st_mtime - began, run_time, result["server"]["name"], rps))
+        spans.append((path.stat().st_mtime - began, run_time, result["config"]["server"]["name"], rps))
     return spans
 
 

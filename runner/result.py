@@ -3,10 +3,23 @@
 A reader (the reporter, a person, a later version of this tool) can rely on:
 - `schema_version` says which fields exist and what they mean; bump it when a field changes meaning.
   `read_result` reads versions 1 to SCHEMA_VERSION and refuses any other (UnknownSchema) rather than
-  misread it. Version 2: a capacity search (load=capacity) no longer rewrites `metrics` and
-  `load.users` with its best step's; they are what was measured over the run, like any run's, and the
-  search's own numbers are only in `capacity` (in version 1, `metrics.window` "capacity-step" marked
-  the best step's numbers, at `load.users`).
+  misread it; an older version is converted to the current shape as it is read (`upgrade`, the one place
+  that knows the old shapes), so every other reader sees one shape.
+  Version 2: a capacity search (load=capacity) no longer rewrites `metrics` and `load.users` with its best
+  step's; they are what was measured over the run, like any run's, and the search's own numbers are only in
+  `capacity` (in version 1, `metrics.window` "capacity-step" marked the best step's numbers, at `load.users`).
+  Version 3: each fact is stored once. What was asked for (the resolved config: server.name, load.users,
+  workload.*, run.*) is only in `config`; `server` and `load` hold only what the run decided or measured on
+  each side, under names no config key has, and the `workload` section (a copy of config.workload) is gone.
+  Versions 1 and 2 copied the config's `server`, `load` and `workload` into those sections too, and the
+  resolved server command and port overwrote the config's `command` and `port` there. Read, an old file's
+  facts stay in their section (`command` -> `command_line`, `port` -> `listen_port`), and every other key of
+  its sections goes back into `config`, over the recorded config (the sections said what the run used).
+- `server` (SERVER_FACTS): command_line (what was run; "" for a remote target), listen_port, cpus (core ids;
+  None: not pinned), cores, shared_cores (Locust on the server's cores), exit_code, served (the server's own
+  count; None when unknown), killed_at_stop; an external server's escaped and strangers; a remote target's
+  remote and started_by_runner. `load` (LOAD_FACTS): command (Locust's), exit_code, spare, cpus, cores,
+  processes_run, run_time_s (the run time the runner gave Locust, s).
 - `outcome` is one of OUTCOMES; `ok` means the run finished and no request failed.
 - `metrics` holds Locust's aggregated numbers; a field is None when it is unknown (never 0 as a
   stand-in), and `partial` is true when the numbers come from an interrupted or truncated run.
@@ -14,14 +27,15 @@ A reader (the reporter, a person, a later version of this tool) can rely on:
   and with the mode any other file gets (0644 under the usual umask): colleagues can read it.
 
 Example (abridged):
-    {"schema_version": 2, "outcome": "ok", "detail": "",
-     "server": {"name": "select", "keepalive": true, "served": 123456, "exit_code": 0, ...},
-     "load": {"users": 100, "spawn_rate": 100.0, "run_time_s": 10.0, "user_class": "loop", ...},
-     "workload": {"name": "hello"},
+    {"schema_version": 3, "outcome": "ok", "detail": "",
+     "server": {"command_line": "python -m servers.select ...", "listen_port": 40123, "served": 123456,
+                "exit_code": 0, "cpus": [0], "cores": 1, "shared_cores": false, ...},
+     "load": {"command": "locust ...", "exit_code": 0, "run_time_s": 10.0, "processes_run": 1, ...},
      "metrics": {"requests": 123456, "failures": 0, "failure_ratio": 0.0, "rps": 12345.6,
                  "avg_ms": 7.9, "median_ms": 7.0, "p95_ms": 13.0, "p99_ms": 19.0, "max_ms": 45.1,
                  "partial": false},
-     "config": {...the resolved Hydra config...},
+     "config": {"server": {"name": "select", "keepalive": true, ...}, "load": {"users": 100, ...},
+                "workload": {"name": "hello", ...}, "run": {...}},
      "provenance": {"python": "3.11.7", "locust": "2.47.0", ..., "git_commit": "abc123"},
      "started_at": "2026-11-26T12:00:00+00:00", "duration_s": 13.2}
 """
@@ -38,7 +52,13 @@ from typing import IO, Any
 
 from runner import latency
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# what result.server and result.load hold (version 3): the run's facts on each side; see the module docstring
+SERVER_FACTS = ("command_line", "listen_port", "cpus", "cores", "shared_cores", "exit_code", "served",
+                "killed_at_stop", "escaped", "strangers", "remote", "started_by_runner")  # fmt: skip
+LOAD_FACTS = ("command", "exit_code", "spare", "cpus", "cores", "processes_run", "run_time_s")
+# versions 1 and 2: a fact's old name in its section, where it differs
+_RENAMED = {"server": {"command": "command_line", "port": "listen_port"}, "load": {}}
 RESULT_FILE = "result.json"
 OUTCOMES = (
     "ok",
@@ -105,9 +125,8 @@ class Metrics:
 class RunResult:
     outcome: str
     detail: str = ""  # one human sentence: why this outcome (stderr tail, exit status, ...)
-    server: dict[str, Any] = field(default_factory=dict)
-    load: dict[str, Any] = field(default_factory=dict)
-    workload: dict[str, Any] = field(default_factory=dict)
+    server: dict[str, Any] = field(default_factory=dict)  # the server side's facts: SERVER_FACTS
+    load: dict[str, Any] = field(default_factory=dict)  # Locust's facts: LOAD_FACTS
     metrics: Metrics = field(default_factory=Metrics)
     resources: dict[str, Any] = field(default_factory=dict)  # "server", "locust": runner/run/resources.py
     flags: list[str] = field(default_factory=list)  # runner/run/validity.py
@@ -123,7 +142,7 @@ class RunResult:
     # distributed Locust (runner/run/distributed.py): expected, joined, lost, and per worker its
     # host, pid, state, requests and share; empty for a local run
     workers: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved config: what was asked for
     provenance: dict[str, Any] = field(default_factory=dict)
     rerun: str = ""  # the command that repeats this run
     started_at: str = ""
@@ -261,6 +280,36 @@ def read_result(path: Path) -> RunResult:
                 f"{path}: schema_version {version!r}, and this runner reads 1 to {SCHEMA_VERSION}: "
                 "written by a newer runner (or not by this tool), so its numbers are not read"
             )
-        return RunResult.from_dict(data)
+        return RunResult.from_dict(upgrade(data))
     except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
         raise ValueError(f"{path}: not a valid result ({exc})") from exc
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A result.json's dict of any version read (1 to SCHEMA_VERSION) in the current version's shape: each
+    section keeps its facts (under their current names) and gives every other key back to `config`, over the
+    recorded config; the `workload` section becomes config.workload the same way."""
+    if data.get("schema_version") == SCHEMA_VERSION:
+        return data
+    data = dict(data)
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    asked: dict[str, Any] = {}
+    for name, facts in (("server", SERVER_FACTS), ("load", LOAD_FACTS)):
+        section = data.get(name) if isinstance(data.get(name), dict) else {}
+        renamed = {_RENAMED[name].get(key, key): value for key, value in section.items()}
+        data[name] = {key: value for key, value in renamed.items() if key in facts}
+        asked[name] = {key: value for key, value in section.items() if _RENAMED[name].get(key, key) not in facts}
+    workload = data.pop("workload", None)
+    asked["workload"] = workload if isinstance(workload, dict) else {}
+    data["config"] = merged(config, {name: values for name, values in asked.items() if values})
+    data["schema_version"] = SCHEMA_VERSION
+    return data
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over`'s keys on top, mapping into mapping."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if both else value
+    return out

@@ -3,7 +3,8 @@
 - Rooms: runner/ holds three programs (run: the orchestrator; locust: code inside Locust's
   processes; report: the reporter) and the contracts they share (runner/*.py). Code inside Locust
   imports no other program's room, and the shared contracts import no room, so data flows one way:
-  config -> run -> record -> report.
+  config -> run -> record -> report. The run room reaches into the report room only to write the report at
+  the end of a sweep (REPORT_WRITERS).
 - No import circle among the project's modules, of any kind: function-level imports count (they run
   too), and so do imports for type hints only (a circle of types is still two modules that cannot be
   read apart).
@@ -146,6 +147,27 @@ def test_rooms_import_only_what_they_may(graph, inside, never):
         if room(target) in never and target.split(".")[0] == "runner"
     )
     assert crossing == []
+
+
+# The run room's only arrows into the report room: writing the report at the end of a sweep (the sweep's callback,
+# and the command line's `report` and single-run paths). The exit status reads the record (runner/record.py), not
+# the reporter.
+REPORT_WRITERS = {
+    ("runner.run.callbacks", "runner.report.document"),
+    ("runner.run.cli", "runner.report.document"),
+}
+
+
+def test_the_run_room_imports_the_report_room_only_to_write_the_report(graph):
+    crossing = {
+        (module, target)
+        for module, targets in graph.items()
+        if room(module) == "run"
+        for target in targets
+        if room(target) == "report"
+    }
+    assert crossing - REPORT_WRITERS == set()  # a new arrow from run/ to report/: go through runner/record.py
+    assert REPORT_WRITERS <= crossing  # an allowed arrow gone: take it off the list
 
 
 def test_no_function_longer_than_80_lines():

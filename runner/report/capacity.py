@@ -6,7 +6,7 @@
 - "RPS and p99 vs users" (a load.users sweep) and its rate twin, "Corrected p99 and achieved rate vs
   offered rate" (a load.arrival_rate sweep): one row per (series, x) from `curve_table`.
 The capacity sections' numbers are the capacity block's (result.json's `capacity`, read once with the
-run: runner/report/record.py), never the run's own `metrics`, which cover the whole run.
+run: runner/record.py), never the run's own `metrics`, which cover the whole run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.capacity import LOWER_BOUND, STOP_REASONS, plan_from
-from runner.report.record import Run, lookup
+from runner.record import Run, lookup
 
 MISSING = "—"
 

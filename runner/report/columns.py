@@ -1,7 +1,7 @@
 """The column registry: every column of the report's tables and of results.csv, one entry each.
 
 Strategy:
-- An entry says where the value comes from in a run's record (runner/report/record.py), its dtype in
+- An entry says where the value comes from in a run's record (runner/record.py), its dtype in
   the frame, its header and format in the tables, and its line in the report's Columns legend. The
   frame (runner/report/runs.py), the tables (runner/report/tables.py), results.csv and the legend
   (runner/report/document.py) all read this one list, so adding a column is adding an entry here.
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runner.report.record import Run, text
+from runner.record import Run, text
 
 MISSING = "—"
 
@@ -206,7 +206,7 @@ COLUMNS: tuple[Column, ...] = (
            legend_with="late"),
     Column("max_ms", _metric("max_ms"), "Float64", "number"),
     Column("total_requests", _metric("total_requests", as_int), "Int64", "number"),  # whole run, ramp-up included
-    Column("served", lambda run: as_int(run.known("server.served")), "Int64", "number"),  # the server's own count
+    Column("served", lambda run: as_int(run.section("server").get("served")), "Int64", "number"),  # its own count
     Column("server_cpu_pct", _used("server", "cpu_pct"), "Float64", "number", "Server CPU %", "{:.0f}",
            legend="CPU time each process tree (children included) used over the measured window; 100 = one core "
            "busy."),

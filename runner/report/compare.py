@@ -36,8 +36,8 @@ from typing import Any
 
 import pandas as pd
 
+from runner.record import Run, load_runs
 from runner.report import stats
-from runner.report.record import Run, load_runs
 from runner.report.runs import to_frame
 from runner.result import write_atomic
 
@@ -54,12 +54,9 @@ class Side:
 
 
 def conditions(run: Run, row: dict[str, Any]) -> str:
-    """The row a run belongs to, as canonical JSON of its config (or identity: `row`, its frame row) without
-    repeat or thresholds."""
+    """The row a run belongs to, as canonical JSON of its config without repeat or thresholds, and its cores (`row`,
+    its frame row)."""
     flat = _flatten(run.config)
-    if not flat:
-        flat = {"server.name": row["server"], "workload.name": row["workload"], "server.keepalive": row["keepalive"],
-                "load.users": row["users"], "load.spawn_rate": row["spawn_rate"]}  # fmt: skip
     kept = {k: v for k, v in flat.items() if not any(k == i or (i.endswith(".") and k.startswith(i)) for i in _IGNORED)}
     if row.get("cores") is not None:
         kept["cores"] = row["cores"]

@@ -3,8 +3,9 @@ runner/report/html.py), `results.csv` (one raw row per run) and, when runs were 
 per cell); CLI: `python -m runner.report DIR [--baseline OLD [--fail-on-regression]]`.
 
 Strategy:
-- Each part has its room: runner/report/record.py loads each job directory once (never raising, never
-  inventing a number: unknown is shown as "—"); runner/report/columns.py says what each column is, and
+- Each part has its place: runner/record.py (a contract: the exit status reads it too) loads each job directory
+  once (never raising, never inventing a number: unknown is shown as "—"); runner/report/columns.py says what
+  each column is, and
   runner/report/runs.py lays the records out as one flat frame; runner/report/tables.py aggregates cells and
   renders the rankings; runner/report/plots.py draws the figures; runner/report/compare.py compares with a
   baseline sweep. Every section reads the loaded records, never result.json again.
@@ -26,10 +27,10 @@ from typing import Any
 import pandas as pd
 
 from runner.config import ValidityConfig
+from runner.record import load_runs, lookup
 from runner.report import capacity, compare, plots, scaling
 from runner.report.columns import BY_NAME, SEARCH_WINDOW, as_float, legend_lines, searched
 from runner.report.html import HTML_FILE, render_html
-from runner.report.record import load_runs, lookup
 from runner.report.runs import describe, to_frame
 from runner.report.tables import (
     CI,

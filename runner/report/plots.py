@@ -31,8 +31,8 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from runner.capacity import LOWER_BOUND  # noqa: E402
+from runner.record import Run  # noqa: E402
 from runner.report.columns import searched  # noqa: E402
-from runner.report.record import Run  # noqa: E402
 from runner.report.scaling import scaling_table  # noqa: E402
 from runner.report.timeline import read_timeline  # noqa: E402
 

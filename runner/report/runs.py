@@ -1,15 +1,15 @@
 """Runs -> one flat frame (results.csv), and the groups and cells that compare runs with each other.
 
 Strategy:
-- Each run is a record loaded once (runner/report/record.py); its row is the column registry's values
+- Each run is a record loaded once (runner/record.py); its row is the column registry's values
   (runner/report/columns.py). What compares runs with each other is here: the Settings column, the
   cell and the group.
 - A cell is every run with the same config but for `run.repeat`; its id is a hash of that config
   (or, with no config known, of the identity columns). Config keys that differ between runs but
   have no column of their own go to a Settings column, so two rows never look alike by accident.
 - Rows are ranked only against rows run under the same conditions: a group is every run whose config
-  (or, with none, identity columns) matches but for `run.repeat` and the `server.*` keys, which say who
-  the server is (its name, command, options, files: your server run by a command of its own lands in
+  (`Run.config`, the one place a run's settings are read from) matches but for `run.repeat` and the `server.*`
+  keys, which say who the server is (its name, command, options, files: your server run by a command of its own lands in
   the same table as ours), not how it was loaded. Only server.keepalive and server.backlog, which a
   sweep may set for every server, are conditions, and only when some run's command sets them (single's
   keep-alive default is single's). `to_frame` names each run's group in words; the report ranks each
@@ -25,8 +25,8 @@ from typing import Any
 
 import pandas as pd
 
+from runner.record import Run
 from runner.report.columns import CSV, DTYPES, IDENTITY, values
-from runner.report.record import Run
 
 # Identity keys with columns of their own; any other config key that differs between runs goes to Settings.
 _SHOWN = ("server.name", "server.keepalive", "load.users", "load.spawn_rate", "load.arrival_rate", "workload.name",
@@ -53,7 +53,7 @@ def to_frame(runs: list[Run]) -> pd.DataFrame:
     configs = [_flatten(run.config) for run in runs]
     differ = sorted(_differing(configs) - set(_SHOWN) - _named_by_server(configs))
     rows = [values(run) for run in runs]
-    for row, config, label in zip(rows, configs, _group_labels(runs, rows, configs), strict=True):
+    for row, config, label in zip(rows, configs, _group_labels(runs, configs), strict=True):
         row["settings"] = ", ".join(f"{key}={_setting(config[key])}" for key in differ if key in config)
         identity = {key: row[key] for key in IDENTITY if key != "settings"}
         canonical = json.dumps(config or identity, sort_keys=True, default=str)
@@ -95,15 +95,12 @@ def _named_by_server(configs: list[dict[str, Any]]) -> set[str]:
     return {key for key, _ in seen} - {key for (key, _), values in seen.items() if len(values) > 1}
 
 
-def _group_labels(runs: list[Run], rows: list[dict[str, Any]], configs: list[dict[str, Any]]) -> list[str]:
+def _group_labels(runs: list[Run], configs: list[dict[str, Any]]) -> list[str]:
     """Each run's group (see the module docstring) in words, e.g. "workload cpu, 200 users": only the keys
     that differ between groups, leaving out any other key the worded ones already determine (a workload's
     params). All "" when there is one group."""
     explicit = {key for run in runs for key in _overridden(run.rerun)}
-    conditions = [
-        {k: _canonical(v) for k, v in (config or _identity_config(row)).items() if k != "server.name"}
-        for row, config in zip(rows, configs, strict=True)
-    ]
+    conditions = [{k: _canonical(v) for k, v in config.items() if k != "server.name"} for config in configs]
     explicit &= set(_SERVER_CONDITIONS)
     conditions = [{k: v for k, v in c.items() if not k.startswith("server.") or k in explicit} for c in conditions]
     groups = list({_canonical(c): c for c in conditions}.values())
@@ -119,13 +116,6 @@ def _group_labels(runs: list[Run], rows: list[dict[str, Any]], configs: list[dic
 
     said = worded + sorted(key for key in varying - set(worded) if not determined(key))
     return [", ".join(_condition(key, c.get(key)) for key in said) for c in conditions]
-
-
-def _identity_config(row: dict[str, Any]) -> dict[str, Any]:
-    """What a run without a config is known by, under its config key names."""
-    return {"server.name": row["server"], "server.keepalive": row["keepalive"], "workload.name": row["workload"],
-            "load.users": row["users"], "load.spawn_rate": row["spawn_rate"],
-            "load.arrival_rate": row["arrival_rate"]}  # fmt: skip
 
 
 def _overridden(rerun: str) -> set[str]:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from runner.record import natural_key
 from runner.report import stats
 from runner.report.columns import COLUMNS, DTYPES, IDENTITY, MISSING, NUMBERS, SHOWN_ORDER
-from runner.report.record import natural_key
 from runner.result import OUTCOMES
 from runner.run.diagnosis import DIAGNOSES
 from runner.run.validity import LEGEND as FLAG_LEGEND

@@ -1,7 +1,7 @@
 """The report's "Load generator workers" section: for each distributed run (load.mode=distributed),
 how many workers joined of how many expected, and each one's share of the requests.
 
-Its own module, reading the runs' records (runner/report/record.py), so the report needs one line to
+Its own module, reading the runs' records (runner/record.py), so the report needs one line to
 show it and a sweep without distributed runs shows nothing. An uneven split is worth seeing: a
 worker with a small share was starved of CPU (or joined late), so the load was not what the
 users count suggests.
@@ -9,7 +9,7 @@ users count suggests.
 
 from __future__ import annotations
 
-from runner.report.record import Run
+from runner.record import Run
 
 
 def section(runs: list[Run]) -> str:

@@ -12,14 +12,17 @@
     128 + N  stopped by signal N, as a shell reports it: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP
 
 Hydra itself exits 1 on an error of its own (a traceback), which is why none of these is 1.
-The verdict is read from what the runs left on disk (result.json), as the report is: it holds for
-jobs that ran in other processes (the submitit launchers) too. The runner's last console line says it.
+The verdict is read from what the runs left on disk (result.json), through the record (runner/record.py), the
+contract the reporter reads them through too, never through the reporter: it holds for jobs that ran in other
+processes (the submitit launchers) too. The runner's last console line says it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+
+from runner.record import load_runs
 
 EXIT_REFUSED = 2
 EXIT_RUNS_NOT_OK = 3
@@ -42,7 +45,6 @@ def verdict(directory: Path | None) -> tuple[int, str]:
     """(exit status, the closing line) for the runs under `directory`, a sweep or one run."""
     if directory is None or not Path(directory).is_dir():
         return 0, ""
-    from runner.report.record import load_runs  # only once the runs are done
     from runner.run.objectives import broken
 
     runs = load_runs(directory)

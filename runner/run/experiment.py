@@ -182,20 +182,17 @@ def run_experiment(cfg: Config, job_dir: Path, overrides: list[str] | None = Non
 
 
 def _new_result(cfg: Config, overrides: list[str] | None, split: cores.Split, told: Told) -> RunResult:
-    """The record as it stands before anything starts: what was asked for, the run time Locust is given (a
-    capacity search's: its schedule), on which cores (each side's ids and count; `shared`: Locust on the server's
-    cores)."""
-    config = to_container(cfg)
+    """The record as it stands before anything starts: what was asked for (the config, its only place), and what
+    was decided on each side: its cores (ids and count; `shared`: Locust on the server's cores), the run time
+    Locust is given (a capacity search's: its schedule)."""
     return RunResult(
         outcome="ok",
-        config=config,
+        config=to_container(cfg),
         rerun=shlex.join(["python", "-m", "runner", *(overrides or [])]),
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        workload=dict(config["workload"]),
-        server={**config["server"], "cpus": sorted(split.server) if split.server else None,
+        server={"cpus": sorted(split.server) if split.server else None,
                 "cores": len(split.server) if split.server else None, "shared_cores": split.shared},  # fmt: skip
         load={
-            **config["load"],
             "run_time_s": told.run_time_s,
             "cpus": sorted(split.locust) if split.locust else None,
             "cores": len(split.locust) if split.locust else None,
@@ -324,7 +321,7 @@ def _collect_others(result: RunResult, sampler: Sampler, split: cores.Split, sta
 
 def summary(result: RunResult) -> str:
     m = result.metrics
-    line = f"{result.server.get('name')}: {result.outcome}"
+    line = f"{result.config.get('server', {}).get('name')}: {result.outcome}"
     if result.capacity:  # a search: its own answer, not the whole search's averages
         block, bound = result.capacity, "≥ " if result.capacity.get("stop_reason") in LOWER_BOUND else ""
         if block.get("by") == "rate" and block.get("max_rate") is not None:

@@ -92,5 +92,5 @@ class RemoteTarget:
     def collect(self, result: RunResult) -> None:
         """What result.server and result.provenance say of a remote target, whether it was reached or not."""
         whose = {"remote": True, "started_by_runner": False}
-        result.server.update(whose, served=None, exit_code=None, cpus=None, command="", port=self.port)
+        result.server.update(whose, served=None, exit_code=None, cpus=None, command_line="", listen_port=self.port)
         result.provenance["target"] = {"host": self.host, "port": self.port, **whose}

@@ -186,7 +186,7 @@ class LocalTarget:
         """Its command, port, exit code and count, and what stopping it took (after the outcome's own detail)."""
         if self.server is None:
             return
-        result.server.update(command=shlex.join(self.server.argv), port=self.server.port)
+        result.server.update(command_line=shlex.join(self.server.argv), listen_port=self.server.port)
         result.server["exit_code"], result.server["served"] = self.stopped
         _note_stop(result, self.server, self.cfg.server.grace_s)
 

@@ -20,17 +20,18 @@ def smoke_sweeps(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sweep, Sweep
 
 
 def _made(run: str = ".", server: str = "?", outcome: str = "ok", **values: Any) -> Any:
-    """A report record (runner/report/record.py) as if loaded from a result.json holding `values`, named as
+    """A report record (runner/record.py) as if loaded from a result.json holding `values`, named as
     the frame's columns (rps=..., p50_ms=..., server_cpus="0"): what a test of the report starts from."""
-    from runner.report.record import Run
+    from runner.record import Run
     from runner.result import Metrics, RunResult
 
-    sections: dict[str, dict[str, Any]] = {"server": {"name": server}, "load": {}, "workload": {}, "resources": {}}
+    config: dict[str, dict[str, Any]] = {"server": {"name": server}, "load": {}, "workload": {}}
+    sections: dict[str, dict[str, Any]] = {"server": {}, "load": {}, "resources": {}}
     places = {"keepalive": ("server", "keepalive"), "workload": ("workload", "name"), "users": ("load", "users"),
               "spawn_rate": ("load", "spawn_rate"), "arrival_rate": ("load", "arrival_rate")}  # fmt: skip
     for name, (section, key) in places.items():
         if name in values:
-            sections[section][key] = values.pop(name)
+            config[section][key] = values.pop(name)
     for name, section in (("server_cpus", "server"), ("locust_cpus", "load")):
         if name in values:
             cpus = values.pop(name)
@@ -42,7 +43,8 @@ def _made(run: str = ".", server: str = "?", outcome: str = "ok", **values: Any)
         values["median_ms"] = values.pop("p50_ms")
     flags, rerun = list(values.pop("flags", [])), values.pop("rerun", "")
     resources = sections.pop("resources")
-    result = RunResult(outcome, **sections, resources=resources, metrics=Metrics(**values), flags=flags, rerun=rerun)
+    result = RunResult(outcome, **sections, config=config, resources=resources, metrics=Metrics(**values), flags=flags,
+                       rerun=rerun)  # fmt: skip
     return Run(run=run, outcome=outcome, result=result, rerun=rerun)
 
 

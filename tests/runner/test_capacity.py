@@ -14,9 +14,9 @@ from support.runs import compose
 
 from runner import capacity
 from runner.config import CapacityConfig
+from runner.record import Run
 from runner.report import capacity as capacity_report
 from runner.report.document import write_report
-from runner.report.record import Run
 from runner.report.runs import to_frame
 from runner.result import Metrics, RunResult, write_result
 from runner.run import capacity as capacity_record
@@ -146,13 +146,13 @@ def test_collect_records_the_block_and_leaves_the_runs_own_metrics_as_measured(t
         r["verdict"] = v
     _write_step_file(tmp_path, raw, "knee")
     measured = Metrics(requests=2080, rps=231.1, window="steady", total_requests=3000, total_failures=5)
-    result = RunResult(outcome="ok", load={"users": 200}, metrics=measured)
+    result = RunResult(outcome="ok", config={"load": {"users": 200}}, metrics=measured)
     capacity_record.collect(result, tmp_path, PLAN)
     block = result.capacity
     assert [s["verdict"] for s in block["steps"]] == ["ok", "ok", "knee"]
     assert (block["max_rps"], block["users_at_max"], block["stop_reason"]) == (300.0, 30, "knee")
     assert "decided differently" not in block["stop_detail"]
-    assert (result.metrics, result.load["users"]) == (measured, 200)  # the search's numbers are the block's only
+    assert result.metrics == measured and result.load == {}  # the search's numbers are the block's only
     assert block["steps"][2]["failure_ratio"] == 5 / 880
 
 
@@ -200,7 +200,7 @@ def test_a_bad_capacity_plan_is_refused(override, expected):
 
 def test_capacity_section_ranks_by_max_rps_and_lists_each_runs_steps():
     def searched(name: str, steps: list[dict]) -> Run:
-        result = RunResult(outcome="ok", server={"name": name}, config={"load": {"capacity": vars(PLAN)}})
+        result = RunResult(outcome="ok", config={"server": {"name": name}, "load": {"capacity": vars(PLAN)}})
         result.capacity = capacity.decide(steps, PLAN)
         return Run(run=name, outcome="ok", result=result)
 
@@ -225,12 +225,14 @@ def test_a_capacity_search_is_ranked_by_its_block_not_in_the_tables_of_fixed_loa
     """A search's whole-run numbers mix every step (users rising): ranked beside fixed loads, they would rank the
     search's length. results.csv keeps them; the Capacity section ranks the block's."""
     block = capacity.decide([step(10, 950), step(30, 2800)], PLAN)
-    searched = RunResult(outcome="ok", server={"name": "select"}, load={"users": 200}, workload={"name": "io"},
+    searched = RunResult(outcome="ok",
                          metrics=Metrics(requests=9000, failures=0, rps=1500.0, avg_ms=9.0, window="steady"),
-                         config={"load": {"users": 200, "capacity": vars(PLAN)}}, capacity=block)  # fmt: skip
-    fixed = RunResult(outcome="ok", server={"name": "thread"}, load={"users": 50}, workload={"name": "io"},
+                         config={"server": {"name": "select"}, "load": {"users": 200, "capacity": vars(PLAN)},
+                                 "workload": {"name": "io"}}, capacity=block)  # fmt: skip
+    fixed = RunResult(outcome="ok",
                       metrics=Metrics(requests=7000, failures=0, rps=1234.5, avg_ms=8.0, window="steady"),
-                      config={"load": {"users": 50}})  # fmt: skip
+                      config={"server": {"name": "thread"}, "load": {"users": 50},
+                              "workload": {"name": "io"}})  # fmt: skip
     for name, result in (("0_select", searched), ("1_thread", fixed)):
         (tmp_path / name).mkdir()
         write_result(result, tmp_path / name)
@@ -296,7 +298,7 @@ def test_a_real_capacity_search_records_a_complete_consistent_block(tmp_path):
     sustained = [s for s in block["steps"] if s["verdict"] in capacity.SUSTAINED]
     assert block["max_rps"] == max(s["rps"] for s in sustained)
     assert result.metrics.window == "steady" and result.metrics.requests >= sum(s["requests"] for s in block["steps"])
-    assert result.load["users"] == cfg.load.users  # the config's: the steps say which users each ran
+    assert result.config["load"]["users"] == cfg.load.users  # the config's: the steps say which users each ran
     argv = shlex.split(result.load["command"])
     assert f"{result.load['run_time_s']:g}s" == argv[argv.index("--run-time") + 1]  # the search's, not load.run_time
     on_disk = json.loads((tmp_path / "result.json").read_text())

@@ -20,9 +20,9 @@ from support.runs import compose
 from runner import capacity
 from runner.config import CapacityConfig
 from runner.locust.arrivals import OpenLoop
+from runner.record import Run
 from runner.report import capacity as capacity_report
 from runner.report.document import write_report
-from runner.report.record import Run
 from runner.result import Metrics, RunResult, write_result
 
 TICK = 0.001
@@ -255,8 +255,9 @@ def test_a_real_rate_search_finds_single_under_io_near_100_per_s(tmp_path, sprea
 
 
 def searched(name: str, steps: list[dict]) -> Run:
-    config = {"load": {"users": 200, "capacity": {**PLAN.__dict__}}, "workload": {"name": "io"}}
-    result = RunResult(outcome="ok", server={"name": name}, config=config, load={"users": 200})
+    config = {"server": {"name": name}, "load": {"users": 200, "capacity": {**PLAN.__dict__}},
+              "workload": {"name": "io"}}  # fmt: skip
+    result = RunResult(outcome="ok", config=config)
     result.capacity = capacity.decide_rate(steps, PLAN)
     return Run(run=name, outcome="ok", result=result)
 
@@ -314,8 +315,7 @@ def test_a_rate_sweep_has_its_curves_section_and_figure(tmp_path):
                               sent_rps=rate, late=0, dropped=0)  # fmt: skip
             job = tmp_path / f"{server}_{rate:g}"
             job.mkdir()
-            write_result(RunResult(outcome="ok", config=config, server={"name": server}, load={"users": 100},
-                                   metrics=metrics), job)  # fmt: skip
+            write_result(RunResult(outcome="ok", config=config, metrics=metrics), job)
     report = write_report(tmp_path).read_text()
     section = report.split("## Corrected p99 and achieved rate vs offered rate\n")[1].split("\n## ")[0]
     single = section.split("### single\n")[1].split("###")[0]

@@ -324,8 +324,8 @@ def test_every_model_served_what_locust_counted_with_microsecond_percentiles(tmp
     results = _sweep(tmp_path, "server=epoll,asyncio,threadpool,prefork")
     assert len(results) == 4
     for result in results:
-        m, name = result["metrics"], result["server"]["name"]
-        assert result["outcome"] == "ok" and result["load"]["user_class"] == "loop", (name, result["detail"])
+        m, name = result["metrics"], result["config"]["server"]["name"]
+        assert result["outcome"] == "ok" and result["config"]["load"]["user_class"] == "loop", (name, result["detail"])
         assert abs(result["server"]["served"] - m["total_requests"]) <= 0.005 * result["server"]["served"], name
         assert m["reconnects"] == 0, name  # keep-alive: one connection per user all along
         assert m["median_ms"] != round(m["median_ms"]) or m["median_ms"] >= 100, (name, m)  # not whole ms

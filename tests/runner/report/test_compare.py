@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from support import REPO
 
+from runner.record import load_runs
 from runner.report.compare import compare, welch
-from runner.report.record import load_runs
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from runner.record import load_runs
 from runner.report import plots
 from runner.report.document import to_cells, write_report
-from runner.report.record import load_runs
 from runner.report.runs import to_frame
 from runner.result import RESULT_FILE, Metrics, RunResult, write_result
 from runner.run.load import PROGRESS_FILE
@@ -85,7 +85,8 @@ CAPACITY_STEPS = [  # the shape runner/capacity.py writes (test data built by ha
 
 def write_capacity_run(job: Path, server: str, steps: list[tuple], stop: str) -> None:
     job.mkdir(parents=True)
-    result = RunResult(outcome="ok", server={"name": server}, load={"users": 40}, workload={"name": "io"},
+    config = {"server": {"name": server}, "load": {"users": 40}, "workload": {"name": "io"}}
+    result = RunResult(outcome="ok", config=config,
                        metrics=Metrics(requests=1000, failures=0, rps=1800.0, avg_ms=5.0, median_ms=4.0, p95_ms=9.0,
                                        p99_ms=15.0, window="steady"))  # fmt: skip
     write_result(result, job)
@@ -119,7 +120,7 @@ def test_a_users_sweep_draws_rps_and_p99_against_users(tmp_path: Path) -> None:
             job = tmp_path / f"{i}_{server}"
             job.mkdir()
             config = {"server": {"name": server}, "load": {"users": users}, "workload": {"name": "hello"}}
-            write_result(RunResult(outcome="ok", config=config, server={"name": server}, load={"users": users},
+            write_result(RunResult(outcome="ok", config=config,
                                    metrics=Metrics(requests=5000, failures=0, rps=rps * scale, avg_ms=2.0,
                                                    median_ms=2.0, p95_ms=p99 / 2, p99_ms=p99)), job)  # fmt: skip
     report = write_report(tmp_path).read_text()
@@ -187,8 +188,8 @@ def test_a_cores_sweep_draws_scaling_and_names_the_models_that_stop(tmp_path: Pa
             config = {"server": {"name": server}, "load": {"users": 100}, "workload": {"name": "cpu"},
                       "run": {"server_cores": cores}}  # fmt: skip
             write_result(RunResult(
-                outcome="ok", config=config, load={"users": 100, "cpus": [1] if cores == 1 else [0, 1]},
-                server={"name": server, "cpus": list(range(cores)), "cores": cores, "shared_cores": cores == 2},
+                outcome="ok", config=config, load={"cpus": [1] if cores == 1 else [0, 1]},
+                server={"cpus": list(range(cores)), "cores": cores, "shared_cores": cores == 2},
                 metrics=Metrics(requests=20_000, failures=0, rps=rps, avg_ms=30.0, median_ms=29.0, p95_ms=40.0,
                                 p99_ms=50.0),
                 resources={"server": {"cpu_pct": cpu, "requests_per_cpu_s": per_cpu_s}, "locust": {"cpu_pct": 12.0}},

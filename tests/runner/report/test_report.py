@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 from support import REPO
 
+from runner.record import Run, load_runs
 from runner.report import stats
 from runner.report.columns import COLUMNS as REGISTRY
 from runner.report.columns import CSV as COLUMNS
 from runner.report.columns import legend_lines
 from runner.report.columns import values as row_values
 from runner.report.document import CELLS_FILE, render, to_cells, write_report
-from runner.report.record import Run, load_runs
 from runner.report.runs import to_frame
-from runner.result import RESULT_FILE, Metrics, RunResult, write_result
+from runner.result import RESULT_FILE, SCHEMA_VERSION, Metrics, RunResult, write_result
 
 PROVENANCE = {
     "git_commit": "0123abc",
@@ -30,7 +30,7 @@ PROVENANCE = {
     "cores": 4,
     "cpu_model": "Test CPU @ 3.0GHz",
 }
-LOAD = {"users": 100, "spawn_rate": 100.0, "run_time_s": 10.0, "user_class": "fast", "cpus": [1, 2, 3]}
+LOAD = {"run_time_s": 10.0, "cpus": [1, 2, 3]}  # what Locust was given (result.load); the config says the rest
 
 
 def resources(server_cpu: float, locust_cpu: float, rss: float, per_cpu_s: float, us_per_request=None) -> dict:
@@ -188,9 +188,13 @@ def sweep(tmp_path: Path) -> Path:
         write_hydra_config(job, server, keepalive)
         result = RunResult(
             outcome=outcome,
-            server={"name": server, "keepalive": keepalive, "served": served, "cpus": [0]},
+            server={"served": served, "cpus": [0]},
             load=dict(LOAD),
-            workload={"name": "hello"},
+            config={
+                "server": {"name": server, "keepalive": keepalive},
+                "workload": {"name": "hello"},
+                "load": {"users": 100, "spawn_rate": 100.0, "user_class": "fast"},
+            },  # fmt: skip
             metrics=metrics,
             resources=used,
             flags=flags,
@@ -391,7 +395,7 @@ def test_a_result_of_an_unknown_schema_is_said_not_misread(sweep: Path, version:
     path.write_text(json.dumps(data))
     run = load_runs(sweep)[0]
     assert (run.outcome, run.result, values([run])[0]["rps"]) == ("unknown_schema", None, None)
-    assert f"schema_version {version!r}, and this runner reads 1 to 2" in run.detail
+    assert f"schema_version {version!r}, and this runner reads 1 to {SCHEMA_VERSION}" in run.detail
     report = write_report(sweep).read_text()
     assert "- **unknown_schema** (select): the run's `result.json` has a `schema_version`" in report
     assert f"  - `0`: {path}: schema_version {version!r}" in report  # its reason, under Notes
@@ -508,9 +512,8 @@ def write_run(root: Path, name: str, cfg: dict, outcome: str = "ok", metrics: Me
     job.mkdir(parents=True)
     result = RunResult(
         outcome=outcome,
-        server={"name": cfg["server"]["name"], "keepalive": True, "cpus": [0]},
-        load={"users": 100, "spawn_rate": 100.0, "cpus": [1]},
-        workload={"name": "hello"},
+        server={"cpus": [0]},
+        load={"cpus": [1]},
         metrics=metrics or Metrics(),
         config=cfg,
         rerun=f"python -m runner -m server={cfg['server']['name']} run.repeat={cfg['run']['repeat']}",

@@ -28,7 +28,7 @@ def test_the_submitit_local_launcher_runs_a_sweep_with_one_consolidated_report(t
     assert "Submitit 'local' sweep output dir" in proc.stdout  # the jobs went through submitit
     assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # one submitit job per point
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/result.json"))]
-    assert sorted(r["server"]["name"] for r in results) == ["select", "thread"]
+    assert sorted(r["config"]["server"]["name"] for r in results) == ["select", "thread"]
     assert all(r["outcome"] == "ok" for r in results), [r["detail"] for r in results]
     report = (sweep / "report.md").read_text()  # written by our callback, in the sweep directory
     rows = [line for line in report.splitlines() if line.startswith("|") and "| ok" in line]

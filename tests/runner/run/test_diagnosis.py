@@ -13,8 +13,8 @@ import pytest
 from support import REPO
 from support.runs import smoke
 
+from runner.record import load_runs
 from runner.report.document import write_report
-from runner.report.record import load_runs
 from runner.result import Metrics, RunResult
 from runner.run import load
 from runner.run.diagnosis import diagnose

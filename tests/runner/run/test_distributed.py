@@ -18,8 +18,8 @@ import pytest
 from support import REPO
 from support.runs import compose
 
+from runner.record import load_runs
 from runner.report import workers as workers_report
-from runner.report.record import load_runs
 from runner.run import distributed, procs, sweep
 from runner.run.experiment import run_experiment
 
@@ -66,7 +66,7 @@ def test_a_master_and_two_local_workers_count_what_the_server_served(tmp_path):
     assert result.resources["locust"]["cpu_s_window"] > 0  # master + workers
     assert "| . | 2 of 2 | 0 |" in workers_report.section(load_runs(tmp_path))  # the report's section
     assert not _ours()
-    assert _port_closed(result.server["port"]) and _port_closed(workers["master_port"])
+    assert _port_closed(result.server["listen_port"]) and _port_closed(workers["master_port"])
 
 
 @pytest.mark.slow

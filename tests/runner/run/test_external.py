@@ -76,7 +76,7 @@ def _nothing_left(result) -> None:
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
         assert not any(word in cmdline for word in ("servers.", "uvicorn", "nginx", "locust")), cmdline
-    port = result["server"]["port"] if isinstance(result, dict) else result.server["port"]
+    port = result["server"]["listen_port"] if isinstance(result, dict) else result.server["listen_port"]
     assert _port_closed(port) and not server_mod.escapes.listeners(port), port
 
 
@@ -87,8 +87,8 @@ def test_an_external_server_is_measured_and_its_whole_group_torn_down(tmp_path):
     assert result.metrics.requests > 0 and result.metrics.failures == 0
     assert result.server["served"] is None  # select printed SERVED, but an external server's output is not ours
     assert "count-mismatch" not in result.flags
-    assert result.server["name"] == "wrapped-select" and result.server["reference"] is False
-    assert result.server["command"].startswith("/") and "{port}" not in result.server["command"]
+    assert result.config["server"]["name"] == "wrapped-select" and result.config["server"]["reference"] is False
+    assert result.server["command_line"].startswith("/") and "{port}" not in result.server["command_line"]
     leader, child = (int((tmp_path / f"{n}.pid").read_text()) for n in ("leader", "child"))
     assert not _alive(leader) and not _alive(child)  # the grandchild ignored nothing: the group was killed
     _nothing_left(result)
@@ -161,7 +161,7 @@ def test_a_launcher_that_daemonizes_the_server_leaves_nothing_running(tmp_path, 
     """Before, the real server stayed listening after the run (its launcher had exited 0)."""
     cfg = _compose("server=external", "load.run_time=4s", command=LAUNCHER + str(exits_after_s))
     result = run_experiment(cfg, tmp_path)
-    daemon, port = _daemon(tmp_path), result.server.get("port")
+    daemon, port = _daemon(tmp_path), result.server.get("listen_port")
     assert not _alive(daemon)
     if exits_after_s == 0:  # failed to start: nothing was measured, and the message says what was found
         assert result.outcome == "server_failed_to_start"
@@ -173,7 +173,7 @@ def test_a_launcher_that_daemonizes_the_server_leaves_nothing_running(tmp_path, 
         [found] = result.server["escaped"]
         assert found["pid"] == daemon and found["session"] == daemon and found["listening"] is True
         assert f"session {daemon}, listening on port {port}) outside its process group" in result.detail
-    _nothing_left({"server": {"port": port}} if exits_after_s == 0 else result)
+    _nothing_left({"server": {"listen_port": port}} if exits_after_s == 0 else result)
 
 
 def test_a_daemon_that_clears_its_environment_is_named_not_stopped(tmp_path):
@@ -181,7 +181,7 @@ def test_a_daemon_that_clears_its_environment_is_named_not_stopped(tmp_path):
     only what it can tell it started, and says who is still listening."""
     cfg = _compose("server=external", "load.run_time=4s", command=LAUNCHER.replace("setsid", "setsid env -i") + "2")
     result = run_experiment(cfg, tmp_path)
-    daemon, port = _daemon(tmp_path), result.server["port"]
+    daemon, port = _daemon(tmp_path), result.server["listen_port"]
     try:
         assert result.outcome == "server_crashed", result.detail
         assert _alive(daemon) and result.server["escaped"] == []
@@ -196,7 +196,7 @@ def test_server_port_is_the_external_servers_port(tmp_path):
     port = procs.free_port("127.0.0.1")
     cfg = _compose("server=external", f"server.port={port}", "load.run_time=1s", command=DEAF_TO_SIGTERM)
     result = run_experiment(cfg, tmp_path)
-    assert result.server["port"] == port and f" {port} " in result.server["command"] + " "
+    assert result.server["listen_port"] == port and f" {port} " in result.server["command_line"] + " "
     assert result.metrics.requests and not result.metrics.failures, result.detail
     _nothing_left(result)
 
@@ -287,9 +287,10 @@ def test_a_sweep_with_uvicorn_marks_it_reference_in_result_and_report(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    results = {r["server"]["name"]: r for r in (json.loads(p.read_text()) for p in sweep.glob("*/result.json"))}
+    found = (json.loads(p.read_text()) for p in sweep.glob("*/result.json"))
+    results = {r["config"]["server"]["name"]: r for r in found}
     assert results["uvicorn"]["outcome"] == "ok", results["uvicorn"]["detail"]
-    assert results["uvicorn"]["server"]["reference"] is True and results["select"]["server"]["reference"] is False
+    assert [results[name]["config"]["server"]["reference"] for name in ("uvicorn", "select")] == [True, False]
     assert results["uvicorn"]["server"]["served"] is None and results["select"]["server"]["served"] > 0
     assert results["uvicorn"]["metrics"]["failures"] == 0
     rows = [line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("|")]
@@ -302,10 +303,10 @@ def test_a_sweep_with_uvicorn_marks_it_reference_in_result_and_report(tmp_path):
 def test_nginx_runs_from_a_config_in_the_run_directory(tmp_path):
     result = run_experiment(_compose("server=nginx"), tmp_path)
     assert result.outcome == "ok", result.detail
-    assert result.server["reference"] is True and result.server["served"] is None
+    assert result.config["server"]["reference"] is True and result.server["served"] is None
     assert result.metrics.requests > 0 and result.metrics.failures == 0
     conf = (tmp_path / "nginx.conf").read_text()
-    assert f"listen 127.0.0.1:{result.server['port']} backlog=1024;" in conf
+    assert f"listen 127.0.0.1:{result.server['listen_port']} backlog=1024;" in conf
     assert str(tmp_path.resolve()) in conf and "{" + "port}" not in conf
     _nothing_left(result)  # master and worker
 

@@ -231,7 +231,7 @@ def test_a_server_killed_mid_run_is_noticed_and_locust_still_writes_its_stats(tm
     on_disk = _on_disk(tmp_path)
     assert on_disk["outcome"] == "server_crashed" and on_disk["metrics"]["partial"] is True
     assert on_disk["metrics"]["requests"] == result.metrics.requests
-    _assert_nothing_left(run.seen, result.server["port"])
+    _assert_nothing_left(run.seen, result.server["listen_port"])
 
 
 def test_a_run_wakes_when_a_watched_process_exits_not_at_its_next_look(tmp_path):
@@ -320,7 +320,7 @@ def test_a_killed_locust_is_loadgen_failed_with_only_numbers_it_wrote(tmp_path, 
         assert metrics.failures == int(row["Failure Count"])
         assert metrics.requests <= result.server["served"]
     assert _on_disk(tmp_path)["metrics"]["partial"] is True
-    _assert_nothing_left(run.seen, result.server["port"])
+    _assert_nothing_left(run.seen, result.server["listen_port"])
 
 
 # --- 3. Locust hangs ------------------------------------------------------------------------------
@@ -344,7 +344,7 @@ def test_a_stopped_locust_hits_the_deadline_and_everything_is_torn_down(tmp_path
     assert (tmp_path / "locust.json").exists()  # ...so it still wrote the numbers it had
     assert result.metrics.requests and result.metrics.partial
     assert result.server["exit_code"] == 0
-    _assert_nothing_left(run.seen, result.server["port"])
+    _assert_nothing_left(run.seen, result.server["listen_port"])
 
 
 # --- 4. Ctrl-C ----------------------------------------------------------------------------------
@@ -393,7 +393,7 @@ def test_ctrl_c_during_the_teardown_is_held_until_the_run_is_recorded(tmp_path, 
         result = read_result(tmp_path / RESULT_FILE)
         assert result.outcome == "ok", result.detail  # the run itself had finished
         assert result.server["exit_code"] == 0 and result.server["served"]
-        assert _port_closed(result.server["port"])
+        assert _port_closed(result.server["listen_port"])
     finally:
         _kill(servers)
 
@@ -496,7 +496,7 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when, 
     assert [j.name.split("_")[0] for j in jobs] == ["0", "1"], jobs  # no third run
     first = read_result(jobs[0] / RESULT_FILE)
     assert first.outcome == "ok", first.detail
-    assert _port_closed(first.server["port"])
+    assert _port_closed(first.server["listen_port"])
     report = (sweep / "report.md").read_text()
     assert "| ok" in report, report
     if when == "job-start" and not (jobs[1] / RESULT_FILE).exists():
@@ -505,8 +505,8 @@ def test_ctrl_c_stops_the_sweep_records_the_run_and_reports(tmp_path, to, when, 
     assert second.outcome == "interrupted"
     assert second.detail.endswith("(Ctrl-C)" if sig == signal.SIGINT else signal.Signals(sig).name), second.detail
     assert "interrupted" in report, report
-    if second.server.get("port"):
-        assert _port_closed(second.server["port"])
+    if second.server.get("listen_port"):
+        assert _port_closed(second.server["listen_port"])
     if when == "mid-run":  # Locust stopped first, while the server still answered: whole numbers
         assert _sigterm_logged_at(jobs[1])  # from the runner: the terminal's SIGINT never reached it
         assert second.metrics.requests and second.metrics.partial
@@ -541,7 +541,7 @@ def test_timeout_stops_a_single_run_as_ctrl_c_does(tmp_path):
     result = read_result(run_dir / RESULT_FILE)
     assert result.outcome == "interrupted" and result.detail == "interrupted by SIGTERM", result.detail
     assert result.metrics.requests and result.metrics.partial
-    assert _port_closed(result.server["port"])
+    assert _port_closed(result.server["listen_port"])
     assert output.rstrip().endswith("interrupted by SIGTERM"), output[-1000:]
 
 
@@ -574,7 +574,7 @@ def test_forked_grandchildren_die_with_their_groups(tmp_path, background):
     assert roles.count("server") > 1, "the process server forked no child: nothing was tested"
     assert roles.count("locust") >= 3, "locust --processes 2 forked no workers: nothing was tested"
     assert result.outcome == "ok", result.detail
-    _assert_nothing_left(run.seen, result.server["port"])
+    _assert_nothing_left(run.seen, result.server["listen_port"])
 
 
 # --- 6. an unusable output directory ------------------------------------------------------------

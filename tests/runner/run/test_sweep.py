@@ -29,8 +29,8 @@ def _no_survivors(result: dict) -> None:
     for proc in psutil.Process().children(recursive=True):
         cmdline = " ".join(proc.cmdline())
         assert "servers." not in cmdline and "locust" not in cmdline, cmdline
-    if result["server"].get("port"):
-        assert _port_closed(result["server"]["port"])
+    if result["server"].get("listen_port"):
+        assert _port_closed(result["server"]["listen_port"])
 
 
 def _tagged(tag: str) -> list[psutil.Process]:
@@ -59,7 +59,7 @@ def test_sweep_of_the_four_servers_writes_a_ranked_report(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not _tagged(str(tmp_path))  # no server, Locust or spare Locust outlives the sweep
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/result.json"))]
-    assert sorted(r["server"]["name"] for r in results) == sorted(FOUR)
+    assert sorted(r["config"]["server"]["name"] for r in results) == sorted(FOUR)
     # every job's Locust was a spare, started while the sweep was planned or a job before wound down; the
     # spares resumed when a run's Locust said it was stopping
     assert [r["load"]["spare"] for r in results] == [True, True, True, True]
@@ -167,7 +167,7 @@ def test_server_port_names_the_port_and_one_in_use_is_refused_before_anything_st
         (tmp_path / name).mkdir()
     result = run_experiment(cfg, tmp_path / "free")
     assert result.outcome == "ok", result.detail
-    assert result.server["port"] == port
+    assert result.server["listen_port"] == port
     with socket.socket() as other:
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the run left TIME_WAITs on it
         other.bind(("127.0.0.1", port))

@@ -1,15 +1,19 @@
-"""One job directory -> one `Run`: the only place the reporter reads result.json.
+"""One job directory -> one `Run`: the only place result.json is read back, by the runner's exit status
+(runner/run/exits.py) and by the reporter alike.
 
 Strategy:
 - A job directory is any directory holding `result.json` or `.hydra/config.yaml`; the sweep root
   (`multirun.yaml`, no `.hydra/`) is not one. Finding them by walking means the same code reports a
   sweep, a single run, or the whole of `outputs/`.
 - Each is loaded once, into a `Run` holding the typed `RunResult` (runner/result.py's `read_result`,
-  which checks `schema_version`) and the Hydra files beside it. Loading never raises: no result.json
+  which checks `schema_version` and converts an older version to the current shape) and the Hydra files
+  beside it. A config key has one place to be read from, `Run.config` (the recorded config over Hydra's);
+  what the run decided and measured, from the result's sections (`Run.section`). Loading never raises: no result.json
   -> `incomplete` (killed before it finished), an unreadable one -> `corrupt`, one written by a newer
   runner -> `unknown_schema`, said in its detail instead of read as if its fields meant what ours do.
 - Every section of the report (the tables through runner/report/columns.py, the Capacity and workers
-  sections, the figures, the comparison) reads the `Run`s, never the files again.
+  sections, the figures, the comparison) and the exit status read the `Run`s, never the files again. It is a
+  contract beside runner/result.py, in no program's room: data flows config -> run -> record -> report.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from runner.result import RESULT_FILE, Metrics, RunResult, UnknownSchema, read_result
+from runner.result import RESULT_FILE, Metrics, RunResult, UnknownSchema, merged, read_result
 
 
 @dataclass
 class Run:
-    """One job directory as the report sees it: its result (None when there is no readable one) and its
-    Hydra files. Unknown is None everywhere, never a stand-in value."""
+    """One job directory as the exit status and the report see it: its result (None when there is no readable one)
+    and its Hydra files. Unknown is None everywhere, never a stand-in value."""
 
     run: str = "."  # job directory, relative to the report directory
     outcome: str = "incomplete"  # one of runner.result.OUTCOMES, or "incomplete" / "corrupt" / "unknown_schema"
@@ -41,9 +45,10 @@ class Run:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The resolved config, as recorded: the result's, else Hydra's."""
+        """The resolved config: the result's, over Hydra's (which adds only what an old result did not record, or
+        all of it when there is no readable result). The one place a config key is read from."""
         recorded = self.result.config if self.result is not None else None
-        return recorded if isinstance(recorded, dict) and recorded else self.hydra
+        return merged(self.hydra, recorded) if isinstance(recorded, dict) else self.hydra
 
     @property
     def metrics(self) -> Metrics:
@@ -70,16 +75,14 @@ class Run:
         return block if isinstance(block, dict) else {}
 
     def section(self, name: str) -> dict[str, Any]:
-        """A dict section of the result ("server", "load", "resources", "workers", "provenance"); {} if absent."""
+        """A dict section of the result ("server", "load": what each side did; "resources", "workers", "provenance");
+        {} if absent."""
         value = getattr(self.result, name, None) if self.result is not None else None
         return value if isinstance(value, dict) else {}
 
     def known(self, key: str) -> Any:
-        """A config key ("load.users"): from the result's sections, then its config, then Hydra's; else None."""
-        sections = {name: self.section(name) for name in ("server", "load")}
-        sections["workload"] = self.result.workload if self.result is not None else None
-        recorded = self.result.config if self.result is not None else None
-        return next((v for s in (sections, recorded, self.hydra) if (v := lookup(s, key)) is not None), None)
+        """A config key ("load.users") as the run had it (`config`); None when it is not known."""
+        return lookup(self.config, key)
 
     @property
     def server(self) -> str:
