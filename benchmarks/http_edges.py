@@ -42,10 +42,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
+import servers  # noqa: E402
 from runner.run import resources  # noqa: E402
 
-SHARED = {"__init__", "http", "base", "workload", "connection", "loop"}
-MODELS = sorted(p.stem for p in (REPO / "servers").glob("*.py") if p.stem not in SHARED)
+MODELS = servers.models()
 UPLOAD = b"u" * 2048
 CHUNKED_HEAD = b"POST /up HTTP/1.1\r\nHost: bench\r\nTransfer-Encoding: chunked\r\n\r\n"
 TINY = CHUNKED_HEAD + b"1\r\nx\r\n" * 1_048_560 + b"0\r\n\r\n"

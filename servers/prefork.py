@@ -56,7 +56,6 @@ from servers import base, epoll
 ONE_RUNNABLE = True
 
 RESPAWN_PAUSE_S = 1.0  # before replacing a worker that died within this long of starting
-FORK_BLOCKED = base.FORK_BLOCKED  # around fork() and the parent's bookkeeping (base.FORK_BLOCKED says why)
 
 
 def options(parser: argparse._ArgumentGroup) -> None:
@@ -160,7 +159,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
     retired = 0  # requests answered by workers that have exited
 
     def spawn(index: int) -> bool:
-        signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
+        signal.pthread_sigmask(signal.SIG_BLOCK, base.FORK_BLOCKED)
         try:
             try:
                 pid = os.fork()
@@ -174,7 +173,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
             started[index] = time.monotonic()
             return True
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, base.FORK_BLOCKED)
 
     def reaped(pid: int) -> int:
         """Book a worker that exited; returns its index."""
@@ -195,12 +194,12 @@ def serve(sock: socket.socket, app: base.App) -> None:
                     continue
             else:
                 pid, status = os.waitpid(-1, 0)  # SIGTERM raises Shutdown out of it
-            signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
+            signal.pthread_sigmask(signal.SIG_BLOCK, base.FORK_BLOCKED)
             try:
                 index = reaped(pid)
                 missing.add(index)
             finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, base.FORK_BLOCKED)
             print(f"prefork: worker {pid} died ({_how(status)}); starting another", file=sys.stderr, flush=True)
             if time.monotonic() - started[index] < RESPAWN_PAUSE_S:
                 time.sleep(RESPAWN_PAUSE_S)

@@ -28,10 +28,11 @@ import pytest
 from support import REPO
 from support.reliability_table import Recorder
 
-# Found by path, not by importing `servers`: with tests/ on sys.path that name can resolve to
-# tests/servers (a namespace package) instead of the real one.
-SHARED_MODULES = frozenset({"__init__", "http", "base", "app", "workload", "connection", "loop"})
-SERVERS = sorted(p.stem for p in (REPO / "servers").glob("*.py") if p.stem not in SHARED_MODULES)
+import servers
+
+# `servers` is the package at the root (a regular package wins over the namespace tests/servers, wherever
+# each stands on sys.path), as in every test module here
+SERVERS = servers.models()
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
