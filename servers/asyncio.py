@@ -23,7 +23,11 @@ request. Past limits.max_connections: 503 and close. Out of descriptors, asyncio
 itself stops accepting for a second (uvloop: libuv's spare-fd trick); the error is reported as one
 line on stderr. SIGTERM goes through loop.add_signal_handler (an exception raised inside a loop
 callback would be caught and logged by asyncio, not end the loop): stop accepting, close every
-connection, stop the loop.
+connection, stop the loop. The stop signals stay blocked from before the loop first runs until its
+handlers are in place inside the running loop, so one sent meanwhile waits for them: base's handler
+would raise its Shutdown inside a loop callback, where it is logged and lost, and uvloop only
+listens for a signal while it runs (one that lands between a run_until_complete() and the next
+run is kept in a set that nothing reads), so either way the server would run on after SIGTERM.
 
 This module is `servers.asyncio`; `import asyncio` in it is absolute and finds the standard
 library, as long as it is run as `python -m servers.asyncio` (never as a script path, like select).
@@ -213,27 +217,33 @@ def new_loop(name: str) -> asyncio.AbstractEventLoop:
 def serve(sock: socket.socket, app: base.App) -> None:
     loop = new_loop(getattr(app.options, "loop", "asyncio"))
     loop.set_exception_handler(_exception_handler)
-    state = Server(app, loop)
+    signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)  # until the loop's handlers take them
     try:
-        server = loop.run_until_complete(
-            loop.create_server(lambda: HTTPProtocol(state), sock=sock, backlog=getattr(app.options, "backlog", 1024))
-        )
-        stop = loop.stop
-        for sig in base.STOP_SIGNALS:
-            loop.add_signal_handler(sig, stop)
-        loop.call_later(SWEEP_INTERVAL_S, state.sweep)
-        loop.run_forever()
-        # stopped by SIGTERM: stop accepting, close what we hold
-        server.close()
-        for conn in list(state.conns):
-            conn.conn.close()
-            conn.transport.abort()
-        loop.run_until_complete(asyncio.sleep(0))  # let the transports finish closing
-        for sig in base.STOP_SIGNALS:
+        loop.run_until_complete(_serve(Server(app, loop), sock, getattr(app.options, "backlog", 1024)))
+    finally:
+        for sig in base.STOP_SIGNALS:  # a signal from here on is ignored (a blocked one is dropped)
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
-    finally:
         loop.close()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)
+
+
+async def _serve(state: Server, sock: socket.socket, backlog: int) -> None:
+    """Serve until SIGTERM or SIGINT, then stop accepting and close what we hold."""
+    loop = state.loop
+    stopped = loop.create_future()
+    for sig in base.STOP_SIGNALS:
+        loop.add_signal_handler(sig, lambda: stopped.done() or stopped.set_result(None))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)  # one sent before now is handled now
+    server = await loop.create_server(lambda: HTTPProtocol(state), sock=sock, backlog=backlog)
+    loop.call_later(SWEEP_INTERVAL_S, state.sweep)
+    await stopped
+    signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)  # a second signal must not cut the wind-down
+    server.close()
+    for conn in list(state.conns):
+        conn.conn.close()
+        conn.transport.abort()
+    await asyncio.sleep(0)  # let the transports finish closing
 
 
 if __name__ == "__main__":
