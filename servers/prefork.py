@@ -159,8 +159,7 @@ def serve(sock: socket.socket, app: base.App) -> None:
     retired = 0  # requests answered by workers that have exited
 
     def spawn(index: int) -> bool:
-        signal.pthread_sigmask(signal.SIG_BLOCK, base.FORK_BLOCKED)
-        try:
+        with base.held_back(base.FORK_BLOCKED):
             try:
                 pid = os.fork()
             except OSError as exc:  # EAGAIN (process limit) or ENOMEM: try again later
@@ -172,8 +171,6 @@ def serve(sock: socket.socket, app: base.App) -> None:
             pids[pid] = index
             started[index] = time.monotonic()
             return True
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, base.FORK_BLOCKED)
 
     def reaped(pid: int) -> int:
         """Book a worker that exited; returns its index."""
@@ -194,12 +191,9 @@ def serve(sock: socket.socket, app: base.App) -> None:
                     continue
             else:
                 pid, status = os.waitpid(-1, 0)  # SIGTERM raises Shutdown out of it
-            signal.pthread_sigmask(signal.SIG_BLOCK, base.FORK_BLOCKED)
-            try:
+            with base.held_back(base.FORK_BLOCKED):
                 index = reaped(pid)
                 missing.add(index)
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, base.FORK_BLOCKED)
             print(f"prefork: worker {pid} died ({_how(status)}); starting another", file=sys.stderr, flush=True)
             if time.monotonic() - started[index] < RESPAWN_PAUSE_S:
                 time.sleep(RESPAWN_PAUSE_S)

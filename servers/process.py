@@ -51,8 +51,7 @@ class PerProcess(base.Handoff):
         return len(self.children)
 
     def hand(self, conn: socket.socket) -> str | None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, base.FORK_BLOCKED)
-        try:
+        with base.held_back(base.FORK_BLOCKED):
             try:
                 pid = os.fork()
             except OSError:  # EAGAIN (process limit) or ENOMEM: no worker for this connection
@@ -60,8 +59,6 @@ class PerProcess(base.Handoff):
             if pid == 0:
                 self._child(conn)
             self.children.add(pid)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, base.FORK_BLOCKED)
         conn.close()
         return None
 
@@ -89,8 +86,7 @@ class PerProcess(base.Handoff):
     def reap(self, signum: int = 0, frame: object = None) -> None:
         # A Shutdown between waitpid() and discard() would leave a dead pid in `children`: the
         # wind-down would wait the whole grace period for it, then SIGKILL whoever has that pid now.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
-        try:
+        with base.held_back():
             self.drain()
             while True:
                 try:
@@ -101,8 +97,6 @@ class PerProcess(base.Handoff):
                     return
                 self.children.discard(pid)
                 self.died += status != 0
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def wind_down(self) -> None:
         """SIGTERM the children, SIGKILL those left after the grace period, then the last counts."""

@@ -14,7 +14,6 @@ returns EOF, a response being written still completes), and wait up to the grace
 
 from __future__ import annotations
 
-import signal
 import socket
 import threading
 import time
@@ -37,8 +36,7 @@ class PerThread(base.Handoff):
         # Shutdown must not land between registering the connection and starting its worker:
         # nothing would serve or close it, and the wind-down would wait out the grace period.
         # (Workers inherit the mask, so SIGTERM always reaches the main thread.)
-        signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
-        try:
+        with base.held_back():
             with self.lock:
                 self.open.add(conn)
             try:
@@ -47,8 +45,6 @@ class PerThread(base.Handoff):
                 with self.lock:
                     self.open.discard(conn)
                 return "cannot start a worker"
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)
         return None
 
     def _serve(self, conn: socket.socket) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import queue
-import signal
 import socket
 import sys
 import threading
@@ -65,8 +64,7 @@ class Pool(base.Handoff):
         # Workers inherit the signal mask: started with SIGTERM blocked, so it always reaches the main
         # thread, whose handler raises Shutdown out of accept().
         self.workers: list[threading.Thread] = []
-        signal.pthread_sigmask(signal.SIG_BLOCK, base.STOP_SIGNALS)
-        try:
+        with base.held_back():
             for _ in range(size):
                 thread = threading.Thread(target=self._work, daemon=True)
                 try:
@@ -74,8 +72,6 @@ class Pool(base.Handoff):
                 except RuntimeError:  # RLIMIT_NPROC, memory: serve with what could start
                     break
                 self.workers.append(thread)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, base.STOP_SIGNALS)
         if len(self.workers) < size:
             print(f"threadpool: started {len(self.workers)} of {size} worker threads", file=sys.stderr)
 
@@ -99,14 +95,17 @@ class Pool(base.Handoff):
     def hand(self, conn: socket.socket) -> str | None:
         if not self.workers:
             return "no worker threads"
-        with self.lock:
-            self.admitted += 1
-        try:
-            self.waiting.put_nowait(conn)
-        except queue.Full:
+        # Held back: a Shutdown inside put_nowait() could wake a worker without striking it off the
+        # queue's waiters, and one stop sign of the wind-down would then wake nobody (base.held_back).
+        with base.held_back():
             with self.lock:
-                self.admitted -= 1
-            return "all workers busy and the queue is full"
+                self.admitted += 1
+            try:
+                self.waiting.put_nowait(conn)
+            except queue.Full:
+                with self.lock:
+                    self.admitted -= 1
+                return "all workers busy and the queue is full"
         return None
 
     def wind_down(self) -> None:

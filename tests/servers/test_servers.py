@@ -8,7 +8,9 @@ once, teardown. Every test that takes `server` or `model` runs once per model in
 from __future__ import annotations
 
 import http.client
+import importlib
 import os
+import re
 import subprocess
 import threading
 import time
@@ -20,6 +22,8 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 from support.rawhttp import TIMEOUT, Reader, connect, exchange, is_closed, request, reset, wait_closed
+
+from servers import base
 
 if TYPE_CHECKING:  # the fixtures come from conftest.py; a test module never imports it
     from conftest import Server
@@ -398,6 +402,83 @@ def test_sigterm_while_clients_keep_connecting(model: str, start_server) -> None
         assert server.stdout.count("SERVED") == 1
         assert "Traceback" not in server.stderr
         assert not _group(server.pid)
+
+
+# Runs a blocking model with its first handoff traced: the server sends itself SIGTERM at line AT of
+# what the main thread runs while handing that connection over (the model's hand() and all it calls,
+# Python's queue and threading included), counting only lines where the stop signals are not held back:
+# a SIGTERM at a held-back line lands where they are let go, another line of the count.
+SIGTERM_AT_A_LINE_OF_THE_HANDOFF = """
+import importlib, os, signal, sys
+from servers import base
+model, at, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+module = importlib.import_module("servers." + model)
+serve_blocking = base.serve_blocking
+def traced(sock, app, handoff):
+    hand = handoff.hand
+    def first_hand(conn):
+        del handoff.hand
+        lines = 0
+        def tracer(frame, event, arg):
+            nonlocal lines
+            if event == "line" and signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, ()):
+                lines += 1
+                if lines == at:
+                    sys.settrace(None)
+                    where = f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}"
+                    print(f"SIGTERM at {where}", file=sys.stderr, flush=True)
+                    os.kill(os.getpid(), signal.SIGTERM)
+            return tracer
+        sys.settrace(tracer)
+        try:
+            return hand(conn)
+        finally:
+            sys.settrace(None)
+            if lines < at:
+                print(f"HANDED over in {lines} lines", file=sys.stderr, flush=True)
+    handoff.hand = first_hand
+    return serve_blocking(sock, app, handoff)
+base.serve_blocking = traced
+base.run(model, module.serve, argv, getattr(module, "options", None))
+"""
+_SAID = re.compile(r"SIGTERM at \S+|HANDED over in ([0-9]+) lines")
+
+
+def _hands_over(model: str) -> bool:
+    """A blocking model whose accept loop hands each connection to a worker (not single, which serves it)."""
+    module = importlib.import_module(f"servers.{model}")
+    return any(isinstance(v, type) and issubclass(v, base.Handoff) and "hand" in vars(v) for v in vars(module).values())
+
+
+@pytest.mark.slow
+def test_sigterm_at_any_line_of_a_handoff(model: str, start_server) -> None:
+    # Python's queue and threading are not safe against an exception from a signal handler: the
+    # threadpool's wind-down once waited out its grace period for a worker whose wakeup a Shutdown
+    # inside queue.put() had spent (1 stop in ~30 of test_sigterm_while_clients_keep_connecting).
+    # A SIGTERM can land on any line; here it lands on each in turn, at a moment no outside sender can choose.
+    if not _hands_over(model):
+        pytest.skip(f"{model} hands no connection over")
+    at = 0
+    while True:
+        at += 1
+        server = start_server(model, "--grace", "5", entry=("-c", SIGTERM_AT_A_LINE_OF_THE_HANDOFF, model, str(at)))
+        with connect(server.host, server.port) as sock:
+            sock.sendall(request("GET", "/", "Connection: close"))
+            deadline = time.monotonic() + TIMEOUT
+            while (said := _SAID.search(server.stderr)) is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert said, f"the connection was never handed over\n{server.output()}"
+            if said[1] is not None:  # past the last line: every one has had its SIGTERM
+                assert server.stop()[0] == 0
+                assert int(said[1]) == at - 1
+                break
+            try:
+                code = server.proc.wait(2.0)  # the grace is 5 s: a stop that took it waited for a lost worker
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{said[0]}: still running 2 s later\n{server.output()}")
+        assert code == 0 and server.stdout.splitlines()[-1].startswith("SERVED "), server.output()
+        assert "Traceback" not in server.stderr, server.output()
+    assert at > 2, "no line of the handoff could take a SIGTERM: is the trace seeing it?"
 
 
 def test_short_connections_leave_no_zombies(server: Server) -> None:
