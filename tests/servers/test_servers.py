@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
@@ -479,6 +480,41 @@ def test_sigterm_at_any_line_of_a_handoff(model: str, start_server) -> None:
         assert code == 0 and server.stdout.splitlines()[-1].startswith("SERVED "), server.output()
         assert "Traceback" not in server.stderr, server.output()
     assert at > 2, "no line of the handoff could take a SIGTERM: is the trace seeing it?"
+
+
+# Runs a model whose workers are forked with SIGTERM sent by each worker to itself as it begins its
+# last words (base.child_life), the moment its own client has left and the parent's stop can reach it.
+SIGTERM_IN_THE_LAST_WORDS = """
+import importlib, os, signal, sys
+from servers import base
+model, argv = sys.argv[1], sys.argv[2:]
+module = importlib.import_module("servers." + model)
+child_life = base.child_life
+def sigterm_in_the_last_words(body, last_words):
+    def interrupted():
+        print("SIGTERM in the last words", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        last_words()
+    child_life(body, interrupted)
+base.child_life = sigterm_in_the_last_words
+base.run(model, module.serve, argv, getattr(module, "options", None))
+"""
+
+
+def test_a_sigterm_in_a_workers_last_words_loses_no_count(model: str, start_server) -> None:
+    # A process-model child whose client left says its count as the parent's stop comes: a Shutdown
+    # there lost the count (1 stop in ~50 of test_truncated_body_then_eof_is_not_handled).
+    module = importlib.import_module(f"servers.{model}")
+    if "child_life" not in Path(module.__file__).read_text():
+        pytest.skip(f"{model} forks no worker")
+    server = start_server(model, entry=("-c", SIGTERM_IN_THE_LAST_WORDS, model))
+    with connect(server.host, server.port) as sock:
+        sock.sendall(request("GET", "/a") + request("GET", "/b", "Connection: close"))
+        reader = Reader(sock)
+        assert [reader.read().status for _ in range(2)] == [200, 200]
+        assert wait_closed(sock, TIMEOUT)[1] == b""
+    assert server.stop() == (0, 2), server.output()
+    assert "SIGTERM in the last words" in server.stderr, server.output()
 
 
 def test_short_connections_leave_no_zombies(server: Server) -> None:
