@@ -66,10 +66,10 @@ class held_back:
     for its length, and one that comes meanwhile is delivered as it ends, so its handler (Shutdown)
     runs after the step, never inside it; the mask from before is restored, so these nest.
 
-    Python's own building blocks are not safe against an exception from a signal handler: a Shutdown
-    inside queue.put() can land between Condition.notify() waking a worker and striking it off the
-    waiters, and a later notify() then wakes nobody (a lost wakeup: one worker never saw its stop sign,
-    and the threadpool's wind-down waited out the whole grace period, 1 stop in ~30 under churn).
+    Python's own building blocks are not safe against an exception from a signal handler: threading's
+    Condition (under Thread.start() and queue.Queue) can be cut between waking a thread and striking it
+    off its waiters, and a later notify() then wakes nobody (a lost wakeup: the threadpool's stop once
+    waited out its whole grace period for a worker that never saw its stop sign).
     A Shutdown already on its way as the step begins is raised before it, and then leaves the signals
     blocked: harmless, as the wind-down needs none of them (process reaps by polling)."""
 

@@ -57,10 +57,19 @@ class Pool(base.Handoff):
     def __init__(self, app: base.App) -> None:
         super().__init__(app)
         size = getattr(app.options, "threads", DEFAULT_THREADS)
-        self.waiting: queue.Queue[socket.socket | None] = queue.Queue(getattr(app.options, "queue", DEFAULT_QUEUE))
+        # The accept loop runs where Shutdown lands, so nothing it does may be cut in two: it takes no
+        # lock, and hands over through a SimpleQueue, whose put() is one C call. (queue.Queue's Condition
+        # is Python: a Shutdown inside put() could wake a worker without striking it off the waiters,
+        # and a stop sign of the wind-down then woke nobody, so the stop waited out its grace period.)
+        # Its bound is ours, from counts that only ever grow, each written by one side.
+        self.waiting: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
+        self.places = getattr(app.options, "queue", DEFAULT_QUEUE)
+        self.handed = 0  # connections put on the queue (the accept loop's count)
+        self.taken = 0  # of them, taken by a worker (the workers', under the lock)
+        self.closed = 0  # of them, served to their end
         self.serving: set[socket.socket] = set()  # connections a worker holds
-        self.admitted = 0  # connections queued or served, counted from admission to close (for max_connections)
-        self.lock = threading.Lock()
+        self.stopping = False  # the wind-down has begun: a connection a worker takes now is stopped at once
+        self.lock = threading.Lock()  # the workers' (and the wind-down's, once Shutdown has come)
         # Workers inherit the signal mask: started with SIGTERM blocked, so it always reaches the main
         # thread, whose handler raises Shutdown out of accept().
         self.workers: list[threading.Thread] = []
@@ -81,31 +90,27 @@ class Pool(base.Handoff):
             if conn is None:
                 return
             with self.lock:
+                self.taken += 1
                 self.serving.add(conn)
+                if self.stopping:  # taken as the wind-down stopped reading the others
+                    base.stop_reading([conn])
             try:
                 base.serve_connection(conn, self.app)
             finally:
                 with self.lock:
                     self.serving.discard(conn)
-                    self.admitted -= 1
+                    self.closed += 1
 
     def held(self) -> int:
-        return self.admitted
+        return self.handed - self.closed  # queued or served, from admission to close (for max_connections)
 
     def hand(self, conn: socket.socket) -> str | None:
         if not self.workers:
             return "no worker threads"
-        # Held back: a Shutdown inside put_nowait() could wake a worker without striking it off the
-        # queue's waiters, and one stop sign of the wind-down would then wake nobody (base.held_back).
-        with base.held_back():
-            with self.lock:
-                self.admitted += 1
-            try:
-                self.waiting.put_nowait(conn)
-            except queue.Full:
-                with self.lock:
-                    self.admitted -= 1
-                return "all workers busy and the queue is full"
+        if self.handed - self.taken >= self.places:
+            return "all workers busy and the queue is full"
+        self.handed += 1
+        self.waiting.put(conn)
         return None
 
     def wind_down(self) -> None:
@@ -117,14 +122,12 @@ class Pool(base.Handoff):
             if conn is not None:
                 conn.close()
         with self.lock:
+            self.stopping = True
             base.stop_reading(self.serving)
+        for _ in self.workers:  # one stop sign each
+            self.waiting.put(None)
         deadline = time.monotonic() + self.app.grace
-        try:
-            for _ in self.workers:  # one stop sign each, as fast as the workers make room for them
-                self.waiting.put(None, timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Full:
-            pass  # the grace period is over: the workers are daemons and end with the process
-        for thread in self.workers:
+        for thread in self.workers:  # past the grace period they are daemons, and end with the process
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
