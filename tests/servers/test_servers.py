@@ -419,9 +419,12 @@ def traced(sock, app, handoff):
     hand = handoff.hand
     def first_hand(conn):
         del handoff.hand
-        lines = 0
+        lines, tracing = 0, os.getpid()
         def tracer(frame, event, arg):
             nonlocal lines
+            if os.getpid() != tracing:  # a forked child inherits the trace: not its to count
+                sys.settrace(None)
+                return None
             if event == "line" and signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, ()):
                 lines += 1
                 if lines == at:
